@@ -1,0 +1,228 @@
+"""One Config object, built from the TOML file and then the command-line flags.
+
+Every key of the file is also a flag: the table ``OPTIONS`` below is the single list of both, and the CLI
+generates its flags from it. A flag given on the command line wins over the file, the file over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows images only
+    _BASE = Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "OpenStackAgent"
+    DEFAULT_CONFIG = _BASE / "agent.toml"
+    DEFAULT_STATE_DIR = str(_BASE)
+else:
+    DEFAULT_CONFIG = Path("/etc/openstack-agent/agent.toml")
+    DEFAULT_STATE_DIR = "/var/lib/openstack-agent"
+
+FAULT_POINTS = (
+    "after_received",
+    "after_reply_journaled",
+    "after_reply_written",
+    "after_request_deleted",
+    "after_replied",
+)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        items = [v.strip() for v in value]
+    else:
+        raise ValueError("expected a list of command names")
+    return tuple(v for v in items if v)
+
+
+def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("expected a number")
+        number = kind(value)
+        if number <= 0:
+            raise ValueError("must be greater than zero")
+        return number
+
+    return convert
+
+
+def _log_level(value: Any) -> str:
+    level = str(value).lower()
+    if level not in ("debug", "info", "warning", "error"):
+        raise ValueError("expected one of debug, info, warning, error")
+    return level
+
+
+def _fault_point(value: Any) -> str:
+    point = str(value)
+    if point and point not in FAULT_POINTS:
+        raise ValueError(f"expected one of {', '.join(FAULT_POINTS)}")
+    return point
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One configuration key: where it lives in the TOML file and which flag sets it."""
+
+    attr: str
+    section: str
+    key: str
+    convert: Callable[[Any], Any]
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.attr.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("xenstore", "xenstore", "address", str,
+           "XenStore to use: 'unix:PATH' (xenstored's socket; the default when XENSTORED_PATH is set) "
+           "or 'xenbus[:PATH]' (the default in a guest)"),
+    Option("domain_path", "xenstore", "domain_path", str,
+           "domain home such as /local/domain/5 (dom0, sandbox, tests); empty means relative paths"),
+    Option("xenstore_timeout", "xenstore", "timeout", _positive(float),
+           "seconds a XenStore call may take before the connection is treated as dead"),
+    Option("state_dir", "journal", "state_dir", str, "directory holding the journal database"),
+    Option("retention_days", "journal", "retention_days", _positive(float),
+           "days finished commands are kept in the journal"),
+    Option("allow", "policy", "allow", _names,
+           "comma list of commands this agent runs (empty: every implemented command)"),
+    Option("deny", "policy", "deny", _names, "comma list of commands this agent refuses"),
+    Option("reply_max_age", "replies", "max_age", _positive(float),
+           "seconds after which the agent removes its own replies from data/guest"),
+    Option("max_attempts", "recovery", "max_attempts", _positive(int),
+           "times a command may be started (first run plus recoveries) before it is failed"),
+    Option("log_level", "daemon", "log_level", _log_level, "debug, info, warning or error"),
+    Option("housekeeping_interval", "daemon", "housekeeping_interval", _positive(float),
+           "seconds between reply garbage collection and journal retention runs"),
+    Option("shutdown_timeout", "daemon", "shutdown_timeout", _positive(float),
+           "seconds the daemon waits for a clean shutdown before it exits anyway"),
+    Option("crash_at", "testing", "crash_at", _fault_point,
+           "fault injection for crash tests: SIGKILL the agent at this reply-protocol step"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything the agent is told, resolved and validated."""
+
+    xenstore: str = ""
+    domain_path: str = ""
+    xenstore_timeout: float = 10.0
+    state_dir: str = DEFAULT_STATE_DIR
+    retention_days: float = 90.0
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    reply_max_age: float = 3600.0
+    max_attempts: int = 3
+    log_level: str = "info"
+    housekeeping_interval: float = 300.0
+    shutdown_timeout: float = 10.0
+    crash_at: str = ""
+    root: str = ""
+
+    @property
+    def state_path(self) -> Path:
+        """The state directory, inside ``root`` when one is set."""
+        return rooted(self.root, self.state_dir)
+
+    @property
+    def xenstore_address(self) -> str:
+        """The XenStore address with the environment default applied."""
+        if self.xenstore:
+            return self.xenstore
+        socket_path = os.environ.get("XENSTORED_PATH")
+        return f"unix:{socket_path}" if socket_path else "xenbus"
+
+    def command_allowed(self, name: str) -> bool:
+        """Whether policy lets this command run."""
+        if name in self.deny:
+            return False
+        return not self.allow or name in self.allow
+
+
+def rooted(root: str, path: str | os.PathLike[str]) -> Path:
+    """``path`` re-based inside ``root`` (unchanged when root is empty)."""
+    p = Path(path)
+    if not root:
+        return p
+    return Path(root) / p.relative_to(p.anchor)
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config``, ``--root`` and one flag per configuration key to ``parser``."""
+    parser.add_argument("--config", metavar="FILE",
+                        help=f"TOML configuration file (default: {DEFAULT_CONFIG}, if it exists)")
+    parser.add_argument("--root", metavar="DIR",
+                        help="act inside DIR: every file the agent touches and every tool it runs")
+    for option in OPTIONS:
+        parser.add_argument(option.flag, dest=option.attr, metavar="VALUE", default=None,
+                            help=f"{option.help} [{option.section}.{option.key}]")
+
+
+def load(args: argparse.Namespace | None = None, file: str | os.PathLike[str] | None = None) -> Config:
+    """Build the Config: defaults, then the TOML file, then flags from ``args``."""
+    flags = vars(args) if args is not None else {}
+    root = flags.get("root") or ""
+    explicit = file or flags.get("config")
+    path = Path(explicit) if explicit else rooted(root, DEFAULT_CONFIG)
+    values: dict[str, Any] = {"root": root}
+    if explicit or path.exists():
+        values.update(_read_file(path))
+    for option in OPTIONS:
+        raw = flags.get(option.attr)
+        if raw is not None:
+            values[option.attr] = _convert(option, raw, f"flag {option.flag}")
+    return Config(**values)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            document = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} does not exist; create it or drop --config") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+
+    by_place = {(o.section, o.key): o for o in OPTIONS}
+    values: dict[str, Any] = {}
+    for section, table in document.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: '{section}' must be a [section]; see the README for the layout")
+        for key, raw in table.items():
+            option = by_place.get((section, key))
+            if option is None:
+                raise ConfigError(f"{path}: unknown key {section}.{key}; see 'openstack-agent run --help'")
+            values[option.attr] = _convert(option, raw, f"{path}: {section}.{key}")
+    return values
+
+
+def _convert(option: Option, raw: Any, where: str) -> Any:
+    try:
+        return option.convert(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: invalid value {raw!r} ({exc})") from exc
+
+
+def from_overrides(overrides: Sequence[tuple[str, Any]] = (), **kwargs: Any) -> Config:
+    """A Config from Python values, validated like flags (used by the sandbox and tests)."""
+    values: dict[str, Any] = {}
+    by_attr = {o.attr: o for o in OPTIONS}
+    for attr, raw in [*overrides, *kwargs.items()]:
+        option = by_attr.get(attr)
+        values[attr] = raw if option is None else _convert(option, raw, attr)
+    return Config(**values)

@@ -1,0 +1,313 @@
+"""The service: recover from the journal, watch ``data/host``, dispatch each request to its machine.
+
+Lifecycle, as in uvicorn's server: ``startup`` (open and migrate the journal, connect to XenStore, finish
+what a crash interrupted, collect old replies, watch and scan), ``main_loop`` (block on the watch; never
+poll), ``shutdown`` (bounded by a timeout). SIGTERM or SIGINT asks for a clean stop; a second one forces it.
+
+The reply protocol (DESIGN.md): a request is journaled ``received`` before anything else; its machine runs,
+journaling every transition; the terminal transition journals the reply; then the reply is written to
+``data/guest/<id>``, the request is deleted from ``data/host/<id>``, and the delivery is journaled. A crash
+between any two steps is finished from the journal at the next start; nothing runs twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from agent import protocol
+from agent.config import Config
+from agent.errors import AgentError, CommandFailed, JournalError, XenStoreError, XenStoreUnavailable
+from agent.journal import CommandRecord, Journal
+from agent.machines import COMMANDS, Context, JournaledCommand, Rejected
+from agent.machines.base import stored_value
+from agent.protocol import GUEST_DIR, HOST_DIR, Request
+from agent.xenstore import XenStore
+
+log = logging.getLogger(__name__)
+
+WATCH_TOKEN = "openstack-agent"
+MACHINES: dict[str, type[JournaledCommand]] = {**COMMANDS, Rejected.NAME: Rejected}
+RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Agent:
+    """The guest agent daemon."""
+
+    def __init__(self, config: Config, on_ready: Callable[[], None] | None = None) -> None:
+        self.config = config
+        self.xenstore = XenStore(config.xenstore_address, config.domain_path, config.xenstore_timeout)
+        self.journal: Journal | None = None
+        self.should_exit = False
+        self.force_exit = False
+        self._on_ready = on_ready
+        self._next_housekeeping = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Start, serve until asked to stop, shut down."""
+        self.install_signal_handlers()
+        try:
+            self.startup()
+            self.main_loop()
+        finally:
+            self.shutdown()
+
+    def install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals are delivered to the main thread only (tests run the agent in threads)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.handle_exit)
+
+    def handle_exit(self, sig: int, _frame: FrameType | None) -> None:
+        if self.should_exit:
+            self.force_exit = True
+            log.warning("second %s: exiting without waiting", signal.Signals(sig).name)
+            os._exit(1)
+        self.should_exit = True
+        log.info("%s received: shutting down", signal.Signals(sig).name)
+        self.xenstore.wake()
+
+    def startup(self) -> None:
+        os.umask(0o077)
+        self.journal = Journal.open(self.config.state_path)
+        log.info("openstack-agent starting: journal %s, XenStore %s%s", self.journal.path,
+                 self.config.xenstore_address,
+                 f", domain {self.config.domain_path}" if self.config.domain_path else "")
+        self.connect(first=True)
+        if self._on_ready is not None:
+            self._on_ready()
+
+    def main_loop(self) -> None:
+        while not self.should_exit:
+            try:
+                timeout = max(0.0, self._next_housekeeping - time.monotonic())
+                event = self.xenstore.next_event(timeout=timeout)
+                if event is None:
+                    if time.monotonic() >= self._next_housekeeping:
+                        self.housekeeping()
+                    continue
+                self.on_event(event[0])
+            except XenStoreUnavailable as exc:
+                if self.should_exit:
+                    break
+                log.warning("XenStore connection lost (%s); reconnecting", exc)
+                self.connect()
+            except AgentError as exc:
+                # The daemon keeps serving; the request stays in data/host and is retried on the next scan.
+                log.error("%s", exc)
+                self._next_housekeeping = min(self._next_housekeeping, time.monotonic() + 5.0)
+
+    def shutdown(self) -> None:
+        """Close XenStore and the journal, giving up after ``shutdown_timeout``."""
+        closer = threading.Thread(target=self._close, name="agent-shutdown", daemon=True)
+        closer.start()
+        closer.join(self.config.shutdown_timeout)
+        if closer.is_alive():
+            log.warning("shutdown did not finish in %g s; exiting anyway", self.config.shutdown_timeout)
+        else:
+            log.info("openstack-agent stopped")
+
+    def _close(self) -> None:
+        self.xenstore.close()
+        if self.journal is not None:
+            self.journal.close()
+
+    # -- XenStore connection --------------------------------------------------------------------------
+
+    def connect(self, first: bool = False) -> None:
+        """(Re)connect with backoff, watch ``data/host``, finish interrupted work, then scan."""
+        attempt = 0
+        while not self.should_exit:
+            try:
+                self.xenstore.connect()
+                self.xenstore.watch(HOST_DIR, WATCH_TOKEN)
+                break
+            except XenStoreError as exc:
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                if attempt == 0 or delay == RECONNECT_DELAYS[-1]:
+                    log.warning("%s; retrying", exc)
+                attempt += 1
+                self.xenstore.close()
+                time.sleep(delay)
+        if self.should_exit:
+            return
+        if attempt or not first:
+            log.info("connected to XenStore again")
+        self.recover(count_attempt=first)
+        self.housekeeping()
+        self.scan()
+
+    # -- requests -------------------------------------------------------------------------------------
+
+    def on_event(self, path: str) -> None:
+        if path == HOST_DIR:
+            self.scan()
+        elif path.startswith(HOST_DIR + "/"):
+            request_id = path[len(HOST_DIR) + 1:]
+            if "/" not in request_id:
+                self.handle(request_id)
+
+    def scan(self) -> None:
+        """Handle every request waiting in ``data/host`` (at start, after a reconnect, periodically)."""
+        for request_id in self.xenstore.list(HOST_DIR):
+            if self.should_exit:
+                return
+            self.handle(request_id)
+
+    def handle(self, request_id: str) -> None:
+        """Take one request through the reply protocol, unless the journal already has it."""
+        body = self.xenstore.read(f"{HOST_DIR}/{request_id}")
+        if body is None:
+            return  # already handled and deleted (our own delete fires the watch too)
+        journal = self._journal()
+        known = journal.find_request(request_id)
+        if known is not None and known.digest == protocol.digest(body):
+            if known.finished:
+                log.info("request %s already answered by command %d; delivering its reply again",
+                         request_id, known.id)
+                self.deliver(known)
+            else:
+                self.execute(known, self.classify(protocol.parse(request_id, body)), recovering=True)
+            return
+        request = self.classify(protocol.parse(request_id, body))
+        machine = MACHINES[request.name if request.rejection is None and request.name else Rejected.NAME]
+        record = journal.receive(request_id, self.config.domain_path, request.name, machine.NAME,
+                                 request.digest, stored_value(machine, request.value),
+                                 detail=self._receive_detail(request))
+        log.info("request %s received: command %d %s", request_id, record.id,
+                 protocol.shown(request.name) if request.name is not None else "(unnamed)")
+        self.crash_point("after_received")
+        self.execute(record, request)
+
+    def classify(self, request: Request) -> Request:
+        """Attach the rejection of an unknown or refused command; parse errors are attached already."""
+        if request.rejection is not None or request.name is None:
+            return request
+        if request.name not in COMMANDS:
+            rejection = protocol.unknown_command(request.name)
+        elif not self.config.command_allowed(request.name):
+            rejection = protocol.refused_command(request.name)
+        else:
+            return request
+        return Request(request.request_id, request.name, None, request.digest, rejection)
+
+    @staticmethod
+    def _receive_detail(request: Request) -> dict[str, Any]:
+        detail: dict[str, Any] = {"digest": request.digest[:16]}
+        if request.rejection is not None:
+            detail["rejected"] = request.rejection.returncode
+        return detail
+
+    def execute(self, record: CommandRecord, request: Request, recovering: bool = False) -> None:
+        """Run the command's machine to a terminal state, then deliver its reply."""
+        command = MACHINES[record.machine](record, self.context(request))
+        try:
+            command.run(recovering=recovering)
+        finally:
+            command.machine().remove_model(command)
+        self.crash_point("after_reply_journaled")
+        self.deliver(self._journal().get(record.id))
+
+    def deliver(self, record: CommandRecord) -> None:
+        """Write the journaled reply, delete the request, journal the delivery."""
+        reply = record.reply
+        if reply is None:
+            raise JournalError(f"command {record.id} finished without a journaled reply")
+        self.xenstore.write(f"{GUEST_DIR}/{record.request_id}", protocol.encode(reply))
+        self.crash_point("after_reply_written")
+        self.xenstore.delete(f"{HOST_DIR}/{record.request_id}")
+        self.crash_point("after_request_deleted")
+        self._journal().mark_replied(record.id)
+        log.info("request %s answered: %s", record.request_id, reply["returncode"])
+        self.crash_point("after_replied")
+
+    def context(self, request: Request) -> Context:
+        return Context(journal=self._journal(), config=self.config, request=request, offered=self.offered)
+
+    def offered(self) -> list[str]:
+        """Implemented commands that the policy allows, for ``features``."""
+        return [name for name in COMMANDS if self.config.command_allowed(name)]
+
+    # -- recovery -------------------------------------------------------------------------------------
+
+    def recover(self, count_attempt: bool) -> None:
+        """Finish what an earlier run (or a dropped connection) left: unfinished commands, undelivered replies.
+
+        After a restart each resumption counts as an attempt; past ``max_attempts`` the command fails
+        instead of running again, so a command that crashes the agent cannot crash it forever.
+        """
+        journal = self._journal()
+        for record in journal.unfinished():
+            attempts = journal.record_attempt(record.id) if count_attempt else record.attempts
+            log.info("recovering command %d %s from state %s (attempt %d)", record.id, record.machine,
+                     record.state, attempts)
+            request = self.reload_request(record)
+            if attempts > self.config.max_attempts:
+                command = MACHINES[record.machine](journal.get(record.id), self.context(request))
+                try:
+                    command.give_up(attempts)
+                finally:
+                    command.machine().remove_model(command)
+                self.deliver(journal.get(record.id))
+            else:
+                self.execute(journal.get(record.id), request, recovering=True)
+        for record in journal.undelivered():
+            log.info("delivering the journaled reply of command %d", record.id)
+            self.deliver(record)
+
+    def reload_request(self, record: CommandRecord) -> Request:
+        """The request of an interrupted command: from the journal, or re-read when its value is secret."""
+        if record.value is not None:
+            return self.classify(Request(record.request_id, record.name, json.loads(record.value), record.digest))
+        body = self.xenstore.read(f"{HOST_DIR}/{record.request_id}")
+        if body is not None and protocol.digest(body) == record.digest:
+            return self.classify(protocol.parse(record.request_id, body))
+        vanished = CommandFailed("500", "Request was withdrawn by the host before the agent could finish it")
+        return Request(record.request_id, record.name, None, record.digest, vanished)
+
+    # -- housekeeping ---------------------------------------------------------------------------------
+
+    def housekeeping(self) -> None:
+        """Remove our old replies from ``data/guest`` and old commands from the journal; rescan."""
+        self._next_housekeeping = time.monotonic() + self.config.housekeeping_interval
+        journal = self._journal()
+        now = datetime.now(UTC)
+        old = journal.replies_older_than(_iso(now - timedelta(seconds=self.config.reply_max_age)))
+        for record in old:
+            self.xenstore.delete(f"{GUEST_DIR}/{record.request_id}")
+        journal.mark_replies_removed([r.id for r in old])
+        if old:
+            log.info("removed %d old replies from %s", len(old), GUEST_DIR)
+        pruned = journal.prune(_iso(now - timedelta(days=self.config.retention_days)))
+        if pruned:
+            log.info("removed %d commands older than %g days from the journal", pruned,
+                     self.config.retention_days)
+
+    def _journal(self) -> Journal:
+        if self.journal is None:
+            raise JournalError("the journal is not open")
+        return self.journal
+
+    # -- fault injection ------------------------------------------------------------------------------
+
+    def crash_point(self, name: str) -> None:
+        """SIGKILL this process at ``name`` when the configuration says so (crash tests only)."""
+        if self.config.crash_at == name:
+            log.warning("fault injection: killing the agent at %s", name)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,101 @@
+"""The agent's one exception hierarchy.
+
+Errors from pyxs, SQLAlchemy and the operating system are translated into these at the module that talks to
+them (``raise ... from``), so callers above that boundary only ever see this tree::
+
+    AgentError                      base of everything the agent raises on purpose
+    ├── ConfigError                 bad configuration file or flag (CLI exit code 2)
+    ├── XenStoreError               talking to XenStore failed
+    │   ├── XenStoreUnavailable     no connection, or it dropped (the daemon reconnects)
+    │   └── XenStoreTimeout         a call got no answer in time (treated as a dropped connection)
+    ├── JournalError                the journal database cannot be opened, migrated or written
+    │   ├── JournalCorrupt          ``journal verify`` found a broken hash chain
+    │   └── CommandNotFound         no journaled command with that id
+    ├── CommandError                a command must end with a protocol error reply
+    │   ├── RequestRejected         the request itself is bad (malformed, unknown, refused by policy)
+    │   └── CommandFailed           a machine could not complete; carries the reply to send
+    ├── HostCallError               the host side of the protocol got no usable answer
+    └── SandboxError                the local xenstored harness could not start
+
+Every error carries a message meant for an operator: what failed and, where there is one, the fix.
+Messages never contain secrets (passwords, key-exchange secrets, file contents).
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base of every error the agent raises on purpose."""
+
+    #: Process exit code the CLI uses when this error reaches it.
+    exit_code = 1
+
+
+class ConfigError(AgentError):
+    """Configuration file or command-line flag is invalid."""
+
+    exit_code = 2
+
+
+class XenStoreError(AgentError):
+    """A XenStore operation failed."""
+
+    exit_code = 3
+
+
+class XenStoreUnavailable(XenStoreError):
+    """The XenStore connection could not be opened or has dropped."""
+
+
+class XenStoreTimeout(XenStoreUnavailable):
+    """A XenStore call received no answer within the configured timeout."""
+
+
+class JournalError(AgentError):
+    """The journal database could not be opened, migrated, read or written."""
+
+    exit_code = 4
+
+
+class JournalCorrupt(JournalError):
+    """The journal's transition hash chain does not verify."""
+
+    exit_code = 5
+
+
+class CommandNotFound(JournalError):
+    """No journaled command has the requested id."""
+
+    exit_code = 6
+
+
+class CommandError(AgentError):
+    """A command ends with an error reply on the protocol.
+
+    ``returncode`` and ``message`` are exactly what the host receives.
+    """
+
+    def __init__(self, returncode: str, message: str) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.message = message
+
+
+class RequestRejected(CommandError):
+    """The request is malformed, names an unknown command, or is refused by policy."""
+
+
+class CommandFailed(CommandError):
+    """A command's machine could not complete its work."""
+
+
+class HostCallError(AgentError):
+    """The host-side call timed out, or the domain went away while waiting."""
+
+    exit_code = 7
+
+
+class SandboxError(AgentError):
+    """The sandbox xenstored could not be built or started."""
+
+    exit_code = 8

@@ -1,0 +1,62 @@
+"""The host side of the protocol, as nova's dom0 plugin speaks it.
+
+Write ``data/host/<uuid>``; then, until the timeout, read ``data/guest/<uuid>`` every 0.5 s and check that
+the domain's ``name`` node still exists. On timeout, or when the domain is gone (it rebooted and got a new
+domid), delete the request and fail with ``TIMEOUT: ...`` or ``REBOOT: ...``, as the plugin does. Replies
+are left in ``data/guest``: the host side never removes them (the agent collects its own).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from agent import protocol
+from agent.errors import HostCallError
+from agent.xenstore import XenStore
+
+POLL_INTERVAL = 0.5
+
+
+class Host:
+    """Calls into one guest domain through XenStore, from dom0's side."""
+
+    def __init__(self, xenstore: XenStore, poll_interval: float = POLL_INTERVAL) -> None:
+        self.xenstore = xenstore
+        self.poll_interval = poll_interval
+
+    def call(self, name: str, value: Any = "", timeout: float = 30.0) -> dict[str, Any]:
+        """Send ``{"name": name, "value": value}`` and wait for the agent's reply."""
+        return self.raw(protocol.encode({"name": name, "value": value}), timeout)
+
+    def raw(self, body: str, timeout: float = 30.0, request_id: str | None = None) -> dict[str, Any]:
+        """Send an arbitrary request body (for testing how the agent treats bad requests)."""
+        request_id = request_id or str(uuid.uuid4())
+        request_path = f"{protocol.HOST_DIR}/{request_id}"
+        self.xenstore.write(request_path, body)
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self.xenstore.read(f"{protocol.GUEST_DIR}/{request_id}")
+            if answer is not None:
+                return decode_reply(answer)
+            if not self.xenstore.exists("name"):
+                self.xenstore.delete(request_path)
+                raise HostCallError(f"REBOOT: domain {self.xenstore.domain_path} no longer present")
+            if time.monotonic() >= deadline:
+                self.xenstore.delete(request_path)
+                raise HostCallError(f"TIMEOUT: no reply to {request_id} within {timeout:g} s; "
+                                    "is the agent running in the guest?")
+            time.sleep(self.poll_interval)
+
+
+def decode_reply(answer: bytes) -> dict[str, Any]:
+    """The reply object, or an error naming what the agent wrote instead."""
+    try:
+        reply = json.loads(answer.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise HostCallError(f"the agent's reply is not JSON: {answer[:100]!r}") from exc
+    if not isinstance(reply, dict):
+        raise HostCallError(f"the agent's reply is not a JSON object: {answer[:100]!r}")
+    return reply

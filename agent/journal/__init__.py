@@ -1,0 +1,12 @@
+"""The journal: SQLite through SQLAlchemy, migrated by Alembic, hash-chained transitions."""
+
+from agent.journal.store import (
+    TERMINAL_STATES,
+    CommandRecord,
+    Journal,
+    TransitionRecord,
+    Verification,
+    utcnow,
+)
+
+__all__ = ["TERMINAL_STATES", "CommandRecord", "Journal", "TransitionRecord", "Verification", "utcnow"]

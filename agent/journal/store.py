@@ -1,0 +1,337 @@
+"""The Journal: every write the agent makes to its database, and the queries for audit and recovery.
+
+Each public write is one ``BEGIN IMMEDIATE`` transaction that commits before it returns: when a method
+returns, the fact is on disk. Each command's transition rows carry a SHA-256 chain that starts from the
+command's identity (id, request id, digest, arrival time) and runs over every row's content, so ``verify``
+detects a row edited, inserted or removed after the fact. Chains are per command so that retention can
+delete whole old commands without breaking the chain of any other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from agent.errors import CommandNotFound, JournalError
+from agent.journal import engine as engine_setup
+from agent.journal.models import Command, Transition
+
+log = logging.getLogger(__name__)
+
+TERMINAL_STATES = frozenset({"done", "failed", "rolled_back"})
+
+_commands = Command.__table__
+_transitions = Transition.__table__
+
+
+def utcnow() -> str:
+    """The journal's timestamp format: UTC, microseconds, a trailing Z."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(detail: dict[str, Any] | None) -> str:
+    """Detail as the compact, key-sorted JSON that the hash chain covers."""
+    return json.dumps(detail or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def genesis_hash(command: dict[str, Any]) -> str:
+    """The chain's anchor: the command's identity, so an edited command row breaks its chain too."""
+    fields = (command["id"], command["request_id"], command["domain_path"], command["name"] or "",
+              command["digest"], command["received_at"])
+    return hashlib.sha256("\x1f".join(["command", *map(str, fields)]).encode()).hexdigest()
+
+
+def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    fields = (row["command_id"], row["seq"], row["trigger"], row["source"] or "", row["dest"], row["at"],
+              row["detail"])
+    material = "\x1f".join([prev_hash, *map(str, fields)])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandRecord:
+    """A command row as the rest of the agent sees it."""
+
+    id: int
+    request_id: str
+    domain_path: str
+    name: str | None
+    machine: str
+    value: str | None
+    digest: str
+    state: str
+    attempts: int
+    received_at: str
+    updated_at: str
+    finished_at: str | None
+    reply_code: str | None
+    reply_message: str | None
+    replied_at: str | None
+    reply_removed_at: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def reply(self) -> dict[str, str] | None:
+        if self.reply_code is None:
+            return None
+        return {"returncode": self.reply_code, "message": self.reply_message or ""}
+
+
+@dataclasses.dataclass(frozen=True)
+class TransitionRecord:
+    id: int
+    command_id: int
+    seq: int
+    trigger: str
+    source: str | None
+    dest: str
+    at: str
+    detail: str
+    prev_hash: str
+    hash: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    ok: bool
+    rows: int
+    problem: str = ""
+
+
+class Journal:
+    """The agent's handle on its database; holds one connection for the life of the process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Connection | None = None
+
+    @classmethod
+    def open(cls, state_dir: Path) -> Journal:
+        """Prepare the state directory, migrate the schema, and open the journal."""
+        database = engine_setup.prepare_state_dir(state_dir)
+        engine = engine_setup.create(database)
+        engine_setup.migrate(engine)
+        return cls(engine)
+
+    @property
+    def path(self) -> str:
+        return str(self.engine.url.database)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.engine.dispose()
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            try:
+                self._conn = self.engine.connect()
+            except SQLAlchemyError as exc:
+                raise JournalError(f"cannot open the journal {self.path}: {exc}") from exc
+        return self._conn
+
+    def _write(self, work: Any) -> Any:
+        """Run ``work(conn)`` in one BEGIN IMMEDIATE transaction, committed before returning."""
+        conn = self.conn
+        try:
+            with conn.begin():
+                return work(conn)
+        except SQLAlchemyError as exc:
+            raise JournalError(f"journal write failed ({type(exc.orig or exc).__name__}): "
+                               f"check the disk and permissions of {self.path}") from exc
+
+    def _read(self, statement: Any) -> Any:
+        try:
+            result = self.conn.execute(statement)
+            rows = result.all()
+            self.conn.rollback()  # end the implicit read transaction so the WAL can be checkpointed
+            return rows
+        except SQLAlchemyError as exc:
+            raise JournalError(f"journal read failed: {exc}") from exc
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def _append(self, conn: Connection, command_id: int, trigger: str, source: str | None, dest: str,
+                detail: dict[str, Any] | None, at: str) -> None:
+        last = conn.execute(
+            select(_transitions.c.seq, _transitions.c.hash).where(_transitions.c.command_id == command_id)
+            .order_by(_transitions.c.seq.desc()).limit(1)
+        ).first()
+        if last is None:
+            command = conn.execute(select(_commands).where(_commands.c.id == command_id)).one()._asdict()
+            seq, prev = 0, genesis_hash(command)
+        else:
+            seq, prev = last
+        row = {"command_id": command_id, "seq": seq + 1, "trigger": trigger, "source": source, "dest": dest,
+               "at": at, "detail": canonical(detail)}
+        conn.execute(insert(_transitions).values(**row, prev_hash=prev, hash=chain_hash(prev, row)))
+
+    def receive(self, request_id: str, domain_path: str, name: str | None, machine: str, digest: str,
+                value: str | None, detail: dict[str, Any] | None = None) -> CommandRecord:
+        """Journal a new request in state ``received``: the first durable fact about it."""
+        at = utcnow()
+
+        def work(conn: Connection) -> int:
+            command_id = conn.execute(
+                insert(_commands).values(
+                    request_id=request_id, domain_path=domain_path, name=name, machine=machine, value=value,
+                    digest=digest,
+                    state="received", attempts=1, received_at=at, updated_at=at,
+                )
+            ).inserted_primary_key[0]
+            self._append(conn, command_id, "receive", None, "received", detail, at)
+            return int(command_id)
+
+        return self.get(self._write(work))
+
+    def transition(self, command_id: int, trigger: str, source: str, dest: str,
+                   detail: dict[str, Any] | None = None, reply: dict[str, str] | None = None) -> None:
+        """Journal a state change (and, when the command finishes, its reply) in one transaction."""
+        at = utcnow()
+        values: dict[str, Any] = {"state": dest, "updated_at": at}
+        if dest in TERMINAL_STATES:
+            values["finished_at"] = at
+        if reply is not None:
+            values["reply_code"] = reply["returncode"]
+            values["reply_message"] = reply["message"]
+            detail = {**(detail or {}), "reply": reply}  # the chain covers the reply too
+
+        def work(conn: Connection) -> None:
+            changed = conn.execute(
+                update(_commands).where(_commands.c.id == command_id, _commands.c.state == source).values(**values)
+            ).rowcount
+            if changed != 1:
+                raise JournalError(f"command {command_id} is not in state {source!r}; refusing {trigger}")
+            self._append(conn, command_id, trigger, source, dest, detail, at)
+
+        self._write(work)
+
+    def record_attempt(self, command_id: int) -> int:
+        """Count one more start of an unfinished command (a recovery); return the new count."""
+        at = utcnow()
+
+        def work(conn: Connection) -> int:
+            row = conn.execute(
+                select(_commands.c.state, _commands.c.attempts).where(_commands.c.id == command_id)
+            ).one()
+            attempts = int(row.attempts) + 1
+            conn.execute(update(_commands).where(_commands.c.id == command_id)
+                         .values(attempts=attempts, updated_at=at))
+            self._append(conn, command_id, "recover", row.state, row.state, {"attempt": attempts}, at)
+            return attempts
+
+        result: int = self._write(work)
+        return result
+
+    def mark_replied(self, command_id: int) -> None:
+        """Journal that the reply was written and the request deleted."""
+        at = utcnow()
+
+        def work(conn: Connection) -> None:
+            state = conn.execute(select(_commands.c.state).where(_commands.c.id == command_id)).scalar_one()
+            conn.execute(update(_commands).where(_commands.c.id == command_id)
+                         .values(replied_at=at, updated_at=at))
+            self._append(conn, command_id, "deliver", state, state, None, at)
+
+        self._write(work)
+
+    def mark_replies_removed(self, command_ids: list[int]) -> None:
+        """Journal that these commands' replies were garbage-collected from data/guest."""
+        if not command_ids:
+            return
+        at = utcnow()
+        self._write(lambda conn: conn.execute(
+            update(_commands).where(_commands.c.id.in_(command_ids)).values(reply_removed_at=at)
+        ))
+
+    def prune(self, finished_before: str) -> int:
+        """Delete commands finished and replied before the cutoff; return how many went."""
+        def work(conn: Connection) -> int:
+            old = select(_commands.c.id).where(
+                _commands.c.finished_at < finished_before, _commands.c.replied_at.is_not(None)
+            )
+            conn.execute(_transitions.delete().where(_transitions.c.command_id.in_(old)))
+            return int(conn.execute(_commands.delete().where(_commands.c.id.in_(old))).rowcount)
+
+        count: int = self._write(work)
+        return count
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    def get(self, command_id: int) -> CommandRecord:
+        rows = self._read(select(_commands).where(_commands.c.id == command_id))
+        if not rows:
+            raise CommandNotFound(f"no command {command_id} in the journal; 'openstack-agent journal list' "
+                                  "shows the ids")
+        return CommandRecord(**rows[0]._asdict())
+
+    def find_request(self, request_id: str) -> CommandRecord | None:
+        """The latest command journaled for this request id."""
+        rows = self._read(select(_commands).where(_commands.c.request_id == request_id)
+                          .order_by(_commands.c.id.desc()).limit(1))
+        return CommandRecord(**rows[0]._asdict()) if rows else None
+
+    def unfinished(self) -> list[CommandRecord]:
+        rows = self._read(select(_commands).where(_commands.c.state.not_in(TERMINAL_STATES))
+                          .order_by(_commands.c.id))
+        return [CommandRecord(**r._asdict()) for r in rows]
+
+    def undelivered(self) -> list[CommandRecord]:
+        """Finished commands whose reply delivery was not journaled (a crash in the reply protocol)."""
+        rows = self._read(select(_commands).where(_commands.c.state.in_(TERMINAL_STATES),
+                                                  _commands.c.replied_at.is_(None)).order_by(_commands.c.id))
+        return [CommandRecord(**r._asdict()) for r in rows]
+
+    def replies_older_than(self, cutoff: str) -> list[CommandRecord]:
+        rows = self._read(select(_commands).where(_commands.c.replied_at < cutoff,
+                                                  _commands.c.reply_removed_at.is_(None)))
+        return [CommandRecord(**r._asdict()) for r in rows]
+
+    def commands(self, limit: int | None = None, name: str | None = None,
+                 state: str | None = None) -> list[CommandRecord]:
+        """Commands, newest first."""
+        query = select(_commands).order_by(_commands.c.id.desc())
+        if name:
+            query = query.where(_commands.c.name == name)
+        if state:
+            query = query.where(_commands.c.state == state)
+        if limit:
+            query = query.limit(limit)
+        return [CommandRecord(**r._asdict()) for r in self._read(query)]
+
+    def transitions(self, command_id: int) -> list[TransitionRecord]:
+        rows = self._read(select(_transitions).where(_transitions.c.command_id == command_id)
+                          .order_by(_transitions.c.seq))
+        return [TransitionRecord(**r._asdict()) for r in rows]
+
+    def verify(self) -> Verification:
+        """Recompute every command's hash chain from its identity."""
+        count = 0
+        for command in self._read(select(_commands).order_by(_commands.c.id)):
+            prev = genesis_hash(command._asdict())
+            for expected_seq, row in enumerate(self.transitions(command.id), start=1):
+                if row.seq != expected_seq or row.prev_hash != prev:
+                    return Verification(False, count, f"command {command.id}: transition {expected_seq} is "
+                                                      "missing or out of place, or the command row was altered")
+                if chain_hash(prev, dataclasses.asdict(row)) != row.hash:
+                    return Verification(False, count, f"command {command.id}: transition {row.seq} "
+                                                      f"(row {row.id}) was altered")
+                prev = row.hash
+                count += 1
+            if prev == genesis_hash(command._asdict()) or row.dest != command.state:
+                return Verification(False, count, f"command {command.id}: its state {command.state!r} is not "
+                                                  "where its transitions lead")
+        return Verification(True, count)

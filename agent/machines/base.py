@@ -1,0 +1,195 @@
+"""The journaled machine: every command is a ``transitions`` state machine whose state is in the journal.
+
+A command type is a subclass of ``JournaledCommand`` that declares its machine as data::
+
+    STATES      the states, in the order a command passes through them
+    TRANSITIONS the transitions, as dicts for ``transitions.Machine``
+    RECOVERY    per non-terminal state: "resume" (re-enter it and go on) or "rollback"
+                (take the ``rollback`` trigger to the compensating path)
+
+and then one ``on_enter_<state>`` callback per state, in state order, that does the state's work and fires
+the next trigger. The base adds what every machine shares: the terminal ``failed`` state, reachable from
+every other non-terminal state through ``fail``, with the error reply.
+
+Validate, then act: a trigger is first checked by ``transitions`` (an illegal one raises and leaves the state
+unchanged); the new state is then committed to the journal by the ``state`` property's setter, together
+with the trigger, the redacted detail and, for a terminal state, the reply. Only when that commit has
+succeeded does the in-memory state change and ``on_enter_<state>`` run. A restart re-enters the journaled
+state, so every ``on_enter`` must be idempotent or guarded by what the journal already says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from transitions import Machine, MachineError
+
+from agent.config import Config
+from agent.errors import CommandError, JournalError, XenStoreError
+from agent.journal import TERMINAL_STATES, CommandRecord, Journal
+from agent.protocol import Request, reply
+
+log = logging.getLogger(__name__)
+
+FAILED = "failed"
+RESUME = "resume"
+ROLLBACK = "rollback"
+
+
+@dataclasses.dataclass
+class Context:
+    """What the daemon hands a machine: its journal, its request and the agent's configuration."""
+
+    journal: Journal
+    config: Config
+    request: Request
+    #: Names of the commands this agent offers (implemented and allowed), for ``features``.
+    offered: Callable[[], Sequence[str]] = tuple
+
+
+class JournaledCommand:
+    """One command row, as a model of its type's machine."""
+
+    NAME: ClassVar[str]
+    STATES: ClassVar[Sequence[str]]
+    TRANSITIONS: ClassVar[Sequence[dict[str, Any]]]
+    RECOVERY: ClassVar[dict[str, str]]
+    #: Whether the request's value is a secret: if so it is never stored, only its digest.
+    SECRET_VALUE: ClassVar[bool] = False
+    _machine: ClassVar[Machine | None] = None
+
+    def __init__(self, record: CommandRecord, ctx: Context) -> None:
+        self.record = record
+        self.ctx = ctx
+        self._state = record.state
+        self._restoring = True
+        self._trigger: str | None = None
+        self._detail: dict[str, Any] | None = None
+        self._reply: dict[str, str] | None = None
+        machine = type(self).machine()
+        if record.state not in machine.states:
+            raise JournalError(f"command {record.id} is in state {record.state!r}, unknown to the "
+                               f"{self.NAME} machine of this agent version")
+        machine.add_model(self, initial=record.state)
+        self._restoring = False
+
+    # -- the machine as data --------------------------------------------------------------------------
+
+    @classmethod
+    def states(cls) -> list[str]:
+        return [*cls.STATES, FAILED]
+
+    @classmethod
+    def transition_table(cls) -> list[dict[str, Any]]:
+        working = [s for s in cls.STATES if s not in TERMINAL_STATES]
+        return [*cls.TRANSITIONS, {"trigger": "fail", "source": working, "dest": FAILED}]
+
+    @classmethod
+    def machine(cls) -> Machine:
+        """The one ``transitions.Machine`` of this command type; commands join it with ``add_model``."""
+        if cls.__dict__.get("_machine") is None:
+            missing = set(cls.STATES) - TERMINAL_STATES - set(cls.RECOVERY)
+            if missing:
+                raise TypeError(f"{cls.__name__}: no recovery policy for {sorted(missing)}")
+            # initial is a declared state: the constructor would otherwise invent one. Commands are added
+            # with their journaled state, which add_model checks against the declared states.
+            cls._machine = Machine(model=None, states=cls.states(), transitions=cls.transition_table(),
+                                   initial=cls.STATES[0], auto_transitions=False, send_event=False,
+                                   model_attribute="state")
+        return cls._machine
+
+    # -- the journaled state --------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, dest: str) -> None:
+        if self._restoring:  # add_model assigns the state already in the journal
+            self._state = dest
+            return
+        if self._trigger is None:
+            raise MachineError("state changes go through JournaledCommand.advance()")
+        self.ctx.journal.transition(self.record.id, self._trigger, self._state, dest,
+                                    detail=self._detail, reply=self._reply)
+        log.info("command %d %s: %s -> %s (%s)", self.record.id, self.NAME, self._state, dest, self._trigger)
+        self._state = dest
+
+    def advance(self, trigger: str, detail: dict[str, Any] | None = None,
+                reply: dict[str, str] | None = None) -> None:
+        """Fire ``trigger``; its transition is journaled (with ``detail`` and ``reply``) before it acts.
+
+        ``detail`` must never hold a secret: record digests, sizes and names instead.
+        """
+        self._trigger, self._detail, self._reply = trigger, detail, reply
+        try:
+            getattr(self, trigger)()
+        finally:
+            self._trigger = self._detail = self._reply = None
+
+    @property
+    def finished(self) -> bool:
+        return self._state in TERMINAL_STATES
+
+    def finish(self, trigger: str, returncode: str, message: str, detail: dict[str, Any] | None = None) -> None:
+        """Take the terminal transition ``trigger``, journaling the reply with it."""
+        self.advance(trigger, detail=detail, reply=reply(returncode, message))
+
+    # -- running --------------------------------------------------------------------------------------
+
+    def run(self, recovering: bool = False) -> None:
+        """Drive the command from its journaled state to a terminal one.
+
+        On recovery, a state whose policy is ``rollback`` takes the ``rollback`` trigger instead of
+        re-entering. A CommandError ends the command with its reply; any other error ends it with a
+        generic 500 that names the failure's type but never its text, which could hold a secret.
+        Journal and XenStore errors propagate: the daemon cannot record or deliver anything without them.
+        """
+        try:
+            if self.finished:
+                return
+            if recovering and self.RECOVERY.get(self._state) == ROLLBACK:
+                self.advance("rollback", detail={"from": self._state})
+            else:
+                callback = getattr(self, f"on_enter_{self._state}", None)
+                if callback is not None:
+                    callback()
+            if not self.finished:
+                raise MachineError(f"{self.NAME} stopped in non-terminal state {self._state!r}")
+        except (JournalError, XenStoreError):
+            raise
+        except CommandError as exc:
+            self._fail(exc.returncode, exc.message, {"error": type(exc).__name__})
+        except Exception as exc:
+            log.error("command %d %s failed in state %s: %s", self.record.id, self.NAME, self._state,
+                      type(exc).__name__)
+            self._fail("500", f"Agent error in '{self.NAME}' ({type(exc).__name__}); see the agent's journal",
+                       {"error": type(exc).__name__})
+
+    def give_up(self, attempts: int) -> None:
+        """End a command that keeps being interrupted, instead of running it again (crash-loop stop)."""
+        self._fail("500", f"Agent command '{self.NAME}' was interrupted {attempts - 1} times; "
+                          "not retrying it, to stop a crash loop",
+                   {"error": "crash_loop", "attempts": attempts})
+
+    def _fail(self, returncode: str, message: str, detail: dict[str, Any]) -> None:
+        if not self.finished:
+            self.finish("fail", returncode, message, detail)
+
+    # -- helpers for machines -------------------------------------------------------------------------
+
+    @property
+    def value(self) -> Any:
+        return self.ctx.request.value
+
+
+def stored_value(command: type[JournaledCommand], value: Any) -> str | None:
+    """What the journal keeps of a request's value: the JSON of a non-secret value, nothing otherwise."""
+    if command.SECRET_VALUE:
+        return None
+    return json.dumps(value, ensure_ascii=True)[:1024]

@@ -1,0 +1,23 @@
+"""version: report the agent's version (``"0"``, dotted numbers), as nova's boot sequence asks first."""
+
+from __future__ import annotations
+
+from agent import __version__
+from agent.machines.base import RESUME, JournaledCommand
+
+STATES = ["received", "done"]
+TRANSITIONS = [
+    {"trigger": "answer", "source": "received", "dest": "done"},
+]
+RECOVERY = {"received": RESUME}
+
+
+class Version(JournaledCommand):
+    NAME = "version"
+    STATES = STATES
+    TRANSITIONS = TRANSITIONS
+    RECOVERY = RECOVERY
+
+    def on_enter_received(self) -> None:
+        # The Windows agent also answered "xentools" and "updater"; this agent has one version.
+        self.finish("answer", "0", __version__, detail={"asked": str(self.value)[:32]})

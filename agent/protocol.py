@@ -1,0 +1,89 @@
+"""The wire format of PROTOCOL.md: parsing requests and building replies.
+
+A request is ``{"name": <command>, "value": <value>}`` at ``data/host/<id>``; a reply is
+``{"returncode": "<string>", "message": "<string>"}`` at ``data/guest/<id>``. The returncode is always a
+string, because nova compares it against lists of strings. Error messages keep the wording of the earlier
+agents so that operators' tooling still recognises them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+from agent.errors import RequestRejected
+
+HOST_DIR = "data/host"
+GUEST_DIR = "data/guest"
+
+#: Reply node values stay far below xenstored's 2048-byte node limit.
+MAX_MESSAGE = 1000
+MAX_NAME_IN_MESSAGE = 64
+
+MALFORMED = "Request is malformed"
+MISSING_NAME = "Request is missing 'name' key"
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """A request as read from XenStore. ``value`` may hold a secret: never log or journal it whole."""
+
+    request_id: str
+    name: str | None
+    value: Any
+    digest: str
+    rejection: RequestRejected | None = None
+
+
+def digest(body: bytes) -> str:
+    """The request's content digest: recognises a re-sent call without keeping its content."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def shown(name: str) -> str:
+    """A command name as quoted in a message: bounded, and printable whatever the host sent."""
+    text = name if len(name) <= MAX_NAME_IN_MESSAGE else name[:MAX_NAME_IN_MESSAGE] + "..."
+    return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def parse(request_id: str, body: bytes) -> Request:
+    """Parse a request body. A bad body yields a Request carrying its rejection, never an exception."""
+    body_digest = digest(body)
+
+    def rejected(message: str, name: str | None = None) -> Request:
+        return Request(request_id, name, None, body_digest, RequestRejected("500", message))
+
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return rejected(MALFORMED)
+    if not isinstance(document, dict):
+        return rejected(f"{MALFORMED}: expected a JSON object, got {type(document).__name__}")
+    if "name" not in document:
+        return rejected(MISSING_NAME)
+    name = document["name"]
+    if not isinstance(name, str):
+        return rejected(f"{MALFORMED}: 'name' must be a string, got {type(name).__name__}")
+    return Request(request_id, name, document.get("value"), body_digest)
+
+
+def unknown_command(name: str) -> RequestRejected:
+    return RequestRejected("404", f"No such agent command '{shown(name)}'")
+
+
+def refused_command(name: str) -> RequestRejected:
+    return RequestRejected("403", f"Agent command '{shown(name)}' is refused by this agent's policy")
+
+
+def reply(returncode: str, message: str) -> dict[str, str]:
+    """A reply object; the message is bounded so the node stays within XenStore's limits."""
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + "..."
+    return {"returncode": str(returncode), "message": message}
+
+
+def encode(obj: Any) -> str:
+    """JSON with ASCII escapes: pyxs only writes non-empty 7-bit ASCII values."""
+    return json.dumps(obj, ensure_ascii=True, separators=(", ", ": "))

@@ -1,0 +1,143 @@
+"""A real xenstored on this machine, for the sandbox and the tests.
+
+Debian's C xenstored (``xen-utils-4.17``) runs in user space once a small LD_PRELOAD library answers the
+few hypervisor calls it makes at start (see ``xenstored_shim.c``). The library is built here with gcc.
+``XENSTORED_RUNDIR`` and ``XENSTORED_PATH`` give each instance its own directory and socket; the same
+variables point pyxs and the ``xenstore-*`` tools at it. Connections over the socket are dom0's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from importlib import resources
+from pathlib import Path
+
+from agent.errors import SandboxError
+
+XENSTORED = Path("/usr/lib/xen-4.17/bin/xenstored")
+INSTALL_HINT = "install it with: apt-get install xen-utils-4.17 xenstore-utils gcc"
+START_TIMEOUT = 10.0
+
+
+def build_shim(directory: Path) -> Path:
+    """Compile the LD_PRELOAD library into ``directory`` (once per source version) and return its path."""
+    source = resources.files("agent").joinpath("xenstored_shim.c").read_bytes()
+    target = directory / f"xenstored-shim-{hashlib.sha256(source).hexdigest()[:12]}.so"
+    if target.exists():
+        return target
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        raise SandboxError(f"no C compiler found to build the xenstored shim; {INSTALL_HINT}")
+    directory.mkdir(parents=True, exist_ok=True)
+    source_file = directory / "xenstored_shim.c"
+    source_file.write_bytes(source)
+    partial = target.with_suffix(f".{os.getpid()}.tmp")
+    result = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(partial), str(source_file), "-ldl"],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SandboxError(f"building the xenstored shim failed:\n{result.stderr.strip()}")
+    partial.replace(target)
+    return target
+
+
+class Xenstored:
+    """One xenstored process with its own run directory and socket."""
+
+    def __init__(self, rundir: Path, shim: Path | None = None) -> None:
+        self.rundir = Path(rundir)
+        self.shim = shim
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.rundir / "socket"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The variables that point pyxs and the xenstore-* tools at this daemon."""
+        return {"XENSTORED_RUNDIR": str(self.rundir), "XENSTORED_PATH": str(self.socket_path)}
+
+    @property
+    def address(self) -> str:
+        return f"unix:{self.socket_path}"
+
+    def start(self) -> None:
+        if not XENSTORED.exists():
+            raise SandboxError(f"{XENSTORED} is missing; {INSTALL_HINT}")
+        self.rundir.mkdir(parents=True, exist_ok=True)
+        shim = self.shim or build_shim(self.rundir)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        log_path = self.rundir / "xenstored.log"
+        env = {**os.environ, **self.env, "LD_PRELOAD": str(shim)}
+        with log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [str(XENSTORED), "--no-fork", "--trace-file", str(self.rundir / "trace.log")],
+                env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                output = log_path.read_text(errors="replace").strip()[-2000:]
+                raise SandboxError(f"xenstored exited with status {self.process.returncode} at start:\n{output}")
+            if self._answers():
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise SandboxError(f"xenstored did not open {self.socket_path} within {START_TIMEOUT:g} s")
+
+    def _answers(self) -> bool:
+        if not self.socket_path.exists():
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket_path))
+            except OSError:
+                return False
+        return True
+
+    def stop(self) -> None:
+        """Stop the daemon (its in-memory store goes with it)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> Xenstored:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def create_domain(address: str, domid: int, name: str | None = None) -> str:
+    """Create the nodes the toolstack gives a guest (name, domid, data/) and return its home path."""
+    from agent.xenstore import XenStore
+
+    home = f"/local/domain/{domid}"
+    with XenStore(address, home) as xs:
+        xs.write("name", name or f"sandbox-{domid}")
+        xs.write("domid", str(domid))
+        xs.mkdir("data/host")
+        xs.mkdir("data/guest")
+    return home
+
+
+def destroy_domain(address: str, domid: int) -> None:
+    """Remove a guest's tree, as the toolstack does when the domain is destroyed (for example on reboot)."""
+    from agent.xenstore import XenStore
+
+    with XenStore(address, "") as xs:
+        xs.delete(f"/local/domain/{domid}")

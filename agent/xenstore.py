@@ -1,0 +1,264 @@
+"""XenStore access: the only module that imports pyxs.
+
+pyxs 0.4.1 has gaps this module closes:
+
+* A call waits on a condition variable with no timeout, and the router thread that would answer it can
+  die (connection reset, unexpected packet): the caller then hangs forever. Here every call has a deadline,
+  and a router that dies wakes every waiting call and the watch loop at once.
+* ``Client.monitor()`` refuses XenBus connections; the Monitor is built directly instead.
+* Values must be non-empty 7-bit ASCII; ``write`` takes text and callers send JSON with ASCII escapes.
+
+Paths given to this module are relative to the domain home (``data/host/<id>``). In a guest the home is
+implicit (relative XenStore paths); for dom0, the sandbox and tests it is a configured ``domain_path`` such
+as ``/local/domain/5``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue
+import threading
+from typing import Any
+
+import pyxs
+import pyxs.client
+import pyxs.connection
+import pyxs.exceptions
+
+from agent.errors import XenStoreError, XenStoreTimeout, XenStoreUnavailable
+
+log = logging.getLogger(__name__)
+
+XENBUS_PATHS = ("/dev/xen/xenbus", "/proc/xen/xenbus")
+
+_DEAD = object()  # set on waiting calls when the router thread exits
+_WAKE = ("", "")  # queued by wake(): lets the main loop look at its flags
+
+
+class _BoundedRVar(pyxs.client.RVar):  # type: ignore[misc]
+    """A reply slot whose ``get`` gives up at a deadline or when the router dies."""
+
+    __slots__ = ["timeout"]
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def get(self) -> Any:
+        with self.condition:
+            if self.target is None:
+                self.condition.wait_for(lambda: self.target is not None, self.timeout)
+            target = self.target
+        if target is None:
+            raise XenStoreTimeout(f"XenStore did not answer within {self.timeout:g} s")
+        if target is _DEAD:
+            raise XenStoreUnavailable("the XenStore connection closed while waiting for an answer")
+        return target
+
+
+class _Router(pyxs.client.Router):  # type: ignore[misc]
+    """pyxs's Router, made to report its own death instead of leaving callers hanging."""
+
+    def __init__(self, connection: Any, timeout: float) -> None:
+        super().__init__(connection)
+        self.timeout = timeout
+        self.alive = True
+
+    def send(self, packet: Any) -> _BoundedRVar:
+        if not self.alive:
+            raise XenStoreUnavailable("the XenStore connection is closed")
+        with self.send_lock:
+            rvar = self.rvars[packet.rq_id] = _BoundedRVar(self.timeout)
+            try:
+                self.connection.send(packet)
+            except (pyxs.exceptions.PyXSError, OSError) as exc:
+                self.rvars.pop(packet.rq_id, None)
+                raise XenStoreUnavailable(f"cannot send to XenStore: {exc}") from exc
+            return rvar
+
+    def __call__(self) -> None:
+        try:
+            super().__call__()
+        except Exception as exc:  # the thread's end is reported below, not as a traceback
+            log.debug("xenstore router stopped: %s", type(exc).__name__)
+        finally:
+            self.alive = False
+            for rvar in list(self.rvars.values()):
+                rvar.set(_DEAD)
+            for monitors in list(self.monitors.values()):
+                for monitor in monitors:
+                    monitor.events.put(_DEAD)
+
+
+def _connection(address: str) -> Any:
+    kind, _, path = address.partition(":")
+    if kind == "unix":
+        return pyxs.connection.UnixSocketConnection(path or None)
+    if kind == "xenbus":
+        if not path:
+            path = next((p for p in XENBUS_PATHS if os.path.exists(p)), XENBUS_PATHS[0])
+        return pyxs.connection.XenBusConnection(path)
+    raise XenStoreError(f"unknown XenStore address {address!r}; use 'unix:PATH' or 'xenbus[:PATH]'")
+
+
+class XenStore:
+    """A XenStore connection rooted at a domain home, with timeouts and one watch queue."""
+
+    def __init__(self, address: str, domain_path: str = "", timeout: float = 10.0) -> None:
+        self.address = address
+        self.domain_path = domain_path.rstrip("/")
+        self.timeout = timeout
+        self._client: Any = None
+        self._monitor: Any = None
+        self._events: queue.Queue[Any] = queue.Queue()
+        self._lock = threading.Lock()
+
+    # -- connection -----------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Open the connection (a no-op when it is already open and healthy)."""
+        if self.connected:
+            return
+        self.close()
+        router = _Router(_connection(self.address), self.timeout)
+        client = pyxs.Client(router=router)
+        try:
+            client.connect()
+        except (pyxs.exceptions.PyXSError, OSError) as exc:
+            raise XenStoreUnavailable(f"cannot connect to XenStore at {self.address}: {exc}") from exc
+        # pyxs refuses monitor() over XenBus; the Monitor itself works on any connection.
+        monitor = pyxs.client.Monitor(client)
+        monitor.events = self._events = queue.Queue()
+        self._client, self._monitor = client, monitor
+        log.debug("connected to XenStore at %s", self.address)
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.router.alive
+
+    def close(self) -> None:
+        """Close the connection; safe to call at any time."""
+        client, self._client, self._monitor = self._client, None, None
+        if client is None:
+            return
+        router = client.router
+        router.alive = False
+        try:
+            router.terminate()
+        except (pyxs.exceptions.PyXSError, OSError, AttributeError):
+            pass  # the router had already died with its connection
+
+    def __enter__(self) -> XenStore:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- paths ----------------------------------------------------------------------------------------
+
+    def absolute(self, path: str) -> str:
+        """The path as sent to xenstored: under the domain home, or relative in a guest."""
+        return f"{self.domain_path}/{path}" if self.domain_path else path
+
+    def relative(self, path: str) -> str:
+        """The inverse of ``absolute``, for watch event paths."""
+        prefix = self.domain_path + "/"
+        if self.domain_path and path.startswith(prefix):
+            return path[len(prefix):]
+        return path
+
+    # -- operations -----------------------------------------------------------------------------------
+
+    def _call(self, op: str, path: str, *args: bytes) -> Any:
+        client = self._client
+        if client is None or not client.router.alive:
+            raise XenStoreUnavailable("not connected to XenStore")
+        full = self.absolute(path)
+        try:
+            return getattr(client, op)(full.encode("ascii"), *args)
+        except XenStoreError:
+            raise
+        except pyxs.exceptions.ConnectionError as exc:
+            raise XenStoreUnavailable(f"XenStore connection lost during {op} {full}") from exc
+        except pyxs.exceptions.PyXSError as exc:
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+            if code == errno.ENOENT:
+                raise FileNotFoundError(full) from exc
+            reason = os.strerror(code) if code else str(exc)
+            raise XenStoreError(f"XenStore refused {op} {full}: {reason}") from exc
+        except (UnicodeEncodeError, ValueError) as exc:
+            raise XenStoreError(f"invalid XenStore path or value for {op} {full!r}") from exc
+
+    def read(self, path: str) -> bytes | None:
+        """The node's value, or None when the node does not exist."""
+        try:
+            value: bytes = self._call("read", path)
+        except FileNotFoundError:
+            return None
+        return value
+
+    def write(self, path: str, value: str) -> None:
+        """Write a non-empty ASCII value (callers pass JSON built with ``ensure_ascii``)."""
+        self._call("write", path, value.encode("ascii"))
+
+    def delete(self, path: str) -> None:
+        """Remove the node and its children; a missing node is not an error."""
+        try:
+            self._call("delete", path)
+        except FileNotFoundError:
+            pass
+
+    def list(self, path: str) -> list[str]:
+        """Names of the node's children; empty when the node does not exist."""
+        try:
+            names: list[bytes] = self._call("list", path)
+        except FileNotFoundError:
+            return []
+        return [n.decode("ascii", "replace") for n in names]
+
+    def exists(self, path: str) -> bool:
+        try:
+            self._call("list", path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def mkdir(self, path: str) -> None:
+        self._call("mkdir", path)
+
+    # -- watches --------------------------------------------------------------------------------------
+
+    def watch(self, path: str, token: str) -> None:
+        """Watch ``path``; xenstored fires the watch once right away, then on every change below it."""
+        monitor = self._monitor
+        if monitor is None:
+            raise XenStoreUnavailable("not connected to XenStore")
+        try:
+            monitor.watch(self.absolute(path).encode("ascii"), token.encode("ascii"))
+        except XenStoreError:
+            raise
+        except pyxs.exceptions.PyXSError as exc:
+            raise XenStoreUnavailable(f"cannot watch {self.absolute(path)}: {exc}") from exc
+
+    def next_event(self, timeout: float | None = None) -> tuple[str, str] | None:
+        """Block until a watch fires: (relative path, token). None after ``timeout`` or ``wake()``.
+
+        Raises XenStoreUnavailable when the connection drops while waiting.
+        """
+        try:
+            event = self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if event is _DEAD:
+            raise XenStoreUnavailable("the XenStore connection dropped")
+        if event == _WAKE:
+            return None
+        path, token = event
+        return self.relative(path.decode("ascii", "replace")), token.decode("ascii", "replace")
+
+    def wake(self) -> None:
+        """Make a blocked ``next_event`` return None (used by signal handlers)."""
+        self._events.put(_WAKE)
