@@ -18,7 +18,7 @@ from typing import Any
 from agent.errors import ConfigError
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows images only
-    _BASE = Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "OpenStackAgent"
+    _BASE = Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "OpenStackAgent"
     DEFAULT_CONFIG = _BASE / "agent.toml"
     DEFAULT_STATE_DIR = str(_BASE)
 else:
@@ -27,6 +27,7 @@ else:
 
 FAULT_POINTS = (
     "after_received",
+    "in_machine",
     "after_reply_journaled",
     "after_reply_written",
     "after_request_deleted",
@@ -160,13 +161,15 @@ def rooted(root: str, path: str | os.PathLike[str]) -> Path:
     return Path(root) / p.relative_to(p.anchor)
 
 
-def add_flags(parser: argparse.ArgumentParser) -> None:
-    """Add ``--config``, ``--root`` and one flag per configuration key to ``parser``."""
+def add_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+    """Add ``--config``, ``--root`` and one flag per configuration key (or those in ``only``)."""
     parser.add_argument("--config", metavar="FILE",
                         help=f"TOML configuration file (default: {DEFAULT_CONFIG}, if it exists)")
     parser.add_argument("--root", metavar="DIR",
                         help="act inside DIR: every file the agent touches and every tool it runs")
     for option in OPTIONS:
+        if only is not None and option.attr not in only:
+            continue
         parser.add_argument(option.flag, dest=option.attr, metavar="VALUE", default=None,
                             help=f"{option.help} [{option.section}.{option.key}]")
 

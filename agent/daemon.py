@@ -26,6 +26,7 @@ from typing import Any
 from agent import protocol
 from agent.config import Config
 from agent.errors import AgentError, CommandFailed, JournalError, XenStoreError, XenStoreUnavailable
+from agent.faults import crash_point
 from agent.journal import CommandRecord, Journal
 from agent.machines import COMMANDS, Context, JournaledCommand, Rejected
 from agent.machines.base import stored_value
@@ -34,7 +35,7 @@ from agent.xenstore import XenStore
 
 log = logging.getLogger(__name__)
 
-WATCH_TOKEN = "openstack-agent"
+WATCH_TOKEN = "openstack-agent"  # noqa: S105 - a XenStore watch token, not a secret
 MACHINES: dict[str, type[JournaledCommand]] = {**COMMANDS, Rejected.NAME: Rejected}
 RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -77,8 +78,12 @@ class Agent:
             self.force_exit = True
             log.warning("second %s: exiting without waiting", signal.Signals(sig).name)
             os._exit(1)
-        self.should_exit = True
         log.info("%s received: shutting down", signal.Signals(sig).name)
+        self.stop()
+
+    def stop(self) -> None:
+        """Ask the main loop to finish (thread-safe; what SIGTERM does)."""
+        self.should_exit = True
         self.xenstore.wake()
 
     def startup(self) -> None:
@@ -302,12 +307,5 @@ class Agent:
             raise JournalError("the journal is not open")
         return self.journal
 
-    # -- fault injection ------------------------------------------------------------------------------
-
     def crash_point(self, name: str) -> None:
-        """SIGKILL this process at ``name`` when the configuration says so (crash tests only)."""
-        if self.config.crash_at == name:
-            log.warning("fault injection: killing the agent at %s", name)
-            for handler in logging.getLogger().handlers:
-                handler.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
+        crash_point(self.config, name)

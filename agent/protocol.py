@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any
 
-from agent.errors import RequestRejected
+from agent.errors import CommandError, RequestRejected
 
 HOST_DIR = "data/host"
 GUEST_DIR = "data/guest"
@@ -34,7 +34,8 @@ class Request:
     name: str | None
     value: Any
     digest: str
-    rejection: RequestRejected | None = None
+    #: Set when the request cannot run: the error reply it gets instead.
+    rejection: CommandError | None = None
 
 
 def digest(body: bytes) -> str:

@@ -141,3 +141,59 @@ def destroy_domain(address: str, domid: int) -> None:
 
     with XenStore(address, "") as xs:
         xs.delete(f"/local/domain/{domid}")
+
+
+class Sandbox:
+    """xenstored, one guest domain, and the agent serving it as a child process: the local demo."""
+
+    def __init__(self, directory: Path, domid: int = 5, agent_args: tuple[str, ...] = ()) -> None:
+        self.directory = Path(directory)
+        self.domid = domid
+        self.agent_args = agent_args
+        self.xenstored = Xenstored(self.directory / "xenstored")
+        self.domain_path = ""
+        self.agent: subprocess.Popen[bytes] | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        return self.directory / "state"
+
+    @property
+    def agent_log(self) -> Path:
+        return self.directory / "agent.log"
+
+    def start(self) -> None:
+        import sys
+
+        self.xenstored.start()
+        self.domain_path = create_domain(self.xenstored.address, self.domid)
+        command = [sys.executable, "-m", "agent", "run", "--xenstore", self.xenstored.address,
+                   "--domain-path", self.domain_path, "--state-dir", str(self.state_dir), *self.agent_args]
+        with self.agent_log.open("ab") as log_file:
+            self.agent = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, env={**os.environ, **self.xenstored.env})
+
+    def agent_exited(self) -> int | None:
+        return None if self.agent is None else self.agent.poll()
+
+    def stop(self) -> None:
+        agent, self.agent = self.agent, None
+        if agent is not None and agent.poll() is None:
+            agent.terminate()
+            try:
+                agent.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
+        self.xenstored.stop()
+
+    def __enter__(self) -> Sandbox:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

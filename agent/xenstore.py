@@ -15,6 +15,7 @@ as ``/local/domain/5``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -145,10 +146,9 @@ class XenStore:
             return
         router = client.router
         router.alive = False
-        try:
+        # A router that already died with its connection has nothing left to terminate.
+        with contextlib.suppress(pyxs.exceptions.PyXSError, OSError, AttributeError):
             router.terminate()
-        except (pyxs.exceptions.PyXSError, OSError, AttributeError):
-            pass  # the router had already died with its connection
 
     def __enter__(self) -> XenStore:
         self.connect()
@@ -206,10 +206,8 @@ class XenStore:
 
     def delete(self, path: str) -> None:
         """Remove the node and its children; a missing node is not an error."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self._call("delete", path)
-        except FileNotFoundError:
-            pass
 
     def list(self, path: str) -> list[str]:
         """Names of the node's children; empty when the node does not exist."""

@@ -15,9 +15,9 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, Table, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.errors import CommandNotFound, JournalError
@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 TERMINAL_STATES = frozenset({"done", "failed", "rolled_back"})
 
-_commands = Command.__table__
-_transitions = Transition.__table__
+_commands = cast(Table, Command.__table__)
+_transitions = cast(Table, Transition.__table__)
 
 
 def utcnow() -> str:
@@ -150,7 +150,8 @@ class Journal:
             with conn.begin():
                 return work(conn)
         except SQLAlchemyError as exc:
-            raise JournalError(f"journal write failed ({type(exc.orig or exc).__name__}): "
+            cause = getattr(exc, "orig", None) or exc
+            raise JournalError(f"journal write failed ({type(cause).__name__}): "
                                f"check the disk and permissions of {self.path}") from exc
 
     def _read(self, statement: Any) -> Any:
@@ -191,9 +192,10 @@ class Journal:
                     digest=digest,
                     state="received", attempts=1, received_at=at, updated_at=at,
                 )
-            ).inserted_primary_key[0]
-            self._append(conn, command_id, "receive", None, "received", detail, at)
-            return int(command_id)
+            ).inserted_primary_key
+            assert command_id is not None
+            self._append(conn, command_id[0], "receive", None, "received", detail, at)
+            return int(command_id[0])
 
         return self.get(self._write(work))
 
@@ -318,10 +320,12 @@ class Journal:
         return [TransitionRecord(**r._asdict()) for r in rows]
 
     def verify(self) -> Verification:
-        """Recompute every command's hash chain from its identity."""
+        """Recompute every command's hash chain from its identity, and check each state and reply against it."""
         count = 0
         for command in self._read(select(_commands).order_by(_commands.c.id)):
             prev = genesis_hash(command._asdict())
+            last: TransitionRecord | None = None
+            chained_reply = None
             for expected_seq, row in enumerate(self.transitions(command.id), start=1):
                 if row.seq != expected_seq or row.prev_hash != prev:
                     return Verification(False, count, f"command {command.id}: transition {expected_seq} is "
@@ -329,9 +333,14 @@ class Journal:
                 if chain_hash(prev, dataclasses.asdict(row)) != row.hash:
                     return Verification(False, count, f"command {command.id}: transition {row.seq} "
                                                       f"(row {row.id}) was altered")
-                prev = row.hash
+                prev, last = row.hash, row
+                chained_reply = json.loads(row.detail).get("reply", chained_reply)
                 count += 1
-            if prev == genesis_hash(command._asdict()) or row.dest != command.state:
+            if last is None or last.dest != command.state:
                 return Verification(False, count, f"command {command.id}: its state {command.state!r} is not "
                                                   "where its transitions lead")
+            stored_reply = CommandRecord(**command._asdict()).reply
+            if chained_reply != stored_reply:
+                return Verification(False, count, f"command {command.id}: its stored reply differs from the "
+                                                  "reply its transitions journaled")
         return Verification(True, count)

@@ -30,6 +30,7 @@ from transitions import Machine, MachineError
 
 from agent.config import Config
 from agent.errors import CommandError, JournalError, XenStoreError
+from agent.faults import crash_point
 from agent.journal import TERMINAL_STATES, CommandRecord, Journal
 from agent.protocol import Request, reply
 
@@ -91,16 +92,17 @@ class JournaledCommand:
     @classmethod
     def machine(cls) -> Machine:
         """The one ``transitions.Machine`` of this command type; commands join it with ``add_model``."""
-        if cls.__dict__.get("_machine") is None:
+        machine = cls.__dict__.get("_machine")
+        if machine is None:
             missing = set(cls.STATES) - TERMINAL_STATES - set(cls.RECOVERY)
             if missing:
                 raise TypeError(f"{cls.__name__}: no recovery policy for {sorted(missing)}")
             # initial is a declared state: the constructor would otherwise invent one. Commands are added
             # with their journaled state, which add_model checks against the declared states.
-            cls._machine = Machine(model=None, states=cls.states(), transitions=cls.transition_table(),
-                                   initial=cls.STATES[0], auto_transitions=False, send_event=False,
-                                   model_attribute="state")
-        return cls._machine
+            machine = cls._machine = Machine(model=None, states=cls.states(), transitions=cls.transition_table(),
+                                             initial=cls.STATES[0], auto_transitions=False, send_event=False,
+                                             model_attribute="state")
+        return machine
 
     # -- the journaled state --------------------------------------------------------------------------
 
@@ -157,6 +159,7 @@ class JournaledCommand:
                 self.advance("rollback", detail={"from": self._state})
             else:
                 callback = getattr(self, f"on_enter_{self._state}", None)
+                crash_point(self.ctx.config, "in_machine")
                 if callback is not None:
                     callback()
             if not self.finished:

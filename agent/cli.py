@@ -1,0 +1,344 @@
+"""The ``openstack-agent`` command line.
+
+    run        the guest agent daemon
+    journal    list, show, export and verify the journal
+    host       call the agent as nova's dom0 plugin does (version, features, raw requests)
+    sandbox    a real xenstored plus the agent on this machine, for trying it out
+    diagram    the state diagram of a command's machine (mermaid)
+
+Every error reaches one handler that prints ``Error: ...`` (what failed and the fix) and exits with the
+error's code: 2 configuration, 3 XenStore, 4 journal, 5 journal verification, 6 no such command,
+7 host call, 8 sandbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from agent import __version__, config, render
+from agent.errors import AgentError, HostCallError, JournalError
+
+log = logging.getLogger("agent")
+
+LIST_COLUMNS = ("id", "request_id", "name", "state", "reply_code", "attempts", "received_at", "replied_at")
+TRANSITION_COLUMNS = ("seq", "at", "trigger", "source", "dest", "detail")
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Entry point of the ``openstack-agent`` command; returns the exit code."""
+    out = out or sys.stdout
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(out)
+        return 2
+    try:
+        result: int = args.handler(args, out)
+        return result
+    except AgentError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openstack-agent",
+        description="Guest agent for Xen-based OpenStack clouds: every command a journaled state machine.",
+    )
+    parser.add_argument("--version", action="version", version=f"openstack-agent {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the guest agent", description=(
+        "Run the agent: recover unfinished commands from the journal, then answer the host's requests "
+        "under data/host until SIGTERM or Ctrl-C."))
+    config.add_flags(run)
+    run.set_defaults(handler=cmd_run)
+
+    journal = commands.add_parser("journal", help="inspect the journal",
+                                  description="Inspect the journal of commands and their transitions.")
+    journal_commands = journal.add_subparsers(title="journal commands", metavar="ACTION")
+    listing = _journal_parser(journal_commands, "list", "list commands, newest first", cmd_journal_list)
+    listing.add_argument("--limit", type=int, default=50, help="at most this many commands (0: all)")
+    listing.add_argument("--name", help="only commands with this name")
+    listing.add_argument("--state", help="only commands in this state")
+    show = _journal_parser(journal_commands, "show", "one command and every transition it took",
+                           cmd_journal_show)
+    show.add_argument("id", type=int, help="command id, as 'journal list' shows it")
+    export = _journal_parser(journal_commands, "export", "every command with its transitions, as JSON lines",
+                             cmd_journal_export)
+    export.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
+    _journal_parser(journal_commands, "verify", "check the transitions' hash chains", cmd_journal_verify)
+
+    host = commands.add_parser("host", help="call the agent as the host does", description=(
+        "The host side of the protocol, as nova's dom0 plugin speaks it: write data/host/<uuid>, poll "
+        "data/guest/<uuid> every 0.5 s, delete the request on timeout or when the domain disappears. "
+        "Exits 0 when the agent answers success, 1 when it answers an error."))
+    host.add_argument("--xenstore", metavar="ADDRESS",
+                      help="'unix:PATH' (default: from XENSTORED_PATH) or 'xenbus[:PATH]'")
+    host.add_argument("--domain-path", required=True, metavar="PATH", help="the guest's home, /local/domain/N")
+    host.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (nova: 30)")
+    host.add_argument("--json", action="store_true", help="print the reply as JSON")
+    host_commands = host.add_subparsers(title="calls", metavar="CALL", required=True)
+    host_commands.add_parser("version", help="ask the agent's version").set_defaults(
+        handler=cmd_host, request=lambda a: ("version", "agent"))
+    host_commands.add_parser("features", help="ask which commands the agent offers").set_defaults(
+        handler=cmd_host, request=lambda a: ("features", ""))
+    call = host_commands.add_parser("call", help="send {name, value}")
+    call.add_argument("name")
+    call.add_argument("value", nargs="?", default="", help="JSON value, or a plain string")
+    call.set_defaults(handler=cmd_host, request=lambda a: (a.name, _json_or_text(a.value)))
+    raw = host_commands.add_parser("raw", help="send BODY exactly as given (for testing bad requests)")
+    raw.add_argument("body")
+    raw.set_defaults(handler=cmd_host, request=lambda a: a.body)
+
+    sandbox = commands.add_parser("sandbox", help="run a real xenstored and the agent locally", description=(
+        "Start Debian's real xenstored (in user space), a guest domain node and the agent serving it. "
+        "Prints the environment to use with 'host' and 'journal', then runs until Ctrl-C. With --demo, "
+        "makes a few host calls, shows the journal and stops."))
+    sandbox.add_argument("--dir", metavar="DIR", help="working directory (default: a new temporary one)")
+    sandbox.add_argument("--domid", type=int, default=5, help="the guest's domain id")
+    sandbox.add_argument("--demo", action="store_true", help="run the demonstration calls, then stop")
+    sandbox.set_defaults(handler=cmd_sandbox)
+
+    diagram = commands.add_parser("diagram", help="print a command's state diagram (mermaid)")
+    diagram.add_argument("command", nargs="?", help="command name (default: every machine)")
+    diagram.set_defaults(handler=cmd_diagram)
+    return parser
+
+
+def _journal_parser(commands: Any, name: str, help_text: str, handler: Callable[..., int]) -> Any:
+    parser = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+    config.add_flags(parser, only=("state_dir",))
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+# -- run ----------------------------------------------------------------------------------------------
+
+def setup_logging(level: str) -> None:
+    """One line per event on stderr, UTC timestamps."""
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s",
+                                  "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # The libraries' own chatter (each transition callback, each migration plugin) is not the agent's log.
+    for noisy in ("transitions", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    from agent.daemon import Agent
+
+    settings = config.load(args)
+    setup_logging(settings.log_level)
+    agent = Agent(settings)
+    try:
+        agent.run()
+    except AgentError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    return 0
+
+
+# -- journal ------------------------------------------------------------------------------------------
+
+def _open_journal(args: argparse.Namespace) -> Any:
+    from agent.journal import Journal
+    from agent.journal.engine import DATABASE_NAME
+
+    settings = config.load(args)
+    database = settings.state_path / DATABASE_NAME
+    if not database.exists():
+        raise JournalError(f"no journal at {database}; has the agent run here? Point --state-dir (or "
+                           "journal.state_dir in the configuration) at the agent's state directory")
+    return Journal.open(settings.state_path)
+
+
+def _command_dict(record: Any) -> dict[str, Any]:
+    return dataclasses.asdict(record)
+
+
+def _transition_dict(row: Any) -> dict[str, Any]:
+    document = dataclasses.asdict(row)
+    document["detail"] = json.loads(row.detail)
+    return document
+
+
+def cmd_journal_list(args: argparse.Namespace, out: TextIO) -> int:
+    journal = _open_journal(args)
+    try:
+        rows = [_command_dict(r) for r in journal.commands(limit=args.limit or None, name=args.name,
+                                                           state=args.state)]
+    finally:
+        journal.close()
+    if args.json:
+        render.as_json(rows, out)
+    else:
+        render.table(rows, LIST_COLUMNS, out)
+    return 0
+
+
+def cmd_journal_show(args: argparse.Namespace, out: TextIO) -> int:
+    journal = _open_journal(args)
+    try:
+        command = _command_dict(journal.get(args.id))
+        transitions = [_transition_dict(t) for t in journal.transitions(args.id)]
+    finally:
+        journal.close()
+    if args.json:
+        render.as_json({**command, "transitions": transitions}, out)
+        return 0
+    render.fields([
+        ("command", command["id"]), ("name", command["name"]), ("machine", command["machine"]),
+        ("state", command["state"]), ("request", command["request_id"]), ("domain", command["domain_path"]),
+        ("digest", command["digest"]), ("attempts", command["attempts"]), ("received", command["received_at"]),
+        ("finished", command["finished_at"]),
+        ("reply", None if command["reply_code"] is None
+         else f"{command['reply_code']} {command['reply_message']!r}"),
+        ("replied", command["replied_at"]), ("reply removed", command["reply_removed_at"]),
+    ], out)
+    out.write("\n")
+    rows = [{**t, "detail": json.dumps(t["detail"], sort_keys=True) if t["detail"] else None}
+            for t in transitions]
+    render.table(rows, TRANSITION_COLUMNS, out)
+    return 0
+
+
+def cmd_journal_export(args: argparse.Namespace, out: TextIO) -> int:
+    journal = _open_journal(args)
+    try:
+        commands = [{**_command_dict(r), "transitions": [_transition_dict(t) for t in journal.transitions(r.id)]}
+                    for r in reversed(journal.commands())]
+    finally:
+        journal.close()
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            render.as_json(commands, fh, lines=True)
+    else:
+        render.as_json(commands, out, lines=True)
+    return 0
+
+
+def cmd_journal_verify(args: argparse.Namespace, out: TextIO) -> int:
+    from agent.errors import JournalCorrupt
+
+    journal = _open_journal(args)
+    try:
+        result = journal.verify()
+    finally:
+        journal.close()
+    if args.json:
+        render.as_json(dataclasses.asdict(result), out)
+    elif result.ok:
+        out.write(f"journal verified: {result.rows} transitions, every hash chain intact\n")
+    if not result.ok:
+        raise JournalCorrupt(f"journal verification failed: {result.problem}; the journal was edited "
+                             "outside the agent, keep a copy for investigation")
+    return 0
+
+
+# -- host ---------------------------------------------------------------------------------------------
+
+def cmd_host(args: argparse.Namespace, out: TextIO) -> int:
+    from agent.host import Host
+    from agent.xenstore import XenStore
+
+    address = args.xenstore or config.Config().xenstore_address
+    request = args.request(args)
+    with XenStore(address, args.domain_path) as xenstore:
+        host = Host(xenstore)
+        if isinstance(request, str):
+            reply = host.raw(request, timeout=args.timeout)
+        else:
+            reply = host.call(request[0], request[1], timeout=args.timeout)
+    if args.json:
+        render.as_json(reply, out)
+    else:
+        render.fields([("returncode", reply.get("returncode")), ("message", reply.get("message"))], out)
+    return 0 if reply.get("returncode") in ("0", "D0") else 1
+
+
+# -- sandbox ------------------------------------------------------------------------------------------
+
+def cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
+    from agent.sandbox import Sandbox
+
+    with tempfile.TemporaryDirectory(prefix="openstack-agent-sandbox-") as scratch:
+        directory = Path(args.dir or scratch)
+        with Sandbox(directory, domid=args.domid) as sandbox:
+            env = sandbox.xenstored.env
+            out.write(f"Sandbox: a real xenstored and the agent, in {directory}\n\n"
+                      f"  export XENSTORED_PATH={env['XENSTORED_PATH']}\n"
+                      f"  openstack-agent host --domain-path {sandbox.domain_path} version\n"
+                      f"  openstack-agent journal list --state-dir {sandbox.state_dir}\n"
+                      f"  agent log: {sandbox.agent_log}\n\n")
+            out.flush()
+            if args.demo:
+                return _demo(sandbox, out)
+            out.write("Press Ctrl-C to stop.\n")
+            out.flush()
+            try:
+                while sandbox.agent_exited() is None:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                out.write("\nStopping the sandbox.\n")
+                return 0
+            raise HostCallError(f"the agent exited with status {sandbox.agent_exited()}; "
+                                f"see {sandbox.agent_log}")
+
+
+def _demo(sandbox: Any, out: TextIO) -> int:
+    from agent.host import Host
+    from agent.xenstore import XenStore
+
+    calls: list[tuple[str, Any]] = [
+        ("version", ("version", "agent")),
+        ("features", ("features", "")),
+        ("unknown command", ("reboot", "")),
+        ("body that is not JSON", "this is not JSON"),
+        ("body without a name", '{"value": "agent"}'),
+    ]
+    with XenStore(sandbox.xenstored.address, sandbox.domain_path) as xenstore:
+        host = Host(xenstore)
+        for label, request in calls:
+            reply = host.raw(request, 10.0) if isinstance(request, str) else host.call(request[0], request[1], 10.0)
+            out.write(f"host -> {label:<22} agent -> {reply['returncode']:>3} {reply['message']}\n")
+    out.write("\nThe journal (openstack-agent journal list):\n\n")
+    return main(["journal", "list", "--state-dir", str(sandbox.state_dir)], out)
+
+
+# -- diagram ------------------------------------------------------------------------------------------
+
+def cmd_diagram(args: argparse.Namespace, out: TextIO) -> int:
+    from agent.diagram import mermaid
+    from agent.machines import COMMANDS
+
+    names = [args.command] if args.command else list(COMMANDS)
+    for name in names:
+        if name not in COMMANDS:
+            raise AgentError(f"no machine named {name!r}; choose one of {', '.join(COMMANDS)}")
+        out.write(f"%% {name}\n{mermaid(COMMANDS[name])}\n")
+    return 0

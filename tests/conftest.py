@@ -1,0 +1,176 @@
+"""Fixtures that build the real parts: Debian's xenstored under its shim, guest domains, agents."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import config as agent_config
+from agent.daemon import Agent
+from agent.host import Host
+from agent.journal import Journal
+from agent.sandbox import Xenstored, build_shim, create_domain
+from agent.xenstore import XenStore
+
+DOMID = 5
+
+
+@pytest.fixture(scope="session")
+def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The LD_PRELOAD library, built once per test session with gcc."""
+    return build_shim(tmp_path_factory.mktemp("shim"))
+
+
+@pytest.fixture
+def xenstored(tmp_path: Path, shim: Path) -> Iterator[Xenstored]:
+    """A real xenstored of this test's own; start failure fails the test (never skips)."""
+    daemon = Xenstored(tmp_path / "xenstored", shim)
+    daemon.start()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def domain(xenstored: Xenstored) -> str:
+    return create_domain(xenstored.address, DOMID)
+
+
+@pytest.fixture
+def guest(xenstored: Xenstored, domain: str) -> Iterator[XenStore]:
+    """A dom0 connection rooted at the guest's home, for looking at data/host and data/guest."""
+    with XenStore(xenstored.address, domain) as xs:
+        yield xs
+
+
+@pytest.fixture
+def host(guest: XenStore) -> Host:
+    """The host side, polling faster than nova's 0.5 s to keep the suite quick."""
+    return Host(guest, poll_interval=0.01)
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def make_config(xenstored: Xenstored, domain: str, state_dir: Path, **overrides: Any) -> agent_config.Config:
+    return agent_config.from_overrides(xenstore=xenstored.address, domain_path=domain,
+                                       state_dir=str(state_dir), **overrides)
+
+
+@dataclass
+class ThreadAgent:
+    """The agent running in a thread of the test process (fast; no crash semantics)."""
+
+    agent: Agent
+    thread: threading.Thread
+    errors: list[BaseException] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.agent.stop()
+        self.thread.join(20)
+        assert not self.thread.is_alive(), "the agent did not stop"
+
+
+@pytest.fixture
+def run_agent(xenstored: Xenstored, domain: str, state_dir: Path) -> Iterator[Any]:
+    """Start agents in threads: ``run_agent(**config_overrides)``; all are stopped at the end."""
+    started: list[ThreadAgent] = []
+
+    def start(**overrides: Any) -> ThreadAgent:
+        ready = threading.Event()
+        agent = Agent(make_config(xenstored, domain, state_dir, **overrides), on_ready=ready.set)
+        holder = ThreadAgent(agent, threading.Thread(target=lambda: _run(agent, holder), daemon=True))
+        holder.thread.start()
+        assert ready.wait(20), "the agent did not become ready"
+        started.append(holder)
+        return holder
+
+    yield start
+    for holder in started:
+        holder.stop()
+
+
+def _run(agent: Agent, holder: ThreadAgent) -> None:
+    try:
+        agent.run()
+    except BaseException as exc:  # surfaced by the tests that look
+        holder.errors.append(exc)
+        raise
+
+
+@dataclass
+class AgentProcess:
+    """The agent as a real process: ``python -m agent run``."""
+
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra: str) -> AgentProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen([*self.args, *extra], stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=self.env)
+        return self
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def agent_process(xenstored: Xenstored, domain: str, state_dir: Path, tmp_path: Path) -> Iterator[Any]:
+    """Factory of agent processes on this test's xenstored: ``agent_process(*flags)``."""
+    made: list[AgentProcess] = []
+
+    def make(*flags: str, domain_path: str | None = None) -> AgentProcess:
+        args = [sys.executable, "-m", "agent", "run", "--xenstore", xenstored.address,
+                "--domain-path", domain_path or domain, "--state-dir", str(state_dir), "--log-level", "debug",
+                *flags]
+        proc = AgentProcess(args, {**os.environ, **xenstored.env}, tmp_path / "agent.log")
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        proc.stop()
+
+
+def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.01) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        time.sleep(interval)
+
+
+def open_journal(state_dir: Path) -> Journal:
+    return Journal.open(state_dir)

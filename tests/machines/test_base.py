@@ -1,0 +1,207 @@
+"""The journaled machine: events replayed step by step, illegal events, failures and recovery policies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from transitions import MachineError
+
+from agent.config import Config
+from agent.errors import CommandFailed, JournalError
+from agent.journal import Journal
+from agent.machines.base import RESUME, ROLLBACK, Context, JournaledCommand
+from agent.protocol import Request
+
+SECRET = "hunter2-must-never-appear"
+
+
+class Sample(JournaledCommand):
+    """A machine with a working state that rolls back on recovery, and a compensating path."""
+
+    NAME = "sample"
+    STATES = ["received", "working", "undoing", "done", "rolled_back"]
+    TRANSITIONS = [
+        {"trigger": "start", "source": "received", "dest": "working"},
+        {"trigger": "complete", "source": "working", "dest": "done"},
+        {"trigger": "rollback", "source": "working", "dest": "undoing"},
+        {"trigger": "undone", "source": "undoing", "dest": "rolled_back"},
+    ]
+    RECOVERY = {"received": RESUME, "working": ROLLBACK, "undoing": RESUME}
+    behaviour: dict[str, Any] = {}  # noqa: RUF012 - set per test
+
+    def __init__(self, *args: Any) -> None:
+        self.entered: list[str] = []
+        super().__init__(*args)
+
+    def on_enter_received(self) -> None:
+        self.entered.append("received")
+        self.advance("start", detail={"size": 3})
+
+    def on_enter_working(self) -> None:
+        self.entered.append("working")
+        if "raise" in self.behaviour:
+            raise self.behaviour["raise"]
+        if not self.behaviour.get("stop"):
+            self.finish("complete", "0", "finished")
+
+    def on_enter_undoing(self) -> None:
+        self.entered.append("undoing")
+        self.finish("undone", "500", "rolled back")
+
+
+class FailingJournal(Journal):
+    """A journal whose transition commits fail, as on a full disk."""
+
+    def transition(self, *args: Any, **kwargs: Any) -> None:
+        raise JournalError("disk full")
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    journal = Journal.open(tmp_path)
+    yield journal
+    journal.close()
+
+
+@pytest.fixture(autouse=True)
+def _reset_behaviour() -> None:
+    Sample.behaviour = {}
+
+
+def new_command(journal: Journal, state: str | None = None) -> Sample:
+    record = journal.receive("r1", "", "sample", "sample", "0" * 64, None)
+    if state is not None:  # put the journal where a crash would have left it
+        journal.transition(record.id, "start", "received", state)
+    ctx = Context(journal=journal, config=Config(), request=Request("r1", "sample", SECRET, "0" * 64))
+    return Sample(journal.get(record.id), ctx)
+
+
+def path(journal: Journal) -> list[tuple[str, str | None, str]]:
+    return [(t.trigger, t.source, t.dest) for t in journal.transitions(1)]
+
+
+def test_replay_each_event_and_its_journal_row(journal: Journal) -> None:
+    """Each event moves the state one step, and the journal holds that step before the next runs."""
+    Sample.behaviour = {"stop": True}
+    command = new_command(journal)
+    assert command.state == "received"
+    command.advance("start")
+    assert command.state == "working"
+    assert journal.get(1).state == "working"
+    assert path(journal)[-1] == ("start", "received", "working")
+    command.finish("complete", "0", "finished")
+    assert command.state == "done"
+    assert journal.get(1).reply == {"returncode": "0", "message": "finished"}
+    assert path(journal) == [("receive", None, "received"), ("start", "received", "working"),
+                             ("complete", "working", "done")]
+
+
+@pytest.mark.parametrize(("state", "event"), [("received", "complete"), ("received", "undone"),
+                                              ("done", "start"), ("done", "fail"), ("failed", "fail")])
+def test_illegal_event_leaves_state_unchanged(journal: Journal, state: str, event: str) -> None:
+    """An event not allowed from the current state raises, and neither the model nor the journal moves."""
+    command = new_command(journal, None if state == "received" else state)
+    rows = len(path(journal))
+    with pytest.raises(MachineError):
+        command.advance(event)
+    assert command.state == state
+    assert journal.get(1).state == state
+    assert len(path(journal)) == rows
+
+
+def test_state_cannot_be_assigned_around_the_journal(journal: Journal) -> None:
+    """Only advance() changes state: a direct assignment is refused."""
+    command = new_command(journal)
+    with pytest.raises(MachineError):
+        command.state = "done"
+    assert command.state == "received"
+
+
+def test_failed_commit_changes_nothing_and_runs_no_callback(tmp_path: Path) -> None:
+    """If the journal cannot commit a transition, the state stays and its on_enter never runs."""
+    journal = FailingJournal.open(tmp_path)
+    command = new_command(journal)
+    with pytest.raises(JournalError):
+        command.run()
+    assert command.state == "received"
+    assert command.entered == ["received"]
+
+
+def test_run_drives_to_a_terminal_state(journal: Journal) -> None:
+    """run() goes through every state in order and ends with the journaled reply."""
+    command = new_command(journal)
+    command.run()
+    assert command.entered == ["received", "working"]
+    assert (command.state, journal.get(1).reply_code) == ("done", "0")
+
+
+def test_command_error_fails_with_its_reply(journal: Journal) -> None:
+    """A CommandError raised by a state ends the command in failed with exactly its reply."""
+    Sample.behaviour = {"raise": CommandFailed("500", "Invalid password data received")}
+    command = new_command(journal)
+    command.run()
+    assert command.state == "failed"
+    assert journal.get(1).reply == {"returncode": "500", "message": "Invalid password data received"}
+    assert path(journal)[-1] == ("fail", "working", "failed")
+
+
+def test_unexpected_error_fails_without_its_text(journal: Journal, caplog: pytest.LogCaptureFixture) -> None:
+    """Any other exception fails the command with a generic reply; its text, maybe secret, goes nowhere."""
+    Sample.behaviour = {"raise": ValueError(f"bad value {SECRET}")}
+    command = new_command(journal)
+    command.run()
+    record = journal.get(1)
+    assert record.state == "failed"
+    assert record.reply == {"returncode": "500",
+                            "message": "Agent error in 'sample' (ValueError); see the agent's journal"}
+    everything = caplog.text + repr(record) + repr(journal.transitions(1))
+    assert SECRET not in everything
+
+
+def test_recovery_resumes_a_resume_state(journal: Journal) -> None:
+    """A command found in a 'resume' state re-enters it and carries on."""
+    command = new_command(journal)
+    command.run(recovering=True)
+    assert command.entered == ["received", "working"]
+    assert command.state == "done"
+
+
+def test_recovery_rolls_back_a_rollback_state(journal: Journal) -> None:
+    """A command found in a 'rollback' state takes the compensating path instead of re-entering."""
+    command = new_command(journal, "working")
+    command.run(recovering=True)
+    assert command.entered == ["undoing"]
+    assert command.state == "rolled_back"
+    assert path(journal)[-2:] == [("rollback", "working", "undoing"), ("undone", "undoing", "rolled_back")]
+
+
+def test_give_up_fails_with_the_attempt_count(journal: Journal) -> None:
+    """A crash-looping command is failed, naming how often it was interrupted."""
+    command = new_command(journal)
+    command.give_up(4)
+    assert journal.get(1).reply == {"returncode": "500", "message": "Agent command 'sample' was interrupted 3 "
+                                                                    "times; not retrying it, to stop a crash loop"}
+
+
+def test_unknown_journaled_state_is_refused(journal: Journal) -> None:
+    """A state this agent version does not know (for example from a newer one) is not silently adopted."""
+    record = journal.receive("r1", "", "sample", "sample", "0" * 64, None)
+    journal.transition(record.id, "start", "received", "teleporting")
+    ctx = Context(journal=journal, config=Config(), request=Request("r1", "sample", None, "0" * 64))
+    with pytest.raises(JournalError, match="unknown to the sample machine"):
+        Sample(journal.get(record.id), ctx)
+
+
+def test_every_state_needs_a_recovery_policy() -> None:
+    """A machine that forgets to say how a state recovers is rejected when it is built."""
+
+    class Careless(JournaledCommand):
+        NAME = "careless"
+        STATES = ["received", "busy", "done"]
+        TRANSITIONS = [{"trigger": "go", "source": "received", "dest": "busy"}]
+        RECOVERY = {"received": RESUME}
+
+    with pytest.raises(TypeError, match="busy"):
+        Careless.machine()
