@@ -7,6 +7,8 @@ pyxs 0.4.1 has gaps this module closes:
   and a router that dies wakes every waiting call and the watch loop at once.
 * ``Client.monitor()`` refuses XenBus connections; the Monitor is built directly instead.
 * Values must be non-empty 7-bit ASCII; ``write`` takes text and callers send JSON with ASCII escapes.
+* A directory whose child list exceeds the 4096-byte message payload (about a hundred UUID-named
+  requests) fails with E2BIG; pyxs does not know XS_DIRECTORY_PART, which ``list`` falls back to.
 
 Paths given to this module are relative to the domain home (``data/host/<id>``). In a guest the home is
 implicit (relative XenStore paths); for dom0, the sandbox and tests it is a configured ``domain_path`` such
@@ -27,6 +29,7 @@ import pyxs
 import pyxs.client
 import pyxs.connection
 import pyxs.exceptions
+from pyxs._internal import NUL, Op, Packet, next_rq_id
 
 from agent.errors import XenStoreError, XenStoreTimeout, XenStoreUnavailable
 
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 XENBUS_PATHS = ("/dev/xen/xenbus", "/proc/xen/xenbus")
 
+XS_DIRECTORY_PART = 22  # xs_wire.h: XS_RESET_WATCHES (21) + 1; xenstored >= 4.9, unknown to pyxs
 _DEAD = object()  # set on waiting calls when the router thread exits
 _WAKE = ("", "")  # queued by wake(): lets the main loop look at its flags
 
@@ -93,14 +97,46 @@ class _Router(pyxs.client.Router):  # type: ignore[misc]
                     monitor.events.put(_DEAD)
 
 
+def _packet(op: int, rq_id: int, tx_id: int, payload: bytes) -> Any:
+    # Packet's constructor only admits pyxs's own operations; the wire format is the same for all.
+    return tuple.__new__(Packet, (op, rq_id, tx_id, len(payload), payload))
+
+
+class _AnyOperation:
+    """Receives packets of any operation: pyxs's ``recv`` kills its router on XS_DIRECTORY_PART replies."""
+
+    transport: Any
+
+    def recv(self) -> Any:
+        if self.transport is None:
+            raise pyxs.exceptions.ConnectionError("not connected")
+        try:
+            header = self.transport.recv(Packet._struct.size)
+            op, rq_id, tx_id, size = Packet._struct.unpack(header)
+            # XenBus blocks on a zero-length read, so the size is checked first (as pyxs does).
+            payload = self.transport.recv(size) if size else b""
+        except OSError as exc:
+            self.transport = None
+            raise pyxs.exceptions.ConnectionError(f"error while reading from XenStore: {exc}") from exc
+        return _packet(op, rq_id, tx_id, payload)
+
+
+class _UnixConnection(_AnyOperation, pyxs.connection.UnixSocketConnection):  # type: ignore[misc]
+    pass
+
+
+class _XenBusConnection(_AnyOperation, pyxs.connection.XenBusConnection):  # type: ignore[misc]
+    pass
+
+
 def _connection(address: str) -> Any:
     kind, _, path = address.partition(":")
     if kind == "unix":
-        return pyxs.connection.UnixSocketConnection(path or None)
+        return _UnixConnection(path or None)
     if kind == "xenbus":
         if not path:
             path = next((p for p in XENBUS_PATHS if os.path.exists(p)), XENBUS_PATHS[0])
-        return pyxs.connection.XenBusConnection(path)
+        return _XenBusConnection(path)
     raise XenStoreError(f"unknown XenStore address {address!r}; use 'unix:PATH' or 'xenbus[:PATH]'")
 
 
@@ -183,14 +219,16 @@ class XenStore:
             raise
         except pyxs.exceptions.ConnectionError as exc:
             raise XenStoreUnavailable(f"XenStore connection lost during {op} {full}") from exc
+        except (UnicodeEncodeError, ValueError):
+            # pyxs's InvalidPayload/InvalidPath texts quote the whole value, which may be a secret.
+            raise XenStoreError(f"invalid XenStore path or value for {op} {full!r} (values are limited to "
+                                "non-empty 7-bit ASCII within 4096 bytes)") from None
         except pyxs.exceptions.PyXSError as exc:
             code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
             if code == errno.ENOENT:
                 raise FileNotFoundError(full) from exc
-            reason = os.strerror(code) if code else str(exc)
+            reason = os.strerror(code) if code else type(exc).__name__
             raise XenStoreError(f"XenStore refused {op} {full}: {reason}") from exc
-        except (UnicodeEncodeError, ValueError) as exc:
-            raise XenStoreError(f"invalid XenStore path or value for {op} {full!r}") from exc
 
     def read(self, path: str) -> bytes | None:
         """The node's value, or None when the node does not exist."""
@@ -212,10 +250,50 @@ class XenStore:
     def list(self, path: str) -> list[str]:
         """Names of the node's children; empty when the node does not exist."""
         try:
-            names: list[bytes] = self._call("list", path)
+            try:
+                names: list[bytes] = self._call("list", path)
+            except XenStoreError as exc:
+                if not isinstance(exc.__cause__, pyxs.exceptions.PyXSError) or \
+                        exc.__cause__.args[:1] != (errno.E2BIG,):
+                    raise
+                names = self._list_in_parts(path)
         except FileNotFoundError:
             return []
         return [n.decode("ascii", "replace") for n in names]
+
+    def _list_in_parts(self, path: str) -> list[bytes]:
+        """XS_DIRECTORY_PART: the child list in chunks by byte offset, restarted if the node changes."""
+        full = self.absolute(path).encode("ascii")
+        while True:
+            names: list[bytes] = []
+            offset = 0
+            generation: bytes | None = None
+            while True:
+                payload = self._raw(XS_DIRECTORY_PART, full + NUL + str(offset).encode() + NUL, path)
+                gen, _, chunk = payload.partition(NUL)
+                if generation is not None and gen != generation:
+                    break  # the directory changed between chunks: read it again from the start
+                generation = gen
+                last = chunk.endswith(NUL + NUL) or chunk == NUL
+                body = chunk[:-1] if last else chunk
+                names.extend(n for n in body.split(NUL) if n)
+                offset += len(body)
+                if last:
+                    return names
+
+    def _raw(self, op: int, payload: bytes, path: str) -> bytes:
+        """Send an operation pyxs does not know; the reply payload is returned untouched."""
+        client = self._client
+        if client is None or not client.router.alive:
+            raise XenStoreUnavailable("not connected to XenStore")
+        reply = client.router.send(_packet(op, next_rq_id(), client.tx_id, payload)).get()
+        if reply.op == Op.ERROR:
+            name = reply.payload.rstrip(NUL).decode("ascii", "replace")
+            if name == "ENOENT":
+                raise FileNotFoundError(path)
+            raise XenStoreError(f"XenStore refused operation {op} on {self.absolute(path)}: {name}")
+        payload_out: bytes = reply.payload
+        return payload_out
 
     def exists(self, path: str) -> bool:
         try:

@@ -78,7 +78,8 @@ def test_installed_wheel_migrates_its_journal(tmp_path: Path) -> None:
                     str(wheel)], check=True)
     script = ("import agent, agent.journal as j, pathlib, sys;"
               "assert agent.__file__.startswith(sys.argv[1]), agent.__file__;"
-              "jr = j.Journal.open(pathlib.Path(sys.argv[2])); print(jr.receive('r','', 'version','version','0'*64,None).state)")
+              "jr = j.Journal.open(pathlib.Path(sys.argv[2]));"
+              "print(jr.receive('r', '', 'version', 'version', '0' * 64, None).state)")
     result = subprocess.run([sys.executable, "-c", script, str(target), str(tmp_path / "state")],
                             env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, cwd=tmp_path,
                             capture_output=True, text=True, check=True)

@@ -29,7 +29,7 @@ class Sample(JournaledCommand):
         {"trigger": "undone", "source": "undoing", "dest": "rolled_back"},
     ]
     RECOVERY = {"received": RESUME, "working": ROLLBACK, "undoing": RESUME}
-    behaviour: dict[str, Any] = {}  # noqa: RUF012 - set per test
+    behaviour: dict[str, Any] = {}  # set per test
 
     def __init__(self, *args: Any) -> None:
         self.entered: list[str] = []
