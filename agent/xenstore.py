@@ -17,6 +17,7 @@ as ``/local/domain/5``.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import logging
@@ -261,11 +262,11 @@ class XenStore:
             return []
         return [n.decode("ascii", "replace") for n in names]
 
-    def _list_in_parts(self, path: str) -> list[bytes]:
+    def _list_in_parts(self, path: str) -> builtins.list[bytes]:
         """XS_DIRECTORY_PART: the child list in chunks by byte offset, restarted if the node changes."""
         full = self.absolute(path).encode("ascii")
         while True:
-            names: list[bytes] = []
+            names: builtins.list[bytes] = []
             offset = 0
             generation: bytes | None = None
             while True:
