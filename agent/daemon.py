@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -55,6 +56,10 @@ class Agent:
         self.force_exit = False
         self._on_ready = on_ready
         self._next_housekeeping = 0.0
+        # Each request we delete fires our own watch once more; skipping that one event per delete saves a
+        # XenStore round trip per request. Counting (not a flag) keeps a re-sent request with the same id
+        # from being missed: the host's write fires an event of its own, which is not skipped.
+        self._own_deletes: Counter[str] = Counter()
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -152,6 +157,7 @@ class Agent:
             return
         if attempt or not first:
             log.info("connected to XenStore again")
+        self._own_deletes.clear()  # events of the old connection are gone with it
         self.recover(count_attempt=first)
         self.housekeeping()
         self.scan()
@@ -163,7 +169,11 @@ class Agent:
             self.scan()
         elif path.startswith(HOST_DIR + "/"):
             request_id = path[len(HOST_DIR) + 1:]
-            if "/" not in request_id:
+            if self._own_deletes[request_id]:
+                self._own_deletes[request_id] -= 1
+                if not self._own_deletes[request_id]:
+                    del self._own_deletes[request_id]
+            elif "/" not in request_id:
                 self.handle(request_id)
 
     def scan(self) -> None:
@@ -217,15 +227,19 @@ class Agent:
             detail["rejected"] = request.rejection.returncode
         return detail
 
-    def execute(self, record: CommandRecord, request: Request, recovering: bool = False) -> None:
-        """Run the command's machine to a terminal state, then deliver its reply."""
+    def execute(self, record: CommandRecord, request: Request, recovering: bool = False,
+                give_up: bool = False) -> None:
+        """Run the command's machine to a terminal state (or fail a crash-looping one), then deliver."""
         command = MACHINES[record.machine](record, self.context(request))
         try:
-            command.run(recovering=recovering)
+            if give_up:
+                command.give_up(record.attempts)
+            else:
+                command.run(recovering=recovering)
         finally:
             command.machine().remove_model(command)
         self.crash_point("after_reply_journaled")
-        self.deliver(self._journal().get(record.id))
+        self.deliver(command.record)
 
     def deliver(self, record: CommandRecord) -> None:
         """Write the journaled reply, delete the request, journal the delivery."""
@@ -235,8 +249,9 @@ class Agent:
         self.xenstore.write(f"{GUEST_DIR}/{record.request_id}", protocol.encode(reply))
         self.crash_point("after_reply_written")
         self.xenstore.delete(f"{HOST_DIR}/{record.request_id}")
+        self._own_deletes[record.request_id] += 1
         self.crash_point("after_request_deleted")
-        self._journal().mark_replied(record.id)
+        self._journal().mark_replied(record)
         log.info("request %s answered: %s", record.request_id, reply["returncode"])
         self.crash_point("after_replied")
 
@@ -257,19 +272,12 @@ class Agent:
         """
         journal = self._journal()
         for record in journal.unfinished():
-            attempts = journal.record_attempt(record.id) if count_attempt else record.attempts
+            if count_attempt:
+                record = journal.record_attempt(record)
             log.info("recovering command %d %s from state %s (attempt %d)", record.id, record.machine,
-                     record.state, attempts)
-            request = self.reload_request(record)
-            if attempts > self.config.max_attempts:
-                command = MACHINES[record.machine](journal.get(record.id), self.context(request))
-                try:
-                    command.give_up(attempts)
-                finally:
-                    command.machine().remove_model(command)
-                self.deliver(journal.get(record.id))
-            else:
-                self.execute(journal.get(record.id), request, recovering=True)
+                     record.state, record.attempts)
+            self.execute(record, self.reload_request(record), recovering=True,
+                         give_up=record.attempts > self.config.max_attempts)
         for record in journal.undelivered():
             log.info("delivering the journaled reply of command %d", record.id)
             self.deliver(record)

@@ -60,7 +60,9 @@ def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
 
 
 def _on_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the write lock at BEGIN (IMMEDIATE) so they never fail half-way on a busy database;
+    # readers use a plain deferred BEGIN and never block the daemon's writes.
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.info.get("immediate") else "BEGIN")
 
 
 def create(database: Path) -> Engine:
@@ -108,10 +110,12 @@ def _run_alembic(engine: Engine, current: str | None, revision: str) -> None:
             # A newer agent migrated this journal and was rolled back; migrations are additive.
             log.warning("journal schema %s is newer than this agent knows; using it as it is", current)
             return
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            if revision == "base":
-                command.downgrade(config, revision)
-            else:
-                command.upgrade(config, revision)
+        with engine.connect() as connection:
+            connection.info["immediate"] = True
+            with connection.begin():
+                config.attributes["connection"] = connection
+                if revision == "base":
+                    command.downgrade(config, revision)
+                else:
+                    command.upgrade(config, revision)
     log.info("journal schema migrated from %s to %s", current or "nothing", revision)

@@ -40,6 +40,9 @@ class Command(Base):
     reply_message: Mapped[str | None] = mapped_column(Text)
     replied_at: Mapped[str | None] = mapped_column(String(32))
     reply_removed_at: Mapped[str | None] = mapped_column(String(32))
+    #: The command's position in its hash chain, which also guards against concurrent writers.
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
 
 
 class Transition(Base):

@@ -5,6 +5,11 @@ returns, the fact is on disk. Each command's transition rows carry a SHA-256 cha
 command's identity (id, request id, digest, arrival time) and runs over every row's content, so ``verify``
 detects a row edited, inserted or removed after the fact. Chains are per command so that retention can
 delete whole old commands without breaking the chain of any other.
+
+The statements of the request hot path (receive, transition, deliver, lookup by request id) are built with
+SQLAlchemy once, compiled to SQLite's SQL at import, and run on the connection's DB-API cursor: building and
+compiling a statement per call cost ten times the statement itself (``bench/roundtrip.py``). Everything
+else (listing, recovery queries, retention, verification) goes through SQLAlchemy Core as usual.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import dataclasses
 import hashlib
 import json
 import logging
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.errors import CommandNotFound, JournalError
@@ -32,6 +39,31 @@ _commands = cast(Table, Command.__table__)
 _transitions = cast(Table, Transition.__table__)
 
 
+class _Compiled:
+    """A statement compiled once to SQLite SQL with named parameters, plus its literal parameters."""
+
+    def __init__(self, statement: Any) -> None:
+        compiled = statement.compile(dialect=sqlite_dialect(paramstyle="named"))
+        self.sql = str(compiled)
+        self.defaults = dict(compiled.params)
+
+    def __call__(self, cursor: sqlite3.Connection, params: dict[str, Any]) -> sqlite3.Cursor:
+        return cursor.execute(self.sql, {**self.defaults, **params})
+
+
+_MUTABLE = ("state", "attempts", "updated_at", "finished_at", "reply_code", "reply_message", "replied_at",
+            "last_seq", "last_hash")
+_INSERT_COMMAND = _Compiled(insert(_commands).values(
+    {c.name: bindparam(c.name) for c in _commands.columns if c.name != "id"}))
+_INSERT_TRANSITION = _Compiled(insert(_transitions).values(
+    {c.name: bindparam(c.name) for c in _transitions.columns if c.name != "id"}))
+_UPDATE_COMMAND = _Compiled(
+    update(_commands).where(_commands.c.id == bindparam("cid"), _commands.c.last_seq == bindparam("expected"))
+    .values({c: bindparam(c) for c in _MUTABLE}))
+_FIND_REQUEST = _Compiled(select(_commands).where(_commands.c.request_id == bindparam("request_id"))
+                          .order_by(_commands.c.id.desc()).limit(1))
+
+
 def utcnow() -> str:
     """The journal's timestamp format: UTC, microseconds, a trailing Z."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -44,8 +76,8 @@ def canonical(detail: dict[str, Any] | None) -> str:
 
 def genesis_hash(command: dict[str, Any]) -> str:
     """The chain's anchor: the command's identity, so an edited command row breaks its chain too."""
-    fields = (command["id"], command["request_id"], command["domain_path"], command["name"] or "",
-              command["digest"], command["received_at"])
+    fields = (command["request_id"], command["domain_path"], command["name"] or "", command["digest"],
+              command["received_at"])
     return hashlib.sha256("\x1f".join(["command", *map(str, fields)]).encode()).hexdigest()
 
 
@@ -76,6 +108,9 @@ class CommandRecord:
     reply_message: str | None
     replied_at: str | None
     reply_removed_at: str | None
+    #: Position of the command's hash chain: the sequence number and hash of its last transition.
+    last_seq: int
+    last_hash: str
 
     @property
     def finished(self) -> bool:
@@ -144,8 +179,27 @@ class Journal:
         return self._conn
 
     def _write(self, work: Any) -> Any:
-        """Run ``work(conn)`` in one BEGIN IMMEDIATE transaction, committed before returning."""
+        """Run ``work(cursor)`` on the DB-API connection in one BEGIN IMMEDIATE transaction, committed."""
+        driver = self.conn.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(driver)
+                driver.execute("COMMIT")
+            except BaseException:
+                if driver.in_transaction:
+                    driver.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal write failed ({type(exc).__name__}): check the disk and permissions "
+                               f"of {self.path}") from exc
+        return result
+
+    def _write_core(self, work: Any) -> Any:
+        """Run ``work(connection)`` with SQLAlchemy Core in one BEGIN IMMEDIATE transaction, committed."""
         conn = self.conn
+        conn.info["immediate"] = True  # see engine._on_begin: writers take the lock at BEGIN
         try:
             with conn.begin():
                 return work(conn)
@@ -153,10 +207,12 @@ class Journal:
             cause = getattr(exc, "orig", None) or exc
             raise JournalError(f"journal write failed ({type(cause).__name__}): "
                                f"check the disk and permissions of {self.path}") from exc
+        finally:
+            conn.info["immediate"] = False
 
-    def _read(self, statement: Any) -> Any:
+    def _read(self, statement: Any, params: dict[str, Any] | None = None) -> Any:
         try:
-            result = self.conn.execute(statement)
+            result = self.conn.execute(statement, params)
             rows = result.all()
             self.conn.rollback()  # end the implicit read transaction so the WAL can be checkpointed
             return rows
@@ -165,97 +221,76 @@ class Journal:
 
     # -- writes ---------------------------------------------------------------------------------------
 
-    def _append(self, conn: Connection, command_id: int, trigger: str, source: str | None, dest: str,
-                detail: dict[str, Any] | None, at: str) -> None:
-        last = conn.execute(
-            select(_transitions.c.seq, _transitions.c.hash).where(_transitions.c.command_id == command_id)
-            .order_by(_transitions.c.seq.desc()).limit(1)
-        ).first()
-        if last is None:
-            command = conn.execute(select(_commands).where(_commands.c.id == command_id)).one()._asdict()
-            seq, prev = 0, genesis_hash(command)
-        else:
-            seq, prev = last
-        row = {"command_id": command_id, "seq": seq + 1, "trigger": trigger, "source": source, "dest": dest,
-               "at": at, "detail": canonical(detail)}
-        conn.execute(insert(_transitions).values(**row, prev_hash=prev, hash=chain_hash(prev, row)))
+    def _step(self, cursor: sqlite3.Connection, record: CommandRecord, trigger: str, dest: str,
+              detail: dict[str, Any] | None, at: str, **changes: Any) -> CommandRecord:
+        """Append one transition row and move the command row with it, guarded by the chain position."""
+        seq = record.last_seq + 1
+        row: dict[str, Any] = {"command_id": record.id, "seq": seq, "trigger": trigger,
+               "source": record.state if record.last_seq else None, "dest": dest, "at": at,
+               "detail": canonical(detail)}
+        digest = chain_hash(record.last_hash, row)
+        moved = dataclasses.replace(record, state=dest, last_seq=seq, last_hash=digest, updated_at=at,
+                                    **changes)
+        params = {c: getattr(moved, c) for c in _MUTABLE}
+        if _UPDATE_COMMAND(cursor, {**params, "cid": record.id, "expected": record.last_seq}).rowcount != 1:
+            raise JournalError(f"command {record.id} was changed by another writer; reload it from the journal")
+        _INSERT_TRANSITION(cursor, {**row, "prev_hash": record.last_hash, "hash": digest})
+        return moved
 
     def receive(self, request_id: str, domain_path: str, name: str | None, machine: str, digest: str,
                 value: str | None, detail: dict[str, Any] | None = None) -> CommandRecord:
         """Journal a new request in state ``received``: the first durable fact about it."""
         at = utcnow()
+        identity = {"request_id": request_id, "domain_path": domain_path, "name": name, "digest": digest,
+                    "received_at": at}
 
-        def work(conn: Connection) -> int:
-            command_id = conn.execute(
-                insert(_commands).values(
-                    request_id=request_id, domain_path=domain_path, name=name, machine=machine, value=value,
-                    digest=digest,
-                    state="received", attempts=1, received_at=at, updated_at=at,
-                )
-            ).inserted_primary_key
+        def work(cursor: sqlite3.Connection) -> CommandRecord:
+            values: dict[str, Any] = {**identity, "machine": machine, "value": value, "state": "received", "attempts": 1,
+                      "updated_at": at, "finished_at": None, "reply_code": None, "reply_message": None,
+                      "replied_at": None, "reply_removed_at": None, "last_seq": 0,
+                      "last_hash": genesis_hash(identity)}
+            command_id = _INSERT_COMMAND(cursor, values).lastrowid
             assert command_id is not None
-            self._append(conn, command_id[0], "receive", None, "received", detail, at)
-            return int(command_id[0])
+            return self._step(cursor, CommandRecord(id=command_id, **values), "receive", "received", detail, at)
 
-        return self.get(self._write(work))
+        created: CommandRecord = self._write(work)
+        return created
 
-    def transition(self, command_id: int, trigger: str, source: str, dest: str,
-                   detail: dict[str, Any] | None = None, reply: dict[str, str] | None = None) -> None:
+    def transition(self, record: CommandRecord, trigger: str, dest: str, detail: dict[str, Any] | None = None,
+                   reply: dict[str, str] | None = None) -> CommandRecord:
         """Journal a state change (and, when the command finishes, its reply) in one transaction."""
         at = utcnow()
-        values: dict[str, Any] = {"state": dest, "updated_at": at}
+        changes: dict[str, Any] = {}
         if dest in TERMINAL_STATES:
-            values["finished_at"] = at
+            changes["finished_at"] = at
         if reply is not None:
-            values["reply_code"] = reply["returncode"]
-            values["reply_message"] = reply["message"]
+            changes["reply_code"] = reply["returncode"]
+            changes["reply_message"] = reply["message"]
             detail = {**(detail or {}), "reply": reply}  # the chain covers the reply too
+        moved: CommandRecord = self._write(lambda cursor: self._step(cursor, record, trigger, dest, detail, at,
+                                                                     **changes))
+        return moved
 
-        def work(conn: Connection) -> None:
-            changed = conn.execute(
-                update(_commands).where(_commands.c.id == command_id, _commands.c.state == source).values(**values)
-            ).rowcount
-            if changed != 1:
-                raise JournalError(f"command {command_id} is not in state {source!r}; refusing {trigger}")
-            self._append(conn, command_id, trigger, source, dest, detail, at)
+    def record_attempt(self, record: CommandRecord) -> CommandRecord:
+        """Count one more start of an unfinished command (a recovery)."""
+        attempts = record.attempts + 1
+        moved: CommandRecord = self._write(lambda cursor: self._step(
+            cursor, record, "recover", record.state, {"attempt": attempts}, utcnow(), attempts=attempts))
+        return moved
 
-        self._write(work)
-
-    def record_attempt(self, command_id: int) -> int:
-        """Count one more start of an unfinished command (a recovery); return the new count."""
-        at = utcnow()
-
-        def work(conn: Connection) -> int:
-            row = conn.execute(
-                select(_commands.c.state, _commands.c.attempts).where(_commands.c.id == command_id)
-            ).one()
-            attempts = int(row.attempts) + 1
-            conn.execute(update(_commands).where(_commands.c.id == command_id)
-                         .values(attempts=attempts, updated_at=at))
-            self._append(conn, command_id, "recover", row.state, row.state, {"attempt": attempts}, at)
-            return attempts
-
-        result: int = self._write(work)
-        return result
-
-    def mark_replied(self, command_id: int) -> None:
+    def mark_replied(self, record: CommandRecord) -> CommandRecord:
         """Journal that the reply was written and the request deleted."""
         at = utcnow()
-
-        def work(conn: Connection) -> None:
-            state = conn.execute(select(_commands.c.state).where(_commands.c.id == command_id)).scalar_one()
-            conn.execute(update(_commands).where(_commands.c.id == command_id)
-                         .values(replied_at=at, updated_at=at))
-            self._append(conn, command_id, "deliver", state, state, None, at)
-
-        self._write(work)
+        moved: CommandRecord = self._write(lambda cursor: self._step(
+            cursor, record, "deliver", record.state, None, at, replied_at=at))
+        return moved
 
     def mark_replies_removed(self, command_ids: list[int]) -> None:
         """Journal that these commands' replies were garbage-collected from data/guest."""
         if not command_ids:
             return
         at = utcnow()
-        self._write(lambda conn: conn.execute(
+        self._write_core(lambda conn: conn.execute(
             update(_commands).where(_commands.c.id.in_(command_ids)).values(reply_removed_at=at)
         ))
 
@@ -268,7 +303,7 @@ class Journal:
             conn.execute(_transitions.delete().where(_transitions.c.command_id.in_(old)))
             return int(conn.execute(_commands.delete().where(_commands.c.id.in_(old))).rowcount)
 
-        count: int = self._write(work)
+        count: int = self._write_core(work)
         return count
 
     # -- queries --------------------------------------------------------------------------------------
@@ -282,9 +317,15 @@ class Journal:
 
     def find_request(self, request_id: str) -> CommandRecord | None:
         """The latest command journaled for this request id."""
-        rows = self._read(select(_commands).where(_commands.c.request_id == request_id)
-                          .order_by(_commands.c.id.desc()).limit(1))
-        return CommandRecord(**rows[0]._asdict()) if rows else None
+        driver = self.conn.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        try:
+            cursor = _FIND_REQUEST(driver, {"request_id": request_id})
+            row = cursor.fetchone()
+            names = [d[0] for d in cursor.description]
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal read failed ({type(exc).__name__}) in {self.path}") from exc
+        return CommandRecord(**dict(zip(names, row, strict=True))) if row else None
 
     def unfinished(self) -> list[CommandRecord]:
         rows = self._read(select(_commands).where(_commands.c.state.not_in(TERMINAL_STATES))
@@ -336,7 +377,8 @@ class Journal:
                 prev, last = row.hash, row
                 chained_reply = json.loads(row.detail).get("reply", chained_reply)
                 count += 1
-            if last is None or last.dest != command.state:
+            if last is None or last.dest != command.state or (last.seq, last.hash) != (command.last_seq,
+                                                                                      command.last_hash):
                 return Verification(False, count, f"command {command.id}: its state {command.state!r} is not "
                                                   "where its transitions lead")
             stored_reply = CommandRecord(**command._asdict()).reply

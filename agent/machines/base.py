@@ -117,8 +117,8 @@ class JournaledCommand:
             return
         if self._trigger is None:
             raise MachineError("state changes go through JournaledCommand.advance()")
-        self.ctx.journal.transition(self.record.id, self._trigger, self._state, dest,
-                                    detail=self._detail, reply=self._reply)
+        self.record = self.ctx.journal.transition(self.record, self._trigger, dest, detail=self._detail,
+                                                  reply=self._reply)
         log.info("command %d %s: %s -> %s (%s)", self.record.id, self.NAME, self._state, dest, self._trigger)
         self._state = dest
 

@@ -33,6 +33,8 @@ def upgrade() -> None:
         sa.Column("reply_message", sa.Text(), nullable=True),
         sa.Column("replied_at", sa.String(32), nullable=True),
         sa.Column("reply_removed_at", sa.String(32), nullable=True),
+        sa.Column("last_seq", sa.Integer(), nullable=False),
+        sa.Column("last_hash", sa.String(64), nullable=False),
     )
     op.create_index("ix_commands_request_id", "commands", ["request_id"])
     op.create_table(

@@ -22,8 +22,8 @@ def journal(tmp_path: Path) -> Journal:
 
 def finished_command(journal: Journal, request_id: str = "r1") -> int:
     record = journal.receive(request_id, "/local/domain/5", "version", "version", "d" * 64, '"agent"')
-    journal.transition(record.id, "answer", "received", "done", reply={"returncode": "0", "message": "1.0"})
-    journal.mark_replied(record.id)
+    record = journal.transition(record, "answer", "done", reply={"returncode": "0", "message": "1.0"})
+    journal.mark_replied(record)
     return record.id
 
 
@@ -49,13 +49,32 @@ def test_sqlite_is_configured_for_durability(journal: Journal) -> None:
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
 
 
-def test_transaction_takes_the_write_lock_at_begin(journal: Journal) -> None:
-    """BEGIN IMMEDIATE: while the agent holds a transaction, another writer cannot even begin one."""
-    with journal.conn.begin():
+def test_write_takes_the_lock_at_begin(journal: Journal) -> None:
+    """BEGIN IMMEDIATE: while the agent writes, another writer cannot even begin, before any statement ran."""
+    errors: list[str] = []
+
+    def work(_conn: object) -> None:
         other = sqlite3.connect(journal.path, timeout=0, isolation_level=None)
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        try:
             other.execute("BEGIN IMMEDIATE")
-        other.close()
+        except sqlite3.OperationalError as exc:
+            errors.append(str(exc))
+        finally:
+            other.close()
+
+    journal._write(work)
+    assert errors == ["database is locked"]
+
+
+def test_reads_do_not_take_the_write_lock(journal: Journal) -> None:
+    """Queries (the CLI, lookups) use a deferred BEGIN, so they never hold up the daemon's writes."""
+    finished_command(journal)
+    other = sqlite3.connect(journal.path, timeout=0, isolation_level=None)
+    with journal.conn.begin():
+        journal.conn.exec_driver_sql("SELECT count(*) FROM commands").all()
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+    other.close()
 
 
 def test_command_path_is_journaled_in_order(journal: Journal) -> None:
@@ -71,20 +90,22 @@ def test_command_path_is_journaled_in_order(journal: Journal) -> None:
     assert journal.verify().ok
 
 
-def test_transition_from_the_wrong_state_is_refused(journal: Journal) -> None:
-    """A transition whose source is not the journaled state is refused and changes nothing."""
-    command_id = finished_command(journal)
-    with pytest.raises(JournalError, match="not in state 'received'"):
-        journal.transition(command_id, "answer", "received", "done")
-    assert journal.get(command_id).state == "done"
-    assert len(journal.transitions(command_id)) == 3
+def test_transition_from_a_stale_record_is_refused(journal: Journal) -> None:
+    """A transition based on an outdated view of the command (another writer moved it) changes nothing."""
+    stale = journal.receive("r1", "", "version", "version", "d" * 64, None)
+    journal.transition(stale, "answer", "done", reply={"returncode": "0", "message": "1.0"})
+    with pytest.raises(JournalError, match="changed by another writer"):
+        journal.transition(stale, "fail", "failed", reply={"returncode": "500", "message": "x"})
+    assert journal.get(stale.id).state == "done"
+    assert len(journal.transitions(stale.id)) == 2
 
 
 def test_attempts_are_counted_and_journaled(journal: Journal) -> None:
     """Each recovery increments the attempt counter and leaves a 'recover' row."""
     record = journal.receive("r1", "", "version", "version", "d" * 64, None)
-    assert journal.record_attempt(record.id) == 2
-    assert journal.record_attempt(record.id) == 3
+    record = journal.record_attempt(record)
+    assert record.attempts == 2
+    assert journal.record_attempt(record).attempts == 3
     assert [r.trigger for r in journal.transitions(record.id)] == ["receive", "recover", "recover"]
     assert journal.get(record.id).attempts == 3
 
@@ -106,6 +127,8 @@ TAMPERING = [
                  id="edit-state"),
     pytest.param("UPDATE commands SET request_id = 'other' WHERE id = 1", "missing or out of place",
                  id="edit-request"),
+    pytest.param("UPDATE transitions SET command_id = 2, seq = 4 WHERE command_id = 1 AND seq = 3",
+                 "not where its transitions lead", id="move-row"),
     pytest.param("UPDATE commands SET reply_message = 'forged' WHERE id = 1", "stored reply differs",
                  id="edit-reply"),
 ]

@@ -73,9 +73,9 @@ def _reset_behaviour() -> None:
 def new_command(journal: Journal, state: str | None = None) -> Sample:
     record = journal.receive("r1", "", "sample", "sample", "0" * 64, None)
     if state is not None:  # put the journal where a crash would have left it
-        journal.transition(record.id, "start", "received", state)
+        record = journal.transition(record, "start", state)
     ctx = Context(journal=journal, config=Config(), request=Request("r1", "sample", SECRET, "0" * 64))
-    return Sample(journal.get(record.id), ctx)
+    return Sample(record, ctx)
 
 
 def path(journal: Journal) -> list[tuple[str, str | None, str]]:
@@ -188,10 +188,10 @@ def test_give_up_fails_with_the_attempt_count(journal: Journal) -> None:
 def test_unknown_journaled_state_is_refused(journal: Journal) -> None:
     """A state this agent version does not know (for example from a newer one) is not silently adopted."""
     record = journal.receive("r1", "", "sample", "sample", "0" * 64, None)
-    journal.transition(record.id, "start", "received", "teleporting")
+    record = journal.transition(record, "start", "teleporting")
     ctx = Context(journal=journal, config=Config(), request=Request("r1", "sample", None, "0" * 64))
     with pytest.raises(JournalError, match="unknown to the sample machine"):
-        Sample(journal.get(record.id), ctx)
+        Sample(record, ctx)
 
 
 def test_every_state_needs_a_recovery_policy() -> None:

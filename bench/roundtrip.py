@@ -1,0 +1,55 @@
+"""Round-trip latency of `version`: the agent (journal with synchronous=FULL) against a bare pyxs echo floor.
+
+Both run as processes on the same real xenstored in the same run, and a client times each call from the
+request's write to the reply's appearance (through a watch, not nova's 0.5 s polling). Prints p50 and p99
+of each and the ratios. Usage: python bench/roundtrip.py [CALLS]
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Caller, new_domain, percentile, start_agent, start_xenstored  # noqa: E402
+
+BODY = json.dumps({"name": "version", "value": "agent"}).encode()
+
+
+def measure(caller: Caller, calls: int) -> list[float]:
+    for _ in range(max(20, calls // 10)):  # warm-up
+        caller.call(BODY)
+    return [caller.call(BODY) for _ in range(calls)]
+
+
+def main() -> None:
+    calls = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    daemon, directory = start_xenstored()
+    echo_domain, agent_domain = new_domain(daemon, 1), new_domain(daemon, 2)
+    echo = subprocess.Popen([sys.executable, str(Path(__file__).with_name("echo_responder.py")),
+                             str(daemon.socket_path), echo_domain])
+    agent = start_agent(daemon, agent_domain, directory / "state", directory / "agent.log")
+    try:
+        time.sleep(1.0)
+        floor = measure(Caller(daemon, echo_domain), calls)
+        agent_times = measure(Caller(daemon, agent_domain), calls)
+    finally:
+        echo.terminate()
+        agent.terminate()
+        echo.wait()
+        agent.wait()
+        daemon.stop()
+    f50, f99 = percentile(floor, 0.5) * 1e3, percentile(floor, 0.99) * 1e3
+    a50, a99 = percentile(agent_times, 0.5) * 1e3, percentile(agent_times, 0.99) * 1e3
+    print(f"calls per side: {calls}")
+    print(f"bare echo (floor): p50 {f50:.3f} ms  p99 {f99:.3f} ms")
+    print(f"agent version:     p50 {a50:.3f} ms  p99 {a99:.3f} ms")
+    print(f"ratio agent/floor: p50 {a50 / f50:.2f}x  p99 {a99 / f99:.2f}x  (targets: <= 2x, <= 3x)")
+
+
+if __name__ == "__main__":
+    main()
