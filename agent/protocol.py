@@ -46,7 +46,8 @@ def digest(body: bytes) -> str:
 def shown(name: str) -> str:
     """A command name as quoted in a message: bounded, and printable whatever the host sent."""
     text = name if len(name) <= MAX_NAME_IN_MESSAGE else name[:MAX_NAME_IN_MESSAGE] + "..."
-    return text.encode("ascii", "backslashreplace").decode("ascii")
+    # unicode_escape turns control characters and non-ASCII into escapes: no line breaks in replies or logs.
+    return text.encode("unicode_escape").decode("ascii")
 
 
 def parse(request_id: str, body: bytes) -> Request:

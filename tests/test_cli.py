@@ -1,0 +1,204 @@
+"""The command line: exact output of the journal commands, errors with exit codes, host calls, diagrams."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from agent import __version__
+from agent.cli import main
+from agent.journal import Journal
+from agent.journal import store as journal_store
+
+
+@pytest.fixture
+def journal_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A journal with one answered version command and one rejected request, at fixed times."""
+    clock = (f"2026-11-23T10:00:0{n}.000000Z" for n in itertools.count())
+    monkeypatch.setattr(journal_store, "utcnow", lambda: next(clock))
+    journal = Journal.open(tmp_path / "state")
+    version = journal.receive("req-a", "/local/domain/5", "version", "version", "a" * 64, '"agent"',
+                              detail={"digest": "aaaa"})
+    version = journal.transition(version, "answer", "done", reply={"returncode": "0", "message": "0.1.0"})
+    journal.mark_replied(version)
+    rejected = journal.receive("req-b", "/local/domain/5", None, "rejected", "b" * 64, None,
+                               detail={"rejected": "500"})
+    journal.transition(rejected, "fail", "failed", detail={"error": "RequestRejected"},
+                       reply={"returncode": "500", "message": "Request is malformed"})
+    journal.close()
+    return tmp_path / "state"
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(argv), out)
+    return code, out.getvalue()
+
+
+def test_journal_list_table(journal_dir: Path) -> None:
+    """The table lists commands newest first, one line each, '-' for what is not there."""
+    code, out = run("journal", "list", "--state-dir", str(journal_dir))
+    assert code == 0
+    assert out == (
+        "id  request_id  name     state   reply_code  attempts  received_at                  replied_at\n"
+        "2   req-b       -        failed  500         1         2026-11-23T10:00:03.000000Z  -\n"
+        "1   req-a       version  done    0           1         2026-11-23T10:00:00.000000Z  "
+        "2026-11-23T10:00:02.000000Z\n"
+    )
+
+
+def test_journal_list_json_is_an_array_of_commands(journal_dir: Path) -> None:
+    """--json prints a JSON array of command objects for scripts."""
+    code, out = run("journal", "list", "--json", "--state-dir", str(journal_dir))
+    commands = json.loads(out)
+    assert code == 0
+    assert [c["request_id"] for c in commands] == ["req-b", "req-a"]
+    assert commands[1]["reply_message"] == "0.1.0"
+    assert commands[1]["state"] == "done"
+
+
+def test_journal_list_filters(journal_dir: Path) -> None:
+    """--state and --name narrow the list."""
+    _, out = run("journal", "list", "--json", "--state", "failed", "--state-dir", str(journal_dir))
+    assert [c["id"] for c in json.loads(out)] == [2]
+    _, out = run("journal", "list", "--json", "--name", "version", "--state-dir", str(journal_dir))
+    assert [c["id"] for c in json.loads(out)] == [1]
+
+
+def test_journal_show(journal_dir: Path) -> None:
+    """show prints the command's fields and the exact path it took, with the redacted details."""
+    code, out = run("journal", "show", "1", "--state-dir", str(journal_dir))
+    assert code == 0
+    assert out == (
+        "command        1\n"
+        "name           version\n"
+        "machine        version\n"
+        "state          done\n"
+        "request        req-a\n"
+        "domain         /local/domain/5\n"
+        f"digest         {'a' * 64}\n"
+        "attempts       1\n"
+        "received       2026-11-23T10:00:00.000000Z\n"
+        "finished       2026-11-23T10:00:01.000000Z\n"
+        "reply          0 '0.1.0'\n"
+        "replied        2026-11-23T10:00:02.000000Z\n"
+        "reply removed  -\n"
+        "\n"
+        "seq  at                           trigger  source    dest      detail\n"
+        '1    2026-11-23T10:00:00.000000Z  receive  -         received  {"digest": "aaaa"}\n'
+        '2    2026-11-23T10:00:01.000000Z  answer   received  done      '
+        '{"reply": {"message": "0.1.0", "returncode": "0"}}\n'
+        "3    2026-11-23T10:00:02.000000Z  deliver  done      done      -\n"
+    )
+
+
+def test_journal_show_json(journal_dir: Path) -> None:
+    """show --json gives the command with its transitions, details as objects."""
+    _, out = run("journal", "show", "2", "--json", "--state-dir", str(journal_dir))
+    document = json.loads(out)
+    assert [t["trigger"] for t in document["transitions"]] == ["receive", "fail"]
+    assert document["transitions"][1]["detail"]["error"] == "RequestRejected"
+
+
+def test_journal_export_is_json_lines(journal_dir: Path, tmp_path: Path) -> None:
+    """export writes one JSON object per command, oldest first, each with its transitions."""
+    target = tmp_path / "export.jsonl"
+    assert run("journal", "export", "--output", str(target), "--state-dir", str(journal_dir))[0] == 0
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [(c["id"], len(c["transitions"])) for c in lines] == [(1, 3), (2, 2)]
+
+
+def test_journal_verify(journal_dir: Path) -> None:
+    """verify reports an intact journal, then exit code 5 and the place once a row is edited."""
+    assert run("journal", "verify", "--state-dir", str(journal_dir)) == (
+        0, "journal verified: 5 transitions, every hash chain intact\n")
+    with sqlite3.connect(journal_dir / "journal.sqlite3") as conn:
+        conn.execute("UPDATE transitions SET trigger = 'forged' WHERE id = 2")
+    code, _ = run("journal", "verify", "--state-dir", str(journal_dir))
+    assert code == 5
+
+
+ERRORS = [
+    pytest.param(["journal", "list", "--state-dir", "{tmp}/none"], 4, "Error: no journal at {tmp}/none/journal"
+                 ".sqlite3; has the agent run here? Point --state-dir", id="no-journal"),
+    pytest.param(["journal", "show", "99", "--state-dir", "{journal}"], 6,
+                 "Error: no command 99 in the journal; 'openstack-agent journal list' shows the ids", id="no-id"),
+    pytest.param(["run", "--config", "{tmp}/missing.toml"], 2,
+                 "Error: configuration file {tmp}/missing.toml does not exist", id="no-config"),
+    pytest.param(["run", "--max-attempts", "zero"], 2, "Error: flag --max-attempts: invalid value 'zero'",
+                 id="bad-flag"),
+    pytest.param(["diagram", "reboot"], 1, "Error: no machine named 'reboot'", id="no-machine"),
+]
+
+
+@pytest.mark.parametrize(("argv", "code", "message"), ERRORS)
+def test_errors_name_the_problem_and_exit_with_its_code(
+        journal_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], code: int,
+        message: str) -> None:
+    """Failures print one 'Error: ...' line naming what failed and the fix, with a meaningful code."""
+    def fill(text: str) -> str:
+        return text.format(tmp=tmp_path, journal=journal_dir)
+
+    assert main([fill(a) for a in argv], io.StringIO()) == code
+    assert capsys.readouterr().err.startswith(fill(message))
+
+
+def test_config_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown key in the TOML file is named with its section."""
+    config = tmp_path / "agent.toml"
+    config.write_text('[policy]\nalow = ["version"]\n')
+    assert main(["run", "--config", str(config)], io.StringIO()) == 2
+    assert "unknown key policy.alow" in capsys.readouterr().err
+
+
+def test_host_calls_a_running_agent(run_agent, xenstored, domain: str) -> None:
+    """'host version' and 'host call' speak to the agent through XenStore and print its reply."""
+    run_agent()
+    code, out = run("host", "--xenstore", xenstored.address, "--domain-path", domain, "--json", "version")
+    assert (code, json.loads(out)) == (0, {"returncode": "0", "message": __version__})
+    code, out = run("host", "--xenstore", xenstored.address, "--domain-path", domain, "call", "reboot")
+    assert (code, out) == (1, "returncode  404\nmessage     No such agent command 'reboot'\n")
+
+
+def test_host_times_out_and_removes_its_request(xenstored, domain: str, guest,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """With no agent, the call fails with TIMEOUT after its deadline and deletes data/host/<id>."""
+    code = main(["host", "--xenstore", xenstored.address, "--domain-path", domain, "--timeout", "0.6",
+                 "version"], io.StringIO())
+    assert code == 7
+    assert capsys.readouterr().err.startswith("Error: TIMEOUT: no reply to ")
+    assert guest.list("data/host") == []
+
+
+def test_host_reports_a_vanished_domain(xenstored, domain: str, guest,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """When the domain's name node disappears (a reboot), the call fails with REBOOT, as nova's plugin does."""
+    guest.delete("name")
+    code = main(["host", "--xenstore", xenstored.address, "--domain-path", domain, "version"], io.StringIO())
+    assert code == 7
+    assert capsys.readouterr().err.startswith(f"Error: REBOOT: domain {domain} no longer present")
+
+
+@pytest.mark.parametrize("command", ["version", "features"])
+def test_diagram_is_rendered_from_the_table(command: str) -> None:
+    """The mermaid diagram shows every transition of the machine's table, fail included."""
+    code, out = run("diagram", command)
+    assert code == 0
+    assert "stateDiagram-v2" in out
+    assert "received --> done: answer" in out
+    assert "received --> failed: fail" in out
+
+
+def test_sandbox_demo(tmp_path: Path) -> None:
+    """The README's first command: a real xenstored, the agent, and the host's calls, end to end."""
+    code, out = run("sandbox", "--demo", "--dir", str(tmp_path / "sandbox"))
+    assert code == 0
+    assert f"host -> version                agent ->   0 {__version__}" in out
+    assert "host -> unknown command        agent -> 404 No such agent command 'reboot'" in out
+    assert "host -> body without a name    agent -> 500 Request is missing 'name' key" in out
+    assert out.count(" done ") + out.count(" failed ") == 5

@@ -1,0 +1,83 @@
+"""Configuration: defaults, the TOML file, flags over the file, and --root."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from agent import config
+from agent.errors import ConfigError
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    config.add_flags(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_every_key_has_a_flag() -> None:
+    """Each configuration key of the file can also be given as a flag."""
+    parser = argparse.ArgumentParser()
+    config.add_flags(parser)
+    flags = {a.option_strings[0] for a in parser._actions if a.option_strings}
+    assert {o.flag for o in config.OPTIONS} <= flags
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    """Defaults, then the file, then flags: a flag wins over the file."""
+    file = tmp_path / "agent.toml"
+    file.write_text('[policy]\ndeny = ["features"]\n[replies]\nmax_age = 60\n[recovery]\nmax_attempts = 5\n')
+    settings = config.load(parse("--config", str(file), "--max-attempts", "2"))
+    assert settings.deny == ("features",)
+    assert settings.reply_max_age == 60.0
+    assert settings.max_attempts == 2
+    assert settings.retention_days == 90.0
+
+
+def test_root_rebases_the_state_directory(tmp_path: Path) -> None:
+    """--root DIR puts every file the agent touches inside DIR."""
+    settings = config.load(parse("--root", str(tmp_path)))
+    assert settings.state_path == tmp_path / "var/lib/openstack-agent"
+
+
+def test_default_config_is_read_inside_root(tmp_path: Path) -> None:
+    """Under --root, the default configuration file is the one inside the root."""
+    (tmp_path / "etc/openstack-agent").mkdir(parents=True)
+    (tmp_path / "etc/openstack-agent/agent.toml").write_text('[policy]\nallow = ["version"]\n')
+    assert config.load(parse("--root", str(tmp_path))).allow == ("version",)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("not toml [", "is not valid TOML"),
+    ("[policy]\nallow = 3\n", "policy.allow: invalid value 3"),
+    ("[daemon]\nlog_level = 'loud'\n", "daemon.log_level: invalid value 'loud'"),
+    ("[testing]\ncrash_at = 'anywhere'\n", "testing.crash_at: invalid value 'anywhere'"),
+    ("[xenstore]\ntimeout = -1\n", "must be greater than zero"),
+    ("policy = 1\n", "'policy' must be a [section]"),
+])
+def test_bad_file_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    """A bad file names the file, the key and what is wrong with it."""
+    file = tmp_path / "agent.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError, match=None) as error:
+        config.load(parse("--config", str(file)))
+    assert message in str(error.value)
+    assert str(file) in str(error.value)
+
+
+def test_policy() -> None:
+    """Deny wins over allow; an empty allow list allows every command."""
+    assert config.Config().command_allowed("version")
+    assert not config.Config(deny=("version",)).command_allowed("version")
+    assert not config.Config(allow=("features",)).command_allowed("version")
+    assert not config.Config(allow=("version",), deny=("version",)).command_allowed("version")
+
+
+def test_xenstore_address_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With XENSTORED_PATH set the default is its socket; in a guest it is xenbus."""
+    monkeypatch.setenv("XENSTORED_PATH", "/run/x/socket")
+    assert config.Config().xenstore_address == "unix:/run/x/socket"
+    monkeypatch.delenv("XENSTORED_PATH")
+    assert config.Config().xenstore_address == "xenbus"
