@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Caller, new_domain, percentile, start_agent, start_xenstored  # noqa: E402
+from common import Caller, new_domain, percentile, start_agent, start_xenstored
 
 BODY = json.dumps({"name": "version", "value": "agent"}).encode()
 

@@ -1,4 +1,7 @@
-"""The journal's tables, as SQLAlchemy 2 declarative models.
+"""The journal's tables, declared once with SQLAlchemy 2's schema metadata.
+
+They are SQLAlchemy Core tables rather than ORM classes: the agent only runs Core statements, and importing
+the ORM would cost the daemon about 6 MB of its 50 MB memory budget (``bench/resources.py``).
 
 Schema changes go through Alembic (``migrations/``) and are additive only, so that an older agent still runs
 on a newer schema after an update rolls back. Times are UTC ISO-8601 strings: they are what the hash chain
@@ -7,58 +10,51 @@ covers, so their text must never depend on a driver's formatting.
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import Column, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
+metadata = MetaData()
 
-class Base(DeclarativeBase):
-    pass
+#: One request from the host, from its arrival to the delivery of its reply.
+commands = Table(
+    "commands", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("request_id", String(256), nullable=False, index=True),
+    Column("domain_path", String(256), nullable=False),
+    # The command name, or NULL when the request was too malformed to name one.
+    Column("name", String(128)),
+    # Which machine runs it: a command name, or "rejected".
+    Column("machine", String(64), nullable=False),
+    # The request's value as JSON, only for commands whose values are not secret.
+    Column("value", Text),
+    # SHA-256 of the raw request body: recognises a re-sent request without storing its content.
+    Column("digest", String(64), nullable=False),
+    Column("state", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("received_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    Column("finished_at", String(32)),
+    Column("reply_code", String(16)),
+    Column("reply_message", Text),
+    Column("replied_at", String(32)),
+    Column("reply_removed_at", String(32)),
+    # The command's position in its hash chain, which also guards against concurrent writers.
+    Column("last_seq", Integer, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+)
 
-
-class Command(Base):
-    """One request from the host, from its arrival to the delivery of its reply."""
-
-    __tablename__ = "commands"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    request_id: Mapped[str] = mapped_column(String(256), index=True)
-    domain_path: Mapped[str] = mapped_column(String(256))
-    #: The command name, or None when the request was too malformed to name one.
-    name: Mapped[str | None] = mapped_column(String(128))
-    #: Which machine runs it (a command name, or "rejected").
-    machine: Mapped[str] = mapped_column(String(64))
-    #: The request's value as JSON, only for commands whose values are not secret.
-    value: Mapped[str | None] = mapped_column(Text)
-    #: SHA-256 of the raw request body: recognises a re-sent request without storing its content.
-    digest: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(64))
-    attempts: Mapped[int] = mapped_column(Integer, default=1)
-    received_at: Mapped[str] = mapped_column(String(32))
-    updated_at: Mapped[str] = mapped_column(String(32))
-    finished_at: Mapped[str | None] = mapped_column(String(32))
-    reply_code: Mapped[str | None] = mapped_column(String(16))
-    reply_message: Mapped[str | None] = mapped_column(Text)
-    replied_at: Mapped[str | None] = mapped_column(String(32))
-    reply_removed_at: Mapped[str | None] = mapped_column(String(32))
-    #: The command's position in its hash chain, which also guards against concurrent writers.
-    last_seq: Mapped[int] = mapped_column(Integer, default=0)
-    last_hash: Mapped[str] = mapped_column(String(64))
-
-
-class Transition(Base):
-    """One journaled step of a command; rows form a hash chain in id order."""
-
-    __tablename__ = "transitions"
-    __table_args__ = (Index("ix_transitions_command_seq", "command_id", "seq", unique=True),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    command_id: Mapped[int] = mapped_column(ForeignKey("commands.id", ondelete="CASCADE"))
-    seq: Mapped[int] = mapped_column(Integer)
-    trigger: Mapped[str] = mapped_column(String(64))
-    source: Mapped[str | None] = mapped_column(String(64))
-    dest: Mapped[str] = mapped_column(String(64))
-    at: Mapped[str] = mapped_column(String(32))
-    #: Redacted JSON detail: never a secret, only digests, sizes and names.
-    detail: Mapped[str] = mapped_column(Text, default="{}")
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+#: One journaled step of a command; each command's rows form a hash chain in ``seq`` order.
+transitions = Table(
+    "transitions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("command_id", Integer, ForeignKey("commands.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("trigger", String(64), nullable=False),
+    Column("source", String(64)),
+    Column("dest", String(64), nullable=False),
+    Column("at", String(32), nullable=False),
+    # Redacted JSON detail: never a secret, only digests, sizes and names.
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_transitions_command_seq", "command_id", "seq", unique=True),
+)

@@ -21,22 +21,21 @@ import logging
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.errors import CommandNotFound, JournalError
 from agent.journal import engine as engine_setup
-from agent.journal.models import Command, Transition
+from agent.journal.models import commands as _commands
+from agent.journal.models import transitions as _transitions
 
 log = logging.getLogger(__name__)
 
 TERMINAL_STATES = frozenset({"done", "failed", "rolled_back"})
 
-_commands = cast(Table, Command.__table__)
-_transitions = cast(Table, Transition.__table__)
 
 
 class _Compiled:
@@ -245,10 +244,10 @@ class Journal:
                     "received_at": at}
 
         def work(cursor: sqlite3.Connection) -> CommandRecord:
-            values: dict[str, Any] = {**identity, "machine": machine, "value": value, "state": "received", "attempts": 1,
-                      "updated_at": at, "finished_at": None, "reply_code": None, "reply_message": None,
-                      "replied_at": None, "reply_removed_at": None, "last_seq": 0,
-                      "last_hash": genesis_hash(identity)}
+            values: dict[str, Any] = {
+                **identity, "machine": machine, "value": value, "state": "received", "attempts": 1,
+                "updated_at": at, "finished_at": None, "reply_code": None, "reply_message": None,
+                "replied_at": None, "reply_removed_at": None, "last_seq": 0, "last_hash": genesis_hash(identity)}
             command_id = _INSERT_COMMAND(cursor, values).lastrowid
             assert command_id is not None
             return self._step(cursor, CommandRecord(id=command_id, **values), "receive", "received", detail, at)

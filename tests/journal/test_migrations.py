@@ -15,7 +15,7 @@ from sqlalchemy import inspect
 
 from agent.journal import Journal
 from agent.journal import engine as setup
-from agent.journal.models import Base
+from agent.journal.models import metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,6 +30,41 @@ def test_build_revision_is_the_alembic_head() -> None:
     config = AlembicConfig()
     config.set_main_option("script_location", str(ROOT / "migrations"))
     assert ScriptDirectory.from_config(config).get_current_head() == setup.SCHEMA_REVISION
+
+
+def schema(database: Path) -> dict[str, object]:
+    """Everything that defines the schema: columns, indexes, keys, and the stamped revision."""
+    engine = setup.create(database)
+    inspector = inspect(engine)
+    described: dict[str, object] = {}
+    for table in inspector.get_table_names():
+        described[table] = (
+            [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)],
+            sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table)),
+            inspector.get_pk_constraint(table)["constrained_columns"],
+            [(f["constrained_columns"], f["referred_table"], f["options"]) for f in inspector.get_foreign_keys(table)],
+        )
+    with sqlite3.connect(database) as conn:
+        described["revision"] = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    engine.dispose()
+    return described
+
+
+def test_fresh_journal_equals_the_migrated_one(tmp_path: Path) -> None:
+    """A new journal (tables created and stamped without Alembic) is exactly what the migrations build."""
+    fresh = Journal.open(tmp_path / "fresh")
+    migrated_engine = setup.create(setup.prepare_state_dir(tmp_path / "migrated"))
+    setup._run_alembic(migrated_engine, None, "head")
+    assert schema(Path(fresh.path)) == schema(Path(str(migrated_engine.url.database)))
+
+
+def test_fresh_start_does_not_load_alembic(tmp_path: Path) -> None:
+    """Creating a journal on first boot leaves Alembic unimported (its memory and start-up time)."""
+    script = ("import sys, pathlib; from agent.journal import Journal;"
+              "Journal.open(pathlib.Path(sys.argv[1])); print('alembic' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"
 
 
 def test_upgrade_downgrade_round_trip(tmp_path: Path) -> None:
@@ -50,7 +85,7 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
     """The migrations create every column the models declare, so queries never meet a missing column."""
     journal = Journal.open(tmp_path)
     inspector = inspect(journal.engine)
-    for table in Base.metadata.sorted_tables:
+    for table in metadata.sorted_tables:
         assert {c["name"] for c in inspector.get_columns(table.name)} == set(table.columns.keys())
 
 
