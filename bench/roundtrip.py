@@ -1,7 +1,7 @@
 """Round-trip latency of `version`: the agent (journal with synchronous=FULL) against a bare pyxs echo floor.
 
-Both run as processes on the same real xenstored in the same run, and a client times each call from the
-request's write to the reply's appearance (through a watch, not nova's 0.5 s polling). Prints p50 and p99
+Both run as processes on the same real xenstored in the same run, called alternately, and a client times
+each call from the request's write to the reply's appearance (through a watch, not nova's 0.5 s polling). Prints p50 and p99
 of each and the ratios. Usage: python bench/roundtrip.py [CALLS]
 """
 
@@ -20,10 +20,16 @@ from common import Caller, new_domain, percentile, start_agent, start_xenstored
 BODY = json.dumps({"name": "version", "value": "agent"}).encode()
 
 
-def measure(caller: Caller, calls: int) -> list[float]:
+def measure(floor: Caller, agent: Caller, calls: int) -> tuple[list[float], list[float]]:
+    """Alternate the two sides call by call, so that both see the same machine load."""
     for _ in range(max(20, calls // 10)):  # warm-up
-        caller.call(BODY)
-    return [caller.call(BODY) for _ in range(calls)]
+        floor.call(BODY)
+        agent.call(BODY)
+    floor_times, agent_times = [], []
+    for _ in range(calls):
+        floor_times.append(floor.call(BODY))
+        agent_times.append(agent.call(BODY))
+    return floor_times, agent_times
 
 
 def main() -> None:
@@ -35,8 +41,7 @@ def main() -> None:
     agent = start_agent(daemon, agent_domain, directory / "state", directory / "agent.log")
     try:
         time.sleep(1.0)
-        floor = measure(Caller(daemon, echo_domain), calls)
-        agent_times = measure(Caller(daemon, agent_domain), calls)
+        floor, agent_times = measure(Caller(daemon, echo_domain), Caller(daemon, agent_domain), calls)
     finally:
         echo.terminate()
         agent.terminate()
