@@ -1,8 +1,8 @@
 """Round-trip latency of `version`: the agent (journal with synchronous=FULL) against a bare pyxs echo floor.
 
 Both run as processes on the same real xenstored in the same run, called alternately, and a client times
-each call from the request's write to the reply's appearance (through a watch, not nova's 0.5 s polling). Prints p50 and p99
-of each and the ratios. Usage: python bench/roundtrip.py [CALLS]
+each call from the request's write to the reply's appearance (through a watch, not nova's 0.5 s polling).
+Prints p50 and p99 of each and the ratios. Usage: python bench/roundtrip.py [CALLS]
 """
 
 from __future__ import annotations
