@@ -46,6 +46,18 @@ def build_shim(directory: Path) -> Path:
     return target
 
 
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Xenstored:
     """One xenstored process with its own run directory and socket."""
 
@@ -105,14 +117,7 @@ class Xenstored:
     def stop(self) -> None:
         """Stop the daemon (its in-memory store goes with it)."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=5)
 
     def __enter__(self) -> Xenstored:
         self.start()
@@ -178,13 +183,7 @@ class Sandbox:
 
     def stop(self) -> None:
         agent, self.agent = self.agent, None
-        if agent is not None and agent.poll() is None:
-            agent.terminate()
-            try:
-                agent.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait()
+        stop_process(agent, timeout=15)
         self.xenstored.stop()
 
     def __enter__(self) -> Sandbox:
