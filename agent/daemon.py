@@ -160,7 +160,6 @@ class Agent:
         self._own_deletes.clear()  # events of the old connection are gone with it
         self.recover(count_attempt=first)
         self.housekeeping()
-        self.scan()
 
     # -- requests -------------------------------------------------------------------------------------
 
@@ -309,6 +308,8 @@ class Agent:
         if pruned:
             log.info("removed %d commands older than %g days from the journal", pruned,
                      self.config.retention_days)
+        # Also a safety net: a request whose handling failed (a full disk, say) is tried again here.
+        self.scan()
 
     def _journal(self) -> Journal:
         if self.journal is None:
