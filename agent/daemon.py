@@ -28,7 +28,7 @@ from agent import protocol
 from agent.config import Config
 from agent.errors import AgentError, CommandFailed, JournalError, XenStoreError, XenStoreUnavailable
 from agent.faults import crash_point
-from agent.journal import CommandRecord, Journal
+from agent.journal import CommandRecord, Journal, iso
 from agent.machines import COMMANDS, Context, JournaledCommand, Rejected
 from agent.machines.base import stored_value
 from agent.protocol import GUEST_DIR, HOST_DIR, Request
@@ -41,10 +41,6 @@ MACHINES: dict[str, type[JournaledCommand]] = {**COMMANDS, Rejected.NAME: Reject
 RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class Agent:
     """The guest agent daemon."""
 
@@ -53,7 +49,6 @@ class Agent:
         self.xenstore = XenStore(config.xenstore_address, config.domain_path, config.xenstore_timeout)
         self.journal: Journal | None = None
         self.should_exit = False
-        self.force_exit = False
         self._on_ready = on_ready
         self._next_housekeeping = 0.0
         # Each request we delete fires our own watch once more; skipping that one event per delete saves a
@@ -80,7 +75,6 @@ class Agent:
 
     def handle_exit(self, sig: int, _frame: FrameType | None) -> None:
         if self.should_exit:
-            self.force_exit = True
             log.warning("second %s: exiting without waiting", signal.Signals(sig).name)
             os._exit(1)
         log.info("%s received: shutting down", signal.Signals(sig).name)
@@ -298,13 +292,13 @@ class Agent:
         self._next_housekeeping = time.monotonic() + self.config.housekeeping_interval
         journal = self._journal()
         now = datetime.now(UTC)
-        old = journal.replies_older_than(_iso(now - timedelta(seconds=self.config.reply_max_age)))
+        old = journal.replies_older_than(iso(now - timedelta(seconds=self.config.reply_max_age)))
         for record in old:
             self.xenstore.delete(f"{GUEST_DIR}/{record.request_id}")
         journal.mark_replies_removed([r.id for r in old])
         if old:
             log.info("removed %d old replies from %s", len(old), GUEST_DIR)
-        pruned = journal.prune(_iso(now - timedelta(days=self.config.retention_days)))
+        pruned = journal.prune(iso(now - timedelta(days=self.config.retention_days)))
         if pruned:
             log.info("removed %d commands older than %g days from the journal", pruned,
                      self.config.retention_days)

@@ -6,7 +6,8 @@ from agent.journal.store import (
     Journal,
     TransitionRecord,
     Verification,
+    iso,
     utcnow,
 )
 
-__all__ = ["TERMINAL_STATES", "CommandRecord", "Journal", "TransitionRecord", "Verification", "utcnow"]
+__all__ = ["TERMINAL_STATES", "CommandRecord", "Journal", "TransitionRecord", "Verification", "iso", "utcnow"]

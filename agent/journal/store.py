@@ -63,9 +63,13 @@ _FIND_REQUEST = _Compiled(select(_commands).where(_commands.c.request_id == bind
                           .order_by(_commands.c.id.desc()).limit(1))
 
 
+def iso(moment: datetime) -> str:
+    """The journal's timestamp format: UTC, microseconds, a trailing Z (text order is time order)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def utcnow() -> str:
-    """The journal's timestamp format: UTC, microseconds, a trailing Z."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return iso(datetime.now(UTC))
 
 
 def canonical(detail: dict[str, Any] | None) -> str:
@@ -177,10 +181,21 @@ class Journal:
                 raise JournalError(f"cannot open the journal {self.path}: {exc}") from exc
         return self._conn
 
-    def _write(self, work: Any) -> Any:
-        """Run ``work(cursor)`` on the DB-API connection in one BEGIN IMMEDIATE transaction, committed."""
+    @property
+    def _driver(self) -> sqlite3.Connection:
+        """The DB-API connection under ``conn``, for the hot path's precompiled statements."""
         driver = self.conn.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
+        return driver
+
+    def _write_failed(self, exc: BaseException) -> JournalError:
+        cause = getattr(exc, "orig", None) or exc
+        return JournalError(f"journal write failed ({type(cause).__name__}): check the disk and permissions "
+                            f"of {self.path}")
+
+    def _write(self, work: Any) -> Any:
+        """Run ``work(cursor)`` on the DB-API connection in one BEGIN IMMEDIATE transaction, committed."""
+        driver = self._driver
         try:
             driver.execute("BEGIN IMMEDIATE")
             try:
@@ -191,8 +206,7 @@ class Journal:
                     driver.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise JournalError(f"journal write failed ({type(exc).__name__}): check the disk and permissions "
-                               f"of {self.path}") from exc
+            raise self._write_failed(exc) from exc
         return result
 
     def _write_core(self, work: Any) -> Any:
@@ -203,15 +217,13 @@ class Journal:
             with conn.begin():
                 return work(conn)
         except SQLAlchemyError as exc:
-            cause = getattr(exc, "orig", None) or exc
-            raise JournalError(f"journal write failed ({type(cause).__name__}): "
-                               f"check the disk and permissions of {self.path}") from exc
+            raise self._write_failed(exc) from exc
         finally:
             conn.info["immediate"] = False
 
-    def _read(self, statement: Any, params: dict[str, Any] | None = None) -> Any:
+    def _read(self, statement: Any) -> Any:
         try:
-            result = self.conn.execute(statement, params)
+            result = self.conn.execute(statement)
             rows = result.all()
             self.conn.rollback()  # end the implicit read transaction so the WAL can be checkpointed
             return rows
@@ -307,19 +319,20 @@ class Journal:
 
     # -- queries --------------------------------------------------------------------------------------
 
+    def _records(self, query: Any) -> list[CommandRecord]:
+        return [CommandRecord(**row._asdict()) for row in self._read(query)]
+
     def get(self, command_id: int) -> CommandRecord:
-        rows = self._read(select(_commands).where(_commands.c.id == command_id))
-        if not rows:
+        records = self._records(select(_commands).where(_commands.c.id == command_id))
+        if not records:
             raise CommandNotFound(f"no command {command_id} in the journal; 'openstack-agent journal list' "
                                   "shows the ids")
-        return CommandRecord(**rows[0]._asdict())
+        return records[0]
 
     def find_request(self, request_id: str) -> CommandRecord | None:
         """The latest command journaled for this request id."""
-        driver = self.conn.connection.driver_connection
-        assert isinstance(driver, sqlite3.Connection)
         try:
-            cursor = _FIND_REQUEST(driver, {"request_id": request_id})
+            cursor = _FIND_REQUEST(self._driver, {"request_id": request_id})
             row = cursor.fetchone()
             names = [d[0] for d in cursor.description]
         except sqlite3.Error as exc:
@@ -327,20 +340,17 @@ class Journal:
         return CommandRecord(**dict(zip(names, row, strict=True))) if row else None
 
     def unfinished(self) -> list[CommandRecord]:
-        rows = self._read(select(_commands).where(_commands.c.state.not_in(TERMINAL_STATES))
-                          .order_by(_commands.c.id))
-        return [CommandRecord(**r._asdict()) for r in rows]
+        return self._records(select(_commands).where(_commands.c.state.not_in(TERMINAL_STATES))
+                             .order_by(_commands.c.id))
 
     def undelivered(self) -> list[CommandRecord]:
         """Finished commands whose reply delivery was not journaled (a crash in the reply protocol)."""
-        rows = self._read(select(_commands).where(_commands.c.state.in_(TERMINAL_STATES),
-                                                  _commands.c.replied_at.is_(None)).order_by(_commands.c.id))
-        return [CommandRecord(**r._asdict()) for r in rows]
+        return self._records(select(_commands).where(_commands.c.state.in_(TERMINAL_STATES),
+                                                     _commands.c.replied_at.is_(None)).order_by(_commands.c.id))
 
     def replies_older_than(self, cutoff: str) -> list[CommandRecord]:
-        rows = self._read(select(_commands).where(_commands.c.replied_at < cutoff,
-                                                  _commands.c.reply_removed_at.is_(None)))
-        return [CommandRecord(**r._asdict()) for r in rows]
+        return self._records(select(_commands).where(_commands.c.replied_at < cutoff,
+                                                     _commands.c.reply_removed_at.is_(None)))
 
     def commands(self, limit: int | None = None, name: str | None = None,
                  state: str | None = None) -> list[CommandRecord]:
@@ -352,7 +362,7 @@ class Journal:
             query = query.where(_commands.c.state == state)
         if limit:
             query = query.limit(limit)
-        return [CommandRecord(**r._asdict()) for r in self._read(query)]
+        return self._records(query)
 
     def transitions(self, command_id: int) -> list[TransitionRecord]:
         rows = self._read(select(_transitions).where(_transitions.c.command_id == command_id)
