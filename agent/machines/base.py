@@ -147,14 +147,17 @@ class JournaledCommand:
     def run(self, recovering: bool = False) -> None:
         """Drive the command from its journaled state to a terminal one.
 
-        On recovery, a state whose policy is ``rollback`` takes the ``rollback`` trigger instead of
-        re-entering. A CommandError ends the command with its reply; any other error ends it with a
-        generic 500 that names the failure's type but never its text, which could hold a secret.
+        A request that carries a rejection is failed with it before any state's work runs. On recovery, a
+        state whose policy is ``rollback`` takes the ``rollback`` trigger instead of re-entering. A
+        CommandError ends the command with its reply; any other error ends it with a generic 500 that names the failure's type but never its text, which could hold a secret.
         Journal and XenStore errors propagate: the daemon cannot record or deliver anything without them.
         """
         try:
             if self.finished:
                 return
+            if self.ctx.request.rejection is not None:
+                # Malformed, unknown, refused by policy, or withdrawn before a recovery could re-read it.
+                raise self.ctx.request.rejection
             if recovering and self.RECOVERY.get(self._state) == ROLLBACK:
                 self.advance("rollback", detail={"from": self._state})
             else:

@@ -1,12 +1,12 @@
 """rejected: a request that cannot run (malformed, unknown, refused by policy) still gets its reply.
 
 It is journaled like any command, so the audit trail shows every request the host sent, and its error reply
-goes through the same reply protocol.
+goes through the same reply protocol. The machine has no work of its own: the base fails every command whose
+request carries a rejection, with that rejection's reply.
 """
 
 from __future__ import annotations
 
-from agent.errors import RequestRejected
 from agent.machines.base import RESUME, JournaledCommand
 
 STATES = ["received"]
@@ -21,9 +21,3 @@ class Rejected(JournaledCommand):
     RECOVERY = RECOVERY
     # A malformed body can be anything, a mistyped password included: keep only its digest.
     SECRET_VALUE = True
-
-    def on_enter_received(self) -> None:
-        rejection = self.ctx.request.rejection
-        if rejection is None:
-            raise RequestRejected("500", "Request could not be handled")
-        raise rejection

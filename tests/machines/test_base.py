@@ -205,3 +205,14 @@ def test_every_state_needs_a_recovery_policy() -> None:
 
     with pytest.raises(TypeError, match="busy"):
         Careless.machine()
+
+
+def test_request_with_a_rejection_fails_before_any_work(journal: Journal) -> None:
+    """A command whose request was withdrawn (or refused) fails with that reply; no state's work runs."""
+    record = journal.receive("r1", "", "sample", "sample", "0" * 64, None)
+    withdrawn = CommandFailed("500", "Request was withdrawn by the host before the agent could finish it")
+    ctx = Context(journal=journal, config=Config(), request=Request("r1", "sample", None, "0" * 64, withdrawn))
+    command = Sample(record, ctx)
+    command.run(recovering=True)
+    assert command.entered == []
+    assert journal.get(1).reply == {"returncode": "500", "message": withdrawn.message}
