@@ -149,7 +149,8 @@ class JournaledCommand:
 
         A request that carries a rejection is failed with it before any state's work runs. On recovery, a
         state whose policy is ``rollback`` takes the ``rollback`` trigger instead of re-entering. A
-        CommandError ends the command with its reply; any other error ends it with a generic 500 that names the failure's type but never its text, which could hold a secret.
+        CommandError ends the command with its reply; any other error ends it with a generic 500 that names
+        the failure's type but never its text, which could hold a secret.
         Journal and XenStore errors propagate: the daemon cannot record or deliver anything without them.
         """
         try:
