@@ -38,9 +38,13 @@ class ConfigError(AgentError):
 
 
 class XenStoreError(AgentError):
-    """A XenStore operation failed."""
+    """A XenStore operation failed; ``code`` is xenstored's errno when it refused the operation."""
 
     exit_code = 3
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class XenStoreUnavailable(XenStoreError):

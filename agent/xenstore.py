@@ -209,10 +209,14 @@ class XenStore:
 
     # -- operations -----------------------------------------------------------------------------------
 
-    def _call(self, op: str, path: str, *args: bytes) -> Any:
+    def _connected_client(self) -> Any:
         client = self._client
         if client is None or not client.router.alive:
             raise XenStoreUnavailable("not connected to XenStore")
+        return client
+
+    def _call(self, op: str, path: str, *args: bytes) -> Any:
+        client = self._connected_client()
         full = self.absolute(path)
         try:
             return getattr(client, op)(full.encode("ascii"), *args)
@@ -229,7 +233,7 @@ class XenStore:
             if code == errno.ENOENT:
                 raise FileNotFoundError(full) from exc
             reason = os.strerror(code) if code else type(exc).__name__
-            raise XenStoreError(f"XenStore refused {op} {full}: {reason}") from exc
+            raise XenStoreError(f"XenStore refused {op} {full}: {reason}", code or None) from exc
 
     def read(self, path: str) -> bytes | None:
         """The node's value, or None when the node does not exist."""
@@ -254,8 +258,7 @@ class XenStore:
             try:
                 names: list[bytes] = self._call("list", path)
             except XenStoreError as exc:
-                if not isinstance(exc.__cause__, pyxs.exceptions.PyXSError) or \
-                        exc.__cause__.args[:1] != (errno.E2BIG,):
+                if exc.code != errno.E2BIG:
                     raise
                 names = self._list_in_parts(path)
         except FileNotFoundError:
@@ -284,15 +287,14 @@ class XenStore:
 
     def _raw(self, op: int, payload: bytes, path: str) -> bytes:
         """Send an operation pyxs does not know; the reply payload is returned untouched."""
-        client = self._client
-        if client is None or not client.router.alive:
-            raise XenStoreUnavailable("not connected to XenStore")
+        client = self._connected_client()
         reply = client.router.send(_packet(op, next_rq_id(), client.tx_id, payload)).get()
         if reply.op == Op.ERROR:
             name = reply.payload.rstrip(NUL).decode("ascii", "replace")
             if name == "ENOENT":
                 raise FileNotFoundError(path)
-            raise XenStoreError(f"XenStore refused operation {op} on {self.absolute(path)}: {name}")
+            code = getattr(errno, name, None)
+            raise XenStoreError(f"XenStore refused operation {op} on {self.absolute(path)}: {name}", code)
         payload_out: bytes = reply.payload
         return payload_out
 
