@@ -22,10 +22,13 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from agent import __version__, config, render
 from agent.errors import AgentError, HostCallError, JournalError
+
+if TYPE_CHECKING:
+    from agent.host import Host
 
 log = logging.getLogger("agent")
 
@@ -269,16 +272,19 @@ def cmd_host(args: argparse.Namespace, out: TextIO) -> int:
     address = args.xenstore or config.Config().xenstore_address
     request = args.request(args)
     with XenStore(address, args.domain_path) as xenstore:
-        host = Host(xenstore)
-        if isinstance(request, str):
-            reply = host.raw(request, timeout=args.timeout)
-        else:
-            reply = host.call(request[0], request[1], timeout=args.timeout)
+        reply = _send(Host(xenstore), request, args.timeout)
     if args.json:
         render.as_json(reply, out)
     else:
         render.fields([("returncode", reply.get("returncode")), ("message", reply.get("message"))], out)
     return 0 if reply.get("returncode") in ("0", "D0") else 1
+
+
+def _send(host: Host, request: str | tuple[str, Any], timeout: float) -> dict[str, Any]:
+    """A raw body as given, or a (name, value) call."""
+    if isinstance(request, str):
+        return host.raw(request, timeout=timeout)
+    return host.call(request[0], request[1], timeout=timeout)
 
 
 # -- sandbox ------------------------------------------------------------------------------------------
@@ -324,7 +330,7 @@ def _demo(sandbox: Any, out: TextIO) -> int:
     with XenStore(sandbox.xenstored.address, sandbox.domain_path) as xenstore:
         host = Host(xenstore)
         for label, request in calls:
-            reply = host.raw(request, 10.0) if isinstance(request, str) else host.call(request[0], request[1], 10.0)
+            reply = _send(host, request, 10.0)
             out.write(f"host -> {label:<22} agent -> {reply['returncode']:>3} {reply['message']}\n")
     out.write("\nThe journal (openstack-agent journal list):\n\n")
     return main(["journal", "list", "--state-dir", str(sandbox.state_dir)], out)
