@@ -221,11 +221,11 @@ def _convert(option: Option, raw: Any, where: str) -> Any:
         raise ConfigError(f"{where}: invalid value {raw!r} ({exc})") from exc
 
 
-def from_overrides(overrides: Sequence[tuple[str, Any]] = (), **kwargs: Any) -> Config:
-    """A Config from Python values, validated like flags (used by the sandbox and tests)."""
+def from_overrides(**kwargs: Any) -> Config:
+    """A Config from Python values, validated like flags (for tests and benchmarks)."""
     values: dict[str, Any] = {}
     by_attr = {o.attr: o for o in OPTIONS}
-    for attr, raw in [*overrides, *kwargs.items()]:
+    for attr, raw in kwargs.items():
         option = by_attr.get(attr)
         values[attr] = raw if option is None else _convert(option, raw, attr)
     return Config(**values)

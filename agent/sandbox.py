@@ -14,11 +14,13 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from importlib import resources
 from pathlib import Path
 
 from agent.errors import SandboxError
+from agent.xenstore import XenStore
 
 XENSTORED = Path("/usr/lib/xen-4.17/bin/xenstored")
 INSTALL_HINT = "install it with: apt-get install xen-utils-4.17 xenstore-utils gcc"
@@ -129,8 +131,6 @@ class Xenstored:
 
 def create_domain(address: str, domid: int, name: str | None = None) -> str:
     """Create the nodes the toolstack gives a guest (name, domid, data/) and return its home path."""
-    from agent.xenstore import XenStore
-
     home = f"/local/domain/{domid}"
     with XenStore(address, home) as xs:
         xs.write("name", name or f"sandbox-{domid}")
@@ -138,14 +138,6 @@ def create_domain(address: str, domid: int, name: str | None = None) -> str:
         xs.mkdir("data/host")
         xs.mkdir("data/guest")
     return home
-
-
-def destroy_domain(address: str, domid: int) -> None:
-    """Remove a guest's tree, as the toolstack does when the domain is destroyed (for example on reboot)."""
-    from agent.xenstore import XenStore
-
-    with XenStore(address, "") as xs:
-        xs.delete(f"/local/domain/{domid}")
 
 
 class Sandbox:
@@ -168,8 +160,6 @@ class Sandbox:
         return self.directory / "agent.log"
 
     def start(self) -> None:
-        import sys
-
         self.xenstored.start()
         self.domain_path = create_domain(self.xenstored.address, self.domid)
         command = [sys.executable, "-m", "agent", "run", "--xenstore", self.xenstored.address,
