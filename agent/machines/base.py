@@ -195,8 +195,16 @@ class JournaledCommand:
         return self.ctx.request.value
 
 
+MAX_STORED_VALUE = 1024
+
+
 def stored_value(command: type[JournaledCommand], value: Any) -> str | None:
-    """What the journal keeps of a request's value: the JSON of a non-secret value, nothing otherwise."""
+    """What the journal keeps of a request's value: the JSON of a small non-secret value, else nothing.
+
+    Without a stored value, recovery re-reads the request from XenStore (checked against its digest);
+    a cut-off JSON text could not be parsed back, so a large value is not stored at all.
+    """
     if command.SECRET_VALUE:
         return None
-    return json.dumps(value, ensure_ascii=True)[:1024]
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= MAX_STORED_VALUE else None

@@ -11,7 +11,8 @@ from transitions import MachineError
 from agent.config import Config
 from agent.errors import CommandFailed, JournalError
 from agent.journal import Journal
-from agent.machines.base import RESUME, ROLLBACK, Context, JournaledCommand
+from agent.machines.base import RESUME, ROLLBACK, Context, JournaledCommand, stored_value
+from agent.machines.rejected import Rejected
 from agent.protocol import Request
 
 SECRET = "hunter2-must-never-appear"
@@ -216,3 +217,15 @@ def test_request_with_a_rejection_fails_before_any_work(journal: Journal) -> Non
     command.run(recovering=True)
     assert command.entered == []
     assert journal.get(1).reply == {"returncode": "500", "message": withdrawn.message}
+
+
+@pytest.mark.parametrize(("value", "stored"), [("agent", '"agent"'), ({"a": [1]}, '{"a": [1]}'),
+                                               ("x" * 2000, None)])
+def test_stored_value_is_whole_json_or_nothing(value: Any, stored: str | None) -> None:
+    """A non-secret value is kept as parseable JSON; one too large is not kept (recovery re-reads it)."""
+    assert stored_value(Sample, value) == stored
+
+
+def test_secret_values_are_never_stored() -> None:
+    """A machine that declares its value secret keeps only the digest."""
+    assert stored_value(Rejected, "hunter2") is None
