@@ -14,6 +14,7 @@ them (``raise ... from``), so callers above that boundary only ever see this tre
     ├── CommandError                a command must end with a protocol error reply
     │   ├── RequestRejected         the request itself is bad (malformed, unknown, refused by policy)
     │   └── CommandFailed           a machine could not complete; carries the reply to send
+    ├── PlatformError               the operating system refused an effect (setting a password, ...)
     ├── HostCallError               the host side of the protocol got no usable answer
     └── SandboxError                the local xenstored harness could not start
 
@@ -91,6 +92,12 @@ class RequestRejected(CommandError):
 
 class CommandFailed(CommandError):
     """A command's machine could not complete its work."""
+
+
+class PlatformError(AgentError):
+    """An operating-system tool or API failed; the message names the cause and never holds the secret."""
+
+    exit_code = 9
 
 
 class HostCallError(AgentError):

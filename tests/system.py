@@ -1,0 +1,58 @@
+"""A throw-away system root for the real chpasswd, and checks of the hashes it writes."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import shutil
+from pathlib import Path
+
+USERS = {"root": 0, "cloud": 1000}
+
+
+def make_root(path: Path, encrypt_method: str | None = "SHA512") -> Path:
+    """A directory with just the files chpasswd -R needs: passwd, group, shadow (and login.defs)."""
+    etc = path / "etc"
+    etc.mkdir(parents=True)
+    (etc / "passwd").write_text("".join(f"{u}:x:{i}:{i}:{u}:/home/{u}:/bin/sh\n" for u, i in USERS.items()))
+    (etc / "group").write_text("".join(f"{u}:x:{i}:\n" for u, i in USERS.items()))
+    (etc / "shadow").write_text("".join(f"{u}:*:20000:0:99999:7:::\n" for u in USERS))
+    os.chmod(etc / "shadow", 0o640)
+    if encrypt_method is not None:
+        (etc / "login.defs").write_text(f"# test root\nUMASK 022\nENCRYPT_METHOD {encrypt_method}\n")
+    return path
+
+
+def shadow_hash(root: Path, user: str) -> str:
+    for line in (root / "etc/shadow").read_text().splitlines():
+        name, hashed, *_ = line.split(":")
+        if name == user:
+            return hashed
+    raise AssertionError(f"{user} is not in {root}/etc/shadow")
+
+
+def password_matches(password: str, hashed: str) -> bool:
+    """Check a shadow hash with the system's own crypt(3) (libxcrypt: SHA512, yescrypt, ...)."""
+    libcrypt = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1")
+    libcrypt.crypt.restype = ctypes.c_char_p
+    libcrypt.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    result = libcrypt.crypt(password.encode(), hashed.encode())
+    return result is not None and result.decode() == hashed
+
+
+def counting_chpasswd(directory: Path) -> Path:
+    """A bin directory whose chpasswd logs each run's argv (never stdin) and then runs the real one."""
+    real = shutil.which("chpasswd", path="/usr/sbin:/usr/bin:/sbin:/bin")
+    assert real, "chpasswd is missing: apt-get install passwd"
+    directory.mkdir(parents=True, exist_ok=True)
+    wrapper = directory / "chpasswd"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{directory}/runs"\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    return directory
+
+
+def runs(directory: Path) -> list[str]:
+    """The argv lines the counting chpasswd recorded."""
+    log = directory / "runs"
+    return log.read_text().splitlines() if log.exists() else []
