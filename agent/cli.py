@@ -2,13 +2,13 @@
 
     run        the guest agent daemon
     journal    list, show, export and verify the journal
-    host       call the agent as nova's dom0 plugin does (version, features, raw requests)
+    host       call the agent as nova's dom0 plugin does (version, features, password, raw requests)
     sandbox    a real xenstored plus the agent on this machine, for trying it out
     diagram    the state diagram of a command's machine (mermaid)
 
 Every error reaches one handler that prints ``Error: ...`` (what failed and the fix) and exits with the
 error's code: 2 configuration, 3 XenStore, 4 journal, 5 journal verification, 6 no such command,
-7 host call, 8 sandbox.
+7 host call, 8 sandbox, 9 platform.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from agent import __version__, config, render
+from agent import __version__, config, crypto, render
 from agent.errors import AgentError, HostCallError, JournalError
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("agent")
 
 LIST_COLUMNS = ("id", "request_id", "name", "state", "reply_code", "attempts", "received_at", "replied_at")
+FROM_STDIN = "-"
 TRANSITION_COLUMNS = ("seq", "at", "trigger", "source", "dest", "detail")
 
 
@@ -101,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("name")
     call.add_argument("value", nargs="?", default="", help="JSON value, or a plain string")
     call.set_defaults(handler=cmd_host, request=lambda a: (a.name, _json_or_text(a.value)))
+    password = host_commands.add_parser("password", help="set the guest's password (keyinit, then password)",
+                                        description=(
+        "Set the guest's administrator password as nova does: keyinit with a decimal public key, check the "
+        "'D0' reply, then send password + newline encrypted with AES-128-CBC under the shared secret, as "
+        "single-line base64. Without NEWPASS (or with '-') the password is read from standard input, "
+        "which keeps it out of the process list."))
+    password.add_argument("new_password", metavar="NEWPASS", nargs="?", default="-",
+                          help="the new password, or '-' to read it from standard input (the default)")
+    password.add_argument("--digest", choices=crypto.DERIVATIONS, default="sha256",
+                          help="key derivation of the host's OpenSSL: sha256 (1.1.0 and later) or md5 (older)")
+    password.set_defaults(handler=cmd_host, request=_password_request)
     raw = host_commands.add_parser("raw", help="send BODY exactly as given (for testing bad requests)")
     raw.add_argument("body")
     raw.set_defaults(handler=cmd_host, request=lambda a: a.body)
@@ -280,10 +292,32 @@ def cmd_host(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if reply.get("returncode") in ("0", "D0") else 1
 
 
-def _send(host: Host, request: str | tuple[str, Any], timeout: float) -> dict[str, Any]:
-    """A raw body as given, or a (name, value) call."""
+@dataclasses.dataclass(frozen=True)
+class PasswordRequest:
+    password: str = dataclasses.field(repr=False)
+    derivation: str
+
+
+def _password_request(args: argparse.Namespace) -> PasswordRequest:
+    given = args.new_password
+    if given == FROM_STDIN:
+        if sys.stdin.isatty():
+            import getpass
+
+            given = getpass.getpass("New password: ")
+        else:
+            given = sys.stdin.readline().rstrip("\r\n")
+    if not given:
+        raise AgentError("no password given; pass NEWPASS, or write it to standard input")
+    return PasswordRequest(given, args.digest)
+
+
+def _send(host: Host, request: str | tuple[str, Any] | PasswordRequest, timeout: float) -> dict[str, Any]:
+    """A raw body as given, a password set (keyinit + password), or a (name, value) call."""
     if isinstance(request, str):
         return host.raw(request, timeout=timeout)
+    if isinstance(request, PasswordRequest):
+        return host.set_password(request.password, request.derivation, timeout=timeout)
     return host.call(request[0], request[1], timeout=timeout)
 
 

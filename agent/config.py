@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 import tomllib
 from collections.abc import Callable, Sequence
@@ -64,10 +65,15 @@ def _log_level(value: Any) -> str:
     return level
 
 
+#: Besides the reply-protocol steps, ``enter:<state>`` kills the agent right after a command's transition to
+#: that state is journaled, before the state's work runs.
+STATE_FAULT = re.compile(r"enter:[a-z_]+")
+
+
 def _fault_point(value: Any) -> str:
     point = str(value)
-    if point and point not in FAULT_POINTS:
-        raise ValueError(f"expected one of {', '.join(FAULT_POINTS)}")
+    if point and point not in FAULT_POINTS and not STATE_FAULT.fullmatch(point):
+        raise ValueError(f"expected one of {', '.join(FAULT_POINTS)}, or enter:<state>")
     return point
 
 
@@ -109,8 +115,14 @@ OPTIONS: tuple[Option, ...] = (
            "seconds between reply garbage collection and journal retention runs"),
     Option("shutdown_timeout", "daemon", "shutdown_timeout", _positive(float),
            "seconds the daemon waits for a clean shutdown before it exits anyway"),
+    Option("password_user", "password", "user", str,
+           "account whose password 'password' sets (default: root; on Windows the built-in administrator, "
+           "found by its RID 500)"),
+    Option("exchange_lifetime", "password", "exchange_lifetime", _positive(float),
+           "seconds a keyinit exchange stays usable; then its secret is wiped"),
     Option("crash_at", "testing", "crash_at", _fault_point,
-           "fault injection for crash tests: SIGKILL the agent at this reply-protocol step"),
+           "fault injection for crash tests: SIGKILL the agent at this reply-protocol step, or at "
+           "enter:<state> of a command"),
 )
 
 
@@ -130,6 +142,8 @@ class Config:
     log_level: str = "info"
     housekeeping_interval: float = 300.0
     shutdown_timeout: float = 10.0
+    password_user: str = ""
+    exchange_lifetime: float = 3600.0
     crash_at: str = ""
     root: str = ""
 

@@ -24,11 +24,11 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from agent import protocol
+from agent import platform, protocol
 from agent.config import Config
 from agent.errors import AgentError, CommandFailed, JournalError, XenStoreError, XenStoreUnavailable
 from agent.faults import crash_point
-from agent.journal import CommandRecord, Journal, iso
+from agent.journal import CommandRecord, Journal, iso, parse_iso
 from agent.machines import COMMANDS, Context, JournaledCommand, Rejected
 from agent.machines.base import stored_value
 from agent.protocol import GUEST_DIR, HOST_DIR, Request
@@ -48,6 +48,7 @@ class Agent:
         self.config = config
         self.xenstore = XenStore(config.xenstore_address, config.domain_path, config.xenstore_timeout)
         self.journal: Journal | None = None
+        self.platform = platform.for_system(config.root)
         self.should_exit = False
         self._on_ready = on_ready
         self._next_housekeeping = 0.0
@@ -98,13 +99,11 @@ class Agent:
     def main_loop(self) -> None:
         while not self.should_exit:
             try:
-                timeout = max(0.0, self._next_housekeeping - time.monotonic())
-                event = self.xenstore.next_event(timeout=timeout)
-                if event is None:
-                    if time.monotonic() >= self._next_housekeeping:
-                        self.housekeeping()
-                    continue
-                self.on_event(event[0])
+                event = self.xenstore.next_event(timeout=max(0.0, self._next_timer() - time.monotonic()))
+                if event is not None:
+                    self.on_event(event[0])
+                if time.monotonic() >= self._next_timer():
+                    self.timers()
             except XenStoreUnavailable as exc:
                 if self.should_exit:
                     break
@@ -249,7 +248,8 @@ class Agent:
         self.crash_point("after_replied")
 
     def context(self, request: Request) -> Context:
-        return Context(journal=self._journal(), config=self.config, request=request, offered=self.offered)
+        return Context(journal=self._journal(), config=self.config, request=request, offered=self.offered,
+                       platform=self.platform)
 
     def offered(self) -> list[str]:
         """Implemented commands that the policy allows, for ``features``."""
@@ -285,11 +285,37 @@ class Agent:
         vanished = CommandFailed("500", "Request was withdrawn by the host before the agent could finish it")
         return Request(record.request_id, record.name, None, record.digest, vanished)
 
+    # -- timers -------------------------------------------------------------------------------------
+
+    def _next_timer(self) -> float:
+        """When the main loop must wake without an event: housekeeping, or a key exchange's expiry."""
+        due = self._next_housekeeping
+        expiry = self._journal().next_expiry()
+        if expiry is not None:
+            due = min(due, time.monotonic() + (parse_iso(expiry) - datetime.now(UTC)).total_seconds())
+        return due
+
+    def timers(self) -> None:
+        if time.monotonic() >= self._next_housekeeping:
+            self.housekeeping()
+        else:
+            self.expire_exchanges()
+
+    def expire_exchanges(self) -> None:
+        """Wipe the secret of every key exchange whose lifetime is over (and any wipe still pending)."""
+        journal = self._journal()
+        expired = journal.expire_exchanges(iso(datetime.now(UTC)))
+        if expired:
+            log.info("%d key exchange(s) expired; their secrets were wiped", expired)
+        elif journal.wipe_pending:
+            journal.wipe()
+
     # -- housekeeping ---------------------------------------------------------------------------------
 
     def housekeeping(self) -> None:
-        """Remove our old replies from ``data/guest`` and old commands from the journal; rescan."""
+        """Expire key exchanges; remove our old replies from ``data/guest`` and old commands; rescan."""
         self._next_housekeeping = time.monotonic() + self.config.housekeeping_interval
+        self.expire_exchanges()
         journal = self._journal()
         now = datetime.now(UTC)
         old = journal.replies_older_than(iso(now - timedelta(seconds=self.config.reply_max_age)))

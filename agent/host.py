@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from agent import protocol
+from agent import crypto, protocol
 from agent.errors import HostCallError
 from agent.xenstore import XenStore
 
@@ -30,6 +30,28 @@ class Host:
     def call(self, name: str, value: Any = "", timeout: float = 30.0) -> dict[str, Any]:
         """Send ``{"name": name, "value": value}`` and wait for the agent's reply."""
         return self.raw(protocol.encode({"name": name, "value": value}), timeout)
+
+    def key_exchange(self, timeout: float = 30.0) -> str:
+        """``keyinit`` as nova does it: send a decimal public key, require ``"D0"``; return the shared secret."""
+        private = crypto.private_key()
+        reply = self.call("keyinit", str(crypto.public_key(private)), timeout)
+        if reply.get("returncode") != "D0":
+            raise HostCallError(f"keyinit failed: the agent answered {reply.get('returncode')!r}: "
+                                f"{reply.get('message')}")
+        try:
+            peer = crypto.parse_public_key(reply.get("message"))
+        except crypto.KeyExchangeError as exc:
+            raise HostCallError(f"keyinit failed: the agent's reply is not a usable public key ({exc})") from None
+        return crypto.shared_secret(private, peer)
+
+    def set_password(self, password: str, derivation: str = "sha256", timeout: float = 30.0) -> dict[str, Any]:
+        """keyinit, then ``password`` with ``password + "\n"`` encrypted as ``openssl enc`` does it.
+
+        ``derivation`` is the key derivation of the host's OpenSSL: "sha256" (OpenSSL 1.1.0 and later,
+        nova's default there) or "md5" (older hosts).
+        """
+        secret = self.key_exchange(timeout)
+        return self.call("password", crypto.encrypt_password(password, secret, derivation), timeout)
 
     def raw(self, body: str, timeout: float = 30.0, request_id: str | None = None) -> dict[str, Any]:
         """Send an arbitrary request body (for testing how the agent treats bad requests)."""

@@ -140,6 +140,12 @@ def create_domain(address: str, domid: int, name: str | None = None) -> str:
     return home
 
 
+def destroy_domain(address: str, domid: int) -> None:
+    """Remove a domain's tree, as the toolstack does when the guest shuts down or reboots (new domid)."""
+    with XenStore(address, "") as xs:
+        xs.delete(f"/local/domain/{domid}")
+
+
 class Sandbox:
     """xenstored, one guest domain, and the agent serving it as a child process: the local demo."""
 

@@ -21,6 +21,7 @@ from agent.host import Host
 from agent.journal import Journal
 from agent.sandbox import Xenstored, build_shim, create_domain
 from agent.xenstore import XenStore
+from tests.system import make_root
 
 DOMID = 5
 
@@ -58,14 +59,26 @@ def host(guest: XenStore) -> Host:
     return Host(guest, poll_interval=0.01)
 
 
+#: Agents in tests act inside a throw-away system root (``--root``), as if it were the guest's: the real
+#: chpasswd changes its shadow file, never this machine's, and the journal lives at the usual place in it.
+STATE_DIR = "/var/lib/openstack-agent"
+
+
 @pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state"
+def system_root(tmp_path: Path) -> Path:
+    """A throw-away system root (passwd, shadow, login.defs) for the agent and the real chpasswd."""
+    return make_root(tmp_path / "root")
 
 
-def make_config(xenstored: Xenstored, domain: str, state_dir: Path, **overrides: Any) -> agent_config.Config:
-    return agent_config.from_overrides(xenstore=xenstored.address, domain_path=domain,
-                                       state_dir=str(state_dir), **overrides)
+@pytest.fixture
+def state_dir(system_root: Path) -> Path:
+    """Where the test agents' journal is: the state directory inside the system root."""
+    return agent_config.rooted(str(system_root), STATE_DIR)
+
+
+def make_config(xenstored: Xenstored, domain: str, root: Path, **overrides: Any) -> agent_config.Config:
+    return agent_config.from_overrides(**{"xenstore": xenstored.address, "domain_path": domain,
+                                          "root": str(root), "state_dir": STATE_DIR, **overrides})
 
 
 @dataclass
@@ -83,13 +96,13 @@ class ThreadAgent:
 
 
 @pytest.fixture
-def run_agent(xenstored: Xenstored, domain: str, state_dir: Path) -> Iterator[Any]:
+def run_agent(xenstored: Xenstored, domain: str, system_root: Path) -> Iterator[Any]:
     """Start agents in threads: ``run_agent(**config_overrides)``; all are stopped at the end."""
     started: list[ThreadAgent] = []
 
     def start(**overrides: Any) -> ThreadAgent:
         ready = threading.Event()
-        agent = Agent(make_config(xenstored, domain, state_dir, **overrides), on_ready=ready.set)
+        agent = Agent(make_config(xenstored, domain, system_root, **overrides), on_ready=ready.set)
         holder = ThreadAgent(agent, threading.Thread(target=lambda: _run(agent, holder), daemon=True))
         holder.thread.start()
         assert ready.wait(20), "the agent did not become ready"
@@ -143,13 +156,14 @@ class AgentProcess:
 
 
 @pytest.fixture
-def agent_process(xenstored: Xenstored, domain: str, state_dir: Path, tmp_path: Path) -> Iterator[Any]:
+def agent_process(xenstored: Xenstored, domain: str, system_root: Path, tmp_path: Path) -> Iterator[Any]:
     """Factory of agent processes on this test's xenstored: ``agent_process(*flags)``."""
     made: list[AgentProcess] = []
 
     def make(*flags: str, domain_path: str | None = None) -> AgentProcess:
         args = [sys.executable, "-m", "agent", "run", "--xenstore", xenstored.address,
-                "--domain-path", domain_path or domain, "--state-dir", str(state_dir), "--log-level", "debug",
+                "--domain-path", domain_path or domain, "--root", str(system_root), "--state-dir", STATE_DIR,
+                "--log-level", "debug",
                 *flags]
         proc = AgentProcess(args, {**os.environ, **xenstored.env}, tmp_path / "agent.log")
         made.append(proc)
@@ -174,3 +188,13 @@ def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.01) -> A
 
 def open_journal(state_dir: Path) -> Journal:
     return Journal.open(state_dir)
+
+
+@pytest.fixture
+def chpasswd_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A PATH directory whose chpasswd records each run, then runs the real one (for agents in threads)."""
+    from tests.system import counting_chpasswd
+
+    directory = counting_chpasswd(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
+    return directory

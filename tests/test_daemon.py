@@ -17,7 +17,7 @@ from tests.conftest import open_journal, wait_for
 
 REPLIES = [
     pytest.param('{"name": "version", "value": "agent"}', "0", __version__, id="version"),
-    pytest.param('{"name": "features", "value": ""}', "0", "version,features", id="features"),
+    pytest.param('{"name": "features", "value": ""}', "0", "version,features,keyinit,password", id="features"),
     pytest.param('{"name": "reboot", "value": ""}', "404", "No such agent command 'reboot'", id="unknown"),
     pytest.param("not json at all", "500", "Request is malformed", id="not-json"),
     pytest.param('{"name": "version"', "500", "Request is malformed", id="truncated-json"),
@@ -67,10 +67,10 @@ def test_request_is_deleted_after_reply(run_agent, guest: XenStore, host: Host) 
 
 def test_denied_command_is_refused_and_not_offered(run_agent, host: Host) -> None:
     """A command the policy denies gets a clear 403 and disappears from features."""
-    run_agent(deny="version")
+    run_agent(deny="version,password")
     assert host.call("version", "agent", timeout=10) == {
         "returncode": "403", "message": "Agent command 'version' is refused by this agent's policy"}
-    assert host.call("features", "", timeout=10) == {"returncode": "0", "message": "features"}
+    assert host.call("features", "", timeout=10) == {"returncode": "0", "message": "features,keyinit"}
 
 
 def test_allow_list_limits_commands(run_agent, host: Host) -> None:
@@ -123,7 +123,7 @@ def test_recycled_request_id_with_new_body_is_a_new_command(run_agent, guest: Xe
     guest.write(f"{HOST_DIR}/1", '{"name": "version"}')
     wait_for(lambda: guest.read(f"{GUEST_DIR}/1"))
     guest.write(f"{HOST_DIR}/1", '{"name": "features"}')
-    wait_for(lambda: json.loads(guest.read(f"{GUEST_DIR}/1") or b"{}").get("message") == "version,features")
+    wait_for(lambda: json.loads(guest.read(f"{GUEST_DIR}/1") or b"{}").get("message") == "version,features,keyinit,password")
     assert [c.name for c in open_journal(state_dir).commands()] == ["features", "version"]
 
 

@@ -3,11 +3,15 @@
 from agent.journal.store import (
     TERMINAL_STATES,
     CommandRecord,
+    ExchangeRecord,
     Journal,
+    SideWrite,
     TransitionRecord,
     Verification,
     iso,
+    parse_iso,
     utcnow,
 )
 
-__all__ = ["TERMINAL_STATES", "CommandRecord", "Journal", "TransitionRecord", "Verification", "iso", "utcnow"]
+__all__ = ["TERMINAL_STATES", "CommandRecord", "ExchangeRecord", "Journal", "SideWrite", "TransitionRecord",
+           "Verification", "iso", "parse_iso", "utcnow"]

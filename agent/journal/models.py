@@ -58,3 +58,30 @@ transitions = Table(
     Column("hash", String(64), nullable=False),
     Index("ix_transitions_command_seq", "command_id", "seq", unique=True),
 )
+
+#: A key exchange opened by ``keyinit`` and used by ``password``. The shared secret is the one secret the
+#: journal ever holds: only while the exchange is open, then set to NULL (secure_delete plus a WAL checkpoint
+#: make it unrecoverable from the files). The rest stays as the audit record of the exchange.
+exchanges = Table(
+    "exchanges", metadata,
+    Column("id", Integer, primary_key=True),
+    # The keyinit command that opened it; retention removes the exchange with it.
+    Column("command_id", Integer, ForeignKey("commands.id", ondelete="CASCADE"), nullable=False),
+    Column("opened_at", String(32), nullable=False),
+    Column("expires_at", String(32), nullable=False),
+    # The agent's public key (decimal), the reply keyinit gives; not a secret.
+    Column("public_key", String(64), nullable=False),
+    # Strength of the group used, in bits (the protocol's 2^107-1 group: 107).
+    Column("group_bits", Integer, nullable=False),
+    # The shared secret (decimal) while the exchange is open; NULL once used, replaced or expired.
+    Column("secret", Text),
+    # open, consumed, replaced or expired.
+    Column("state", String(16), nullable=False),
+    Column("closed_at", String(32)),
+    # Set when a password was applied: its ciphertext's digest (a re-sent one is recognised), the key
+    # derivation that decrypted it, and the password command.
+    Column("applied_digest", String(64)),
+    Column("derivation", String(16)),
+    Column("applied_by", Integer),
+    Index("ix_exchanges_state", "state"),
+)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from agent.errors import CommandNotFound, JournalError
 from agent.journal import engine as engine_setup
 from agent.journal.models import commands as _commands
+from agent.journal.models import exchanges as _exchanges
 from agent.journal.models import transitions as _transitions
 
 log = logging.getLogger(__name__)
@@ -59,13 +61,31 @@ _INSERT_TRANSITION = _Compiled(insert(_transitions).values(
 _UPDATE_COMMAND = _Compiled(
     update(_commands).where(_commands.c.id == bindparam("cid"), _commands.c.last_seq == bindparam("expected"))
     .values({c: bindparam(c) for c in _MUTABLE}))
+_OPEN = _exchanges.c.state == "open"
+_CLOSE_OPEN_EXCHANGES = _Compiled(update(_exchanges).where(_OPEN, _exchanges.c.expires_at <= bindparam("until"))
+                                  .values(state=bindparam("state"), secret=None, closed_at=bindparam("at")))
+_CLOSE_EXCHANGE = _Compiled(update(_exchanges).where(_OPEN, _exchanges.c.id == bindparam("id"))
+                            .values(state=bindparam("state"), secret=None, closed_at=bindparam("at"),
+                                    applied_digest=bindparam("digest"), derivation=bindparam("derivation"),
+                                    applied_by=bindparam("command")))
+_INSERT_EXCHANGE = _Compiled(insert(_exchanges).values(
+    {c.name: bindparam(c.name) for c in _exchanges.columns if c.name != "id"}))
 _FIND_REQUEST = _Compiled(select(_commands).where(_commands.c.request_id == bindparam("request_id"))
                           .order_by(_commands.c.id.desc()).limit(1))
+
+
+#: Later than any expiry: closes every open exchange.
+_FOREVER = "9999"
 
 
 def iso(moment: datetime) -> str:
     """The journal's timestamp format: UTC, microseconds, a trailing Z (text order is time order)."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> datetime:
+    """The inverse of ``iso``."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def utcnow() -> str:
@@ -141,6 +161,36 @@ class TransitionRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class ExchangeRecord:
+    """A key exchange. ``secret`` is None once the exchange is closed; it never appears in a repr."""
+
+    id: int
+    command_id: int
+    opened_at: str
+    expires_at: str
+    public_key: str
+    group_bits: int
+    secret: str | None = dataclasses.field(repr=False)
+    state: str
+    closed_at: str | None
+    applied_digest: str | None
+    derivation: str | None
+    applied_by: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class SideWrite:
+    """Rows a machine writes in the same transaction as one of its transitions (see ``Journal.transition``).
+
+    ``apply(cursor, command, at)`` runs after the transition row is written. ``wipes`` says that it erased a
+    secret, so the WAL is checkpointed after the commit to take the old content out of the files too.
+    """
+
+    apply: Callable[[sqlite3.Connection, CommandRecord, str], None]
+    wipes: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Verification:
     ok: bool
     rows: int
@@ -153,6 +203,10 @@ class Journal:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._conn: Connection | None = None
+        #: A wipe whose checkpoint could not run yet (a reader held the WAL); retried by ``wipe``.
+        self.wipe_pending = False
+        self._expiry: str | None = None
+        self._expiry_known = False
 
     @classmethod
     def open(cls, state_dir: Path) -> Journal:
@@ -268,8 +322,11 @@ class Journal:
         return created
 
     def transition(self, record: CommandRecord, trigger: str, dest: str, detail: dict[str, Any] | None = None,
-                   reply: dict[str, str] | None = None) -> CommandRecord:
-        """Journal a state change (and, when the command finishes, its reply) in one transaction."""
+                   reply: dict[str, str] | None = None, also: SideWrite | None = None) -> CommandRecord:
+        """Journal a state change (and, when the command finishes, its reply) in one transaction.
+
+        ``also`` adds a machine's own rows (a key exchange) to that transaction: both are durable, or neither.
+        """
         at = utcnow()
         changes: dict[str, Any] = {}
         if dest in TERMINAL_STATES:
@@ -278,8 +335,18 @@ class Journal:
             changes["reply_code"] = reply["returncode"]
             changes["reply_message"] = reply["message"]
             detail = {**(detail or {}), "reply": reply}  # the chain covers the reply too
-        moved: CommandRecord = self._write(lambda cursor: self._step(cursor, record, trigger, dest, detail, at,
-                                                                     **changes))
+
+        def work(cursor: sqlite3.Connection) -> CommandRecord:
+            moved = self._step(cursor, record, trigger, dest, detail, at, **changes)
+            if also is not None:
+                also.apply(cursor, moved, at)
+            return moved
+
+        moved: CommandRecord = self._write(work)
+        if also is not None:
+            self._expiry_known = False
+            if also.wipes:
+                self.wipe()
         return moved
 
     def record_attempt(self, record: CommandRecord) -> CommandRecord:
@@ -316,6 +383,88 @@ class Journal:
 
         count: int = self._write_core(work)
         return count
+
+    # -- key exchanges --------------------------------------------------------------------------------
+
+    @staticmethod
+    def opens_exchange(public_key: str, secret: str, expires_at: str, group_bits: int) -> SideWrite:
+        """Open a key exchange for the command; every earlier open one is replaced and its secret wiped."""
+        def apply(cursor: sqlite3.Connection, command: CommandRecord, at: str) -> None:
+            _CLOSE_OPEN_EXCHANGES(cursor, {"until": _FOREVER, "state": "replaced", "at": at})
+            _INSERT_EXCHANGE(cursor, {
+                "command_id": command.id, "opened_at": at, "expires_at": expires_at, "public_key": public_key,
+                "group_bits": group_bits, "secret": secret, "state": "open", "closed_at": None,
+                "applied_digest": None, "derivation": None, "applied_by": None})
+
+        return SideWrite(apply, wipes=True)
+
+    @staticmethod
+    def consumes_exchange(exchange_id: int, applied_digest: str, derivation: str) -> SideWrite:
+        """Close an exchange whose password was applied: wipe its secret, remember what was applied."""
+        def apply(cursor: sqlite3.Connection, command: CommandRecord, at: str) -> None:
+            changed = _CLOSE_EXCHANGE(cursor, {"id": exchange_id, "state": "consumed", "at": at,
+                                               "digest": applied_digest, "derivation": derivation,
+                                               "command": command.id}).rowcount
+            if changed != 1:
+                raise JournalError(f"key exchange {exchange_id} is no longer open")
+
+        return SideWrite(apply, wipes=True)
+
+    @staticmethod
+    def expires_exchange(exchange_id: int) -> SideWrite:
+        """Close an exchange found expired when a password came for it, wiping its secret."""
+        def apply(cursor: sqlite3.Connection, command: CommandRecord, at: str) -> None:
+            _CLOSE_EXCHANGE(cursor, {"id": exchange_id, "state": "expired", "at": at, "digest": None,
+                                     "derivation": None, "command": None})
+
+        return SideWrite(apply, wipes=True)
+
+    def expire_exchanges(self, now: str) -> int:
+        """Close every open exchange whose lifetime is over and wipe its secret; return how many."""
+        count: int = self._write(lambda cursor: _CLOSE_OPEN_EXCHANGES(
+            cursor, {"until": now, "state": "expired", "at": now}).rowcount)
+        self._expiry_known = False
+        if count:
+            self.wipe()
+        return count
+
+    def wipe(self) -> bool:
+        """Checkpoint the WAL into the database and truncate it, so that wiped secrets leave the files.
+
+        ``secure_delete`` zeroes the old content inside the database file, but a WAL still holds the frames
+        written before. A reader (``openstack-agent journal``) can hold the checkpoint off: then the wipe stays
+        pending and the daemon retries it at its next housekeeping.
+        """
+        try:
+            busy, _log, _done = self._driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            raise self._write_failed(exc) from exc
+        self.wipe_pending = bool(busy)
+        if busy:
+            log.warning("journal checkpoint deferred by a reader; a wiped secret stays in the WAL until it runs")
+        return not busy
+
+    def latest_exchange(self) -> ExchangeRecord | None:
+        """The most recent key exchange, open or closed."""
+        rows = self._read(select(_exchanges).order_by(_exchanges.c.id.desc()).limit(1))
+        return ExchangeRecord(**rows[0]._asdict()) if rows else None
+
+    def exchange_of(self, command_id: int) -> ExchangeRecord | None:
+        """The exchange a keyinit command opened."""
+        rows = self._read(select(_exchanges).where(_exchanges.c.command_id == command_id))
+        return ExchangeRecord(**rows[0]._asdict()) if rows else None
+
+    def exchanges(self) -> list[ExchangeRecord]:
+        return [ExchangeRecord(**r._asdict()) for r in self._read(select(_exchanges).order_by(_exchanges.c.id))]
+
+    def next_expiry(self) -> str | None:
+        """When the earliest open exchange expires (cached between the writes that change it)."""
+        if not self._expiry_known:
+            rows = self._read(select(_exchanges.c.expires_at).where(_exchanges.c.state == "open")
+                              .order_by(_exchanges.c.expires_at).limit(1))
+            self._expiry = rows[0][0] if rows else None
+            self._expiry_known = True
+        return self._expiry
 
     # -- queries --------------------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from agent.machines.base import Context, JournaledCommand
 from agent.machines.features import Features
+from agent.machines.keyinit import KeyInit
+from agent.machines.password import Password
 from agent.machines.rejected import Rejected
 from agent.machines.version import Version
 
@@ -11,6 +13,8 @@ from agent.machines.version import Version
 COMMANDS: dict[str, type[JournaledCommand]] = {
     "version": Version,
     "features": Features,
+    "keyinit": KeyInit,
+    "password": Password,
 }
 
 __all__ = ["COMMANDS", "Context", "JournaledCommand", "Rejected"]

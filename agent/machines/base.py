@@ -31,7 +31,8 @@ from transitions import Machine, MachineError
 from agent.config import Config
 from agent.errors import CommandError, JournalError, XenStoreError
 from agent.faults import crash_point
-from agent.journal import TERMINAL_STATES, CommandRecord, Journal
+from agent.journal import TERMINAL_STATES, CommandRecord, Journal, SideWrite
+from agent.platform import Platform
 from agent.protocol import Request, reply
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class Context:
     request: Request
     #: Names of the commands this agent offers (implemented and allowed), for ``features``.
     offered: Callable[[], Sequence[str]] = tuple
+    #: The operating system's effects (passwords, ...); None where a command needs none (tests).
+    platform: Platform | None = None
 
 
 class JournaledCommand:
@@ -71,6 +74,7 @@ class JournaledCommand:
         self._trigger: str | None = None
         self._detail: dict[str, Any] | None = None
         self._reply: dict[str, str] | None = None
+        self._also: SideWrite | None = None
         machine = type(self).machine()
         if record.state not in machine.states:
             raise JournalError(f"command {record.id} is in state {record.state!r}, unknown to the "
@@ -118,29 +122,32 @@ class JournaledCommand:
         if self._trigger is None:
             raise MachineError("state changes go through JournaledCommand.advance()")
         self.record = self.ctx.journal.transition(self.record, self._trigger, dest, detail=self._detail,
-                                                  reply=self._reply)
+                                                  reply=self._reply, also=self._also)
         log.info("command %d %s: %s -> %s (%s)", self.record.id, self.NAME, self._state, dest, self._trigger)
         self._state = dest
+        crash_point(self.ctx.config, f"enter:{dest}")
 
     def advance(self, trigger: str, detail: dict[str, Any] | None = None,
-                reply: dict[str, str] | None = None) -> None:
-        """Fire ``trigger``; its transition is journaled (with ``detail`` and ``reply``) before it acts.
+                reply: dict[str, str] | None = None, also: SideWrite | None = None) -> None:
+        """Fire ``trigger``; its transition is journaled (with ``detail``, ``reply`` and ``also``'s rows, in
+        one transaction) before it acts.
 
         ``detail`` must never hold a secret: record digests, sizes and names instead.
         """
-        self._trigger, self._detail, self._reply = trigger, detail, reply
+        self._trigger, self._detail, self._reply, self._also = trigger, detail, reply, also
         try:
             getattr(self, trigger)()
         finally:
-            self._trigger = self._detail = self._reply = None
+            self._trigger = self._detail = self._reply = self._also = None
 
     @property
     def finished(self) -> bool:
         return self._state in TERMINAL_STATES
 
-    def finish(self, trigger: str, returncode: str, message: str, detail: dict[str, Any] | None = None) -> None:
+    def finish(self, trigger: str, returncode: str, message: str, detail: dict[str, Any] | None = None,
+               also: SideWrite | None = None) -> None:
         """Take the terminal transition ``trigger``, journaling the reply with it."""
-        self.advance(trigger, detail=detail, reply=reply(returncode, message))
+        self.advance(trigger, detail=detail, reply=reply(returncode, message), also=also)
 
     # -- running --------------------------------------------------------------------------------------
 

@@ -81,6 +81,20 @@ def test_upgrade_downgrade_round_trip(tmp_path: Path) -> None:
     assert journal.get(record.id).state == "received"
 
 
+def test_journal_of_an_older_release_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A journal at 0001 (the first release) keeps its commands and gains the exchanges table at start."""
+    engine = setup.create(setup.prepare_state_dir(tmp_path))
+    setup.migrate(engine, "0001")
+    Journal(engine).receive("old", "", "version", "version", "0" * 64, None)
+    engine.dispose()
+    assert "exchanges" not in tables(tmp_path / setup.DATABASE_NAME)
+    journal = Journal.open(tmp_path)
+    assert "exchanges" in tables(Path(journal.path))
+    assert [c.request_id for c in journal.commands()] == ["old"]
+    with sqlite3.connect(journal.path) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (setup.SCHEMA_REVISION,)
+
+
 def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
     """The migrations create every column the models declare, so queries never meet a missing column."""
     journal = Journal.open(tmp_path)
@@ -107,6 +121,7 @@ def test_installed_wheel_migrates_its_journal(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "agent/migrations/env.py" in names
     assert "agent/migrations/versions/0001_journal.py" in names
+    assert "agent/migrations/versions/0002_exchanges.py" in names
     assert "agent/xenstored_shim.c" in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),

@@ -1,0 +1,121 @@
+"""password: decrypt the host's password under the current key exchange and set it (PROTOCOL.md §3).
+
+Validate, then act. In ``received`` the ciphertext is decoded and decrypted (MD5, then SHA-256 key
+derivation) without touching the system; ``unlock`` journals which exchange and derivation matched.
+``applying`` sets the password through the platform, and ``apply`` journals that it is set in the same
+transaction that closes the exchange and wipes its secret. A crash in ``applied`` therefore replies "0" on
+restart without setting the password again; a crash in ``applying`` sets the same password once more,
+which changes nothing. The ciphertext itself is never stored, only its digest: a re-sent one (nova repeats
+the call after a reboot) is recognised and answered "0" without being applied twice.
+
+    received --unlock--> applying --apply--> applied --answer--> done
+    received --already_applied--> done
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+from datetime import UTC, datetime
+
+from agent import crypto
+from agent.errors import CommandFailed, PlatformError
+from agent.journal import ExchangeRecord, iso
+from agent.machines.base import RESUME, JournaledCommand
+
+STATES = ["received", "applying", "applied", "done"]
+TRANSITIONS = [
+    {"trigger": "unlock", "source": "received", "dest": "applying"},
+    {"trigger": "already_applied", "source": "received", "dest": "done"},
+    {"trigger": "apply", "source": "applying", "dest": "applied"},
+    {"trigger": "answer", "source": "applied", "dest": "done"},
+]
+RECOVERY = {
+    "received": RESUME,  # nothing happened yet
+    "applying": RESUME,  # the password may or may not be set: setting the same one again is harmless
+    "applied": RESUME,  # set and journaled: only the reply is left
+}
+
+# The earlier agents' wording, which operators' tooling recognises (PROTOCOL.md §2).
+BAD_BASE64 = "Couldn't decode base64 data"
+NO_EXCHANGE = "Password without key exchange"
+INVALID = "Invalid password data received"
+
+
+class Password(JournaledCommand):
+    NAME = "password"
+    STATES = STATES
+    TRANSITIONS = TRANSITIONS
+    RECOVERY = RECOVERY
+    SECRET_VALUE = True
+
+    def on_enter_received(self) -> None:
+        ciphertext = self._ciphertext()
+        digest = hashlib.sha256(ciphertext).hexdigest()
+        exchange = self.ctx.journal.latest_exchange()
+        if exchange is None:
+            raise CommandFailed("500", f"{NO_EXCHANGE}: send keyinit first")
+        if exchange.state == "consumed" and exchange.applied_digest == digest:
+            self.finish("already_applied", "0", "", detail={"exchange": exchange.id, "ciphertext": digest[:16],
+                                                            "applied_by": exchange.applied_by})
+            return
+        if exchange.state == "open" and exchange.expires_at <= iso(datetime.now(UTC)):
+            self.finish("fail", "500", f"{NO_EXCHANGE}: the key exchange expired; send keyinit again",
+                        detail={"error": "exchange_expired", "exchange": exchange.id},
+                        also=self.ctx.journal.expires_exchange(exchange.id))
+            return
+        if exchange.state != "open":
+            reason = {"consumed": "its password was already set", "expired": "it expired"}.get(exchange.state,
+                                                                                             exchange.state)
+            raise CommandFailed("500", f"{NO_EXCHANGE}: the last key exchange is closed ({reason}); "
+                                       "send keyinit again")
+        _password, derivation = self._decrypt(ciphertext, exchange)
+        self.advance("unlock", detail={"exchange": exchange.id, "derivation": derivation,
+                                       "ciphertext": digest[:16], "user": self._user()})
+
+    def on_enter_applying(self) -> None:
+        ciphertext = self._ciphertext()
+        exchange = self.ctx.journal.latest_exchange()
+        if exchange is None or exchange.state != "open":
+            raise CommandFailed("500", f"{NO_EXCHANGE}: the key exchange was closed while the password was "
+                                       "being set; send keyinit again")
+        password, derivation = self._decrypt(ciphertext, exchange)
+        if self.ctx.platform is None:
+            raise CommandFailed("500", "Password cannot be set: this agent has no platform backend")
+        user = self._user()
+        try:
+            self.ctx.platform.set_password(user, password)
+        except PlatformError as exc:
+            raise CommandFailed("500", f"Could not set the password of {user!r}: {exc}") from None
+        digest = hashlib.sha256(ciphertext).hexdigest()
+        self.advance("apply", detail={"exchange": exchange.id, "derivation": derivation, "user": user},
+                     also=self.ctx.journal.consumes_exchange(exchange.id, digest, derivation))
+
+    def on_enter_applied(self) -> None:
+        self.finish("answer", "0", "")
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _ciphertext(self) -> bytes:
+        try:
+            return crypto.decode_ciphertext(self.value)
+        except (binascii.Error, ValueError):
+            raise CommandFailed("500", BAD_BASE64) from None
+
+    def _decrypt(self, ciphertext: bytes, exchange: ExchangeRecord) -> tuple[str, str]:
+        if exchange.secret is None:
+            raise CommandFailed("500", f"{NO_EXCHANGE}: send keyinit first")
+        try:
+            return crypto.decrypt_password(ciphertext, exchange.secret)
+        except crypto.DecryptionError as exc:
+            raise CommandFailed("500", f"{INVALID}: {exc}") from None
+
+    def _user(self) -> str:
+        if self.ctx.config.password_user:
+            return self.ctx.config.password_user
+        if self.ctx.platform is None:
+            return "root"
+        try:
+            return self.ctx.platform.default_user()
+        except PlatformError as exc:
+            raise CommandFailed("500", f"Could not find the account to set: {exc}") from None
