@@ -123,7 +123,7 @@ def test_recycled_request_id_with_new_body_is_a_new_command(run_agent, guest: Xe
     guest.write(f"{HOST_DIR}/1", '{"name": "version"}')
     wait_for(lambda: guest.read(f"{GUEST_DIR}/1"))
     guest.write(f"{HOST_DIR}/1", '{"name": "features"}')
-    wait_for(lambda: json.loads(guest.read(f"{GUEST_DIR}/1") or b"{}").get("message") == "version,features,keyinit,password")
+    wait_for(lambda: json.loads(guest.read(f"{GUEST_DIR}/1") or b"{}").get("message", "").startswith("version,"))
     assert [c.name for c in open_journal(state_dir).commands()] == ["features", "version"]
 
 

@@ -154,7 +154,7 @@ class JournaledCommand:
     def run(self, recovering: bool = False) -> None:
         """Drive the command from its journaled state to a terminal one.
 
-        A request that carries a rejection is failed with it before any state's work runs. On recovery, a
+        A request that carries a rejection is failed with it before the first state's work runs. On recovery, a
         state whose policy is ``rollback`` takes the ``rollback`` trigger instead of re-entering. A
         CommandError ends the command with its reply; any other error ends it with a generic 500 that names
         the failure's type but never its text, which could hold a secret.
@@ -163,8 +163,10 @@ class JournaledCommand:
         try:
             if self.finished:
                 return
-            if self.ctx.request.rejection is not None:
+            if self.ctx.request.rejection is not None and self._state == self.STATES[0]:
                 # Malformed, unknown, refused by policy, or withdrawn before a recovery could re-read it.
+                # Past the first state, only a state that needs the request fails with it (see ``value``):
+                # work already done, such as a password already set, is still finished truthfully.
                 raise self.ctx.request.rejection
             if recovering and self.RECOVERY.get(self._state) == ROLLBACK:
                 self.advance("rollback", detail={"from": self._state})
@@ -199,6 +201,9 @@ class JournaledCommand:
 
     @property
     def value(self) -> Any:
+        """The request's value; raises the request's rejection (such as "withdrawn") if it has one."""
+        if self.ctx.request.rejection is not None:
+            raise self.ctx.request.rejection
         return self.ctx.request.value
 
 

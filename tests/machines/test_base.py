@@ -16,6 +16,7 @@ from agent.machines.rejected import Rejected
 from agent.protocol import Request
 
 SECRET = "hunter2-must-never-appear"
+WITHDRAWN = CommandFailed("500", "Request was withdrawn by the host before the agent could finish it")
 
 
 class Sample(JournaledCommand):
@@ -211,12 +212,34 @@ def test_every_state_needs_a_recovery_policy() -> None:
 def test_request_with_a_rejection_fails_before_any_work(journal: Journal) -> None:
     """A command whose request was withdrawn (or refused) fails with that reply; no state's work runs."""
     record = journal.receive("r1", "", "sample", "sample", "0" * 64, None)
-    withdrawn = CommandFailed("500", "Request was withdrawn by the host before the agent could finish it")
-    ctx = Context(journal=journal, config=Config(), request=Request("r1", "sample", None, "0" * 64, withdrawn))
+    ctx = Context(journal=journal, config=Config(), request=Request("r1", "sample", None, "0" * 64, WITHDRAWN))
     command = Sample(record, ctx)
     command.run(recovering=True)
     assert command.entered == []
-    assert journal.get(1).reply == {"returncode": "500", "message": withdrawn.message}
+    assert journal.get(1).reply == {"returncode": "500", "message": WITHDRAWN.message}
+
+
+@pytest.mark.parametrize(("needs_value", "state", "reply"), [
+    (False, "done", {"returncode": "0", "message": "finished"}),
+    (True, "failed", {"returncode": "500", "message": WITHDRAWN.message}),
+])
+def test_withdrawn_request_past_the_first_state(journal: Journal, needs_value: bool, state: str,
+                                                reply: dict[str, str]) -> None:
+    """Past the first state, a withdrawn request fails the command only if the state needs its value: work
+    already done (a password already set) is finished truthfully."""
+    record = journal.transition(journal.receive("r1", "", "sample", "sample", "0" * 64, None), "start", "working")
+    ctx = Context(journal=journal, config=Config(), request=Request("r1", "sample", None, "0" * 64, WITHDRAWN))
+
+    class Resuming(Sample):
+        RECOVERY = {**Sample.RECOVERY, "working": RESUME}
+
+        def on_enter_working(self) -> None:
+            if needs_value:
+                assert self.value is not None
+            self.finish("complete", "0", "finished")
+
+    Resuming(record, ctx).run(recovering=True)
+    assert (journal.get(1).state, journal.get(1).reply) == (state, reply)
 
 
 @pytest.mark.parametrize(("value", "stored"), [("agent", '"agent"'), ({"a": [1]}, '{"a": [1]}'),

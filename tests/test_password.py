@@ -1,0 +1,234 @@
+"""keyinit + password over the real xenstored, with the real chpasswd acting in a throw-away root.
+
+Covers nova's flow with both key derivations, every error reply, a re-sent ciphertext, expiry, SIGKILL at
+every state of both machines, and the reboot scenario (new domain path, the same ciphertext re-sent).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import crypto
+from agent.host import Host
+from agent.journal import Journal
+from agent.protocol import GUEST_DIR, HOST_DIR, encode
+from agent.sandbox import Xenstored, create_domain, destroy_domain
+from agent.xenstore import XenStore
+from tests.conftest import DOMID, open_journal, wait_for
+from tests.system import password_matches, runs, shadow_hash
+
+PASSWORD = "N3w-Admin pass:word"
+NO_EXCHANGE = "Password without key exchange"
+
+
+def details(journal: Journal, command_id: int) -> list[dict[str, Any]]:
+    return [json.loads(t.detail) for t in journal.transitions(command_id)]
+
+
+@pytest.mark.parametrize("derivation", crypto.DERIVATIONS)
+def test_password_is_set(run_agent, host: Host, system_root: Path, state_dir: Path, chpasswd_runs: Path,
+                         derivation: str) -> None:
+    """nova's keyinit + password sets the real password; the journal records the group and derivation."""
+    run_agent()
+    assert host.set_password(PASSWORD, derivation, timeout=20) == {"returncode": "0", "message": ""}
+    assert password_matches(PASSWORD, shadow_hash(system_root, "root"))
+    assert len(runs(chpasswd_runs)) == 1
+    journal = open_journal(state_dir)
+    keyinit, = journal.commands(name="keyinit")
+    assert {"group_bits": 107, "group": "2^107-1"}.items() <= details(journal, keyinit.id)[1].items()
+    password, = journal.commands(name="password")
+    assert [t.dest for t in journal.transitions(password.id)] == ["received", "applying", "applied", "done",
+                                                                   "done"]
+    assert details(journal, password.id)[1]["derivation"] == derivation
+    assert journal.verify().ok
+
+
+def test_configured_account(run_agent, host: Host, system_root: Path) -> None:
+    """[password] user picks the account; the others keep their passwords."""
+    run_agent(password_user="cloud")
+    assert host.set_password(PASSWORD, timeout=20)["returncode"] == "0"
+    assert password_matches(PASSWORD, shadow_hash(system_root, "cloud"))
+    assert shadow_hash(system_root, "root") == "*"
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("password", crypto.encrypt_password(PASSWORD, "12345"), f"{NO_EXCHANGE}: send keyinit first"),
+    ("password", "%%% not base64 %%%", "Couldn't decode base64 data"),
+    ("password", 12345, "Couldn't decode base64 data"),
+    ("keyinit", "not a number", "Invalid key exchange value: the host's public key must be a decimal number"),
+    ("keyinit", "1", "Invalid key exchange value: the host's public key is out of range: it must be greater "
+                     "than 1 and less than p-1 for the 107-bit group"),
+    ("keyinit", str(crypto.PRIME - 1), "Invalid key exchange value: the host's public key is out of range: it "
+                                       "must be greater than 1 and less than p-1 for the 107-bit group"),
+])
+def test_error_replies(run_agent, host: Host, name: str, value: Any, message: str) -> None:
+    """Bad values get "500" with the protocol's wording, and nothing is set."""
+    run_agent()
+    assert host.call(name, value, timeout=20) == {"returncode": "500", "message": message}
+
+
+def test_exchange_lifecycle(run_agent, host: Host, system_root: Path, chpasswd_runs: Path) -> None:
+    """Wrong key and garbage are refused; a re-sent ciphertext is "0" without a second chpasswd; a new
+    ciphertext after the exchange was used, or an old one replayed after a later exchange, is refused."""
+    run_agent()
+    secret = host.key_exchange(timeout=20)
+    wrong_key = host.call("password", crypto.encrypt_password(PASSWORD, "424242"), timeout=20)
+    assert wrong_key["returncode"] == "500"
+    assert wrong_key["message"].startswith("Invalid password data received")
+    garbage = host.call("password", base64.b64encode(b"\x01" * 32).decode(), timeout=20)
+    assert garbage["message"].startswith("Invalid password data received")
+
+    ciphertext = crypto.encrypt_password(PASSWORD, secret)
+    assert host.call("password", ciphertext, timeout=20) == {"returncode": "0", "message": ""}
+    assert host.call("password", ciphertext, timeout=20) == {"returncode": "0", "message": ""}
+    assert len(runs(chpasswd_runs)) == 1, "a re-sent ciphertext was applied again"
+    other = host.call("password", crypto.encrypt_password("another one", secret), timeout=20)
+    assert other["message"] == f"{NO_EXCHANGE}: the last key exchange is closed (its password was already " \
+                               "set); send keyinit again"
+
+    assert host.set_password("second password", timeout=20)["returncode"] == "0"
+    replayed = host.call("password", ciphertext, timeout=20)
+    assert replayed["returncode"] == "500", "an old exchange's ciphertext was accepted"
+    assert password_matches("second password", shadow_hash(system_root, "root"))
+    assert len(runs(chpasswd_runs)) == 2
+
+
+def test_expired_exchange_is_wiped_and_refused(run_agent, host: Host, state_dir: Path) -> None:
+    """Once its lifetime is over the exchange's secret is wiped from the files, and a password is refused."""
+    run_agent(exchange_lifetime=1)
+    secret = host.key_exchange(timeout=20)
+    wait_for(lambda: (e := open_journal(state_dir).latest_exchange()) is not None and e.state == "expired")
+    for path in state_dir.iterdir():
+        assert secret.encode() not in path.read_bytes(), f"{path.name} still holds the expired secret"
+    reply = host.call("password", crypto.encrypt_password(PASSWORD, secret), timeout=20)
+    assert reply == {"returncode": "500",
+                     "message": f"{NO_EXCHANGE}: the last key exchange is closed (it expired); send keyinit again"}
+
+
+def test_secrets_never_reach_files_logs_or_argv(agent_process, host: Host, state_dir: Path,
+                                                chpasswd_runs: Path) -> None:
+    """The password, the ciphertext and the DH secret are absent from the journal's files (database, WAL,
+    SHM), the agent's log and chpasswd's command line; the secret is present only while the exchange is
+    open, which shows that the search sees it."""
+    agent = agent_process().start()
+    secret = host.key_exchange(timeout=20)
+    assert any(secret.encode() in p.read_bytes() for p in state_dir.iterdir()), "the search cannot see it"
+    ciphertext = crypto.encrypt_password(PASSWORD, secret)
+    assert host.call("password", ciphertext, timeout=20)["returncode"] == "0"
+    wait_for(lambda: open_journal(state_dir).commands(name="password")[0].replied_at)
+
+    def assert_absent(where: str, data: bytes) -> None:
+        for name, value in (("password", PASSWORD), ("ciphertext", ciphertext), ("secret", secret)):
+            assert value.encode() not in data, f"the {name} is in {where}"
+
+    for path in state_dir.iterdir():  # while the agent runs: WAL and SHM included
+        assert_absent(path.name, path.read_bytes())
+    agent.stop()
+    for path in state_dir.iterdir():
+        assert_absent(path.name, path.read_bytes())
+    assert_absent("the agent log", agent.log().encode())
+    assert_absent("chpasswd's argv", "\n".join(runs(chpasswd_runs)).encode())
+
+
+STATE_POINTS = [
+    ("keyinit", "after_received"), ("keyinit", "enter:exchanged"), ("keyinit", "enter:done"),
+    ("password", "after_received"), ("password", "enter:applying"), ("password", "enter:applied"),
+    ("password", "enter:done"), ("password", "after_reply_written"),
+]
+
+
+@pytest.mark.parametrize(("machine", "point"), STATE_POINTS)
+def test_sigkill_at_every_state(agent_process, guest: XenStore, host: Host, system_root: Path, state_dir: Path,
+                                chpasswd_runs: Path, machine: str, point: str) -> None:
+    """Killed at ``point`` and restarted: one reply, the password applied exactly once, the journal intact."""
+    private = crypto.private_key()
+    if machine == "keyinit":
+        guest.write(f"{HOST_DIR}/req", encode({"name": "keyinit", "value": str(crypto.public_key(private))}))
+    else:
+        first = agent_process().start()
+        secret = host.key_exchange(timeout=20)
+        first.stop()
+        guest.write(f"{HOST_DIR}/req", encode({"name": "password",
+                                               "value": crypto.encrypt_password(PASSWORD, secret)}))
+    assert agent_process("--crash-at", point).start().wait() == -signal.SIGKILL
+    agent_process().start()
+
+    reply = json.loads(wait_for(lambda: guest.read(f"{GUEST_DIR}/req")))
+    wait_for(lambda: not guest.exists(f"{HOST_DIR}/req"))
+    if machine == "keyinit":
+        assert reply["returncode"] == "D0"
+        secret = crypto.shared_secret(private, int(reply["message"]))
+        assert host.call("password", crypto.encrypt_password(PASSWORD, secret), timeout=20)["returncode"] == "0"
+    else:
+        assert reply == {"returncode": "0", "message": ""}
+    assert password_matches(PASSWORD, shadow_hash(system_root, "root"))
+    assert len(runs(chpasswd_runs)) == 1, f"chpasswd ran {len(runs(chpasswd_runs))} times"
+    journal = open_journal(state_dir)
+    command, = journal.commands(name=machine)
+    triggers = [t.trigger for t in journal.transitions(command.id)]
+    assert triggers.count("exchange" if machine == "keyinit" else "apply") == 1, triggers
+    assert len(journal.exchanges()) == 1
+    assert journal.verify().ok
+
+
+def reboot(xenstored: Xenstored, agent: Any) -> str:
+    """The guest reboots: the agent dies with it, the old domain's tree goes, the guest gets a new domid."""
+    if agent.process.poll() is None:
+        agent.process.kill()
+        agent.wait()
+    destroy_domain(xenstored.address, DOMID)
+    return create_domain(xenstored.address, DOMID + 1)
+
+
+def test_reboot_between_keyinit_and_password(agent_process, xenstored: Xenstored, host: Host,
+                                             system_root: Path, state_dir: Path) -> None:
+    """nova's retry after a reboot, the same ciphertext under a new id and domain path, sets the password."""
+    agent = agent_process().start()
+    ciphertext = crypto.encrypt_password(PASSWORD, host.key_exchange(timeout=20))
+    new_domain = reboot(xenstored, agent)
+    agent_process(domain_path=new_domain).start()
+    with XenStore(xenstored.address, new_domain) as xs:
+        assert Host(xs, poll_interval=0.01).call("password", ciphertext, timeout=20) == {"returncode": "0",
+                                                                                          "message": ""}
+    assert password_matches(PASSWORD, shadow_hash(system_root, "root"))
+    password, = open_journal(state_dir).commands(name="password")
+    assert password.domain_path == new_domain
+
+
+def test_reboot_after_the_password_was_set(agent_process, xenstored: Xenstored, guest: XenStore, host: Host,
+                                           system_root: Path, state_dir: Path, chpasswd_runs: Path) -> None:
+    """Set, then the guest reboots before the reply: the re-sent ciphertext is answered "0", not re-applied."""
+    agent = agent_process().start()
+    ciphertext = crypto.encrypt_password(PASSWORD, host.key_exchange(timeout=20))
+    agent.stop()
+    guest.write(f"{HOST_DIR}/before-reboot", encode({"name": "password", "value": ciphertext}))
+    crashed = agent_process("--crash-at", "enter:applied").start()
+    assert crashed.wait() == -signal.SIGKILL
+    new_domain = reboot(xenstored, crashed)
+    agent_process(domain_path=new_domain).start()
+    with XenStore(xenstored.address, new_domain) as xs:
+        assert Host(xs, poll_interval=0.01).call("password", ciphertext, timeout=20) == {"returncode": "0",
+                                                                                          "message": ""}
+    assert len(runs(chpasswd_runs)) == 1
+    assert password_matches(PASSWORD, shadow_hash(system_root, "root"))
+    journal = open_journal(state_dir)
+    retry, first = journal.commands(name="password")
+    assert (first.state, retry.state) == ("done", "done")
+    assert [t.trigger for t in journal.transitions(retry.id)] [:2] == ["receive", "already_applied"]
+
+
+def test_expiry_wakes_the_idle_agent(run_agent, host: Host, state_dir: Path) -> None:
+    """With no request arriving, the agent still wakes at the exchange's expiry to wipe it."""
+    run_agent(exchange_lifetime=0.5, housekeeping_interval=3600)
+    host.key_exchange(timeout=20)
+    started = time.monotonic()
+    wait_for(lambda: (e := open_journal(state_dir).latest_exchange()) is not None and e.state == "expired",
+             timeout=30)
+    assert time.monotonic() - started < 30
