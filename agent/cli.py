@@ -34,6 +34,7 @@ log = logging.getLogger("agent")
 
 LIST_COLUMNS = ("id", "request_id", "name", "state", "reply_code", "attempts", "received_at", "replied_at")
 FROM_STDIN = "-"
+DEMO_PASSWORD = "Sandbox-Passw0rd"  # noqa: S105 - the sandbox demo's public example
 TRANSITION_COLUMNS = ("seq", "at", "trigger", "source", "dest", "detail")
 
 
@@ -352,11 +353,13 @@ def cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
 
 def _demo(sandbox: Any, out: TextIO) -> int:
     from agent.host import Host
+    from agent.journal import Journal
     from agent.xenstore import XenStore
 
     calls: list[tuple[str, Any]] = [
         ("version", ("version", "agent")),
         ("features", ("features", "")),
+        ("keyinit + password", PasswordRequest(DEMO_PASSWORD, "sha256")),
         ("unknown command", ("reboot", "")),
         ("body that is not JSON", "this is not JSON"),
         ("body without a name", '{"value": "agent"}'),
@@ -366,8 +369,17 @@ def _demo(sandbox: Any, out: TextIO) -> int:
         for label, request in calls:
             reply = _send(host, request, 10.0)
             out.write(f"host -> {label:<22} agent -> {reply['returncode']:>3} {reply['message']}\n")
+    shadow = (sandbox.root / "etc/shadow").read_text().splitlines()[0].split(":")
+    out.write(f"\nroot's shadow entry in the guest root {sandbox.root}: {shadow[1][:20]}...\n"
+              f"(the demo password was {DEMO_PASSWORD!r}; the journal holds only digests of it)\n")
     out.write("\nThe journal (openstack-agent journal list):\n\n")
-    return main(["journal", "list", "--state-dir", str(sandbox.state_dir)], out)
+    state = ["--state-dir", str(sandbox.state_dir)]
+    code = main(["journal", "list", *state], out)
+    journal = Journal.open(sandbox.state_dir)
+    password_id = journal.commands(name="password")[0].id
+    journal.close()
+    out.write(f"\nThe password command (openstack-agent journal show {password_id}):\n\n")
+    return code or main(["journal", "show", str(password_id), *state], out)
 
 
 # -- diagram ------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from agent.config import rooted
 from agent.errors import SandboxError
 from agent.xenstore import XenStore
 
@@ -140,6 +141,25 @@ def create_domain(address: str, domid: int, name: str | None = None) -> str:
     return home
 
 
+#: The guest's accounts in a sandbox root: chpasswd -R changes their shadow entries, never this machine's.
+GUEST_USERS = {"root": 0, "cloud": 1000}
+STATE_DIR = "/var/lib/openstack-agent"
+
+
+def make_guest_root(path: Path, encrypt_method: str | None = "SHA512") -> Path:
+    """A throw-away system root with what the agent's password backend needs: passwd, group, shadow and
+    (unless ``encrypt_method`` is None) login.defs naming the crypt method."""
+    etc = path / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / "passwd").write_text("".join(f"{u}:x:{i}:{i}:{u}:/home/{u}:/bin/sh\n" for u, i in GUEST_USERS.items()))
+    (etc / "group").write_text("".join(f"{u}:x:{i}:\n" for u, i in GUEST_USERS.items()))
+    (etc / "shadow").write_text("".join(f"{u}:*:20000:0:99999:7:::\n" for u in GUEST_USERS))
+    os.chmod(etc / "shadow", 0o640)
+    if encrypt_method is not None:
+        (etc / "login.defs").write_text(f"# sandbox guest\nENCRYPT_METHOD {encrypt_method}\n")
+    return path
+
+
 def destroy_domain(address: str, domid: int) -> None:
     """Remove a domain's tree, as the toolstack does when the guest shuts down or reboots (new domid)."""
     with XenStore(address, "") as xs:
@@ -147,7 +167,11 @@ def destroy_domain(address: str, domid: int) -> None:
 
 
 class Sandbox:
-    """xenstored, one guest domain, and the agent serving it as a child process: the local demo."""
+    """xenstored, one guest domain, and the agent serving it as a child process: the local demo.
+
+    The agent acts inside a guest root of its own (``--root``): its journal lives there, and passwords it
+    sets change that root's shadow file.
+    """
 
     def __init__(self, directory: Path, domid: int = 5, agent_args: tuple[str, ...] = ()) -> None:
         self.directory = Path(directory)
@@ -158,8 +182,12 @@ class Sandbox:
         self.agent: subprocess.Popen[bytes] | None = None
 
     @property
+    def root(self) -> Path:
+        return self.directory / "guest-root"
+
+    @property
     def state_dir(self) -> Path:
-        return self.directory / "state"
+        return rooted(str(self.root), STATE_DIR)
 
     @property
     def agent_log(self) -> Path:
@@ -168,8 +196,11 @@ class Sandbox:
     def start(self) -> None:
         self.xenstored.start()
         self.domain_path = create_domain(self.xenstored.address, self.domid)
+        if not (self.root / "etc/shadow").exists():
+            make_guest_root(self.root)
         command = [sys.executable, "-m", "agent", "run", "--xenstore", self.xenstored.address,
-                   "--domain-path", self.domain_path, "--state-dir", str(self.state_dir), *self.agent_args]
+                   "--domain-path", self.domain_path, "--root", str(self.root), "--state-dir", STATE_DIR,
+                   *self.agent_args]
         with self.agent_log.open("ab") as log_file:
             self.agent = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, env={**os.environ, **self.xenstored.env})

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import shutil
 from pathlib import Path
 
-USERS = {"root": 0, "cloud": 1000}
+from agent.sandbox import make_guest_root
 
-
-def make_root(path: Path, encrypt_method: str | None = "SHA512") -> Path:
-    """A directory with just the files chpasswd -R needs: passwd, group, shadow (and login.defs)."""
-    etc = path / "etc"
-    etc.mkdir(parents=True)
-    (etc / "passwd").write_text("".join(f"{u}:x:{i}:{i}:{u}:/home/{u}:/bin/sh\n" for u, i in USERS.items()))
-    (etc / "group").write_text("".join(f"{u}:x:{i}:\n" for u, i in USERS.items()))
-    (etc / "shadow").write_text("".join(f"{u}:*:20000:0:99999:7:::\n" for u in USERS))
-    os.chmod(etc / "shadow", 0o640)
-    if encrypt_method is not None:
-        (etc / "login.defs").write_text(f"# test root\nUMASK 022\nENCRYPT_METHOD {encrypt_method}\n")
-    return path
+make_root = make_guest_root
 
 
 def shadow_hash(root: Path, user: str) -> str:

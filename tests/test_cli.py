@@ -165,6 +165,20 @@ def test_host_calls_a_running_agent(run_agent, xenstored, domain: str) -> None:
     assert (code, out) == (1, "returncode  404\nmessage     No such agent command 'reboot'\n")
 
 
+@pytest.mark.parametrize("digest", ["md5", "sha256"])
+def test_host_password_from_stdin(run_agent, xenstored, domain: str, system_root: Path, digest: str,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """'host password' reads the password from stdin (never argv), runs keyinit + password, prints the reply."""
+    from tests.system import password_matches, shadow_hash
+
+    run_agent()
+    monkeypatch.setattr("sys.stdin", io.StringIO("From-Stdin 42\n"))
+    code, out = run("host", "--xenstore", xenstored.address, "--domain-path", domain, "password",
+                    "--digest", digest)
+    assert (code, out) == (0, "returncode  0\nmessage     \n")
+    assert password_matches("From-Stdin 42", shadow_hash(system_root, "root"))
+
+
 def test_host_times_out_and_removes_its_request(xenstored, domain: str, guest,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """With no agent, the call fails with TIMEOUT after its deadline and deletes data/host/<id>."""
@@ -184,14 +198,20 @@ def test_host_reports_a_vanished_domain(xenstored, domain: str, guest,
     assert capsys.readouterr().err.startswith(f"Error: REBOOT: domain {domain} no longer present")
 
 
-@pytest.mark.parametrize("command", ["version", "features"])
-def test_diagram_is_rendered_from_the_table(command: str) -> None:
+@pytest.mark.parametrize(("command", "edges"), [
+    ("version", ["received --> done: answer"]),
+    ("features", ["received --> done: answer"]),
+    ("keyinit", ["received --> exchanged: exchange", "exchanged --> done: answer"]),
+    ("password", ["received --> applying: unlock", "applying --> applied: apply", "applied --> done: answer",
+                  "received --> done: already_applied", "applying --> failed: fail"]),
+])
+def test_diagram_is_rendered_from_the_table(command: str, edges: list[str]) -> None:
     """The mermaid diagram shows every transition of the machine's table, fail included."""
     code, out = run("diagram", command)
     assert code == 0
     assert "stateDiagram-v2" in out
-    assert "received --> done: answer" in out
-    assert "received --> failed: fail" in out
+    for edge in [*edges, "received --> failed: fail"]:
+        assert edge in out
 
 
 def test_sandbox_demo(tmp_path: Path) -> None:
@@ -201,4 +221,8 @@ def test_sandbox_demo(tmp_path: Path) -> None:
     assert f"host -> version                agent ->   0 {__version__}" in out
     assert "host -> unknown command        agent -> 404 No such agent command 'reboot'" in out
     assert "host -> body without a name    agent -> 500 Request is missing 'name' key" in out
-    assert out.count(" done ") + out.count(" failed ") == 5
+    assert "host -> keyinit + password     agent ->   0 \n" in out
+    assert "root's shadow entry in the guest root" in out and ": $6$" in out
+    assert "unlock   received  applying" in out
+    listing = out.split("The journal (openstack-agent journal list):")[1].split("The password command")[0]
+    assert len([line for line in listing.splitlines() if line.endswith("Z")]) == 7

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import string
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import protocol
+from agent import crypto, protocol
 from agent.host import Host
+from tests.conftest import open_journal
 
 PRINTABLE = "".join(c for c in string.printable if " " <= c <= "~")
 JSON_VALUES = st.recursive(
@@ -48,3 +51,31 @@ def test_agent_answers_every_body(agent, host: Host, body: str) -> None:
     reply = host.raw(body, timeout=20)
     assert set(reply) == {"returncode", "message"}
     assert reply["returncode"] in {"0", "404", "500"}
+
+
+PUBLIC_KEYS = st.one_of(
+    st.integers(min_value=-5, max_value=2**110).map(str),
+    st.integers(min_value=2, max_value=crypto.PRIME - 2),
+    st.text(alphabet="0123456789 +-.e", max_size=40),
+    JSON_VALUES,
+)
+CIPHERTEXTS = st.one_of(
+    st.binary(max_size=80).map(lambda b: base64.b64encode(b).decode()),
+    st.text(alphabet=string.ascii_letters + string.digits + "+/= \n", max_size=120),
+    JSON_VALUES,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(public_key=PUBLIC_KEYS, ciphertext=CIPHERTEXTS)
+def test_keyinit_and_password_values(agent, host: Host, state_dir: Path, public_key: object,
+                                     ciphertext: object) -> None:
+    """Any keyinit and password values get a reply from the protocol's set, and the journal stays consistent."""
+    keyinit = host.call("keyinit", public_key, timeout=20)
+    assert keyinit["returncode"] in {"D0", "500"}
+    if keyinit["returncode"] == "D0":
+        assert 1 < int(keyinit["message"]) < crypto.PRIME - 1
+    password = host.call("password", ciphertext, timeout=20)
+    assert set(password) == {"returncode", "message"}
+    assert password["returncode"] in {"0", "500"}
+    assert open_journal(state_dir).verify().ok

@@ -70,7 +70,9 @@ def create(database: Path) -> Engine:
     """An engine on ``database`` with the agent's SQLite settings."""
     # NullPool: one process, one writer; a fresh connection per use would cost more than it saves, so
     # callers keep one connection open (see Journal) and the pool never holds stale ones.
-    engine = create_engine(f"sqlite+pysqlite:///{database}", poolclass=NullPool)
+    # hide_parameters: SQLAlchemy's error texts would otherwise quote statement parameters, and one of them
+    # can be a key exchange's secret.
+    engine = create_engine(f"sqlite+pysqlite:///{database}", poolclass=NullPool, hide_parameters=True)
     event.listen(engine, "connect", _on_connect)
     event.listen(engine, "begin", _on_begin)
     return engine

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,21 @@ def test_new_keyinit_replaces_and_wipes_the_old_exchange(journal: Journal, root:
     first, second = journal.exchanges()
     assert (first.state, first.secret) == ("replaced", None)
     assert second.state == "open" and second.secret is not None
+
+
+def test_password_after_expiry_is_refused_and_wipes(journal: Journal, root: Path) -> None:
+    """A password arriving after the exchange's lifetime (before the daemon's timer) is refused with a clear
+    message, and the exchange is closed as expired with its secret wiped, in the same transaction."""
+    private = crypto.private_key()
+    keyinit = command(journal, root, KeyInit, str(crypto.public_key(private)), "k")
+    keyinit.ctx = dataclasses.replace(keyinit.ctx, config=from_overrides(root=str(root), exchange_lifetime=0.001))
+    keyinit.run()
+    time.sleep(0.01)
+    secret = crypto.shared_secret(private, int(keyinit.record.reply_message or "0"))
+    password = command(journal, root, Password, crypto.encrypt_password(PASSWORD, secret))
+    password.run()
+    assert (password.state, password.record.reply_message) == (
+        "failed", "Password without key exchange: the key exchange expired; send keyinit again")
+    expired = journal.latest_exchange()
+    assert expired is not None and (expired.state, expired.secret) == ("expired", None)
+    assert shadow_hash(root, "root") == "*"
