@@ -32,7 +32,7 @@ class Request:
 
     request_id: str
     name: str | None
-    value: Any
+    value: Any = dataclasses.field(repr=False)
     digest: str
     #: Set when the request cannot run: the error reply it gets instead.
     rejection: CommandError | None = None

@@ -58,6 +58,18 @@ def test_configured_account(run_agent, host: Host, system_root: Path) -> None:
     assert shadow_hash(system_root, "root") == "*"
 
 
+def test_platform_failure_is_a_clear_500(run_agent, host: Host, state_dir: Path) -> None:
+    """chpasswd refusing (no such account) gives "500" naming the account and the tool's reason, no secret;
+    the exchange stays open, so the host can retry once the account exists."""
+    run_agent(password_user="ghost")
+    reply = host.set_password(PASSWORD, timeout=20)
+    assert reply["returncode"] == "500"
+    assert reply["message"].startswith("Could not set the password of 'ghost': chpasswd failed with exit status 1:")
+    assert PASSWORD not in reply["message"]
+    exchange = open_journal(state_dir).latest_exchange()
+    assert exchange is not None and exchange.state == "open"
+
+
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("password", crypto.encrypt_password(PASSWORD, "12345"), f"{NO_EXCHANGE}: send keyinit first"),
     ("password", "%%% not base64 %%%", "Couldn't decode base64 data"),
