@@ -19,9 +19,8 @@ from agent import config as agent_config
 from agent.daemon import Agent
 from agent.host import Host
 from agent.journal import Journal
-from agent.sandbox import Xenstored, build_shim, create_domain
+from agent.sandbox import Xenstored, build_shim, create_domain, make_guest_root
 from agent.xenstore import XenStore
-from tests.system import make_root
 
 DOMID = 5
 
@@ -67,7 +66,7 @@ STATE_DIR = "/var/lib/openstack-agent"
 @pytest.fixture
 def system_root(tmp_path: Path) -> Path:
     """A throw-away system root (passwd, shadow, login.defs) for the agent and the real chpasswd."""
-    return make_root(tmp_path / "root")
+    return make_guest_root(tmp_path / "root")
 
 
 @pytest.fixture

@@ -7,10 +7,6 @@ import ctypes.util
 import shutil
 from pathlib import Path
 
-from agent.sandbox import make_guest_root
-
-make_root = make_guest_root
-
 
 def shadow_hash(root: Path, user: str) -> str:
     for line in (root / "etc/shadow").read_text().splitlines():

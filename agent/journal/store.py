@@ -428,7 +428,7 @@ class Journal:
             self.wipe()
         return count
 
-    def wipe(self) -> bool:
+    def wipe(self) -> None:
         """Checkpoint the WAL into the database and truncate it, so that wiped secrets leave the files.
 
         ``secure_delete`` zeroes the old content inside the database file, but a WAL still holds the frames
@@ -442,20 +442,22 @@ class Journal:
         self.wipe_pending = bool(busy)
         if busy:
             log.warning("journal checkpoint deferred by a reader; a wiped secret stays in the WAL until it runs")
-        return not busy
+
+    def _exchanges(self, query: Any) -> list[ExchangeRecord]:
+        return [ExchangeRecord(**row._asdict()) for row in self._read(query)]
 
     def latest_exchange(self) -> ExchangeRecord | None:
         """The most recent key exchange, open or closed."""
-        rows = self._read(select(_exchanges).order_by(_exchanges.c.id.desc()).limit(1))
-        return ExchangeRecord(**rows[0]._asdict()) if rows else None
+        found = self._exchanges(select(_exchanges).order_by(_exchanges.c.id.desc()).limit(1))
+        return found[0] if found else None
 
     def exchange_of(self, command_id: int) -> ExchangeRecord | None:
         """The exchange a keyinit command opened."""
-        rows = self._read(select(_exchanges).where(_exchanges.c.command_id == command_id))
-        return ExchangeRecord(**rows[0]._asdict()) if rows else None
+        found = self._exchanges(select(_exchanges).where(_exchanges.c.command_id == command_id))
+        return found[0] if found else None
 
     def exchanges(self) -> list[ExchangeRecord]:
-        return [ExchangeRecord(**r._asdict()) for r in self._read(select(_exchanges).order_by(_exchanges.c.id))]
+        return self._exchanges(select(_exchanges).order_by(_exchanges.c.id))
 
     def next_expiry(self) -> str | None:
         """When the earliest open exchange expires (cached between the writes that change it)."""

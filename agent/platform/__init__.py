@@ -11,8 +11,6 @@ from __future__ import annotations
 import sys
 from typing import Protocol
 
-from agent.platform.base import scrub
-
 
 class Platform(Protocol):
     """What the machines may ask of the operating system."""
@@ -44,4 +42,4 @@ def for_system(root: str = "", system: str = sys.platform) -> Platform:
     return Linux(root)
 
 
-__all__ = ["Platform", "for_system", "scrub"]
+__all__ = ["Platform", "for_system"]

@@ -17,7 +17,8 @@ from agent.machines.keyinit import KeyInit
 from agent.machines.password import Password
 from agent.platform.linux import Linux
 from agent.protocol import Request
-from tests.system import make_root, password_matches, shadow_hash
+from agent.sandbox import make_guest_root
+from tests.system import password_matches, shadow_hash
 
 PASSWORD = "Machine-Step-9"
 
@@ -29,7 +30,7 @@ def journal(tmp_path: Path) -> Journal:
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    return make_root(tmp_path / "root")
+    return make_guest_root(tmp_path / "root")
 
 
 def command(journal: Journal, root: Path, machine: type[JournaledCommand], value: str,
