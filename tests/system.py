@@ -1,4 +1,4 @@
-"""A throw-away system root for the real chpasswd, and checks of the hashes it writes."""
+"""Checks of the shadow hashes the real chpasswd writes in a throw-away root, and a chpasswd that counts its runs."""
 
 from __future__ import annotations
 
