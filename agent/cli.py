@@ -8,7 +8,7 @@
 
 Every error reaches one handler that prints ``Error: ...`` (what failed and the fix) and exits with the
 error's code: 2 configuration, 3 XenStore, 4 journal, 5 journal verification, 6 no such command,
-7 host call, 8 sandbox, 9 platform.
+7 host call, 8 sandbox, 9 platform, 10 release.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from agent import __version__, config, crypto, render
-from agent.errors import AgentError, HostCallError, JournalError
+from agent.errors import AgentError, HostCallError, JournalError, RestartRequested
 
 if TYPE_CHECKING:
     from agent.host import Host
@@ -173,6 +173,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     agent = Agent(settings)
     try:
         agent.run()
+    except RestartRequested as exc:
+        log.info("%s", exc)
+        return exc.exit_code
     except AgentError as exc:
         log.error("%s", exc)
         return exc.exit_code

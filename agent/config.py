@@ -37,6 +37,7 @@ FAULT_POINTS = (
 
 
 def _names(value: Any) -> tuple[str, ...]:
+    """A comma list (flag) or a list of strings (file): command names, key files."""
     if isinstance(value, str):
         items = [v.strip() for v in value.split(",")]
     elif isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -56,6 +57,17 @@ def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
         return number
 
     return convert
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
 
 
 def _log_level(value: Any) -> str:
@@ -120,6 +132,26 @@ OPTIONS: tuple[Option, ...] = (
            "found by its RID 500)"),
     Option("exchange_lifetime", "password", "exchange_lifetime", _positive(float),
            "seconds a keyinit exchange stays usable; then its secret is wiped"),
+    Option("install_root", "update", "install_root", str,
+           "where releases live: releases/<version>/ plus the current and previous links"),
+    Option("keep_releases", "update", "keep_releases", _positive(int),
+           "releases kept on disk (current and previous are never removed)"),
+    Option("allow_http", "update", "allow_http", _bool, "whether agentupdate may download over plain http"),
+    Option("require_signature", "update", "require_signature", _bool,
+           "whether a release must carry an Ed25519 signature from a trusted key"),
+    Option("trusted_keys", "update", "trusted_keys", _names,
+           "comma list of PEM files holding the Ed25519 public keys that may sign releases"),
+    Option("download_timeout", "update", "download_timeout", _positive(float),
+           "seconds a download may stall (connecting or between reads)"),
+    Option("max_download_size", "update", "max_download_size", _positive(int),
+           "largest release bundle, in bytes, that agentupdate downloads"),
+    Option("ready_deadline", "update", "ready_deadline", _positive(float),
+           "seconds a new release has to signal ready under the supervisor before it is rolled back"),
+    Option("crash_limit", "update", "crash_limit", _positive(int),
+           "crashes of a new release within crash_window after which it is marked bad and rolled back"),
+    Option("crash_window", "update", "crash_window", _positive(float), "seconds over which crashes are counted"),
+    Option("probation", "update", "probation", _positive(float),
+           "seconds a new release must stay up after signalling ready before the update is committed"),
     Option("crash_at", "testing", "crash_at", _fault_point,
            "fault injection for crash tests: SIGKILL the agent at this reply-protocol step, or at "
            "enter:<state> of a command"),
@@ -144,6 +176,17 @@ class Config:
     shutdown_timeout: float = 10.0
     password_user: str = ""
     exchange_lifetime: float = 3600.0
+    install_root: str = "/opt/openstack-agent"
+    keep_releases: int = 3
+    allow_http: bool = True
+    require_signature: bool = False
+    trusted_keys: tuple[str, ...] = ()
+    download_timeout: float = 30.0
+    max_download_size: int = 200 * 1024 * 1024
+    ready_deadline: float = 20.0
+    crash_limit: int = 3
+    crash_window: float = 60.0
+    probation: float = 5.0
     crash_at: str = ""
     root: str = ""
 
@@ -151,6 +194,11 @@ class Config:
     def state_path(self) -> Path:
         """The state directory, inside ``root`` when one is set."""
         return rooted(self.root, self.state_dir)
+
+    @property
+    def install_path(self) -> Path:
+        """The install root, inside ``root`` when one is set."""
+        return rooted(self.root, self.install_root)
 
     @property
     def xenstore_address(self) -> str:

@@ -24,9 +24,16 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from agent import platform, protocol
+from agent import __version__, notify, platform, protocol
 from agent.config import Config
-from agent.errors import AgentError, CommandFailed, JournalError, XenStoreError, XenStoreUnavailable
+from agent.errors import (
+    AgentError,
+    CommandFailed,
+    JournalError,
+    RestartRequested,
+    XenStoreError,
+    XenStoreUnavailable,
+)
 from agent.faults import crash_point
 from agent.journal import CommandRecord, Journal, iso, parse_iso
 from agent.machines import COMMANDS, Context, JournaledCommand, Rejected
@@ -49,6 +56,10 @@ class Agent:
         self.xenstore = XenStore(config.xenstore_address, config.domain_path, config.xenstore_timeout)
         self.journal: Journal | None = None
         self.platform = platform.for_system(config.root)
+        self.supervised = bool(os.environ.get(notify.SUPERVISED_ENV))
+        self.ready_at: float | None = None
+        #: Commands waiting in a state (agentupdate's probation): command id -> when to run them again.
+        self._waiting: dict[int, float] = {}
         self.should_exit = False
         self._on_ready = on_ready
         self._next_housekeeping = 0.0
@@ -93,6 +104,8 @@ class Agent:
                  self.config.xenstore_address,
                  f", domain {self.config.domain_path}" if self.config.domain_path else "")
         self.connect(first=True)
+        self.ready_at = time.monotonic()
+        notify.send("READY=1", f"STATUS=openstack-agent {__version__} serving")
         if self._on_ready is not None:
             self._on_ready()
 
@@ -104,6 +117,8 @@ class Agent:
                     self.on_event(event[0])
                 if time.monotonic() >= self._next_timer():
                     self.timers()
+            except RestartRequested:
+                raise
             except XenStoreUnavailable as exc:
                 if self.should_exit:
                     break
@@ -230,6 +245,10 @@ class Agent:
                 command.run(recovering=recovering)
         finally:
             command.machine().remove_model(command)
+        if not command.finished and command.resume_after is not None:
+            self._waiting[record.id] = time.monotonic() + command.resume_after
+            return
+        self._waiting.pop(record.id, None)
         self.crash_point("after_reply_journaled")
         self.deliver(command.record)
 
@@ -249,7 +268,11 @@ class Agent:
 
     def context(self, request: Request) -> Context:
         return Context(journal=self._journal(), config=self.config, request=request, offered=self.offered,
-                       platform=self.platform)
+                       platform=self.platform, uptime=self.uptime, supervised=self.supervised)
+
+    def uptime(self) -> float | None:
+        """Seconds since this process signalled ready (None before)."""
+        return None if self.ready_at is None else time.monotonic() - self.ready_at
 
     def offered(self) -> list[str]:
         """Implemented commands that the policy allows, for ``features``."""
@@ -265,7 +288,7 @@ class Agent:
         """
         journal = self._journal()
         for record in journal.unfinished():
-            if count_attempt:
+            if count_attempt and record.state not in MACHINES[record.machine].RESTART_STATES:
                 record = journal.record_attempt(record)
             log.info("recovering command %d %s from state %s (attempt %d)", record.id, record.machine,
                      record.state, record.attempts)
@@ -288,17 +311,23 @@ class Agent:
     # -- timers -------------------------------------------------------------------------------------
 
     def _next_timer(self) -> float:
-        """When the main loop must wake without an event: housekeeping, or a key exchange's expiry."""
-        due = self._next_housekeeping
+        """When the main loop must wake without an event: housekeeping, a waiting command, an expiry."""
+        return min(self._next_housekeeping, self._expiry_due(), *self._waiting.values())
+
+    def _expiry_due(self) -> float:
         expiry = self._journal().next_expiry()
-        if expiry is not None:
-            due = min(due, time.monotonic() + (parse_iso(expiry) - datetime.now(UTC)).total_seconds())
-        return due
+        if expiry is None:
+            return float("inf")
+        return time.monotonic() + (parse_iso(expiry) - datetime.now(UTC)).total_seconds()
 
     def timers(self) -> None:
-        if time.monotonic() >= self._next_housekeeping:
+        now = time.monotonic()
+        for command_id in [c for c, due in self._waiting.items() if due <= now]:
+            record = self._journal().get(command_id)
+            self.execute(record, self.reload_request(record))
+        if now >= self._next_housekeeping:
             self.housekeeping()
-        else:
+        elif now >= self._expiry_due() or self._journal().wipe_pending:
             self.expire_exchanges()
 
     def expire_exchanges(self) -> None:

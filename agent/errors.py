@@ -15,6 +15,9 @@ them (``raise ... from``), so callers above that boundary only ever see this tre
     │   ├── RequestRejected         the request itself is bad (malformed, unknown, refused by policy)
     │   └── CommandFailed           a machine could not complete; carries the reply to send
     ├── PlatformError               the operating system refused an effect (setting a password, ...)
+    ├── ReleaseError                a release bundle could not be built, checked, downloaded or installed
+    │   └── DownloadInterrupted     a download stopped short (timeout, dropped connection); it can resume
+    ├── RestartRequested            not a failure: a command needs the agent restarted (the supervisor does it)
     ├── HostCallError               the host side of the protocol got no usable answer
     └── SandboxError                the local xenstored harness could not start
 
@@ -98,6 +101,26 @@ class PlatformError(AgentError):
     """An operating-system tool or API failed; the message names the cause and never holds the secret."""
 
     exit_code = 9
+
+
+class ReleaseError(AgentError):
+    """A release bundle is invalid or untrusted, or could not be built, downloaded or installed."""
+
+    exit_code = 10
+
+
+class DownloadInterrupted(ReleaseError):
+    """A download stopped before its end; what arrived is kept and the next attempt resumes from it."""
+
+
+class RestartRequested(AgentError):
+    """A command (agentupdate, after switching releases) asks for the agent to be restarted.
+
+    The daemon stops and exits with ``exit_code``; the supervisor starts the current release at once, and
+    that process finishes the command from the journal.
+    """
+
+    exit_code = 75  # EX_TEMPFAIL
 
 
 class HostCallError(AgentError):

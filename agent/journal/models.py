@@ -85,3 +85,13 @@ exchanges = Table(
     Column("applied_by", Integer),
     Index("ix_exchanges_state", "state"),
 )
+
+#: What is known of each installed release: "good" once installed by an operator or confirmed by an update,
+#: "bad" once the supervisor rolled it back (with why); a bad release is never retried automatically.
+releases = Table(
+    "releases", metadata,
+    Column("version", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text),
+    Column("marked_at", String(32), nullable=False),
+)

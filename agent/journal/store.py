@@ -26,17 +26,20 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.errors import CommandNotFound, JournalError
 from agent.journal import engine as engine_setup
 from agent.journal.models import commands as _commands
 from agent.journal.models import exchanges as _exchanges
+from agent.journal.models import releases as _releases
 from agent.journal.models import transitions as _transitions
 
 log = logging.getLogger(__name__)
 
-TERMINAL_STATES = frozenset({"done", "failed", "rolled_back"})
+#: States a command ends in. "committed" is agentupdate's success, reached by the release it installed.
+TERMINAL_STATES = frozenset({"done", "failed", "rolled_back", "committed"})
 
 
 
@@ -70,6 +73,10 @@ _CLOSE_EXCHANGE = _Compiled(update(_exchanges).where(_OPEN, _exchanges.c.id == b
                                     applied_by=bindparam("command")))
 _INSERT_EXCHANGE = _Compiled(insert(_exchanges).values(
     {c.name: bindparam(c.name) for c in _exchanges.columns if c.name != "id"}))
+_UPSERT_RELEASE = _Compiled(
+    sqlite_insert(_releases).values({c.name: bindparam(c.name) for c in _releases.columns})
+    .on_conflict_do_update(index_elements=["version"], set_={
+        "state": bindparam("state"), "reason": bindparam("reason"), "marked_at": bindparam("marked_at")}))
 _FIND_REQUEST = _Compiled(select(_commands).where(_commands.c.request_id == bindparam("request_id"))
                           .order_by(_commands.c.id.desc()).limit(1))
 
@@ -467,6 +474,26 @@ class Journal:
             self._expiry = rows[0][0] if rows else None
             self._expiry_known = True
         return self._expiry
+
+    # -- releases -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def marks_release(version: str, state: str, reason: str = "") -> SideWrite:
+        """Record a release as "good" or "bad" (with why) in the same transaction as a transition."""
+        def apply(cursor: sqlite3.Connection, command: CommandRecord, at: str) -> None:
+            _UPSERT_RELEASE(cursor, {"version": version, "state": state, "reason": reason, "marked_at": at})
+
+        return SideWrite(apply)
+
+    def mark_release(self, version: str, state: str, reason: str = "") -> None:
+        """Record a release as "good" or "bad" (the supervisor's and the installer's verdicts)."""
+        self._write(lambda cursor: _UPSERT_RELEASE(cursor, {"version": version, "state": state, "reason": reason,
+                                                            "marked_at": utcnow()}))
+
+    def release(self, version: str) -> tuple[str, str] | None:
+        """A release's (state, reason), or None when nothing is known of it."""
+        rows = self._read(select(_releases.c.state, _releases.c.reason).where(_releases.c.version == version))
+        return (rows[0][0], rows[0][1] or "") if rows else None
 
     # -- queries --------------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agent.machines.agentupdate import AgentUpdate
 from agent.machines.base import Context, JournaledCommand
 from agent.machines.features import Features
 from agent.machines.keyinit import KeyInit
@@ -15,6 +16,7 @@ COMMANDS: dict[str, type[JournaledCommand]] = {
     "features": Features,
     "keyinit": KeyInit,
     "password": Password,
+    "agentupdate": AgentUpdate,
 }
 
 __all__ = ["COMMANDS", "Context", "JournaledCommand", "Rejected"]

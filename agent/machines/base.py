@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from transitions import Machine, MachineError
 
 from agent.config import Config
-from agent.errors import CommandError, JournalError, XenStoreError
+from agent.errors import CommandError, JournalError, RestartRequested, XenStoreError
 from agent.faults import crash_point
 from agent.journal import TERMINAL_STATES, CommandRecord, Journal, SideWrite
 from agent.platform import Platform
@@ -53,6 +53,10 @@ class Context:
     offered: Callable[[], Sequence[str]] = tuple
     #: The operating system's effects (passwords, ...); None where a command needs none (tests).
     platform: Platform | None = None
+    #: Seconds since this agent process signalled ready, or None before that.
+    uptime: Callable[[], float | None] = lambda: None
+    #: Whether a supervisor runs this agent (and so restarts it when a command asks).
+    supervised: bool = False
 
 
 class JournaledCommand:
@@ -64,6 +68,8 @@ class JournaledCommand:
     RECOVERY: ClassVar[dict[str, str]]
     #: Whether the request's value is a secret: if so it is never stored, only its digest.
     SECRET_VALUE: ClassVar[bool] = False
+    #: States the agent is restarted in on purpose: a recovery there is not counted as a crash.
+    RESTART_STATES: ClassVar[frozenset[str]] = frozenset()
     _machine: ClassVar[Machine | None] = None
 
     def __init__(self, record: CommandRecord, ctx: Context) -> None:
@@ -75,6 +81,9 @@ class JournaledCommand:
         self._detail: dict[str, Any] | None = None
         self._reply: dict[str, str] | None = None
         self._also: SideWrite | None = None
+        self.recovering = False
+        #: Set by a state that must wait (agentupdate's probation): re-run it after this many seconds.
+        self.resume_after: float | None = None
         machine = type(self).machine()
         if record.state not in machine.states:
             raise JournalError(f"command {record.id} is in state {record.state!r}, unknown to the "
@@ -160,6 +169,8 @@ class JournaledCommand:
         the failure's type but never its text, which could hold a secret.
         Journal and XenStore errors propagate: the daemon cannot record or deliver anything without them.
         """
+        self.recovering = recovering
+        self.resume_after = None
         try:
             if self.finished:
                 return
@@ -175,9 +186,9 @@ class JournaledCommand:
                 crash_point(self.ctx.config, "in_machine")
                 if callback is not None:
                     callback()
-            if not self.finished:
+            if not self.finished and self.resume_after is None:
                 raise MachineError(f"{self.NAME} stopped in non-terminal state {self._state!r}")
-        except (JournalError, XenStoreError):
+        except (JournalError, XenStoreError, RestartRequested):
             raise
         except CommandError as exc:
             self._fail(exc.returncode, exc.message, {"error": type(exc).__name__})

@@ -122,6 +122,7 @@ def test_installed_wheel_migrates_its_journal(tmp_path: Path) -> None:
     assert "agent/migrations/env.py" in names
     assert "agent/migrations/versions/0001_journal.py" in names
     assert "agent/migrations/versions/0002_exchanges.py" in names
+    assert "agent/migrations/versions/0003_releases.py" in names
     assert "agent/xenstored_shim.c" in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),

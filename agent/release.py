@@ -1,0 +1,291 @@
+"""Release bundles: one archive a guest installs offline, checked before anything of it is used.
+
+A bundle ``openstack-agent-<version>.tar.gz`` holds::
+
+    manifest.json       format, name, version, target Python and platform, SHA-256 of every other file
+    manifest.json.sig   optional: an Ed25519 signature of manifest.json's exact bytes (base64)
+    wheels/*.whl        the agent's wheel, its dependencies' wheels, and pip's (so each release can
+                        install the next one)
+
+``build`` makes one from a source checkout, optionally under another version number (the documented way
+to make test and candidate releases). ``open_bundle`` refuses anything but regular files and directories
+with plain relative names (no absolute paths, ``..``, links or devices) before it reads a byte, then checks
+the manifest, the signature (required when policy says so) and every file's digest.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from agent.errors import ReleaseError
+
+NAME = "openstack-agent"
+FORMAT = 1
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.json.sig"
+WHEELS = "wheels"
+MAX_MANIFEST = 1024 * 1024
+#: Versions are dotted numbers: what nova compares with LooseVersion, and a safe directory name.
+VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
+_VERSION_LINE = re.compile(r'^__version__ = "[^"]*"$', re.MULTILINE)
+_SOURCE_IGNORE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
+                                        ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis")
+
+
+def python_tag() -> str:
+    """The interpreter a bundle's compiled wheels are for, such as ``cp311``."""
+    return f"cp{sys.version_info.major}{sys.version_info.minor}"
+
+
+def platform_tag() -> str:
+    return sysconfig.get_platform()
+
+
+def check_version(version: str) -> str:
+    if not VERSION.fullmatch(version):
+        raise ReleaseError(f"invalid release version {version!r}: use dotted numbers such as 1.2.3")
+    return version
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    version: str
+    python: str
+    platform: str
+    files: dict[str, str]
+
+    def to_bytes(self) -> bytes:
+        document = {"format": FORMAT, "name": NAME, "version": self.version, "python": self.python,
+                    "platform": self.platform, "files": dict(sorted(self.files.items()))}
+        return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Manifest:
+        try:
+            document = json.loads(data)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ReleaseError(f"the bundle's manifest is not JSON: {exc}") from None
+        if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("name") != NAME:
+            raise ReleaseError(f"the bundle's manifest is not an {NAME} manifest of format {FORMAT}")
+        files = document.get("files")
+        fields = [document.get(k) for k in ("version", "python", "platform")]
+        if not all(isinstance(f, str) for f in fields) or not isinstance(files, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+            raise ReleaseError("the bundle's manifest lacks its version, python, platform or files")
+        version, python, platform = (str(f) for f in fields)
+        return cls(check_version(version), python, platform, dict(files))
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+    """A bundle whose members, manifest, signature and digests were checked."""
+
+    path: Path
+    manifest: Manifest
+    #: Fingerprint of the trusted key that signed it, or None when unsigned.
+    signed_by: str | None
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def unpacked_size(self) -> int:
+        with tarfile.open(self.path, "r:gz") as archive:
+            return sum(m.size for m in archive.getmembers())
+
+
+# -- keys -----------------------------------------------------------------------------------------------
+
+def fingerprint(key: Ed25519PublicKey) -> str:
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except OSError as exc:
+        raise ReleaseError(f"cannot read the public key {path}: {exc.strerror}") from None
+    except ValueError:
+        raise ReleaseError(f"{path} is not a PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ReleaseError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise ReleaseError(f"cannot read the signing key {path}: {exc.strerror}") from None
+    except (ValueError, TypeError):
+        raise ReleaseError(f"{path} is not an unencrypted PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ReleaseError(f"{path} is not an Ed25519 private key (openssl genpkey -algorithm ed25519)")
+    return key
+
+
+# -- building -------------------------------------------------------------------------------------------
+
+def source_version(source: Path) -> str:
+    text = (source / "agent" / "__init__.py").read_text()
+    found = re.search(r'^__version__ = "([^"]*)"$', text, re.MULTILINE)
+    if found is None:
+        raise ReleaseError(f"{source} is not an {NAME} checkout: agent/__init__.py has no __version__")
+    return found.group(1)
+
+
+def build(out_dir: Path, source: Path, version: str | None = None, sign_key: Path | None = None) -> Path:
+    """Build the bundle of ``source`` (a checkout), as ``version`` when given; return its path."""
+    source = source.resolve()
+    if not (source / "pyproject.toml").is_file():
+        raise ReleaseError(f"{source} is not a source checkout (no pyproject.toml); pass --source")
+    key = load_private_key(sign_key) if sign_key else None
+    with tempfile.TemporaryDirectory(prefix="openstack-agent-release-") as scratch:
+        work = Path(scratch)
+        if version is not None:
+            check_version(version)
+            copy = work / "source"
+            shutil.copytree(source, copy, ignore=_SOURCE_IGNORE, symlinks=True)
+            init = copy / "agent" / "__init__.py"
+            init.write_text(_VERSION_LINE.sub(f'__version__ = "{version}"', init.read_text()))
+            source = copy
+        version = check_version(source_version(source))
+        wheels = work / WHEELS
+        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels),
+                                 str(source), "pip"], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ReleaseError(f"building the wheels failed: {result.stderr.strip()[-500:]}")
+        own = f"openstack_agent-{version}-"
+        if not any(p.name.startswith(own) for p in wheels.iterdir()):
+            raise ReleaseError(f"pip built no wheel for {NAME} {version}")
+        files = {f"{WHEELS}/{p.name}": sha256_file(p) for p in sorted(wheels.iterdir())}
+        manifest = Manifest(version, python_tag(), platform_tag(), files).to_bytes()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / f"{NAME}-{version}.tar.gz"
+        partial = target.with_name(target.name + ".part")
+        with tarfile.open(partial, "w:gz") as archive:
+            _add_bytes(archive, MANIFEST, manifest)
+            if key is not None:
+                _add_bytes(archive, SIGNATURE, base64.b64encode(key.sign(manifest)) + b"\n")
+            for name in files:
+                archive.add(work / name, arcname=name, recursive=False)
+        partial.replace(target)
+    return target
+
+
+def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    archive.addfile(info, io.BytesIO(data))
+
+
+# -- checking -------------------------------------------------------------------------------------------
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    path = PurePosixPath(member.name)
+    if member.name.startswith("/") or path.is_absolute() or "\\" in member.name:
+        raise ReleaseError(f"the bundle holds an absolute path ({member.name!r}); refusing it")
+    if ".." in path.parts:
+        raise ReleaseError(f"the bundle holds a path that leaves its directory ({member.name!r}); refusing it")
+    if member.issym() or member.islnk():
+        raise ReleaseError(f"the bundle holds a link ({member.name!r}); refusing it")
+    if not (member.isfile() or member.isdir()):
+        raise ReleaseError(f"the bundle holds a device or special file ({member.name!r}); refusing it")
+
+
+def open_bundle(path: Path, trusted_keys: list[Ed25519PublicKey] | tuple[Ed25519PublicKey, ...] = (),
+                require_signature: bool = False) -> Bundle:
+    """Check a bundle without extracting it: members, manifest, signature, digests."""
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            members = archive.getmembers()
+            for member in members:
+                _check_member(member)
+            by_name = {PurePosixPath(m.name).as_posix(): m for m in members if m.isfile()}
+            manifest_bytes = _read(archive, by_name, MANIFEST, MAX_MANIFEST)
+            if manifest_bytes is None:
+                raise ReleaseError(f"the bundle has no {MANIFEST}; is it an {NAME} release bundle?")
+            manifest = Manifest.from_bytes(manifest_bytes)
+            signature = _read(archive, by_name, SIGNATURE, 1024)
+            signed_by = _check_signature(manifest_bytes, signature, trusted_keys, require_signature)
+            expected = {MANIFEST, *([SIGNATURE] if signature is not None else []), *manifest.files}
+            extra = sorted(set(by_name) - expected)
+            if extra:
+                raise ReleaseError(f"the bundle holds files its manifest does not list: {', '.join(extra[:3])}")
+            for name, digest in manifest.files.items():
+                data = _read(archive, by_name, name, None)
+                if data is None:
+                    raise ReleaseError(f"the bundle lacks {name}, which its manifest lists")
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise ReleaseError(f"SHA-256 of {name} does not match the manifest; the bundle is corrupt "
+                                       "or was altered")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ReleaseError(f"{path.name} is not a readable release bundle: {exc}") from None
+    return Bundle(path, manifest, signed_by)
+
+
+def _read(archive: tarfile.TarFile, by_name: dict[str, tarfile.TarInfo], name: str,
+          limit: int | None) -> bytes | None:
+    member = by_name.get(name)
+    if member is None:
+        return None
+    if limit is not None and member.size > limit:
+        raise ReleaseError(f"{name} in the bundle is larger than {limit} bytes")
+    extracted = archive.extractfile(member)
+    return extracted.read() if extracted is not None else None
+
+
+def _check_signature(manifest: bytes, signature: bytes | None, trusted_keys: list[Ed25519PublicKey] | tuple[
+        Ed25519PublicKey, ...], required: bool) -> str | None:
+    if signature is None:
+        if required:
+            raise ReleaseError("the bundle is not signed, and policy requires a signature from a trusted key")
+        return None
+    try:
+        raw = base64.b64decode(signature.strip(), validate=True)
+    except ValueError:
+        raise ReleaseError(f"the bundle's {SIGNATURE} is not base64") from None
+    for key in trusted_keys:
+        try:
+            key.verify(raw, manifest)
+        except InvalidSignature:
+            continue
+        return fingerprint(key)
+    if required:
+        raise ReleaseError("the bundle's signature does not verify with any trusted key")
+    return None
+
+
+def extract(bundle: Bundle, destination: Path) -> None:
+    """Unpack a checked bundle (its members were vetted by ``open_bundle``; the data filter stays on too)."""
+    with tarfile.open(bundle.path, "r:gz") as archive:
+        for member in archive.getmembers():
+            _check_member(member)
+        archive.extractall(destination, filter="data")
