@@ -1,6 +1,9 @@
 """The ``openstack-agent`` command line.
 
     run        the guest agent daemon
+    supervise  the service's process: runs the current release's agent, restarts it, rolls updates back
+    install    install a release bundle and make it current
+    release    build and verify release bundles
     journal    list, show, export and verify the journal
     host       call the agent as nova's dom0 plugin does (version, features, password, raw requests)
     sandbox    a real xenstored plus the agent on this machine, for trying it out
@@ -69,6 +72,45 @@ def build_parser() -> argparse.ArgumentParser:
         "under data/host until SIGTERM or Ctrl-C."))
     config.add_flags(run)
     run.set_defaults(handler=cmd_run)
+
+    supervise = commands.add_parser("supervise", help="run the agent under a supervisor (what the service runs)",
+                                    description=(
+        "Run the current release's agent as a child and keep it running: restart it when it crashes, and roll "
+        "a new release back to the previous one (marking it bad) when it crashes repeatedly or does not "
+        "signal ready in time. Speaks the systemd notify protocol (READY, WATCHDOG). Takes the flags of "
+        "'run', and passes them on to the agent."))
+    config.add_flags(supervise)
+    supervise.set_defaults(handler=cmd_supervise)
+
+    install = commands.add_parser("install", help="install a release bundle and make it current", description=(
+        "Check a release bundle (manifest, digests, signature when update.require_signature is set), install "
+        "it offline into <install root>/releases/<version>/, switch 'current' to it (the release it replaces "
+        "becomes 'previous') and mark it good."))
+    install.add_argument("bundle", metavar="BUNDLE", help="the .tar.gz made by 'openstack-agent release build'")
+    install.add_argument("--key", action="append", default=[], metavar="PUB",
+                         help="also trust this Ed25519 public key (PEM); may be repeated")
+    config.add_flags(install, only=("state_dir", "install_root", "require_signature", "trusted_keys"))
+    install.set_defaults(handler=cmd_install)
+
+    releases = commands.add_parser("release", help="build or check release bundles",
+                                   description="Build or check the release bundles agentupdate installs.")
+    release_commands = releases.add_subparsers(title="release commands", metavar="ACTION", required=True)
+    build = release_commands.add_parser("build", help="build a bundle from a source checkout", description=(
+        "Build openstack-agent-<version>.tar.gz: a manifest (version, target Python and platform, SHA-256 of "
+        "every file), the agent's wheel and the wheels of its dependencies, so that a guest installs it "
+        "offline. --version builds the same source under another version number (candidates, tests)."))
+    build.add_argument("--out", required=True, metavar="DIR", help="directory to write the bundle to")
+    build.add_argument("--source", default=".", metavar="DIR", help="the source checkout (default: .)")
+    build.add_argument("--version", metavar="X.Y.Z", help="build under this version instead of the source's")
+    build.add_argument("--sign", metavar="KEY", help="sign the manifest with this Ed25519 private key (PEM)")
+    build.set_defaults(handler=cmd_release_build)
+    verify = release_commands.add_parser("verify", help="check a bundle", description=(
+        "Check a bundle's members, manifest and digests; with --key, also that it is signed by that key."))
+    verify.add_argument("bundle", metavar="FILE")
+    verify.add_argument("--key", action="append", default=[], metavar="PUB",
+                        help="require a signature by this Ed25519 public key (PEM); may be repeated")
+    verify.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
+    verify.set_defaults(handler=cmd_release_verify)
 
     journal = commands.add_parser("journal", help="inspect the journal",
                                   description="Inspect the journal of commands and their transitions.")
@@ -179,6 +221,56 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     except AgentError as exc:
         log.error("%s", exc)
         return exc.exit_code
+    return 0
+
+
+def cmd_supervise(args: argparse.Namespace, out: TextIO) -> int:
+    from agent.supervisor import Supervisor
+
+    settings = config.load(args)
+    setup_logging(settings.log_level)
+    return Supervisor(settings, config.flags_of(args)).run()
+
+
+# -- releases -----------------------------------------------------------------------------------------
+
+def cmd_release_build(args: argparse.Namespace, out: TextIO) -> int:
+    from agent import release
+
+    bundle = release.build(Path(args.out), Path(args.source), args.version, Path(args.sign) if args.sign else None)
+    out.write(f"{bundle}\n")
+    return 0
+
+
+def cmd_release_verify(args: argparse.Namespace, out: TextIO) -> int:
+    from agent import release
+
+    keys = [release.load_public_key(Path(k)) for k in args.key]
+    bundle = release.open_bundle(Path(args.bundle), keys, require_signature=bool(keys))
+    summary = {"version": bundle.version, "python": bundle.manifest.python, "platform": bundle.manifest.platform,
+               "files": len(bundle.manifest.files), "signed_by": bundle.signed_by}
+    if args.json:
+        render.as_json(summary, out)
+    else:
+        render.fields(list(summary.items()), out)
+    return 0
+
+
+def cmd_install(args: argparse.Namespace, out: TextIO) -> int:
+    from agent import install, release
+    from agent.journal import Journal
+
+    settings = config.load(args)
+    key_files = [config.rooted(settings.root, k) for k in settings.trusted_keys] + [Path(k) for k in args.key]
+    keys = [release.load_public_key(k) for k in key_files]
+    bundle = release.open_bundle(Path(args.bundle), keys, settings.require_signature)
+    layout = install.Layout(settings.install_path)
+    version = install.install(bundle, layout)
+    journal = Journal.open(settings.state_path)
+    journal.mark_release(version, "good", "installed by 'openstack-agent install'")
+    journal.close()
+    out.write(f"openstack-agent {version} installed in {layout.release_dir(version)}; current -> {version}"
+              f"{f', previous -> {layout.previous}' if layout.previous else ''}\n")
     return 0
 
 

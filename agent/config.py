@@ -79,13 +79,16 @@ def _log_level(value: Any) -> str:
 
 #: Besides the reply-protocol steps, ``enter:<state>`` kills the agent right after a command's transition to
 #: that state is journaled, before the state's work runs.
+#: A ``service:`` prefix kills the supervisor with the agent.
 STATE_FAULT = re.compile(r"enter:[a-z_]+")
 
 
 def _fault_point(value: Any) -> str:
     point = str(value)
-    if point and point not in FAULT_POINTS and not STATE_FAULT.fullmatch(point):
-        raise ValueError(f"expected one of {', '.join(FAULT_POINTS)}, or enter:<state>")
+    bare = point.removeprefix("service:")
+    if point and bare not in FAULT_POINTS and not STATE_FAULT.fullmatch(bare):
+        raise ValueError(f"expected one of {', '.join(FAULT_POINTS)}, or enter:<state>, optionally prefixed "
+                         "with service:")
     return point
 
 
@@ -234,6 +237,13 @@ def add_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None
             continue
         parser.add_argument(option.flag, dest=option.attr, metavar="VALUE", default=None,
                             help=f"{option.help} [{option.section}.{option.key}]")
+
+
+def flags_of(args: argparse.Namespace) -> list[str]:
+    """The configuration flags given in ``args``, as command-line arguments again (to pass them on)."""
+    given = vars(args)
+    flags = [f"--{name}={given[name]}" for name in ("config", "root") if given.get(name)]
+    return flags + [f"{o.flag}={given[o.attr]}" for o in OPTIONS if given.get(o.attr) is not None]
 
 
 def load(args: argparse.Namespace | None = None, file: str | os.PathLike[str] | None = None) -> Config:

@@ -1,0 +1,222 @@
+"""``openstack-agent supervise``: the stable process the service manager starts.
+
+It runs the ``current`` release's agent as a child and keeps it running:
+
+- Health is the child signalling ``READY=1`` on the supervisor's notify socket, then staying up.
+- A crashed child is restarted with backoff. An exit with status 75 is a restart the agent asked for
+  (agentupdate switched releases): the current release is started at once, and nothing is counted.
+- A release not yet known good (a new one, on probation) that crashes ``update.crash_limit`` times within
+  ``update.crash_window`` seconds, or does not signal ready within ``update.ready_deadline`` seconds, is
+  marked bad in the journal with the reason; ``current`` is switched back to ``previous`` and that release
+  is started. The release leaves probation once the journal marks it good (the agent tells the supervisor
+  when it has committed the update).
+- Toward the service manager it speaks the notify protocol: ``READY=1`` once the first child is ready, and
+  ``WATCHDOG=1`` pings when ``WATCHDOG_USEC`` asks for them.
+
+Lifecycle as in the daemon: startup (journal, notify socket, signals), the main loop (one child at a time,
+woken by the child's exit through a pidfd, by notifications and by signals, never polling), shutdown
+(SIGTERM to the child, SIGKILL after ``daemon.shutdown_timeout``).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import select
+import signal
+import subprocess
+import time
+from types import FrameType
+
+from agent import notify
+from agent.config import Config
+from agent.errors import ReleaseError, RestartRequested
+from agent.install import Layout
+from agent.journal import Journal
+
+log = logging.getLogger(__name__)
+
+RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+#: A child that ran this long is no longer crash-looping: the backoff starts again from the shortest.
+STABLE_AFTER = 60.0
+
+
+class Supervisor:
+    def __init__(self, config: Config, agent_args: list[str]) -> None:
+        self.config = config
+        self.agent_args = agent_args
+        self.layout = Layout(config.install_path)
+        self.should_exit = False
+        self.child: subprocess.Popen[bytes] | None = None
+        self.journal: Journal | None = None
+        self.listener: notify.Listener | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        self._told_ready = False
+        self._crashes: collections.deque[float] = collections.deque()
+        self._backoff = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.handle_exit)
+        try:
+            self.startup()
+            self.main_loop()
+        finally:
+            self.shutdown()
+        return 0
+
+    def handle_exit(self, sig: int, _frame: FrameType | None) -> None:
+        log.info("%s received: stopping the agent and the supervisor", signal.Signals(sig).name)
+        self.should_exit = True
+        os.write(self._wake_w, b"x")
+
+    def startup(self) -> None:
+        os.umask(0o077)
+        self.journal = Journal.open(self.config.state_path)
+        self.listener = notify.Listener(self.config.state_path / "supervisor.sock")
+        log.info("supervisor starting: releases in %s, current %s", self.layout.root, self.layout.current)
+
+    def main_loop(self) -> None:
+        while not self.should_exit:
+            version = self.layout.current
+            if version is None:
+                raise ReleaseError(f"no current release under {self.layout.root}; install one with "
+                                   "'openstack-agent install BUNDLE'")
+            probation = not self._good(version)
+            started = time.monotonic()
+            code = self._serve(version, probation)
+            if self.should_exit:
+                break
+            if code == RestartRequested.exit_code:
+                log.info("the agent asked for a restart; starting the current release")
+                continue
+            if probation and not self._good(version):
+                reason = (f"did not signal ready within {self.config.ready_deadline:g} s" if code is None
+                          else self._crashed(code))
+                if reason:
+                    self.roll_back(version, reason)
+                    continue
+            self._pause(time.monotonic() - started)
+
+    def shutdown(self) -> None:
+        self._stop_child()
+        if self.listener is not None:
+            self.listener.close()
+        if self.journal is not None:
+            self.journal.close()
+        log.info("supervisor stopped")
+
+    # -- one child ------------------------------------------------------------------------------------
+
+    def _serve(self, version: str, probation: bool) -> int | None:
+        """Run one child of ``version`` until it exits (its status), or misses its ready deadline (None)."""
+        listener = self._listener()
+        env = {k: v for k, v in os.environ.items() if k not in ("WATCHDOG_USEC", "WATCHDOG_PID")}
+        env.update({notify.ENV: str(listener.path), notify.SUPERVISED_ENV: "1"})
+        command = [str(self.layout.agent_command()), "run", *self.agent_args]
+        log.info("starting openstack-agent %s%s", version, " (on probation)" if probation else "")
+        self.child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+        pidfd = os.pidfd_open(self.child.pid)
+        deadline = time.monotonic() + self.config.ready_deadline if probation else None
+        ping = notify.watchdog_interval()
+        next_ping = time.monotonic()
+        try:
+            while True:
+                now = time.monotonic()
+                if ping is not None and now >= next_ping:
+                    notify.send("WATCHDOG=1")
+                    next_ping = now + ping
+                waits = [w for w in (deadline, next_ping if ping else None) if w is not None]
+                timeout = max(0.0, min(waits) - now) if waits else None
+                readable, _, _ = select.select([listener.fileno(), pidfd, self._wake_r], [], [], timeout)
+                if self._wake_r in readable:
+                    os.read(self._wake_r, 64)
+                if listener.fileno() in readable and self._notified(listener.receive(), version):
+                    deadline = None
+                if pidfd in readable:
+                    return self.child.wait()
+                if self.should_exit:
+                    self._stop_child()
+                    return self.child.returncode
+                if deadline is not None and time.monotonic() >= deadline:
+                    log.error("openstack-agent %s did not signal ready within %g s; stopping it", version,
+                              self.config.ready_deadline)
+                    self._stop_child()
+                    return None
+        finally:
+            os.close(pidfd)
+
+    def _notified(self, fields: dict[str, str], version: str) -> bool:
+        """Handle the child's notification; True once it is ready."""
+        if notify.COMMITTED in fields:
+            log.info("openstack-agent %s confirmed its update", fields[notify.COMMITTED])
+        if fields.get("READY") == "1":
+            log.info("openstack-agent %s is ready", version)
+            if not self._told_ready:
+                self._told_ready = notify.send("READY=1", "STATUS=supervising openstack-agent")
+            return True
+        return False
+
+    def _stop_child(self) -> None:
+        child = self.child
+        if child is None or child.poll() is not None:
+            return
+        child.terminate()
+        try:
+            child.wait(self.config.shutdown_timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("the agent did not stop within %g s; killing it", self.config.shutdown_timeout)
+            child.kill()
+            child.wait()
+
+    # -- verdicts -------------------------------------------------------------------------------------
+
+    def _good(self, version: str) -> bool:
+        known = self._journal().release(version)
+        return known is not None and known[0] == "good"
+
+    def _crashed(self, code: int) -> str:
+        """Count a crash of a release on probation; the reason to roll back once there are too many."""
+        now = time.monotonic()
+        self._crashes.append(now)
+        while self._crashes and now - self._crashes[0] > self.config.crash_window:
+            self._crashes.popleft()
+        log.warning("the agent on probation exited with status %d (%d of %d crashes allowed in %g s)", code,
+                    len(self._crashes), self.config.crash_limit, self.config.crash_window)
+        if len(self._crashes) < self.config.crash_limit:
+            return ""
+        return (f"crashed {len(self._crashes)} times within {self.config.crash_window:g} s "
+                f"(last exit status {code})")
+
+    def roll_back(self, version: str, reason: str) -> None:
+        """Mark ``version`` bad and make the previous release current again."""
+        self._journal().mark_release(version, "bad", reason)
+        self._crashes.clear()
+        previous = self.layout.previous
+        if previous is None or previous == version or not self.layout.installed(previous):
+            log.critical("release %s is bad (%s) and there is no previous release to go back to", version, reason)
+            self._pause(0.0)
+            return
+        self.layout.switch("current", previous)
+        log.error("release %s marked bad (%s); rolled back to %s", version, reason, previous)
+
+    def _pause(self, ran: float) -> None:
+        if ran >= STABLE_AFTER:
+            self._backoff = 0
+        delay = RESTART_BACKOFF[min(self._backoff, len(RESTART_BACKOFF) - 1)]
+        self._backoff += 1
+        log.info("restarting the agent in %g s", delay)
+        readable, _, _ = select.select([self._wake_r], [], [], delay)
+        if readable:
+            os.read(self._wake_r, 64)
+
+    def _journal(self) -> Journal:
+        assert self.journal is not None, "startup() opens the journal"
+        return self.journal
+
+    def _listener(self) -> notify.Listener:
+        assert self.listener is not None, "startup() opens the notify socket"
+        return self.listener
