@@ -126,17 +126,19 @@ class Layout:
         log.info("release %s installed in %s", version, target)
 
     def prune(self, keep: int) -> list[str]:
-        """Remove the oldest releases beyond ``keep``; never current or previous. Return what went."""
+        """Keep ``keep`` releases: current and previous always, then the most recently installed others.
+
+        Returns the versions removed.
+        """
         if not self.releases.exists():
             return []
-        protected = {self.current, self.previous}
-        installed = sorted((p for p in self.releases.iterdir() if (p / COMPLETE).exists()),
-                           key=lambda p: (p / COMPLETE).stat().st_mtime, reverse=True)
+        protected = {v for v in (self.current, self.previous) if v is not None}
+        others = sorted((p for p in self.releases.iterdir() if (p / COMPLETE).exists() and p.name not in protected),
+                        key=lambda p: (p / COMPLETE).stat().st_mtime, reverse=True)
         removed = []
-        for path in installed[keep:]:
-            if path.name not in protected:
-                shutil.rmtree(path)
-                removed.append(path.name)
+        for path in others[max(0, keep - len(protected)):]:
+            shutil.rmtree(path)
+            removed.append(path.name)
         return removed
 
 

@@ -197,3 +197,22 @@ def chpasswd_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = counting_chpasswd(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
     return directory
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Real release bundles (this checkout, 0.2.0, and faulty 0.3.0 and 0.4.0), built once per session."""
+    from tests.releases import build_all
+
+    return build_all(tmp_path_factory.mktemp("releases"))
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[Any]:
+    """A loopback HTTP server of tmp_path/www, with Range, If-Range and cut-off responses."""
+    from tests.httpserver import FileServer
+
+    (tmp_path / "www").mkdir()
+    server = FileServer(tmp_path / "www")
+    yield server
+    server.stop()
