@@ -57,7 +57,7 @@ def test_changed_file_starts_over(file_server, served: str, tmp_path: Path) -> N
 
 def test_size_cap(served: str, tmp_path: Path) -> None:
     """A bundle larger than the cap is refused before it fills the disk."""
-    with pytest.raises(ReleaseError, match="more than update.max_download_size"):
+    with pytest.raises(ReleaseError, match=r"more than update\.max_download_size"):
         download(served, tmp_path / "b", timeout=10, max_size=1000)
 
 
