@@ -142,7 +142,7 @@ class AgentUpdate(JournaledCommand):
         target = self._target()
         if __version__ == target:
             self.advance("confirm", detail={"running": __version__})
-        elif not self.recovering:
+        elif not self.resumed:
             raise RestartRequested(f"restarting into openstack-agent {target} to finish agentupdate")
         else:
             self.advance("rollback", detail={"running": __version__, "target": target})

@@ -81,7 +81,7 @@ class JournaledCommand:
         self._detail: dict[str, Any] | None = None
         self._reply: dict[str, str] | None = None
         self._also: SideWrite | None = None
-        self.recovering = False
+        self._resumed_in: str | None = None
         #: Set by a state that must wait (agentupdate's probation): re-run it after this many seconds.
         self.resume_after: float | None = None
         machine = type(self).machine()
@@ -134,6 +134,7 @@ class JournaledCommand:
                                                   reply=self._reply, also=self._also)
         log.info("command %d %s: %s -> %s (%s)", self.record.id, self.NAME, self._state, dest, self._trigger)
         self._state = dest
+        self._resumed_in = None
         crash_point(self.ctx.config, f"enter:{dest}")
 
     def advance(self, trigger: str, detail: dict[str, Any] | None = None,
@@ -153,6 +154,12 @@ class JournaledCommand:
     def finished(self) -> bool:
         return self._state in TERMINAL_STATES
 
+    @property
+    def resumed(self) -> bool:
+        """Whether the current state's work runs because the command was resumed in it (a recovery, a
+        re-sent request, a waiting state's timer), rather than because a transition just entered it."""
+        return self._resumed_in == self._state
+
     def finish(self, trigger: str, returncode: str, message: str, detail: dict[str, Any] | None = None,
                also: SideWrite | None = None) -> None:
         """Take the terminal transition ``trigger``, journaling the reply with it."""
@@ -169,7 +176,6 @@ class JournaledCommand:
         the failure's type but never its text, which could hold a secret.
         Journal and XenStore errors propagate: the daemon cannot record or deliver anything without them.
         """
-        self.recovering = recovering
         self.resume_after = None
         try:
             if self.finished:
@@ -183,6 +189,7 @@ class JournaledCommand:
                 self.advance("rollback", detail={"from": self._state})
             else:
                 callback = getattr(self, f"on_enter_{self._state}", None)
+                self._resumed_in = self._state
                 crash_point(self.ctx.config, "in_machine")
                 if callback is not None:
                     callback()

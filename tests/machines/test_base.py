@@ -252,3 +252,24 @@ def test_stored_value_is_whole_json_or_nothing(value: Any, stored: str | None) -
 def test_secret_values_are_never_stored() -> None:
     """A machine that declares its value secret keeps only the digest."""
     assert stored_value(Rejected, "hunter2") is None
+
+
+def test_resumed_tells_reentry_from_a_transition(journal: Journal) -> None:
+    """A state's work knows whether a transition just entered it or the command was resumed in it."""
+    seen: list[tuple[str, bool]] = []
+
+    class Watching(Sample):
+        RECOVERY = {**Sample.RECOVERY, "working": RESUME}
+
+        def on_enter_working(self) -> None:
+            seen.append(("working", self.resumed))
+            self.finish("complete", "0", "finished")
+
+    command = Watching(journal.receive("r1", "", "sample", "sample", "0" * 64, None),
+                       Context(journal=journal, config=Config(), request=Request("r1", "sample", "v", "0" * 64)))
+    command.run()
+    record = journal.transition(journal.receive("r2", "", "sample", "sample", "1" * 64, None), "start", "working")
+    resumed = Watching(record, Context(journal=journal, config=Config(), request=Request("r2", "sample", "v",
+                                                                                       "1" * 64)))
+    resumed.run(recovering=True)
+    assert seen == [("working", False), ("working", True)]
