@@ -204,6 +204,9 @@ def test_host_reports_a_vanished_domain(xenstored, domain: str, guest,
     ("keyinit", ["received --> exchanged: exchange", "exchanged --> done: answer"]),
     ("password", ["received --> applying: unlock", "applying --> applied: apply", "applied --> done: answer",
                   "received --> done: already_applied", "applying --> failed: fail"]),
+    ("agentupdate", ["switching --> restarting: restart", "restarting --> confirming: confirm",
+                     "confirming --> committed: commit", "confirming --> rolling_back: rollback",
+                     "rolling_back --> rolled_back: finish_rollback", "verifying --> done: nothing_to_do"]),
 ])
 def test_diagram_is_rendered_from_the_table(command: str, edges: list[str]) -> None:
     """The mermaid diagram shows every transition of the machine's table, fail included."""

@@ -10,14 +10,10 @@ import base64
 import hashlib
 import io
 import json
-import os
 import shutil
 import signal
-import subprocess
 import tarfile
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,62 +21,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import __version__, install, release
-from agent.config import rooted
+from agent import __version__, release
 from agent.host import Host
-from agent.journal import Journal
 from agent.protocol import GUEST_DIR, HOST_DIR, encode
-from agent.sandbox import Xenstored
 from agent.xenstore import XenStore
-from tests.conftest import STATE_DIR, open_journal, wait_for
+from tests.conftest import Service, open_journal, wait_for
 
 STATES = ["received", "downloading", "verifying", "staging", "switching", "restarting", "confirming", "committed"]
-
-
-@dataclass
-class Service:
-    """The agent's service: the supervisor started from the current release, with its log."""
-
-    command: list[str]
-    env: dict[str, str]
-    log_path: Path
-    layout: install.Layout
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self, *flags: str) -> Service:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([*self.command, *flags], stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=self.env)
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-@pytest.fixture
-def service(bundles, xenstored: Xenstored, domain: str, system_root: Path, state_dir: Path,
-            tmp_path: Path) -> Iterator[Service]:
-    """This checkout installed as the current release (marked good), and its supervisor, not yet started."""
-    layout = install.Layout(rooted(str(system_root), "/opt/openstack-agent"))
-    install.install(release.open_bundle(bundles.base), layout)
-    journal = Journal.open(state_dir)
-    journal.mark_release(__version__, "good", "installed by the test")
-    journal.close()
-    command = [str(layout.agent_command()), "supervise", "--root", str(system_root), "--xenstore",
-               xenstored.address, "--domain-path", domain, "--state-dir", STATE_DIR, "--log-level", "debug",
-               "--probation", "1", "--ready-deadline", "10"]
-    made = Service(command, {**os.environ, **xenstored.env}, tmp_path / "service.log", layout)
-    yield made
-    made.stop()
 
 
 def serve(file_server: Any, bundle: Path, name: str | None = None) -> str:
