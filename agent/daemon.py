@@ -237,7 +237,10 @@ class Agent:
     def execute(self, record: CommandRecord, request: Request, recovering: bool = False,
                 give_up: bool = False) -> None:
         """Run the command's machine to a terminal state (or fail a crash-looping one), then deliver."""
-        command = MACHINES[record.machine](record, self.context(request))
+        machine = self._machine_for(record)
+        if machine is None:
+            return
+        command = machine(record, self.context(request))
         try:
             if give_up:
                 command.give_up(record.attempts)
@@ -251,6 +254,20 @@ class Agent:
         self._waiting.pop(record.id, None)
         self.crash_point("after_reply_journaled")
         self.deliver(command.record)
+
+    @staticmethod
+    def _machine_for(record: CommandRecord) -> type[JournaledCommand] | None:
+        """The machine that can run this journaled command, or None (a newer release journaled it).
+
+        After an update is rolled back, the older release may find commands of a machine, or in a state,
+        that only the newer one knows. It leaves them as they are rather than failing or mis-running them.
+        """
+        machine = MACHINES.get(record.machine)
+        if machine is None or record.state not in machine.states():
+            log.warning("command %d (%s, state %s) was journaled by a newer release; leaving it as it is",
+                        record.id, record.machine, record.state)
+            return None
+        return machine
 
     def deliver(self, record: CommandRecord) -> None:
         """Write the journaled reply, delete the request, journal the delivery."""
@@ -288,7 +305,10 @@ class Agent:
         """
         journal = self._journal()
         for record in journal.unfinished():
-            if count_attempt and record.state not in MACHINES[record.machine].RESTART_STATES:
+            machine = self._machine_for(record)
+            if machine is None:
+                continue
+            if count_attempt and record.state not in machine.RESTART_STATES:
                 record = journal.record_attempt(record)
             log.info("recovering command %d %s from state %s (attempt %d)", record.id, record.machine,
                      record.state, record.attempts)

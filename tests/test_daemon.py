@@ -145,3 +145,17 @@ def test_replies_younger_than_max_age_stay(run_agent, guest: XenStore, host: Hos
     host.raw('{"name": "version"}', timeout=10, request_id=request_id)
     time.sleep(0.5)  # several housekeeping rounds
     assert guest.exists(f"{GUEST_DIR}/{request_id}")
+
+
+def test_commands_of_a_newer_release_are_left_alone(run_agent, host: Host, state_dir: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """After a rollback, commands whose machine or state only a newer release knows do not stop the older
+    one: they are left as they are, and the agent serves."""
+    journal = open_journal(state_dir)
+    future = journal.receive("f", "", "injectfile", "injectfile", "0" * 64, None)
+    newer_state = journal.transition(journal.receive("v", "", "version", "version", "1" * 64, None), "x", "weighing")
+    run_agent()
+    assert host.call("version", "agent", timeout=10)["message"] == __version__
+    assert journal.get(future.id).state == "received"
+    assert journal.get(newer_state.id).state == "weighing"
+    assert "was journaled by a newer release; leaving it as it is" in caplog.text

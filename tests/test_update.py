@@ -42,8 +42,9 @@ def versions(host: Host) -> str:
 
 
 def update_path(state_dir: Path) -> list[str]:
+    """The states the latest agentupdate command went through."""
     journal = open_journal(state_dir)
-    command, = journal.commands(name="agentupdate")
+    command = journal.commands(name="agentupdate")[0]
     return [t.dest for t in journal.transitions(command.id) if t.trigger not in ("recover", "deliver")]
 
 
@@ -137,8 +138,11 @@ def test_bad_release_is_rolled_back_and_never_retried(service: Service, bundles,
     assert service.layout.current == __version__
     assert open_journal(state_dir).release(version) == ("bad", why)
     assert update_path(state_dir)[-2:] == ["rolling_back", "rolled_back"]
+    served_before = len(file_server.log)
     assert host.call("agentupdate", value, timeout=30) == {
         "returncode": "500", "message": f"openstack-agent {version} is marked bad ({why}); it is not retried"}
+    assert len(file_server.log) == served_before, "the bad release was downloaded again"
+    assert update_path(state_dir)[-2:] == ["received", "failed"]
 
 
 def test_request_for_the_running_version(service: Service, bundles, file_server, host: Host) -> None:

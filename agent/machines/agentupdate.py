@@ -88,7 +88,11 @@ class AgentUpdate(JournaledCommand):
             raise CommandFailed("500", "agentupdate needs the agent to run under 'openstack-agent supervise', "
                                        "which restarts it into the new release")
         self._refused(lambda: download.check_url(url, self.ctx.config.allow_http))
-        self.advance("download", detail={"url": download.shown_url(url), "md5": md5})
+        known = self._version_of(md5)
+        if known is not None:  # this bundle was seen before: answer without downloading it again
+            self._answer_known(known)
+        if not self.finished:
+            self.advance("download", detail={"url": download.shown_url(url), "md5": md5})
 
     def on_enter_downloading(self) -> None:
         url, md5 = parse_value(self.value)
@@ -116,14 +120,10 @@ class AgentUpdate(JournaledCommand):
             raise CommandFailed("500", f"MD5 sums do not match ({got} != {md5})")
         bundle = self._open(path)
         version = bundle.version
-        if version == __version__:
+        self._answer_known(version)
+        if self.finished:
             self._discard_download()
-            self.finish("nothing_to_do", "0", f"openstack-agent {version} is already running",
-                        detail={"version": version})
             return
-        known = self.ctx.journal.release(version)
-        if known is not None and known[0] == "bad":
-            raise CommandFailed("500", f"openstack-agent {version} is marked bad ({known[1]}); it is not retried")
         self.advance("stage", detail={"version": version, "signed_by": bundle.signed_by,
                                       "sha256": release.sha256_file(path)})
 
@@ -184,6 +184,26 @@ class AgentUpdate(JournaledCommand):
                     detail={"target": target, "running": __version__})
 
     # -- helpers --------------------------------------------------------------------------------------
+
+    def _answer_known(self, version: str) -> None:
+        """Finish at once when ``version`` is the one running, or one marked bad."""
+        if version == __version__:
+            self.finish("nothing_to_do", "0", f"openstack-agent {version} is already running",
+                        detail={"version": version})
+            return
+        known = self.ctx.journal.release(version)
+        if known is not None and known[0] == "bad":
+            raise CommandFailed("500", f"openstack-agent {version} is marked bad ({known[1]}); it is not retried")
+
+    def _version_of(self, md5: str) -> str | None:
+        """The release a bundle with this MD5 turned out to be, from earlier agentupdate commands."""
+        for earlier in self.ctx.journal.commands(limit=20, name=self.NAME):
+            details = [json.loads(t.detail) for t in self.ctx.journal.transitions(earlier.id)]
+            if earlier.id != self.record.id and any(d.get("md5") == md5 for d in details):
+                versions = [d["version"] for d in details if isinstance(d.get("version"), str)]
+                if versions:
+                    return str(versions[-1])
+        return None
 
     def _layout(self) -> Layout:
         return Layout(self.ctx.config.install_path)
