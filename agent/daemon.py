@@ -343,8 +343,10 @@ class Agent:
     def timers(self) -> None:
         now = time.monotonic()
         for command_id in [c for c, due in self._waiting.items() if due <= now]:
+            del self._waiting[command_id]
             record = self._journal().get(command_id)
-            self.execute(record, self.reload_request(record))
+            if not record.finished:  # a re-sent request may have finished it meanwhile
+                self.execute(record, self.reload_request(record))
         if now >= self._next_housekeeping:
             self.housekeeping()
         elif now >= self._expiry_due() or self._journal().wipe_pending:
