@@ -6,6 +6,9 @@ command's key derivation from MD5 to SHA-256 and nova never pinned one, so a cip
 either: both are tried, and a candidate counts only when its whole PKCS#7 padding is valid, its text is
 UTF-8 and it ends in the newline nova appends. The group is weak by today's standards (107 bits); it is
 kept for compatibility, confined to this exchange, and its strength is journaled.
+
+``cryptography`` is imported when a password is first decrypted, not with the daemon: it costs about 6 MB
+of the agent's 50 MB memory budget, and most agents never see a password after the first boot.
 """
 
 from __future__ import annotations
@@ -15,9 +18,7 @@ import binascii
 import hashlib
 import re
 import secrets
-
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from typing import Any
 
 #: The group: the Mersenne prime 2^107 - 1 and generator 5, as nova and every earlier agent use them.
 PRIME = 2**107 - 1
@@ -113,11 +114,23 @@ def decrypt_password(ciphertext: bytes, secret: str) -> tuple[str, str]:
     raise DecryptionError("the ciphertext does not decrypt under this key exchange")
 
 
-def _try(ciphertext: bytes, secret: str, derivation: str) -> str | None:
+def _aes_cbc(secret: str, derivation: str) -> Any:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     key, iv = evp_bytes_to_key(secret.encode("ascii"), derivation)
-    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    return Cipher(algorithms.AES(key), modes.CBC(iv))
+
+
+def _pkcs7() -> Any:
+    from cryptography.hazmat.primitives import padding
+
+    return padding.PKCS7(BLOCK_SIZE * 8)
+
+
+def _try(ciphertext: bytes, secret: str, derivation: str) -> str | None:
+    decryptor = _aes_cbc(secret, derivation).decryptor()
     padded = decryptor.update(ciphertext) + decryptor.finalize()
-    unpadder = padding.PKCS7(BLOCK_SIZE * 8).unpadder()
+    unpadder = _pkcs7().unpadder()
     try:
         plain = unpadder.update(padded) + unpadder.finalize()  # checks every padding byte
         text = plain.decode("utf-8")
@@ -128,9 +141,8 @@ def _try(ciphertext: bytes, secret: str, derivation: str) -> str | None:
 
 def encrypt_password(password: str, secret: str, derivation: str = "sha256") -> str:
     """What the host sends: ``password + "\\n"`` encrypted as ``openssl enc`` does, single-line base64."""
-    key, iv = evp_bytes_to_key(secret.encode("ascii"), derivation)
-    padder = padding.PKCS7(BLOCK_SIZE * 8).padder()
+    padder = _pkcs7().padder()
     padded = padder.update((password + "\n").encode("utf-8")) + padder.finalize()
-    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    encryptor = _aes_cbc(secret, derivation).encryptor()
     return base64.b64encode(encryptor.update(padded) + encryptor.finalize()).decode("ascii")
 

@@ -28,12 +28,12 @@ import sysconfig
 import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from agent.errors import ReleaseError
+
+if TYPE_CHECKING:  # cryptography is imported where keys are used: the daemon need not carry it
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 NAME = "openstack-agent"
 FORMAT = 1
@@ -122,11 +122,16 @@ class Bundle:
 # -- keys -----------------------------------------------------------------------------------------------
 
 def fingerprint(key: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
     except OSError as exc:
@@ -139,6 +144,9 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as exc:
@@ -268,6 +276,8 @@ def _check_signature(manifest: bytes, signature: bytes | None, trusted_keys: lis
         if required:
             raise ReleaseError("the bundle is not signed, and policy requires a signature from a trusted key")
         return None
+    from cryptography.exceptions import InvalidSignature
+
     try:
         raw = base64.b64decode(signature.strip(), validate=True)
     except ValueError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
 
 import pytest
 from hypothesis import given
@@ -132,3 +133,11 @@ def test_openssl_interop(flags: list[str], derivation: str) -> None:
     ciphertext = result.stdout.decode().strip()
     assert "\n" not in ciphertext
     assert crypto.decrypt_password(crypto.decode_ciphertext(ciphertext), DH_SHARED) == ("Passw0rd!", derivation)
+
+
+def test_daemon_starts_without_cryptography() -> None:
+    """The daemon's imports leave cryptography out (about 6 MB of its 50 MB budget) until a password or a
+    release signature needs it."""
+    script = "import sys, agent.daemon, agent.cli; print(any(m.startswith('cryptography') for m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
