@@ -87,7 +87,7 @@ class AgentUpdate(JournaledCommand):
         if not self.ctx.supervised:
             raise CommandFailed("500", "agentupdate needs the agent to run under 'openstack-agent supervise', "
                                        "which restarts it into the new release")
-        self._refused(lambda: download.check_url(url, self.ctx.config.allow_http))
+        self._reply_on_failure(lambda: download.check_url(url, self.ctx.config.allow_http))
         known = self._version_of(md5)
         if known is not None:  # this bundle was seen before: answer without downloading it again
             self._answer_known(known)
@@ -129,13 +129,13 @@ class AgentUpdate(JournaledCommand):
 
     def on_enter_staging(self) -> None:
         bundle = self._open(self._bundle_path(parse_value(self.value)[1]))
-        self._refused(lambda: self._layout().stage(bundle))
+        self._reply_on_failure(lambda: self._layout().stage(bundle))
         self.advance("switch", detail={"release": str(self._layout().release_dir(bundle.version))})
 
     def on_enter_switching(self) -> None:
         layout, version = self._layout(), self._target()
         previous = layout.current
-        self._refused(lambda: layout.activate(version))
+        self._reply_on_failure(lambda: layout.activate(version))
         self.advance("restart", detail={"current": version, "previous": previous})
 
     def on_enter_restarting(self) -> None:
@@ -230,7 +230,8 @@ class AgentUpdate(JournaledCommand):
         self._bundle_path(parse_value(self.value)[1]).unlink(missing_ok=True)
 
     @staticmethod
-    def _refused(action: Any) -> None:
+    def _reply_on_failure(action: Any) -> None:
+        """Run ``action``; a ReleaseError becomes the command's "500" reply."""
         try:
             action()
         except ReleaseError as exc:
