@@ -55,6 +55,8 @@ def test_default_config_is_read_inside_root(tmp_path: Path) -> None:
     ("[daemon]\nlog_level = 'loud'\n", "daemon.log_level: invalid value 'loud'"),
     ("[testing]\ncrash_at = 'anywhere'\n", "testing.crash_at: invalid value 'anywhere'"),
     ("[xenstore]\ntimeout = -1\n", "must be greater than zero"),
+    ("[update]\nallow_http = 'maybe'\n", "update.allow_http: invalid value 'maybe' (expected true or false)"),
+    ("[testing]\ncrash_at = 'service:nowhere'\n", "testing.crash_at: invalid value 'service:nowhere'"),
     ("policy = 1\n", "'policy' must be a [section]"),
 ])
 def test_bad_file_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
@@ -81,3 +83,27 @@ def test_xenstore_address_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.Config().xenstore_address == "unix:/run/x/socket"
     monkeypatch.delenv("XENSTORED_PATH")
     assert config.Config().xenstore_address == "xenbus"
+
+
+def test_update_and_password_keys(tmp_path: Path) -> None:
+    """The [update] and [password] sections load; booleans and key lists come from the file or flags."""
+    file = tmp_path / "agent.toml"
+    file.write_text('[update]\nallow_http = false\ntrusted_keys = ["/etc/openstack-agent/a.pub"]\n'
+                    '[password]\nuser = "cloud"\nexchange_lifetime = 600\n')
+    settings = config.load(parse("--config", str(file), "--require-signature", "yes", "--root", str(tmp_path)))
+    assert (settings.allow_http, settings.require_signature) == (False, True)
+    assert settings.trusted_keys == ("/etc/openstack-agent/a.pub",)
+    assert (settings.password_user, settings.exchange_lifetime) == ("cloud", 600.0)
+    assert settings.install_path == tmp_path / "opt/openstack-agent"
+
+
+@pytest.mark.parametrize("point", ["after_received", "enter:applying", "service:enter:confirming"])
+def test_fault_points(point: str) -> None:
+    """Fault injection names a reply-protocol step or a state, optionally for the whole service."""
+    assert config.from_overrides(crash_at=point).crash_at == point
+
+
+def test_flags_are_passed_on_as_given(tmp_path: Path) -> None:
+    """The supervisor hands the agent exactly the configuration flags it was given."""
+    args = parse("--root", str(tmp_path), "--probation", "2", "--deny", "features")
+    assert config.flags_of(args) == [f"--root={tmp_path}", "--deny=features", "--probation=2"]
