@@ -247,6 +247,17 @@ class Service:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def children(self) -> list[int]:
+        """The supervisor's child processes (the agent, when one runs)."""
+        assert self.process is not None
+        pid = self.process.pid
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+    def agent_pid(self) -> int:
+        children = self.children()
+        assert len(children) == 1, children
+        return children[0]
+
 
 @pytest.fixture
 def service(bundles, xenstored: Xenstored, domain: str, system_root: Path, state_dir: Path,

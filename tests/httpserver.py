@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ class FileServer(ThreadingHTTPServer):
         self.directory = directory
         #: Cut the next response after this many bytes of body (a dropped connection).
         self.cut_next: int | None = None
+        #: Seconds to pause after each 256 KiB sent (a slow link), so a test can act mid-transfer.
+        self.pause = 0.0
         #: (path, Range, If-Range, status) of every request.
         self.log: list[tuple[str, str | None, str | None, int]] = []
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -57,7 +60,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.end_headers()
         cut, self.server.cut_next = self.server.cut_next, None
-        self.wfile.write(body if cut is None else body[:cut])
+        sent = body if cut is None else body[:cut]
+        step = 256 * 1024
+        try:
+            for offset in range(0, len(sent), step):
+                self.wfile.write(sent[offset:offset + step])
+                if self.server.pause:
+                    time.sleep(self.server.pause)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the client went away (killed mid-transfer)
         if cut is not None:
             self.close_connection = True
 

@@ -12,15 +12,6 @@ from agent.host import Host
 from tests.conftest import Service, open_journal, wait_for
 
 
-def child_of(service: Service) -> int:
-    """The pid of the supervisor's child (the agent)."""
-    assert service.process is not None
-    pid = service.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    assert len(children) == 1, children
-    return int(children[0])
-
-
 def test_notify_ready_and_watchdog(service: Service, host: Host, tmp_path: Path) -> None:
     """Under systemd (NOTIFY_SOCKET, WATCHDOG_USEC) the supervisor reports READY=1 once the agent serves,
     then pings WATCHDOG=1; the agent's own notifications stay with the supervisor."""
@@ -42,10 +33,9 @@ def test_crashed_agent_is_restarted(service: Service, host: Host, state_dir: Pat
     """An agent of a good release that dies is started again; the release stays good."""
     service.start()
     assert host.call("version", "agent", timeout=30)["returncode"] == "0"
-    first = child_of(service)
+    first = service.agent_pid()
     os.kill(first, signal.SIGKILL)
-    wait_for(lambda: Path(f"/proc/{service.process.pid}/task/{service.process.pid}/children").read_text()  # type: ignore[union-attr]
-             .split() not in ([], [str(first)]), timeout=30)
+    wait_for(lambda: service.children() not in ([], [first]), timeout=30)
     assert host.call("version", "agent", timeout=30)["message"] == __version__
     assert open_journal(state_dir).release(__version__)[0] == "good"  # type: ignore[index]
     assert "restarting the agent in 0.5 s" in service.log()
@@ -55,7 +45,7 @@ def test_sigterm_stops_agent_and_supervisor(service: Service, host: Host) -> Non
     """SIGTERM to the supervisor stops its agent cleanly first, then itself, with status 0."""
     service.start()
     host.call("version", "agent", timeout=30)
-    agent = child_of(service)
+    agent = service.agent_pid()
     assert service.process is not None
     service.process.send_signal(signal.SIGTERM)
     assert service.process.wait(30) == 0

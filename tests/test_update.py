@@ -10,6 +10,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import shutil
 import signal
 import tarfile
@@ -118,6 +119,27 @@ def test_cut_download_resumes(service: Service, bundles, file_server, host: Host
     assert host.call("agentupdate", value, timeout=30)["returncode"] == "0"
     statuses = [(entry[1], entry[3]) for entry in file_server.log]
     assert statuses == [(None, 200), ("bytes=1000000-", 206)]
+
+
+def test_download_resumes_after_the_agent_is_killed_mid_transfer(service: Service, bundles, file_server,
+                                                                 guest: XenStore, host: Host) -> None:
+    """The agent killed while the bundle is half downloaded: the restarted agent asks for the rest."""
+    service.start()
+    value = serve(file_server, bundles.good)
+    md5 = value.rsplit(",", 1)[1]
+    file_server.pause = 0.2
+    request = str(uuid.uuid4())
+    guest.write(f"{HOST_DIR}/{request}", encode({"name": "agentupdate", "value": value}))
+    part = service.layout.downloads / f"{md5}.tar.gz.part"
+    wait_for(lambda: part.exists() and part.stat().st_size > 1_000_000, timeout=30)
+    os.kill(service.agent_pid(), signal.SIGKILL)
+    file_server.pause = 0.0
+    reply = json.loads(wait_for(lambda: guest.read(f"{GUEST_DIR}/{request}"), timeout=90))
+    assert reply == {"returncode": "0", "message": "Updated to openstack-agent 0.2.0"}
+    (_, first_range, _, first_status), (_, resumed_range, if_range, resumed_status) = file_server.log[:2]
+    assert (first_range, first_status) == (None, 200)
+    assert resumed_status == 206 and resumed_range and if_range
+    assert int(resumed_range.removeprefix("bytes=").rstrip("-")) >= 1_000_000
 
 
 @pytest.mark.parametrize(("bundle", "why"), [
