@@ -146,7 +146,7 @@ class AgentProcess:
             return None if self.process is None else self.process.returncode
         self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(20)
+            return self.process.wait(30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
@@ -220,32 +220,10 @@ def file_server(tmp_path: Path) -> Iterator[Any]:
 
 
 @dataclass
-class Service:
-    """The agent's service: the supervisor started from the current release, with its log."""
+class Service(AgentProcess):
+    """The agent's service: the supervisor started from the current release (``args``), with its log."""
 
-    command: list[str]
-    env: dict[str, str]
-    log_path: Path
-    layout: install.Layout
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self, *flags: str) -> Service:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([*self.command, *flags], stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=self.env)
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    layout: install.Layout = field(kw_only=True)
 
     def children(self) -> list[int]:
         """The supervisor's child processes (the agent, when one runs)."""
@@ -271,6 +249,6 @@ def service(bundles, xenstored: Xenstored, domain: str, system_root: Path, state
     command = [str(layout.agent_command()), "supervise", "--root", str(system_root), "--xenstore",
                xenstored.address, "--domain-path", domain, "--state-dir", STATE_DIR, "--log-level", "debug",
                "--probation", "1", "--ready-deadline", "10"]
-    made = Service(command, {**os.environ, **xenstored.env}, tmp_path / "service.log", layout)
+    made = Service(command, {**os.environ, **xenstored.env}, tmp_path / "service.log", layout=layout)
     yield made
     made.stop()
