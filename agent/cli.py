@@ -245,7 +245,7 @@ def cmd_release_build(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_release_verify(args: argparse.Namespace, out: TextIO) -> int:
     from agent import release
 
-    keys = [release.load_public_key(Path(k)) for k in args.key]
+    keys = release.load_public_keys(Path(k) for k in args.key)
     bundle = release.open_bundle(Path(args.bundle), keys, require_signature=bool(keys))
     summary = {"version": bundle.version, "python": bundle.manifest.python, "platform": bundle.manifest.platform,
                "files": len(bundle.manifest.files), "signed_by": bundle.signed_by}
@@ -261,8 +261,7 @@ def cmd_install(args: argparse.Namespace, out: TextIO) -> int:
     from agent.journal import Journal
 
     settings = config.load(args)
-    key_files = [config.rooted(settings.root, k) for k in settings.trusted_keys] + [Path(k) for k in args.key]
-    keys = [release.load_public_key(k) for k in key_files]
+    keys = release.load_public_keys([*settings.trusted_key_paths, *(Path(k) for k in args.key)])
     bundle = release.open_bundle(Path(args.bundle), keys, settings.require_signature)
     layout = install.Layout(settings.install_path)
     version = install.install(bundle, layout)

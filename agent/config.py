@@ -204,6 +204,11 @@ class Config:
         return rooted(self.root, self.install_root)
 
     @property
+    def trusted_key_paths(self) -> list[Path]:
+        """The trusted release keys' files, inside ``root`` when one is set."""
+        return [rooted(self.root, key) for key in self.trusted_keys]
+
+    @property
     def xenstore_address(self) -> str:
         """The XenStore address with the environment default applied."""
         if self.xenstore:

@@ -37,8 +37,9 @@ def shown_url(url: str) -> str:
 
 
 def check_url(url: str, allow_http: bool) -> None:
-    scheme = urlsplit(url).scheme
-    if scheme not in ("http", "https") or not urlsplit(url).hostname:
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme not in ("http", "https") or not parts.hostname:
         raise ReleaseError(f"the update URL must be http or https with a host, not {shown_url(url)!r}")
     if scheme == "http" and not allow_http:
         raise ReleaseError("policy refuses plain http downloads (update.allow_http = false); serve the "

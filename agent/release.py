@@ -27,6 +27,7 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -141,6 +142,10 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ReleaseError(f"{path} is not an Ed25519 public key")
     return key
+
+
+def load_public_keys(paths: Iterable[Path]) -> list[Ed25519PublicKey]:
+    return [load_public_key(path) for path in paths]
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__, download, notify, release
-from agent.config import rooted
 from agent.errors import CommandFailed, DownloadInterrupted, ReleaseError, RestartRequested
 from agent.install import Layout
 from agent.machines.base import RESUME, JournaledCommand
@@ -221,7 +220,7 @@ class AgentUpdate(JournaledCommand):
 
     def _open(self, path: Path) -> release.Bundle:
         try:
-            keys = [release.load_public_key(rooted(self.ctx.config.root, k)) for k in self.ctx.config.trusted_keys]
+            keys = release.load_public_keys(self.ctx.config.trusted_key_paths)
             return release.open_bundle(path, keys, self.ctx.config.require_signature)
         except ReleaseError as exc:
             raise CommandFailed("500", f"Update refused: {exc}") from None
