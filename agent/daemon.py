@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 WATCH_TOKEN = "openstack-agent"  # noqa: S105 - a XenStore watch token, not a secret
 MACHINES: dict[str, type[JournaledCommand]] = {**COMMANDS, Rejected.NAME: Rejected}
 RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+#: Seconds between retries of a wipe a reader held off: a wiped secret must not wait for housekeeping
+#: (minutes) to leave the WAL.
+WIPE_RETRY = 1.0
 
 
 class Agent:
@@ -331,8 +334,11 @@ class Agent:
     # -- timers -------------------------------------------------------------------------------------
 
     def _next_timer(self) -> float:
-        """When the main loop must wake without an event: housekeeping, a waiting command, an expiry."""
-        return min(self._next_housekeeping, self._expiry_due(), *self._waiting.values())
+        """When the main loop must wake without an event: housekeeping, a waiting command, an expiry, a
+        deferred wipe."""
+        deferred = self._journal().wipe_deferred_at
+        wipe = float("inf") if deferred is None else deferred + WIPE_RETRY
+        return min(self._next_housekeeping, self._expiry_due(), wipe, *self._waiting.values())
 
     def _expiry_due(self) -> float:
         expiry = self._journal().next_expiry()
@@ -349,7 +355,7 @@ class Agent:
                 self.execute(record, self.reload_request(record))
         if now >= self._next_housekeeping:
             self.housekeeping()
-        elif now >= self._expiry_due() or self._journal().wipe_pending:
+        elif now >= self._expiry_due() or self._journal().wipe_deferred_at is not None:
             self.expire_exchanges()
 
     def expire_exchanges(self) -> None:
@@ -358,7 +364,7 @@ class Agent:
         expired = journal.expire_exchanges(iso(datetime.now(UTC)))
         if expired:
             log.info("%d key exchange(s) expired; their secrets were wiped", expired)
-        elif journal.wipe_pending:
+        elif journal.wipe_deferred_at is not None:
             journal.wipe()
 
     # -- housekeeping ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -112,16 +113,47 @@ def test_exchange_lifecycle(run_agent, host: Host, system_root: Path, chpasswd_r
     assert len(runs(chpasswd_runs)) == 2
 
 
+def holding(state_dir: Path, value: str) -> list[str]:
+    """The files of the state directory (database, WAL, SHM) whose bytes contain ``value``."""
+    return [path.name for path in state_dir.iterdir() if value.encode() in path.read_bytes()]
+
+
+def exchange_state(state_dir: Path) -> str | None:
+    journal = open_journal(state_dir)
+    try:
+        exchange = journal.latest_exchange()
+        return None if exchange is None else exchange.state
+    finally:
+        journal.close()
+
+
 def test_expired_exchange_is_wiped_and_refused(run_agent, host: Host, state_dir: Path) -> None:
     """Once its lifetime is over the exchange's secret is wiped from the files, and a password is refused."""
     run_agent(exchange_lifetime=1)
     secret = host.key_exchange(timeout=20)
-    wait_for(lambda: (e := open_journal(state_dir).latest_exchange()) is not None and e.state == "expired")
-    for path in state_dir.iterdir():
-        assert secret.encode() not in path.read_bytes(), f"{path.name} still holds the expired secret"
+    assert holding(state_dir, secret), "the search cannot see the open exchange's secret"
+    wait_for(lambda: exchange_state(state_dir) == "expired")
+    # The checkpoint that takes the secret out of the files follows the commit that marks it expired.
+    wait_for(lambda: not holding(state_dir, secret))
     reply = host.call("password", crypto.encrypt_password(PASSWORD, secret), timeout=20)
     assert reply == {"returncode": "500",
                      "message": f"{NO_EXCHANGE}: the last key exchange is closed (it expired); send keyinit again"}
+
+
+def test_wipe_held_off_by_a_reader_runs_when_it_lets_go(run_agent, host: Host, state_dir: Path) -> None:
+    """A reader's open snapshot keeps a consumed secret in the files; once it ends, the agent's retry
+    takes the secret out without waiting for housekeeping."""
+    run_agent(housekeeping_interval=3600)
+    secret = host.key_exchange(timeout=20)
+    reader = sqlite3.connect(state_dir / "journal.sqlite3")
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM commands").fetchone()
+        assert host.call("password", crypto.encrypt_password(PASSWORD, secret), timeout=20)["returncode"] == "0"
+        assert holding(state_dir, secret), "the reader did not hold the checkpoint off"
+    finally:
+        reader.close()
+    wait_for(lambda: not holding(state_dir, secret))
 
 
 def test_secrets_never_reach_files_logs_or_argv(agent_process, host: Host, state_dir: Path,
@@ -131,7 +163,7 @@ def test_secrets_never_reach_files_logs_or_argv(agent_process, host: Host, state
     open, which shows that the search sees it."""
     agent = agent_process().start()
     secret = host.key_exchange(timeout=20)
-    assert any(secret.encode() in p.read_bytes() for p in state_dir.iterdir()), "the search cannot see it"
+    assert holding(state_dir, secret), "the search cannot see it"
     ciphertext = crypto.encrypt_password(PASSWORD, secret)
     assert host.call("password", ciphertext, timeout=20)["returncode"] == "0"
     wait_for(lambda: open_journal(state_dir).commands(name="password")[0].replied_at)

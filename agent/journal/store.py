@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -210,8 +211,9 @@ class Journal:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._conn: Connection | None = None
-        #: A wipe whose checkpoint could not run yet (a reader held the WAL); retried by ``wipe``.
-        self.wipe_pending = False
+        #: When (``time.monotonic``) a wipe's checkpoint was last held off by a reader, or None when no wipe is
+        #: pending; the daemon retries it with ``wipe``.
+        self.wipe_deferred_at: float | None = None
         self._expiry: str | None = None
         self._expiry_known = False
 
@@ -440,15 +442,18 @@ class Journal:
 
         ``secure_delete`` zeroes the old content inside the database file, but a WAL still holds the frames
         written before. A reader (``openstack-agent journal``) can hold the checkpoint off: then the wipe stays
-        pending and the daemon retries it at its next housekeeping.
+        pending and the daemon retries it every second until it runs.
         """
         try:
             busy, _log, _done = self._driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.Error as exc:
             raise self._write_failed(exc) from exc
-        self.wipe_pending = bool(busy)
-        if busy:
+        retried = self.wipe_deferred_at is not None
+        self.wipe_deferred_at = time.monotonic() if busy else None
+        if busy and not retried:
             log.warning("journal checkpoint deferred by a reader; a wiped secret stays in the WAL until it runs")
+        elif retried and not busy:
+            log.info("deferred journal checkpoint done; wiped secrets have left the WAL")
 
     def _exchanges(self, query: Any) -> list[ExchangeRecord]:
         return [ExchangeRecord(**row._asdict()) for row in self._read(query)]
