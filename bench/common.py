@@ -55,6 +55,7 @@ class Caller:
         return elapsed
 
     def close(self) -> None:
+        self.monitor.close()
         self.client.close()
 
 

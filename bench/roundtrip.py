@@ -39,10 +39,14 @@ def main() -> None:
     echo = subprocess.Popen([sys.executable, str(Path(__file__).with_name("echo_responder.py")),
                              str(daemon.socket_path), echo_domain])
     agent = start_agent(daemon, agent_domain, directory / "state", directory / "agent.log")
+    callers: list[Caller] = []
     try:
         time.sleep(1.0)
-        floor, agent_times = measure(Caller(daemon, echo_domain), Caller(daemon, agent_domain), calls)
+        callers = [Caller(daemon, echo_domain), Caller(daemon, agent_domain)]
+        floor, agent_times = measure(*callers, calls)
     finally:
+        for caller in callers:
+            caller.close()
         echo.terminate()
         agent.terminate()
         echo.wait()
