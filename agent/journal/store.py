@@ -516,8 +516,11 @@ class Journal:
         """The latest command journaled for this request id."""
         try:
             cursor = _FIND_REQUEST(self._driver, {"request_id": request_id})
-            row = cursor.fetchone()
+            # fetchall steps the statement to its end, so no read transaction outlives the call (an open
+            # one would hold off the checkpoint that wipes a secret).
+            rows = cursor.fetchall()
             names = [d[0] for d in cursor.description]
+            row = rows[0] if rows else None
         except sqlite3.Error as exc:
             raise JournalError(f"journal read failed ({type(exc).__name__}) in {self.path}") from exc
         return CommandRecord(**dict(zip(names, row, strict=True))) if row else None
