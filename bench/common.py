@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyxs
@@ -15,11 +18,17 @@ import pyxs
 from agent.sandbox import Xenstored, create_domain
 
 
-def start_xenstored() -> tuple[Xenstored, Path]:
+@contextlib.contextmanager
+def bench_xenstored() -> Iterator[tuple[Xenstored, Path]]:
+    """A real xenstored in a scratch directory (for the agents' state and logs too), removed afterwards."""
     directory = Path(tempfile.mkdtemp(prefix="openstack-agent-bench-"))
     daemon = Xenstored(directory / "xenstored")
-    daemon.start()
-    return daemon, directory
+    try:
+        daemon.start()
+        yield daemon, directory
+    finally:
+        daemon.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def start_agent(daemon: Xenstored, domain: str, state_dir: Path, log: Path, *flags: str) -> subprocess.Popen[bytes]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Caller, new_domain, start_agent, start_xenstored
+from common import Caller, bench_xenstored, new_domain, start_agent
 
 from agent.xenstore import XenStore
 
@@ -38,19 +38,20 @@ def rss_mb(pid: int) -> float:
 def main() -> None:
     commands = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     idle = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
-    daemon, directory = start_xenstored()
-    domain = new_domain(daemon, 3)
-    with XenStore(daemon.address, domain) as xs:
+    with bench_xenstored() as (daemon, directory), XenStore(daemon.address, new_domain(daemon, 3)) as xs:
         xs.write("data/host/first", BODY)
         started = time.perf_counter()
-        agent = start_agent(daemon, domain, directory / "state", directory / "agent.log")
+        agent = start_agent(daemon, xs.domain_path, directory / "state", directory / "agent.log")
         try:
             while xs.read("data/guest/first") is None:
                 time.sleep(0.001)
             first_reply = time.perf_counter() - started
-            caller = Caller(daemon, domain)
-            for _ in range(commands):
-                caller.call(BODY.encode())
+            caller = Caller(daemon, xs.domain_path)
+            try:
+                for _ in range(commands):
+                    caller.call(BODY.encode())
+            finally:
+                caller.close()
             rss = rss_mb(agent.pid)
             before = cpu_seconds(agent.pid)
             time.sleep(idle)
@@ -58,7 +59,6 @@ def main() -> None:
         finally:
             agent.terminate()
             agent.wait()
-            daemon.stop()
     print(f"start to first reply:   {first_reply:.3f} s (target <= 1.0 s)")
     print(f"RSS after {commands} commands: {rss:.1f} MB (target <= 50 MB)")
     print(f"idle CPU over {idle:g} s:     {idle_cpu:.3f} CPU-s ({idle_cpu * 60 / idle:.3f} per minute; "

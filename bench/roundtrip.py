@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Caller, new_domain, percentile, start_agent, start_xenstored
+from common import Caller, bench_xenstored, new_domain, percentile, start_agent
 
 BODY = json.dumps({"name": "version", "value": "agent"}).encode()
 
@@ -34,24 +34,23 @@ def measure(floor: Caller, agent: Caller, calls: int) -> tuple[list[float], list
 
 def main() -> None:
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 500
-    daemon, directory = start_xenstored()
-    echo_domain, agent_domain = new_domain(daemon, 1), new_domain(daemon, 2)
-    echo = subprocess.Popen([sys.executable, str(Path(__file__).with_name("echo_responder.py")),
-                             str(daemon.socket_path), echo_domain])
-    agent = start_agent(daemon, agent_domain, directory / "state", directory / "agent.log")
-    callers: list[Caller] = []
-    try:
-        time.sleep(1.0)
-        callers = [Caller(daemon, echo_domain), Caller(daemon, agent_domain)]
-        floor, agent_times = measure(*callers, calls)
-    finally:
-        for caller in callers:
-            caller.close()
-        echo.terminate()
-        agent.terminate()
-        echo.wait()
-        agent.wait()
-        daemon.stop()
+    with bench_xenstored() as (daemon, directory):
+        echo_domain, agent_domain = new_domain(daemon, 1), new_domain(daemon, 2)
+        echo = subprocess.Popen([sys.executable, str(Path(__file__).with_name("echo_responder.py")),
+                                 str(daemon.socket_path), echo_domain])
+        agent = start_agent(daemon, agent_domain, directory / "state", directory / "agent.log")
+        callers: list[Caller] = []
+        try:
+            time.sleep(1.0)
+            callers = [Caller(daemon, echo_domain), Caller(daemon, agent_domain)]
+            floor, agent_times = measure(callers[0], callers[1], calls)
+        finally:
+            for caller in callers:
+                caller.close()
+            echo.terminate()
+            agent.terminate()
+            echo.wait()
+            agent.wait()
     f50, f99 = percentile(floor, 0.5) * 1e3, percentile(floor, 0.99) * 1e3
     a50, a99 = percentile(agent_times, 0.5) * 1e3, percentile(agent_times, 0.99) * 1e3
     print(f"calls per side: {calls}")
