@@ -444,8 +444,15 @@ class Journal:
         written before. A reader (``openstack-agent journal``) can hold the checkpoint off: then the wipe stays
         pending and the daemon retries it every second until it runs.
         """
+        driver = self._driver
         try:
-            busy, _log, _done = self._driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            # A TRUNCATE checkpoint waits in the busy handler for readers to finish: without this, a reader
+            # would stall the daemon for the whole busy timeout. Blocked, it returns busy at once instead.
+            driver.execute("PRAGMA busy_timeout=0")
+            try:
+                busy, _log, _done = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                driver.execute(f"PRAGMA busy_timeout={engine_setup.BUSY_TIMEOUT_MS}")
         except sqlite3.Error as exc:
             raise self._write_failed(exc) from exc
         retried = self.wipe_deferred_at is not None
