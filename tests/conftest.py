@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,22 @@ def guest(xenstored: Xenstored, domain: str) -> Iterator[XenStore]:
 def host(guest: XenStore) -> Host:
     """The host side, polling faster than nova's 0.5 s to keep the suite quick."""
     return Host(guest, poll_interval=0.01)
+
+
+@pytest.fixture
+def tmpfs() -> Iterator[Callable[[Path, str], Path]]:
+    """Mount a real tmpfs of a given size on a directory, ``tmpfs(path, "8m")``; unmounted at the end."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: str) -> Path:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True)
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "--lazy", str(path)], check=True)
 
 
 #: Agents in tests act inside a throw-away system root (``--root``), as if it were the guest's: the real

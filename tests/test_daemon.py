@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -11,7 +12,7 @@ import pytest
 
 from agent import __version__
 from agent.host import Host
-from agent.protocol import GUEST_DIR, HOST_DIR
+from agent.protocol import GUEST_DIR, HOST_DIR, encode
 from agent.xenstore import XenStore
 from tests.conftest import open_journal, wait_for
 
@@ -159,3 +160,29 @@ def test_commands_of_a_newer_release_are_left_alone(run_agent, host: Host, state
     assert journal.get(future.id).state == "received"
     assert journal.get(newer_state.id).state == "weighing"
     assert "was journaled by a newer release; leaving it as it is" in caplog.text
+
+
+def test_full_journal_disk_loses_nothing(tmpfs, run_agent, guest: XenStore, host: Host, state_dir: Path,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    """With the journal's file system full, a request is neither run nor dropped: the agent logs why, keeps
+    serving, and answers it exactly once when space is back."""
+    tmpfs(state_dir, "2m")
+    agent = run_agent(housekeeping_interval=0.2)
+    assert host.call("version", "agent", timeout=10)["returncode"] == "0"
+    filler = state_dir / "filler"
+    with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * 65536)
+    guest.write(f"{HOST_DIR}/stuck", encode({"name": "version", "value": "agent"}))
+    wait_for(lambda: "journal write failed" in caplog.text)
+    assert guest.exists(f"{HOST_DIR}/stuck")
+    assert guest.read(f"{GUEST_DIR}/stuck") is None
+
+    filler.unlink()
+    reply = json.loads(wait_for(lambda: guest.read(f"{GUEST_DIR}/stuck")))
+    assert reply == {"returncode": "0", "message": __version__}
+    wait_for(lambda: not guest.exists(f"{HOST_DIR}/stuck"))
+    journal = open_journal(state_dir)
+    assert [c.request_id for c in journal.commands()].count("stuck") == 1
+    assert journal.verify().ok
+    assert agent.thread.is_alive() and not agent.errors

@@ -71,17 +71,12 @@ def test_prune_never_removes_current_or_previous(bundles, tmp_path: Path) -> Non
     assert sorted(p.name for p in layout.releases.iterdir()) == sorted([__version__, "0.2.0"])
 
 
-def test_not_enough_disk_space(bundles, tmp_path: Path) -> None:
+def test_not_enough_disk_space(bundles, tmpfs, tmp_path: Path) -> None:
     """Staging checks free space first and names both figures, on a real 8 MiB file system."""
-    mountpoint = tmp_path / "small"
-    mountpoint.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mountpoint)], check=True)
-    try:
-        with pytest.raises(ReleaseError, match=r"not enough free disk space .* MiB free .* MiB needed"):
-            Layout(mountpoint).stage(release.open_bundle(bundles.good))
-        assert not (mountpoint / "releases" / "0.2.0").exists()
-    finally:
-        subprocess.run(["umount", str(mountpoint)], check=True)
+    mountpoint = tmpfs(tmp_path / "small", "8m")
+    with pytest.raises(ReleaseError, match=r"not enough free disk space .* MiB free .* MiB needed"):
+        Layout(mountpoint).stage(release.open_bundle(bundles.good))
+    assert not (mountpoint / "releases" / "0.2.0").exists()
 
 
 def test_bundle_for_another_python_is_refused(bundles, tmp_path: Path) -> None:
