@@ -336,15 +336,17 @@ class Agent:
     def _next_timer(self) -> float:
         """When the main loop must wake without an event: housekeeping, a waiting command, an expiry, a
         deferred wipe."""
-        deferred = self._journal().wipe_deferred_at
-        wipe = float("inf") if deferred is None else deferred + WIPE_RETRY
-        return min(self._next_housekeeping, self._expiry_due(), wipe, *self._waiting.values())
+        return min(self._next_housekeeping, self._expiry_due(), self._wipe_due(), *self._waiting.values())
 
     def _expiry_due(self) -> float:
         expiry = self._journal().next_expiry()
         if expiry is None:
             return float("inf")
         return time.monotonic() + (parse_iso(expiry) - datetime.now(UTC)).total_seconds()
+
+    def _wipe_due(self) -> float:
+        deferred = self._journal().wipe_deferred_at
+        return float("inf") if deferred is None else deferred + WIPE_RETRY
 
     def timers(self) -> None:
         now = time.monotonic()
@@ -355,7 +357,7 @@ class Agent:
                 self.execute(record, self.reload_request(record))
         if now >= self._next_housekeeping:
             self.housekeeping()
-        elif now >= self._expiry_due() or self._journal().wipe_deferred_at is not None:
+        elif now >= min(self._expiry_due(), self._wipe_due()):
             self.expire_exchanges()
 
     def expire_exchanges(self) -> None:
