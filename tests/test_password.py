@@ -276,6 +276,5 @@ def test_expiry_wakes_the_idle_agent(run_agent, host: Host, state_dir: Path) -> 
     run_agent(exchange_lifetime=0.5, housekeeping_interval=3600)
     host.key_exchange(timeout=20)
     started = time.monotonic()
-    wait_for(lambda: (e := open_journal(state_dir).latest_exchange()) is not None and e.state == "expired",
-             timeout=30)
+    wait_for(lambda: exchange_state(state_dir) == "expired", timeout=30)
     assert time.monotonic() - started < 30
