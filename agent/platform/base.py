@@ -1,10 +1,18 @@
-"""What the backends share: running a system tool with the secret on stdin, and scrubbing its messages."""
+"""What the backends share: running a system tool with the secret on stdin, scrubbing its messages, and
+checking a password against a crypt(3) hash from the system's account files.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import hmac
 import os
 import subprocess
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from agent.errors import PlatformError
 
@@ -45,3 +53,70 @@ def run_tool(argv: Sequence[str], stdin: str, secret: str, package: str) -> None
         output = (result.stderr or result.stdout).decode("utf-8", "replace")
         raise PlatformError(f"{tool} failed with exit status {result.returncode}: "
                             f"{scrub(output, secret) or 'no message'}")
+
+
+# crypt(3) returns a pointer into one static buffer. crypt_r would avoid it, but its ``struct crypt_data``
+# has a different size in libxcrypt, glibc's old libcrypt and FreeBSD's, which ctypes cannot learn; a lock
+# around crypt is correct everywhere.
+_CRYPT_LOCK = threading.Lock()
+
+
+@functools.cache
+def load_libcrypt() -> ctypes.CDLL | None:
+    """The system's crypt(3) library (libxcrypt on Linux, libcrypt on FreeBSD), or None without one."""
+    try:
+        library = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1")
+        crypt = library.crypt
+    except (OSError, AttributeError):
+        return None
+    crypt.restype = ctypes.c_char_p
+    crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    return library
+
+
+def crypt_matches(password: str, hashed: bytes) -> bool | None:
+    """Whether ``password`` hashes to ``hashed`` (an account file's password field) under crypt(3).
+
+    False for fields that no password opens: empty (no password; the agent never sets an empty one), or
+    starting with ``!`` or ``*`` (locked or disabled, including FreeBSD's ``*LOCKED*``). None when there is
+    no crypt(3) library, or it rejects the field (a method it does not know, or not a hash at all): the
+    answer is then unknown, not no.
+    """
+    if not hashed or hashed.startswith((b"!", b"*")):
+        return False
+    if "\0" in password:
+        return False  # crypt(3) takes C strings: no hash can stand for a password with a NUL in it
+    library = load_libcrypt()
+    if library is None:
+        return None
+    with _CRYPT_LOCK:
+        result: bytes | None = library.crypt(password.encode("utf-8"), hashed)
+    # libxcrypt reports failure with NULL or, by default, a "failure token" starting with "*", which can
+    # never equal a field that passed the check above.
+    if result is None or result.startswith(b"*"):
+        return None
+    return hmac.compare_digest(result, hashed)
+
+
+def account_field(path: Path, user: str, index: int, missing_ok: bool = False) -> bytes | None:
+    """Field ``index`` of ``user``'s line in a colon-separated account file (passwd, shadow, master.passwd).
+
+    None when no line names the user, or when the file does not exist and ``missing_ok``; PlatformError
+    when it cannot be read. The file is read as bytes: account files need not be UTF-8.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise PlatformError(f"cannot read {path}: it does not exist; check the agent's --root") from None
+    except PermissionError:
+        raise PlatformError(f"cannot read {path}: permission denied; the agent must run as root") from None
+    except OSError as exc:
+        raise PlatformError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    name = user.encode("utf-8")
+    for line in data.splitlines():
+        fields = line.split(b":")
+        if fields[0] == name:
+            return fields[index] if len(fields) > index else b""
+    return None

@@ -1,15 +1,19 @@
-"""Linux: passwords through shadow-utils' ``chpasswd``, fed on stdin.
+"""Linux: passwords through shadow-utils' ``chpasswd``, fed on stdin, and checked with crypt(3).
 
 Under ``--root DIR`` chpasswd runs with ``-R DIR``. It then fails at ``pam_start`` unless a crypt method is
 given, because PAM's configuration is not inside DIR; the method is taken from DIR's ``/etc/login.defs``
 (``ENCRYPT_METHOD``), as chpasswd itself would, defaulting to SHA512.
+
+``password_is`` finds the hash where login finds it (pam_unix): the ``/etc/passwd`` field, or, when that
+field is ``x``, the account's ``/etc/shadow`` entry. chpasswd writes there too: into the shadow entry when
+the account has one (or its passwd field is ``x``), into ``/etc/passwd`` when there is no shadow file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from agent.platform.base import check_user, run_tool
+from agent.platform.base import account_field, check_user, crypt_matches, run_tool
 
 CRYPT_METHODS = ("DES", "MD5", "SHA256", "SHA512", "BCRYPT", "YESCRYPT")
 DEFAULT_CRYPT_METHOD = "SHA512"
@@ -47,3 +51,21 @@ class Linux:
     def set_password(self, user: str, password: str) -> None:
         check_user(user)
         run_tool(self.command(), f"{user}:{password}\n", password, "passwd")
+
+    def password_is(self, user: str, password: str) -> bool | None:
+        """Whether ``user``'s hash under the root is crypt(3) of ``password``.
+
+        False when the account does not exist, has no hash (``x`` without a shadow entry or file), or is
+        locked; None without a crypt(3) library or for a hash it cannot compute; PlatformError when
+        ``/etc/passwd`` is missing or an account file cannot be read (the agent is not root).
+        """
+        check_user(user)
+        etc = Path(self.root or "/") / "etc"
+        hashed = account_field(etc / "passwd", user, 1)
+        if hashed is None:
+            return False
+        if hashed == b"x":
+            hashed = account_field(etc / "shadow", user, 1, missing_ok=True)
+            if hashed is None:
+                return False
+        return crypt_matches(password, hashed)
