@@ -18,6 +18,7 @@ them (``raise ... from``), so callers above that boundary only ever see this tre
     ├── ReleaseError                a release bundle could not be built, checked, downloaded or installed
     │   └── DownloadInterrupted     a download stopped short (timeout, dropped connection); it can resume
     ├── RestartRequested            not a failure: a command needs the agent restarted (the supervisor does it)
+    ├── AlreadyRunning              another agent (or supervisor) holds the state directory
     ├── HostCallError               the host side of the protocol got no usable answer
     └── SandboxError                the local xenstored harness could not start
 
@@ -121,6 +122,16 @@ class RestartRequested(AgentError):
     """
 
     exit_code = 75  # EX_TEMPFAIL
+
+
+class AlreadyRunning(AgentError):
+    """Another process holds the state directory's lock: one agent (and one supervisor) per journal.
+
+    Its own exit code tells the supervisor, and systemd (``RestartPreventExitStatus``), that restarting
+    would not help: the directory is another process's to serve.
+    """
+
+    exit_code = 11
 
 
 class HostCallError(AgentError):

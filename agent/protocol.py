@@ -20,10 +20,17 @@ GUEST_DIR = "data/guest"
 
 #: Reply node values stay far below xenstored's 2048-byte node limit.
 MAX_MESSAGE = 1000
+#: xenstored's limit on a path relative to the domain's home (XENSTORE_REL_PATH_MAX). ``data/guest`` is one
+#: character longer than ``data/host``, so a request id that just fits its request path cannot be answered.
+MAX_RELATIVE_PATH = 2048
+UNANSWERABLE = f"Request id is too long to answer: its reply path would exceed XenStore's {MAX_RELATIVE_PATH} bytes"
 MAX_NAME_IN_MESSAGE = 64
 
 MALFORMED = "Request is malformed"
 MISSING_NAME = "Request is missing 'name' key"
+#: Deeper JSON is refused: no command takes more than a few levels, and the depth must never reach the
+#: interpreter's recursion limit anywhere a request travels (parsing, journaling, hashing).
+MAX_DEPTH = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +66,13 @@ def parse(request_id: str, body: bytes) -> Request:
 
     try:
         document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError):  # also huge integers: int() refuses over 4300 digits
         return rejected(MALFORMED)
+    except RecursionError:
+        return rejected(f"{MALFORMED}: nested deeper than {MAX_DEPTH} levels")
+    problem = _unusable(document)
+    if problem:
+        return rejected(f"{MALFORMED}: {problem}")
     if not isinstance(document, dict):
         return rejected(f"{MALFORMED}: expected a JSON object, got {type(document).__name__}")
     if "name" not in document:
@@ -69,6 +81,34 @@ def parse(request_id: str, body: bytes) -> Request:
     if not isinstance(name, str):
         return rejected(f"{MALFORMED}: 'name' must be a string, got {type(name).__name__}")
     return Request(request_id, name, document.get("value"), body_digest)
+
+
+def answerable(request_id: str) -> bool:
+    """Whether a reply to this request id can be written (its path fits XenStore's limit)."""
+    return len(GUEST_DIR) + 1 + len(request_id) <= MAX_RELATIVE_PATH
+
+
+def _unusable(document: Any) -> str:
+    """Why a parsed document cannot travel further (too deep, or text that is not Unicode), or "".
+
+    JSON escapes can spell lone UTF-16 surrogates (``"\\ud800"``), which are not Unicode: no UTF-8 text,
+    journal row or hash can hold them. The walk is iterative, so depth itself cannot break it.
+    """
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "text is not valid Unicode (a lone surrogate)"
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                return f"nested deeper than {MAX_DEPTH} levels"
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return ""
 
 
 def unknown_command(name: str) -> RequestRejected:

@@ -15,6 +15,24 @@ from agent import protocol
     (b"{}", None, "500", "Request is missing 'name' key"),
     (b"1", None, "500", "Request is malformed: expected a JSON object, got int"),
     (b'{"name": ["version"]}', None, "500", "Request is malformed: 'name' must be a string, got list"),
+    # Past the interpreter's recursion limit: json raises RecursionError, not ValueError.
+    (b"[" * 1000 + b"]" * 1000, None, "500", "Request is malformed: nested deeper than 32 levels"),
+    (b'{"a":' * 1500 + b"1" + b"}" * 1500, None, "500", "Request is malformed: nested deeper than 32 levels"),
+    # Below the recursion limit but past the agent's own: nothing deeper travels further.
+    (b'{"name": "version", "value": ' + b"[" * 32 + b"]" * 32 + b"}", None, "500",
+     "Request is malformed: nested deeper than 32 levels"),
+    (b'{"name": "version", "value": ' + b"[" * 31 + b"]" * 31 + b"}", "version", None, None),
+    # Lone surrogates are valid JSON escapes but not Unicode: no UTF-8 text, row or hash can hold them.
+    (b'{"name":"\\ud800","value":""}', None, "500",
+     "Request is malformed: text is not valid Unicode (a lone surrogate)"),
+    (b'{"name":"version","value":{"\\udfff": 1}}', None, "500",
+     "Request is malformed: text is not valid Unicode (a lone surrogate)"),
+    (b'{"name":"version","value":["ok", "\\ud83d"]}', None, "500",
+     "Request is malformed: text is not valid Unicode (a lone surrogate)"),
+    (b'{"name":"\\ud83d\\ude00"}', "\U0001f600", None, None),  # a surrogate pair is one valid character
+    (b'{"name":"version","value":1' + b"0" * 5000 + b"}", None, "500", "Request is malformed"),
+    (b'{"name":"version","value":1e999}', "version", None, None),
+    (b"\xed\xa0\x80", None, "500", "Request is malformed"),  # a surrogate encoded in UTF-8 bytes
 ])
 def test_parse(body: bytes, name: str | None, code: str | None, message: str | None) -> None:
     """Each body parses to its command name, or carries the exact rejection the protocol prescribes."""
@@ -25,6 +43,13 @@ def test_parse(body: bytes, name: str | None, code: str | None, message: str | N
     else:
         assert request.rejection is not None
         assert (request.rejection.returncode, request.rejection.message) == (code, message)
+
+
+def test_answerable_ids_fit_the_reply_path() -> None:
+    """An id whose data/guest path would pass XenStore's 2048-byte limit is known unanswerable beforehand."""
+    longest = protocol.MAX_RELATIVE_PATH - len(protocol.GUEST_DIR) - 1
+    assert protocol.answerable("a" * longest)
+    assert not protocol.answerable("a" * (longest + 1))
 
 
 def test_digest_identifies_the_body_without_holding_it() -> None:

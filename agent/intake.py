@@ -1,0 +1,64 @@
+"""The request being taken in: a note, outside the journal, of the request read but not yet journaled.
+
+Everything after ``received`` is journaled, so a command that crashes the agent is counted by the journal's
+attempt counter and given up after ``recovery.max_attempts``. The short stretch before it (parsing the body,
+classifying it, building its first row) has no row to count on. If a request kills the process there (a bug
+in a library, the kernel's OOM killer), the start-up scan would read it first again and die again, and every
+request behind it would wait forever. This note names the request being taken in and how many times in a
+row the agent started taking it in, so the next start knows it was fatal before and answers it instead.
+
+The note is written for every new request, so it costs one small write and no fsync: a process crash keeps
+it (the page cache survives), and a power cut losing it only restarts the count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+NAME = "intake"
+
+
+class Intake:
+    """The intake note in the state directory; one per agent process, which holds the directory's lock."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / NAME
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        if hasattr(os, "fchmod"):
+            os.fchmod(self._fd, 0o600)  # it names requests: private, like the journal
+        #: What the last process was taking in when it stopped: (request id, digest, attempts), or None.
+        self.left: tuple[str, str, int] | None = self._read()
+
+    def _read(self) -> tuple[str, str, int] | None:
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            note = json.loads(os.read(self._fd, 65536).decode("utf-8"))
+            return str(note["request"]), str(note["digest"]), int(note["attempts"])
+        return None
+
+    def begin(self, request_id: str, digest: str) -> int:
+        """Note that ``request_id`` is being taken in; return the how-manieth time in a row this is."""
+        attempts = 1
+        if self.left is not None and self.left[:2] == (request_id, digest):
+            attempts = self.left[2] + 1
+        note = json.dumps({"request": request_id, "digest": digest, "attempts": attempts}, ensure_ascii=True)
+        try:
+            os.ftruncate(self._fd, 0)
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            os.write(self._fd, note.encode("ascii"))
+        except OSError as exc:
+            # Without the note a fatal request could stop the agent again at the next start, but refusing
+            # every request because a note cannot be written would be worse.
+            log.warning("cannot write the intake note %s: %s", self.path, exc.strerror)
+        self.left = (request_id, digest, attempts)
+        return attempts
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
