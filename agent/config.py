@@ -118,6 +118,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("state_dir", "journal", "state_dir", str, "directory holding the journal database"),
     Option("retention_days", "journal", "retention_days", _positive(float),
            "days finished commands are kept in the journal"),
+    Option("keep_min", "journal", "keep_min", _positive(int),
+           "the newest commands retention always keeps, whatever the clock says"),
+    Option("max_commands", "journal", "max_commands", _positive(int),
+           "most commands the journal holds: past it the oldest finished ones are pruned (bounds its disk use)"),
     Option("allow", "policy", "allow", _names,
            "comma list of commands this agent runs (empty: every implemented command)"),
     Option("deny", "policy", "deny", _names, "comma list of commands this agent refuses"),
@@ -126,6 +130,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_attempts", "recovery", "max_attempts", _positive(int),
            "times a command may be started (first run plus recoveries) before it is failed"),
     Option("log_level", "daemon", "log_level", _log_level, "debug, info, warning or error"),
+    Option("log_file", "daemon", "log_file", str,
+           "file to log to instead of stderr (created 0600; reopened on SIGHUP, for logrotate)"),
     Option("housekeeping_interval", "daemon", "housekeeping_interval", _positive(float),
            "seconds between reply garbage collection and journal retention runs"),
     Option("shutdown_timeout", "daemon", "shutdown_timeout", _positive(float),
@@ -170,11 +176,14 @@ class Config:
     xenstore_timeout: float = 10.0
     state_dir: str = DEFAULT_STATE_DIR
     retention_days: float = 90.0
+    keep_min: int = 1000
+    max_commands: int = 50_000
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
     reply_max_age: float = 3600.0
     max_attempts: int = 3
     log_level: str = "info"
+    log_file: str = ""
     housekeeping_interval: float = 300.0
     shutdown_timeout: float = 10.0
     password_user: str = ""
@@ -221,6 +230,18 @@ class Config:
         if name in self.deny:
             return False
         return not self.allow or name in self.allow
+
+
+#: Keys a running agent cannot take on at SIGHUP: they name what it is connected to and where its state lives.
+RESTART_ONLY = frozenset({"xenstore", "domain_path", "xenstore_timeout", "state_dir", "root", "install_root"})
+
+
+def reloaded(current: Config, new: Config) -> tuple[Config, list[str], list[str]]:
+    """``current`` with ``new``'s reloadable values; also the keys applied and those that need a restart."""
+    changed = [f.name for f in dataclasses.fields(Config) if getattr(current, f.name) != getattr(new, f.name)]
+    applied = [name for name in changed if name not in RESTART_ONLY]
+    config = dataclasses.replace(current, **{name: getattr(new, name) for name in applied})
+    return config, applied, [name for name in changed if name in RESTART_ONLY]
 
 
 def rooted(root: str, path: str | os.PathLike[str]) -> Path:
