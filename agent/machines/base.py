@@ -20,10 +20,11 @@ state, so every ``on_enter`` must be idempotent or guarded by what the journal a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from transitions import Machine, MachineError
@@ -177,7 +178,7 @@ class JournaledCommand:
         Journal and XenStore errors propagate: the daemon cannot record or deliver anything without them.
         """
         self.resume_after = None
-        try:
+        with self._contained():
             if self.finished:
                 return
             if self.ctx.request.rejection is not None and self._state == self.STATES[0]:
@@ -195,6 +196,30 @@ class JournaledCommand:
                     callback()
             if not self.finished and self.resume_after is None:
                 raise MachineError(f"{self.NAME} stopped in non-terminal state {self._state!r}")
+
+    def give_up(self, attempts: int) -> None:
+        """End a command that keeps being interrupted, instead of running it again (crash-loop stop).
+
+        The reply must say what actually happened: a machine whose work may be done by now overrides
+        ``on_give_up`` to find out. Contained like ``run``: giving up itself never stops the agent.
+        """
+        with self._contained():
+            if not self.finished:
+                self.on_give_up(attempts)
+
+    def on_give_up(self, attempts: int) -> None:
+        """The crash-loop reply; by default a failure saying so."""
+        self._fail("500", self.interrupted(attempts) + "; not retrying it, to stop a crash loop",
+                   {"error": "crash_loop", "attempts": attempts})
+
+    def interrupted(self, attempts: int) -> str:
+        return f"Agent command '{self.NAME}' was interrupted {attempts - 1} times"
+
+    @contextlib.contextmanager
+    def _contained(self) -> Iterator[None]:
+        """Any error ends the command with a reply, except the ones the daemon must see."""
+        try:
+            yield
         except (JournalError, XenStoreError, RestartRequested):
             raise
         except CommandError as exc:
@@ -204,12 +229,6 @@ class JournaledCommand:
                       type(exc).__name__)
             self._fail("500", f"Agent error in '{self.NAME}' ({type(exc).__name__}); see the agent's journal",
                        {"error": type(exc).__name__})
-
-    def give_up(self, attempts: int) -> None:
-        """End a command that keeps being interrupted, instead of running it again (crash-loop stop)."""
-        self._fail("500", f"Agent command '{self.NAME}' was interrupted {attempts - 1} times; "
-                          "not retrying it, to stop a crash loop",
-                   {"error": "crash_loop", "attempts": attempts})
 
     def _fail(self, returncode: str, message: str, detail: dict[str, Any]) -> None:
         if not self.finished:
