@@ -13,41 +13,74 @@ It runs the ``current`` release's agent as a child and keeps it running:
 - Toward the service manager it speaks the notify protocol: ``READY=1`` once the first child is ready, and
   ``WATCHDOG=1`` pings when ``WATCHDOG_USEC`` asks for them.
 
-Lifecycle as in the daemon: startup (journal, notify socket, signals), the main loop (one child at a time,
-woken by the child's exit through a pidfd, by notifications and by signals, never polling), shutdown
-(SIGTERM to the child, SIGKILL after ``daemon.shutdown_timeout``).
+- One supervisor per state directory (a lock of its own beside the agent's). A child that exits with
+  AlreadyRunning's status found another agent serving the directory: not the supervisor's to restart, so
+  it stops with that status too.
+- The child dies with the supervisor: it is started with the kernel's parent-death signal (SIGKILL), so a
+  supervisor killed outright does not leave an agent serving under PID 1 beside the next supervisor's.
+
+Lifecycle as in the daemon: startup (lock, journal, notify socket, signals), the main loop (one child at a
+time, woken by the child's exit through a pidfd, by notifications and by signals, never polling), shutdown
+(SIGTERM to the child, SIGKILL after ``daemon.shutdown_timeout``). SIGHUP is passed on to the agent (which
+reopens its log and reloads its configuration) and reopens the supervisor's own log; SIGUSR1 and SIGUSR2 are
+logged and ignored.
 """
 
 from __future__ import annotations
 
 import collections
+import ctypes
 import logging
 import os
 import select
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from types import FrameType
 
-from agent import notify
+from agent import logs, notify
 from agent.config import Config
-from agent.errors import ReleaseError, RestartRequested
+from agent.errors import AlreadyRunning, ConfigError, ReleaseError, RestartRequested
 from agent.install import Layout
 from agent.journal import Journal
+from agent.lock import StateLock
 
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 #: A child that ran this long is no longer crash-looping: the backoff starts again from the shortest.
 STABLE_AFTER = 60.0
+LOCK_NAME = "supervisor.lock"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> Callable[[], None]:
+    """What the child runs between fork and exec: ask the kernel for SIGKILL when its parent dies.
+
+    The request outlives exec, so it covers whichever release's agent runs. A parent that died before the
+    request was made is caught by comparing the parent's pid afterwards.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up now: after fork only async-safe work is done
+
+    def prepare() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return prepare
 
 
 class Supervisor:
-    def __init__(self, config: Config, agent_args: list[str]) -> None:
+    def __init__(self, config: Config, agent_args: list[str], reload: Callable[[], Config] | None = None) -> None:
         self.config = config
         self.agent_args = agent_args
         self.layout = Layout(config.install_path)
+        self.lock = StateLock(config.state_path, LOCK_NAME, "supervisor")
+        self._reload = reload
         self.should_exit = False
+        self.exit_code = 0
+        self._hangup = False
         self.child: subprocess.Popen[bytes] | None = None
         self.journal: Journal | None = None
         self.listener: notify.Listener | None = None
@@ -61,20 +94,45 @@ class Supervisor:
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.handle_exit)
+        signal.signal(signal.SIGHUP, self.handle_hangup)
+        for sig in (signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, self.handle_ignored)
         try:
             self.startup()
             self.main_loop()
         finally:
             self.shutdown()
-        return 0
+        return self.exit_code
 
     def handle_exit(self, sig: int, _frame: FrameType | None) -> None:
         log.info("%s received: stopping the agent and the supervisor", signal.Signals(sig).name)
         self.should_exit = True
         os.write(self._wake_w, b"x")
 
+    def handle_hangup(self, _sig: int, _frame: FrameType | None) -> None:
+        child = self.child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGHUP)
+        self._hangup = True
+        os.write(self._wake_w, b"x")
+
+    def reopen_log(self) -> None:
+        """SIGHUP, in the main loop: reopen the supervisor's log where the configuration now says."""
+        self._hangup = False
+        try:
+            config = self._reload() if self._reload is not None else self.config
+            logs.reopen(config.log_level, config.log_file)
+        except ConfigError as exc:
+            log.error("log not reopened: %s", exc)
+            return
+        log.info("SIGHUP received: passed on to the agent; log reopened")
+
+    def handle_ignored(self, sig: int, _frame: FrameType | None) -> None:
+        log.info("%s received: it means nothing to the supervisor; ignored", signal.Signals(sig).name)
+
     def startup(self) -> None:
         os.umask(0o077)
+        self.lock.acquire()
         self.journal = Journal.open(self.config.state_path)
         self.listener = notify.Listener(self.config.state_path / "supervisor.sock")
         log.info("supervisor starting: releases in %s, current %s", self.layout.root, self.layout.current)
@@ -93,6 +151,11 @@ class Supervisor:
             if code == RestartRequested.exit_code:
                 log.info("the agent asked for a restart; starting the current release")
                 continue
+            if code == AlreadyRunning.exit_code:
+                log.error("the agent found another agent serving %s; that one is not this supervisor's, so "
+                          "nothing is restarted", self.config.state_path)
+                self.exit_code = code
+                break
             if probation and not self._good(version):
                 reason = (f"did not signal ready within {self.config.ready_deadline:g} s" if code is None
                           else self._crashed(code))
@@ -107,6 +170,7 @@ class Supervisor:
             self.listener.close()
         if self.journal is not None:
             self.journal.close()
+        self.lock.release()
         log.info("supervisor stopped")
 
     # -- one child ------------------------------------------------------------------------------------
@@ -118,7 +182,9 @@ class Supervisor:
         env.update({notify.ENV: str(listener.path), notify.SUPERVISED_ENV: "1"})
         command = [str(self.layout.agent_command()), "run", *self.agent_args]
         log.info("starting openstack-agent %s%s", version, " (on probation)" if probation else "")
-        self.child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+        self.child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                                      # Safe here: the supervisor runs no threads that fork could break.
+                                      preexec_fn=die_with_parent(os.getpid()))
         pidfd = os.pidfd_open(self.child.pid)
         deadline = time.monotonic() + self.config.ready_deadline if probation else None
         ping = notify.watchdog_interval()
@@ -134,6 +200,8 @@ class Supervisor:
                 readable, _, _ = select.select([listener.fileno(), pidfd, self._wake_r], [], [], timeout)
                 if self._wake_r in readable:
                     os.read(self._wake_r, 64)
+                if self._hangup:
+                    self.reopen_log()
                 if listener.fileno() in readable and self._notified(listener.receive(), version):
                     deadline = None
                 if pidfd in readable:
