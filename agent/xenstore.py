@@ -338,6 +338,12 @@ class XenStore:
         path, token = event
         return self.relative(path.decode("ascii", "replace")), token.decode("ascii", "replace")
 
+    def event_pending(self, path: str) -> bool:
+        """Whether a watch event for ``path`` has arrived and is waiting to be taken by ``next_event``."""
+        wanted = self.absolute(path).encode("ascii")
+        with self._events.mutex:
+            return any(isinstance(e, tuple) and e[0] == wanted for e in self._events.queue)
+
     def wake(self) -> None:
         """Make a blocked ``next_event`` return None (used by signal handlers)."""
         self._events.put(_WAKE)
