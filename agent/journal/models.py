@@ -95,3 +95,13 @@ releases = Table(
     Column("reason", Text),
     Column("marked_at", String(32), nullable=False),
 )
+
+#: What the hash chains cannot hold in a row of their own, kept as key/value text (see ``agent.journal.store``):
+#: where the linked command chain starts and ends (``chain_from``, ``head``), the links of commands whose
+#: predecessor retention removed (``anchor:<id>``), digests of the exchange and release tables and of the
+#: anchors, and the note of a broken journal this one replaced (``predecessor``).
+seals = Table(
+    "seals", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -13,7 +13,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from agent.journal import Journal
+from agent.journal import Journal, models, store
 from agent.journal import engine as setup
 from agent.journal.models import metadata
 
@@ -50,12 +50,27 @@ def schema(database: Path) -> dict[str, object]:
     return described
 
 
+def seals(database: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(database) as conn:
+        return conn.execute("SELECT key, value FROM seals ORDER BY key").fetchall()
+
+
 def test_fresh_journal_equals_the_migrated_one(tmp_path: Path) -> None:
-    """A new journal (tables created and stamped without Alembic) is exactly what the migrations build."""
+    """A new journal (tables created and stamped without Alembic) is exactly what the migrations build,
+    seals included."""
     fresh = Journal.open(tmp_path / "fresh")
     migrated_engine = setup.create(setup.prepare_state_dir(tmp_path / "migrated"))
     setup._run_alembic(migrated_engine, None, "head")
-    assert schema(Path(fresh.path)) == schema(Path(str(migrated_engine.url.database)))
+    migrated = Path(str(migrated_engine.url.database))
+    assert schema(Path(fresh.path)) == schema(migrated)
+    assert seals(Path(fresh.path)) == seals(migrated)
+    assert [key for key, _ in seals(migrated)] == ["anchors", "chain_from", "exchanges", "head", "releases"]
+
+
+def test_sealed_columns_are_the_models_columns() -> None:
+    """The table digests cover every column of the exchanges and releases tables (a new column is a choice)."""
+    assert tuple(models.exchanges.columns.keys()) == store.EXCHANGE_SEALED
+    assert tuple(models.releases.columns.keys()) == store.RELEASE_SEALED
 
 
 def test_fresh_start_does_not_load_alembic(tmp_path: Path) -> None:
@@ -81,18 +96,90 @@ def test_upgrade_downgrade_round_trip(tmp_path: Path) -> None:
     assert journal.get(record.id).state == "received"
 
 
+def legacy_command(database: Path, request_id: str) -> None:
+    """One command in state received as the agent journaled it before the seals (per-command chain)."""
+    command = {"request_id": request_id, "domain_path": "", "name": "version", "machine": "version",
+               "value": None, "digest": "0" * 64, "received_at": "2026-11-20T10:00:00.000000Z"}
+    genesis = store.legacy_genesis_hash(command)
+    with sqlite3.connect(database) as conn:
+        command_id = conn.execute(
+            "INSERT INTO commands (request_id, domain_path, name, machine, value, digest, state, attempts, "
+            "received_at, updated_at, last_seq, last_hash) VALUES (:request_id, :domain_path, :name, :machine, "
+            ":value, :digest, 'received', 1, :received_at, :received_at, 0, '')", command).lastrowid
+        row = {"command_id": command_id, "seq": 1, "trigger": "receive", "source": None, "dest": "received",
+               "at": command["received_at"], "detail": "{}"}
+        digest = store.chain_hash(genesis, row)
+        conn.execute("INSERT INTO transitions (command_id, seq, trigger, source, dest, at, detail, prev_hash, hash) "
+                     "VALUES (:command_id, :seq, :trigger, :source, :dest, :at, :detail, :prev, :hash)",
+                     {**row, "prev": genesis, "hash": digest})
+        conn.execute("UPDATE commands SET last_seq = 1, last_hash = ? WHERE id = ?", (digest, command_id))
+
+
 def test_journal_of_an_older_release_is_upgraded_in_place(tmp_path: Path) -> None:
-    """A journal at 0001 (the first release) keeps its commands and gains the exchanges table at start."""
+    """A journal at 0001 (the first release) keeps its commands and gains the later tables at start."""
     engine = setup.create(setup.prepare_state_dir(tmp_path))
     setup.migrate(engine, "0001")
-    Journal(engine).receive("old", "", "version", "version", "0" * 64, None)
     engine.dispose()
+    legacy_command(tmp_path / setup.DATABASE_NAME, "old")
     assert "exchanges" not in tables(tmp_path / setup.DATABASE_NAME)
     journal = Journal.open(tmp_path)
-    assert "exchanges" in tables(Path(journal.path))
+    assert {"exchanges", "releases", "seals"} <= tables(Path(journal.path))
     assert [c.request_id for c in journal.commands()] == ["old"]
     with sqlite3.connect(journal.path) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (setup.SCHEMA_REVISION,)
+    assert journal.verify().ok
+
+
+def load_legacy_journal(state_dir: Path) -> Path:
+    state_dir.mkdir(mode=0o700)
+    database = state_dir / setup.DATABASE_NAME
+    with sqlite3.connect(database) as conn:
+        conn.executescript((Path(__file__).with_name("legacy_0003.sql")).read_text())
+    return database
+
+
+def test_journal_written_before_the_chain_still_verifies(tmp_path: Path) -> None:
+    """A journal written at 0003 verifies after the migration, under its old rules, and goes on verifying as
+    the agent adds, finishes, collects and prunes commands around the old ones."""
+    database = load_legacy_journal(tmp_path / "state")
+    journal = Journal.open(tmp_path / "state")
+    assert journal.verify().ok, journal.verify()
+    assert seals(database)[1] == ("chain_from", "9")
+    fresh = journal.receive("new-1", "/local/domain/5", "version", "version", "e" * 64, '"agent"')
+    fresh = journal.mark_replied(journal.transition(fresh, "answer", "done",
+                                                    reply={"returncode": "0", "message": "1.0"}))
+    journal.mark_replies_removed([3, 4, fresh.id])  # old and new commands alike
+    unfinished = journal.get(7)
+    journal.transition(unfinished, "fail", "failed", reply={"returncode": "500", "message": "x"})
+    journal.record_attempt(journal.receive("new-2", "", "version", "version", "f" * 64, None))
+    assert journal.prune("9999", keep_min=1, max_commands=3) == 5
+    # 10 is the newest, 7 and 6 were never delivered, 5 opened the exchange that is still open.
+    assert [c.id for c in journal.commands()] == [10, 7, 6, 5]
+    result = journal.verify()
+    assert result.ok, result
+    journal.close()
+
+
+LEGACY_EDITS = [
+    pytest.param("UPDATE commands SET request_id = 'forged' WHERE id = 2", "command 2: transition 1",
+                 id="legacy-identity"),
+    pytest.param("UPDATE commands SET reply_message = 'forged' WHERE id = 2", "command 2: its stored reply",
+                 id="legacy-reply"),
+    pytest.param("UPDATE exchanges SET applied_by = 5 WHERE id = 1", "exchanges table", id="exchange-edit"),
+    pytest.param("DELETE FROM releases WHERE version = '1.1.0'", "releases table", id="release-delete"),
+]
+
+
+@pytest.mark.parametrize(("sql", "problem"), LEGACY_EDITS)
+def test_journal_written_before_the_chain_still_shows_edits(tmp_path: Path, sql: str, problem: str) -> None:
+    """The old commands keep the protection they had; their exchanges and releases gain the digests."""
+    database = load_legacy_journal(tmp_path / "state")
+    Journal.open(tmp_path / "state").close()
+    with sqlite3.connect(database) as conn:
+        assert conn.execute(sql).rowcount == 1
+    result = Journal.open_readonly(tmp_path / "state").verify()
+    assert not result.ok
+    assert problem in result.problem
 
 
 def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
@@ -123,6 +210,7 @@ def test_installed_wheel_migrates_its_journal(tmp_path: Path) -> None:
     assert "agent/migrations/versions/0001_journal.py" in names
     assert "agent/migrations/versions/0002_exchanges.py" in names
     assert "agent/migrations/versions/0003_releases.py" in names
+    assert "agent/migrations/versions/0004_seals.py" in names
     assert "agent/xenstored_shim.c" in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
