@@ -1,0 +1,177 @@
+"""Retention and key-exchange lifetimes against clock jumps and floods: the newest commands always stay, the
+journal has a size cap, and a secret's lifetime is measured on the monotonic clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.journal import Journal, iso
+from agent.journal import store as journal_store
+
+DAY = timedelta(days=1)
+
+
+class Clock:
+    """The journal's wall clock, moved by the test."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.offset = timedelta()
+        real = journal_store.wall_clock
+        monkeypatch.setattr(journal_store, "wall_clock", lambda: real() + self.offset)
+
+    def now(self) -> datetime:
+        return journal_store.wall_clock()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    return Clock(monkeypatch)
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    journal = Journal.open(tmp_path)
+    yield journal
+    journal.close()
+
+
+def version_command(journal: Journal, request_id: str, finish: bool = True, deliver: bool = True) -> int:
+    record = journal.receive(request_id, "", "version", "version", "d" * 64, '"agent"')
+    if finish:
+        record = journal.transition(record, "answer", "done", reply={"returncode": "0", "message": "1.0"})
+        if deliver:
+            record = journal.mark_replied(record)
+    return record.id
+
+
+def keyinit(journal: Journal, request_id: str, lifetime: float) -> int:
+    """A keyinit that opened an exchange of ``lifetime`` seconds (by the wall clock it was opened at)."""
+    record = journal.receive(request_id, "", "keyinit", "keyinit", "k" * 64, '"5"')
+    expires = iso(journal_store.wall_clock() + timedelta(seconds=lifetime))
+    record = journal.transition(record, "exchange", "exchanged",
+                                also=Journal.opens_exchange("99", "4242", expires, 107))
+    journal.mark_replied(journal.transition(record, "answer", "done", reply={"returncode": "D0", "message": "99"}))
+    exchange = journal.exchange_of(record.id)
+    assert exchange is not None
+    return exchange.id
+
+
+def cutoff(clock: Clock, days: float = 90) -> str:
+    """What the daemon's housekeeping asks retention for: finished more than ``days`` ago."""
+    return iso(clock.now() - days * DAY)
+
+
+def test_wall_clock_jump_keeps_the_newest_commands(journal: Journal, clock: Clock) -> None:
+    """Wall clock +100 days: retention prunes what is old by that clock, but never the newest keep_min."""
+    ids = [version_command(journal, f"r{n}") for n in range(30)]
+    clock.offset = 100 * DAY
+    assert journal.prune(cutoff(clock), keep_min=10, max_commands=50_000) == 20
+    assert [c.id for c in journal.commands()] == ids[:-11:-1]
+    assert journal.verify().ok
+
+
+def test_flood_is_capped_without_losing_unfinished_work(journal: Journal, clock: Clock) -> None:
+    """Past max_commands the oldest finished and delivered commands go; unfinished and undelivered ones,
+    and the newest keep_min, stay; the chain still verifies."""
+    unfinished = [version_command(journal, f"u{n}", finish=False) for n in range(3)]
+    undelivered = [version_command(journal, f"d{n}", deliver=False) for n in range(2)]
+    delivered = [version_command(journal, f"r{n}") for n in range(40)]
+    newest_unfinished = version_command(journal, "last", finish=False)
+    assert journal.command_count() == 46
+    assert journal.prune(cutoff(clock), keep_min=5, max_commands=20) == 26
+    remaining = {c.id for c in journal.commands()}
+    assert len(remaining) == journal.command_count() == 20
+    assert {*unfinished, *undelivered, newest_unfinished, *delivered[-4:]} <= remaining
+    assert journal.verify().ok, journal.verify()
+    assert journal.prune(cutoff(clock), keep_min=5, max_commands=20) == 0
+
+
+def test_cap_cannot_go_below_what_must_stay(journal: Journal, clock: Clock) -> None:
+    """When only commands that must stay are left, the cap gives way rather than the audit trail."""
+    ids = [version_command(journal, f"u{n}", finish=False) for n in range(6)]
+    ids += [version_command(journal, f"r{n}") for n in range(4)]
+    assert journal.prune(cutoff(clock), keep_min=4, max_commands=2) == 0
+    assert sorted(c.id for c in journal.commands()) == ids
+
+
+def test_open_exchange_outlives_retention(journal: Journal, clock: Clock) -> None:
+    """A keyinit whose exchange is still open is never pruned: its password may still come."""
+    exchange = keyinit(journal, "k", lifetime=3600)
+    for n in range(5):
+        version_command(journal, f"r{n}")
+    clock.offset = 100 * DAY
+    assert journal.prune(cutoff(clock), keep_min=1, max_commands=1) == 4
+    assert journal.exchanges()[0].id == exchange and journal.exchanges()[0].state == "open"
+    assert journal.verify().ok
+
+
+def test_wall_clock_set_back_does_not_keep_a_secret(journal: Journal, clock: Clock) -> None:
+    """Wall clock -2 h while the agent runs: the exchange still expires when its lifetime is over."""
+    start = time.monotonic()
+    exchange_id = keyinit(journal, "k", lifetime=1)
+    clock.offset = -2 * timedelta(hours=1)
+    expiry = journal.next_expiry()
+    assert expiry is not None and start + 1 <= expiry <= time.monotonic() + 1
+    [exchange] = journal.exchanges()
+    assert not journal.exchange_expired(exchange, now=expiry - 0.01)
+    assert journal.exchange_expired(exchange, now=expiry)
+    assert journal.expire_exchanges(expiry - 0.01) == 0
+    assert journal.expire_exchanges(expiry) == 1
+    [exchange] = journal.exchanges()
+    assert (exchange.id, exchange.state, exchange.secret) == (exchange_id, "expired", None)
+    assert journal.next_expiry() is None
+    assert journal.verify().ok
+
+
+def test_wall_clock_set_forward_does_not_cut_a_running_exchange(journal: Journal, clock: Clock) -> None:
+    """Wall clock +2 h while the agent runs: the exchange keeps the lifetime it was given."""
+    keyinit(journal, "k", lifetime=600)
+    clock.offset = 2 * timedelta(hours=1)
+    [exchange] = journal.exchanges()
+    assert not journal.exchange_expired(exchange)
+    assert journal.expire_exchanges(time.monotonic()) == 0
+
+
+def test_exchange_from_an_earlier_process_never_outlives_its_lifetime(tmp_path: Path, clock: Clock) -> None:
+    """After a restart the remaining lifetime comes from the wall clock, but never more than the whole
+    lifetime (a clock set back while the agent was down) and nothing once it is over (set forward)."""
+    journal = Journal.open(tmp_path)
+    keyinit(journal, "k", lifetime=600)
+    journal.close()
+    clock.offset = -5 * timedelta(hours=1)
+    journal = Journal.open(tmp_path)
+    expiry = journal.next_expiry()
+    assert expiry is not None and expiry <= time.monotonic() + 600
+    journal.close()
+    clock.offset = timedelta(minutes=11)
+    journal = Journal.open(tmp_path)
+    assert journal.expire_exchanges(time.monotonic()) == 1
+    assert journal.exchanges()[0].secret is None
+    journal.close()
+
+
+def test_abandoned_exchange_is_wiped(journal: Journal) -> None:
+    """A password command giving up closes the exchange as abandoned and wipes its secret, in its transition."""
+    exchange_id = keyinit(journal, "k", lifetime=600)
+    record = journal.receive("p", "", "password", "password", "p" * 64, None)
+    journal.transition(record, "fail", "failed", reply={"returncode": "500", "message": "gave up"},
+                       also=Journal.abandons_exchange(exchange_id))
+    [exchange] = journal.exchanges()
+    assert (exchange.state, exchange.secret, exchange.closed_at is not None) == ("abandoned", None, True)
+    assert journal.next_expiry() is None
+    assert journal.verify().ok
+
+
+def test_command_count_follows_receives_and_prunes(journal: Journal, clock: Clock) -> None:
+    for n in range(12):
+        version_command(journal, f"r{n}")
+    assert journal.command_count() == 12
+    version_command(journal, "one more")
+    assert journal.command_count() == 13
+    journal.prune(cutoff(clock), keep_min=3, max_commands=5)
+    assert journal.command_count() == 5 == len(journal.commands())
