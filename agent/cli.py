@@ -284,7 +284,8 @@ def _open_journal(args: argparse.Namespace) -> Any:
     if not database.exists():
         raise JournalError(f"no journal at {database}; has the agent run here? Point --state-dir (or "
                            "journal.state_dir in the configuration) at the agent's state directory")
-    return Journal.open(settings.state_path)
+    # Inspection never writes: no schema, migration, mode change or file, so it also works on a read-only mount.
+    return Journal.open_readonly(settings.state_path)
 
 
 def _command_dict(record: Any) -> dict[str, Any]:
@@ -302,8 +303,13 @@ def cmd_journal_list(args: argparse.Namespace, out: TextIO) -> int:
     try:
         rows = [_command_dict(r) for r in journal.commands(limit=args.limit or None, name=args.name,
                                                            state=args.state)]
+        predecessor = journal.predecessor()
     finally:
         journal.close()
+    if predecessor is not None:
+        # On stderr, so that --json output stays one JSON document.
+        sys.stderr.write(f"Note: this journal was started on {predecessor.moved_at} because the previous one "
+                         f"was unusable ({predecessor.reason}); it was moved aside to {predecessor.path}\n")
     if args.json:
         render.as_json(rows, out)
     else:
@@ -365,8 +371,11 @@ def cmd_journal_verify(args: argparse.Namespace, out: TextIO) -> int:
     elif result.ok:
         out.write(f"journal verified: {result.rows} transitions, every hash chain intact\n")
     if not result.ok:
-        raise JournalCorrupt(f"journal verification failed: {result.problem}; the journal was edited "
-                             "outside the agent, keep a copy for investigation")
+        more = ""
+        if result.problem_count > 1:
+            more = f" (and {result.problem_count - 1} more; --json lists them)"
+        raise JournalCorrupt(f"journal verification failed: {result.problem}{more}; the journal was changed "
+                             "outside the agent or damaged, keep a copy for investigation")
     return 0
 
 

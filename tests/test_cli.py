@@ -123,6 +123,61 @@ def test_journal_verify(journal_dir: Path) -> None:
     assert code == 5
 
 
+def test_journal_verify_lists_every_problem(journal_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Failing, verify names the first problem and counts the others; --json lists them."""
+    with sqlite3.connect(journal_dir / "journal.sqlite3") as conn:
+        conn.execute("UPDATE commands SET attempts = 3")
+    assert main(["journal", "verify", "--state-dir", str(journal_dir)], io.StringIO()) == 5
+    assert capsys.readouterr().err == (
+        "Error: journal verification failed: command 1: its attempts 3 is not what its transitions say (1) (and 1 "
+        "more; --json lists them); the journal was changed outside the agent or damaged, keep a copy for "
+        "investigation\n")
+    code, out = run("journal", "verify", "--json", "--state-dir", str(journal_dir))
+    document = json.loads(out)
+    assert (code, document["ok"], document["rows"], document["problem_count"]) == (5, False, 5, 2)
+    assert document["problems"][1].startswith("command 2: its attempts 3")
+
+
+def test_journal_verify_of_a_file_that_is_not_a_database(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A journal file overwritten with something else fails verification (exit 5) with a reason, no traceback;
+    the other journal commands fail as a journal error (exit 4)."""
+    (tmp_path / "journal.sqlite3").write_bytes(b"this is no database\n" * 300)
+    assert main(["journal", "verify", "--state-dir", str(tmp_path)], io.StringIO()) == 5
+    assert capsys.readouterr().err.startswith("Error: journal verification failed: the journal cannot be read "
+                                              "(DatabaseError: file is not a database)")
+    assert main(["journal", "list", "--state-dir", str(tmp_path)], io.StringIO()) == 4
+    assert capsys.readouterr().err.startswith("Error: journal read failed (DatabaseError: file is not a database) "
+                                              f"in {tmp_path}/journal.sqlite3")
+
+
+def test_journal_commands_never_write(journal_dir: Path) -> None:
+    """list, show, export and verify leave the state directory exactly as they found it: no -wal or -shm file,
+    no mode changed, no schema migrated."""
+    (journal_dir / "journal.sqlite3").chmod(0o640)
+    with sqlite3.connect(journal_dir / "journal.sqlite3") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0003'")
+    before = {p.name: (p.stat().st_mode, p.stat().st_mtime_ns) for p in journal_dir.iterdir()}
+    for argv in (["list"], ["show", "1"], ["export"], ["verify"]):
+        assert run("journal", *argv, "--state-dir", str(journal_dir))[0] == 0, argv
+    assert {p.name: (p.stat().st_mode, p.stat().st_mtime_ns) for p in journal_dir.iterdir()} == before
+
+
+def test_journal_list_says_a_broken_journal_was_replaced(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """After the agent moved a broken journal aside, 'journal list' says so on stderr (text and --json)."""
+    (tmp_path / "journal.sqlite3").write_bytes(b"")
+    Journal.open(tmp_path).close()
+    [moved] = tmp_path.glob("journal.sqlite3.broken-*")
+    for json_flag in ([], ["--json"]):
+        code, out = run("journal", "list", *json_flag, "--state-dir", str(tmp_path))
+        err = capsys.readouterr().err
+        assert code == 0 and (json.loads(out) == [] if json_flag else out.startswith("id"))
+        assert err.startswith("Note: this journal was started on ")
+        assert err.endswith(f"because the previous one was unusable (the file is empty); it was moved aside to "
+                            f"{moved}\n")
+
+
 ERRORS = [
     pytest.param(["journal", "list", "--state-dir", "{tmp}/none"], 4, "Error: no journal at {tmp}/none/journal"
                  ".sqlite3; has the agent run here? Point --state-dir", id="no-journal"),
