@@ -11,7 +11,7 @@
 
 Every error reaches one handler that prints ``Error: ...`` (what failed and the fix) and exits with the
 error's code: 2 configuration, 3 XenStore, 4 journal, 5 journal verification, 6 no such command,
-7 host call, 8 sandbox, 9 platform, 10 release.
+7 host call, 8 sandbox, 9 platform, 10 release, 11 another agent or supervisor serves the state directory.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from agent import __version__, config, crypto, render
+from agent import __version__, config, crypto, logs, render
 from agent.errors import AgentError, HostCallError, JournalError, RestartRequested
 
 if TYPE_CHECKING:
@@ -192,27 +192,12 @@ def _json_or_text(value: str) -> Any:
 
 # -- run ----------------------------------------------------------------------------------------------
 
-def setup_logging(level: str) -> None:
-    """One line per event on stderr, UTC timestamps."""
-    handler = logging.StreamHandler(sys.stderr)
-    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s",
-                                  "%Y-%m-%dT%H:%M:%S")
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # The libraries' own chatter (each transition callback, each migration plugin) is not the agent's log.
-    for noisy in ("transitions", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from agent.daemon import Agent
 
     settings = config.load(args)
-    setup_logging(settings.log_level)
-    agent = Agent(settings)
+    logs.setup(settings.log_level, settings.log_file)
+    agent = Agent(settings, reload=lambda: config.load(args))
     try:
         agent.run()
     except RestartRequested as exc:
@@ -228,8 +213,8 @@ def cmd_supervise(args: argparse.Namespace, out: TextIO) -> int:
     from agent.supervisor import Supervisor
 
     settings = config.load(args)
-    setup_logging(settings.log_level)
-    return Supervisor(settings, config.flags_of(args)).run()
+    logs.setup(settings.log_level, settings.log_file)
+    return Supervisor(settings, config.flags_of(args), reload=lambda: config.load(args)).run()
 
 
 # -- releases -----------------------------------------------------------------------------------------

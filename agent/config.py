@@ -27,6 +27,7 @@ else:
     DEFAULT_STATE_DIR = "/var/lib/openstack-agent"
 
 FAULT_POINTS = (
+    "before_received",
     "after_received",
     "in_machine",
     "after_reply_journaled",

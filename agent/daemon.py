@@ -1,10 +1,16 @@
 """The service: recover from the journal, watch ``data/host``, dispatch each request to its machine.
 
-Lifecycle, as in uvicorn's server: ``startup`` (open and migrate the journal, connect to XenStore, finish
-what a crash interrupted, collect old replies, watch and scan), ``main_loop`` (block on the watch; never
-poll), ``shutdown`` (bounded by a timeout). SIGTERM or SIGINT asks for a clean stop; a second one forces it.
+Lifecycle, as in uvicorn's server: ``startup`` (lock the state directory, open and migrate the journal,
+connect to XenStore, finish what a crash interrupted, collect old replies, watch and scan), ``main_loop``
+(block on the watch; never poll), ``shutdown`` (bounded by a timeout). SIGTERM or SIGINT asks for a clean
+stop, a second one forces it; SIGHUP reopens the log and reloads the configuration; SIGUSR1 and SIGUSR2 are
+logged and ignored.
 
-The reply protocol (DESIGN.md): a request is journaled ``received`` before anything else; its machine runs,
+Nothing a request holds may stop the agent: a body it cannot read is answered as malformed, a defect met
+while handling one request fails that request alone, and a request that kills the process before it is
+journaled is answered unread once it has done so ``recovery.max_attempts`` times (``agent.intake``).
+
+The reply protocol: a request is journaled ``received`` before anything else; its machine runs,
 journaling every transition; the terminal transition journals the reply; then the reply is written to
 ``data/guest/<id>``, the request is deleted from ``data/host/<id>``, and the delivery is journaled. A crash
 between any two steps is finished from the journal at the next start; nothing runs twice.
@@ -12,6 +18,9 @@ between any two steps is finished from the journal at the next start; nothing ru
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import errno
 import json
 import logging
 import os
@@ -21,21 +30,25 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any
 
-from agent import __version__, notify, platform, protocol
-from agent.config import Config
+from agent import __version__, logs, notify, platform, protocol
+from agent.config import Config, reloaded
 from agent.errors import (
     AgentError,
     CommandFailed,
+    ConfigError,
     JournalError,
+    RequestRejected,
     RestartRequested,
     XenStoreError,
     XenStoreUnavailable,
 )
 from agent.faults import crash_point
-from agent.journal import CommandRecord, Journal, iso, parse_iso
+from agent.intake import Intake
+from agent.journal import CommandRecord, Journal, iso
+from agent.lock import StateLock
 from agent.machines import COMMANDS, Context, JournaledCommand, Rejected
 from agent.machines.base import stored_value
 from agent.protocol import GUEST_DIR, HOST_DIR, Request
@@ -49,15 +62,26 @@ RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 #: Seconds between retries of a wipe a reader held off: a wiped secret must not wait for housekeeping
 #: (minutes) to leave the WAL.
 WIPE_RETRY = 1.0
+#: A flood may take the journal this far past ``journal.max_commands`` before it is pruned on the spot.
+PRUNE_SLACK = 0.02
+#: The reply nova never gets, rather than an error every few seconds: the reply path would be too long.
+UNWRITABLE = (errno.EINVAL, errno.ENAMETOOLONG, errno.E2BIG)
+LOCK_NAME = "agent.lock"
 
 
 class Agent:
     """The guest agent daemon."""
 
-    def __init__(self, config: Config, on_ready: Callable[[], None] | None = None) -> None:
+    def __init__(self, config: Config, on_ready: Callable[[], None] | None = None,
+                 reload: Callable[[], Config] | None = None) -> None:
         self.config = config
         self.xenstore = XenStore(config.xenstore_address, config.domain_path, config.xenstore_timeout)
         self.journal: Journal | None = None
+        self.lock = StateLock(config.state_path, LOCK_NAME, "agent")
+        self.intake: Intake | None = None
+        #: Re-reads the configuration file and flags, for SIGHUP; None where there is nothing to re-read.
+        self._reload = reload
+        self._reload_requested = False
         self.platform = platform.for_system(config.root)
         self.supervised = bool(os.environ.get(notify.SUPERVISED_ENV))
         self.ready_at: float | None = None
@@ -70,6 +94,14 @@ class Agent:
         # XenStore round trip per request. Counting (not a flag) keeps a re-sent request with the same id
         # from being missed: the host's write fires an event of its own, which is not skipped.
         self._own_deletes: Counter[str] = Counter()
+        #: Replies are collected ``replies.max_age`` after delivery on the monotonic clock, which no change of
+        #: the wall clock moves: (monotonic time, the journal's newest transition row then), one per
+        #: housekeeping run, oldest first. Rows are appended in time order, so a reply whose delivery row is
+        #: at or below a mark's row was delivered before that mark.
+        self._marks: collections.deque[tuple[float, int]] = collections.deque()
+        #: Commands journaled since the journal was last pruned, for ``journal.max_commands``.
+        self._commands = 0
+        self._started, self._start_row = time.monotonic(), 0
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -87,6 +119,21 @@ class Agent:
             return  # signals are delivered to the main thread only (tests run the agent in threads)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.handle_exit)
+        signal.signal(signal.SIGHUP, self.handle_hangup)
+        # Their default action would end the agent without a word; nothing is defined for them.
+        for sig in (signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, self.handle_ignored)
+
+    def handle_hangup(self, _sig: int, _frame: FrameType | None) -> None:
+        self.request_reload()
+
+    def handle_ignored(self, sig: int, _frame: FrameType | None) -> None:
+        log.info("%s received: it means nothing to the agent; ignored", signal.Signals(sig).name)
+
+    def request_reload(self) -> None:
+        """Ask the main loop to reopen the log and re-read the configuration (thread-safe; what SIGHUP does)."""
+        self._reload_requested = True
+        self.xenstore.wake()
 
     def handle_exit(self, sig: int, _frame: FrameType | None) -> None:
         if self.should_exit:
@@ -102,7 +149,12 @@ class Agent:
 
     def startup(self) -> None:
         os.umask(0o077)
+        # A supervised agent may be starting while its predecessor, killed with the old supervisor, is still
+        # on its way out: give it the time a clean stop takes. Run by hand, a second agent stops at once.
+        self.lock.acquire(wait=self.config.shutdown_timeout if self.supervised else 0.0)
         self.journal = Journal.open(self.config.state_path)
+        self.intake = Intake(self.config.state_path)
+        self._started, self._start_row = time.monotonic(), self.journal.last_transition()
         log.info("openstack-agent starting: journal %s, XenStore %s%s", self.journal.path,
                  self.config.xenstore_address,
                  f", domain {self.config.domain_path}" if self.config.domain_path else "")
@@ -116,6 +168,8 @@ class Agent:
         while not self.should_exit:
             try:
                 event = self.xenstore.next_event(timeout=max(0.0, self._next_timer() - time.monotonic()))
+                if self._reload_requested:
+                    self.reload()
                 if event is not None:
                     self.on_event(event[0])
                 if time.monotonic() >= self._next_timer():
@@ -130,7 +184,38 @@ class Agent:
             except AgentError as exc:
                 # The daemon keeps serving; the request stays in data/host and is retried on the next scan.
                 log.error("%s", exc)
-                self._next_housekeeping = min(self._next_housekeeping, time.monotonic() + 5.0)
+                self._retry_soon()
+            except Exception as exc:
+                # A defect of the agent's own, outside any one command (those are contained where they run).
+                # It must not stop the service: log where it happened (never its text, which could quote a
+                # request) and go on; what was interrupted is found again by the next scan.
+                log.error("internal error: %s at %s; the agent goes on", type(exc).__name__, where(exc))
+                self._retry_soon()
+
+    def _retry_soon(self) -> None:
+        self._next_housekeeping = min(self._next_housekeeping, time.monotonic() + 5.0)
+
+    def reload(self) -> None:
+        """SIGHUP: reopen the log, and take on the configuration's new values where a running agent can."""
+        self._reload_requested = False
+        new = self.config
+        if self._reload is not None:
+            try:
+                new = self._reload()
+            except ConfigError as exc:
+                log.error("configuration not reloaded, the agent keeps its current one: %s", exc)
+                new = self.config
+        config, applied, fixed = reloaded(self.config, new)
+        try:
+            logs.reopen(config.log_level, config.log_file)
+        except ConfigError as exc:
+            log.error("%s; logging goes on as before", exc)
+            config = dataclasses.replace(config, log_file=self.config.log_file)
+        self.config = config
+        log.info("SIGHUP: log reopened%s", f"; configuration reloaded: {', '.join(applied)} changed" if applied
+                 else "; configuration unchanged")
+        if fixed:
+            log.warning("changed in the configuration but only taken on at the next start: %s", ", ".join(fixed))
 
     def shutdown(self) -> None:
         """Close XenStore and the journal, giving up after ``shutdown_timeout``."""
@@ -146,6 +231,9 @@ class Agent:
         self.xenstore.close()
         if self.journal is not None:
             self.journal.close()
+        if self.intake is not None:
+            self.intake.close()
+        self.lock.release()
 
     # -- XenStore connection --------------------------------------------------------------------------
 
@@ -178,12 +266,13 @@ class Agent:
         if path == HOST_DIR:
             self.scan()
         elif path.startswith(HOST_DIR + "/"):
-            request_id = path[len(HOST_DIR) + 1:]
-            if self._own_deletes[request_id]:
+            # A host that writes below a request (data/host/<id>/<child>) still made a request: <id>.
+            request_id, _, below = path[len(HOST_DIR) + 1:].partition("/")
+            if not below and self._own_deletes[request_id]:
                 self._own_deletes[request_id] -= 1
                 if not self._own_deletes[request_id]:
                     del self._own_deletes[request_id]
-            elif "/" not in request_id:
+            elif request_id:
                 self.handle(request_id)
 
     def scan(self) -> None:
@@ -199,24 +288,71 @@ class Agent:
         if body is None:
             return  # already handled and deleted (our own delete fires the watch too)
         journal = self._journal()
+        body_digest = protocol.digest(body)
         known = journal.find_request(request_id)
-        if known is not None and known.digest == protocol.digest(body):
+        if known is not None and known.digest == body_digest:
             if known.finished:
                 log.info("request %s already answered by command %d; delivering its reply again",
-                         request_id, known.id)
+                         protocol.shown(request_id), known.id)
                 self.deliver(known)
             else:
                 self.execute(known, self.classify(protocol.parse(request_id, body)), recovering=True)
             return
-        request = self.classify(protocol.parse(request_id, body))
-        machine = MACHINES[request.name if request.rejection is None and request.name else Rejected.NAME]
-        record = journal.receive(request_id, self.config.domain_path, request.name, machine.NAME,
-                                 request.digest, stored_value(machine, request.value),
-                                 detail=self._receive_detail(request))
-        log.info("request %s received: command %d %s", request_id, record.id,
-                 protocol.shown(request.name) if request.name is not None else "(unnamed)")
+        record, request = self.take_in(request_id, body, body_digest)
         self.crash_point("after_received")
-        self.execute(record, request)
+        self.execute(record, request, fresh=True)
+
+    def take_in(self, request_id: str, body: bytes, body_digest: str) -> tuple[CommandRecord, Request]:
+        """Journal a new request as ``received``, the first durable fact about it, whatever its body.
+
+        Nothing a body holds may stop the agent: a request it cannot make sense of is journaled as rejected
+        and answered. One that stopped the process ``recovery.max_attempts`` times before it was journaled
+        (see ``agent.intake``) is answered without being read again.
+        """
+        attempts = self._intake().begin(request_id, body_digest)
+        self.crash_point("before_received")
+        if attempts > self.config.max_attempts:
+            log.error("request %s stopped the agent %d times before it could be journaled; answering it "
+                      "without reading it again", protocol.shown(request_id), attempts - 1)
+            request = self._bare(request_id, body_digest, f"Request stopped the agent {attempts - 1} times "
+                                                          "before it could be journaled; not handling it again")
+        elif not protocol.answerable(request_id):
+            log.warning("request id %s is too long for its reply path; removing the request unanswered",
+                        protocol.shown(request_id))
+            request = self._bare(request_id, body_digest, protocol.UNANSWERABLE)
+        else:
+            try:
+                request = self.classify(protocol.parse(request_id, body))
+            except Exception as exc:  # a defect of the agent's: contained to this request
+                log.error("request %s could not be read: %s at %s", protocol.shown(request_id),
+                          type(exc).__name__, where(exc))
+                request = self._bare(request_id, body_digest, internal_error("reading the request", exc))
+        try:
+            return self._receive(request), request
+        except (JournalError, XenStoreError):
+            raise
+        except Exception as exc:  # the body broke the journal write itself: keep only what is known safe
+            log.error("request %s could not be journaled as read: %s at %s; journaling it without its content",
+                      protocol.shown(request_id), type(exc).__name__, where(exc))
+            request = self._bare(request_id, body_digest, internal_error("journaling the request", exc))
+            return self._receive(request), request
+
+    @staticmethod
+    def _bare(request_id: str, body_digest: str, message: str) -> Request:
+        """A request rejected without its content: no name, no value, only the body's digest."""
+        return Request(request_id, None, None, body_digest, RequestRejected("500", message))
+
+    def _receive(self, request: Request) -> CommandRecord:
+        machine = MACHINES[request.name if request.rejection is None and request.name else Rejected.NAME]
+        record = self._journal().receive(request.request_id, self.config.domain_path, request.name, machine.NAME,
+                                         request.digest, stored_value(machine, request.value),
+                                         detail=self._receive_detail(request))
+        log.info("request %s received: command %d %s", protocol.shown(request.request_id), record.id,
+                 protocol.shown(request.name) if request.name is not None else "(unnamed)")
+        self._commands += 1
+        if self._commands > self.config.max_commands * PRUNE_SLACK:
+            self.prune()
+        return record
 
     def classify(self, request: Request) -> Request:
         """Attach the rejection of an unknown or refused command; parse errors are attached already."""
@@ -238,8 +374,11 @@ class Agent:
         return detail
 
     def execute(self, record: CommandRecord, request: Request, recovering: bool = False,
-                give_up: bool = False) -> None:
-        """Run the command's machine to a terminal state (or fail a crash-looping one), then deliver."""
+                give_up: bool = False, fresh: bool = False) -> None:
+        """Run the command's machine to a terminal state (or fail a crash-looping one), then deliver.
+
+        ``fresh``: the request was read from XenStore at the start of this handling (see ``deliver``).
+        """
         machine = self._machine_for(record)
         if machine is None:
             return
@@ -256,7 +395,7 @@ class Agent:
             return
         self._waiting.pop(record.id, None)
         self.crash_point("after_reply_journaled")
-        self.deliver(command.record)
+        self.deliver(command.record, fresh=fresh)
 
     @staticmethod
     def _machine_for(record: CommandRecord) -> type[JournaledCommand] | None:
@@ -272,19 +411,53 @@ class Agent:
             return None
         return machine
 
-    def deliver(self, record: CommandRecord) -> None:
-        """Write the journaled reply, delete the request, journal the delivery."""
+    def deliver(self, record: CommandRecord, fresh: bool = False) -> None:
+        """Write the journaled reply, delete the request (if it is still this one), journal the delivery."""
         reply = record.reply
         if reply is None:
             raise JournalError(f"command {record.id} finished without a journaled reply")
-        self.xenstore.write(f"{GUEST_DIR}/{record.request_id}", protocol.encode(reply))
+        shown_id = protocol.shown(record.request_id)
+        written = protocol.answerable(record.request_id)  # if not, take_in said so already
+        try:
+            if written:
+                self.xenstore.write(f"{GUEST_DIR}/{record.request_id}", protocol.encode(reply))
+        except XenStoreUnavailable:
+            raise
+        except XenStoreError as exc:
+            if exc.code not in UNWRITABLE:
+                raise
+            # Retrying could never succeed; an error every few seconds forever would help nobody.
+            log.warning("the reply to request %s cannot be written (%s); removing the request unanswered",
+                        shown_id, exc)
+            written = False
         self.crash_point("after_reply_written")
-        self.xenstore.delete(f"{HOST_DIR}/{record.request_id}")
-        self._own_deletes[record.request_id] += 1
+        if self._still_ours(record, fresh):
+            self.xenstore.delete(f"{HOST_DIR}/{record.request_id}")
+            self._own_deletes[record.request_id] += 1
         self.crash_point("after_request_deleted")
-        self._journal().mark_replied(record)
-        log.info("request %s answered: %s", record.request_id, reply["returncode"])
+        self._journal().mark_replied(record, written=written)
+        log.info("request %s answered: %s", shown_id, reply["returncode"] if written else "(not written)")
         self.crash_point("after_replied")
+
+    def _still_ours(self, record: CommandRecord, fresh: bool) -> bool:
+        """Whether ``data/host/<id>`` still holds this command's request, so deleting it loses nothing.
+
+        The host may rewrite a request id while its command runs; the new content is a new request, to be
+        answered in its turn, not deleted with the old one. A fresh request needs no read to know: any
+        change to its node since it was read fired our watch, and that event arrived before the answer to the
+        reply's write did (xenstored sends both on this connection in order), so it is queued by now.
+        """
+        path = f"{HOST_DIR}/{record.request_id}"
+        if fresh and not self.xenstore.event_pending(path):
+            return True
+        body = self.xenstore.read(path)
+        if body is None:
+            return False  # withdrawn by the host: nothing to delete
+        if protocol.digest(body) == record.digest:
+            return True
+        log.info("request %s was rewritten while command %d ran; the new content is a request of its own",
+                 protocol.shown(record.request_id), record.id)
+        return False
 
     def context(self, request: Request) -> Context:
         return Context(journal=self._journal(), config=self.config, request=request, offered=self.offered,
@@ -336,13 +509,9 @@ class Agent:
     def _next_timer(self) -> float:
         """When the main loop must wake without an event: housekeeping, a waiting command, an expiry, a
         deferred wipe."""
-        return min(self._next_housekeeping, self._expiry_due(), self._wipe_due(), *self._waiting.values())
-
-    def _expiry_due(self) -> float:
         expiry = self._journal().next_expiry()
-        if expiry is None:
-            return float("inf")
-        return time.monotonic() + (parse_iso(expiry) - datetime.now(UTC)).total_seconds()
+        return min(self._next_housekeeping, float("inf") if expiry is None else expiry, self._wipe_due(),
+                   *self._waiting.values())
 
     def _wipe_due(self) -> float:
         deferred = self._journal().wipe_deferred_at
@@ -357,43 +526,100 @@ class Agent:
                 self.execute(record, self.reload_request(record))
         if now >= self._next_housekeeping:
             self.housekeeping()
-        elif now >= min(self._expiry_due(), self._wipe_due()):
+        else:
             self.expire_exchanges()
 
     def expire_exchanges(self) -> None:
-        """Wipe the secret of every key exchange whose lifetime is over (and any wipe still pending)."""
+        """Wipe the secret of every key exchange whose lifetime is over (and any wipe still pending).
+
+        Lifetimes run on the monotonic clock: setting the wall clock back must not keep a secret longer.
+        """
         journal = self._journal()
-        expired = journal.expire_exchanges(iso(datetime.now(UTC)))
+        expired = journal.expire_exchanges(time.monotonic())
         if expired:
             log.info("%d key exchange(s) expired; their secrets were wiped", expired)
-        elif journal.wipe_deferred_at is not None:
+        elif journal.wipe_deferred_at is not None and time.monotonic() >= self._wipe_due():
             journal.wipe()
 
     # -- housekeeping ---------------------------------------------------------------------------------
 
     def housekeeping(self) -> None:
         """Expire key exchanges; remove our old replies from ``data/guest`` and old commands; rescan."""
-        self._next_housekeeping = time.monotonic() + self.config.housekeeping_interval
+        now = time.monotonic()
+        self._next_housekeeping = now + self.config.housekeeping_interval
         self.expire_exchanges()
+        collected = self.collect_replies(now)
+        pruned = self.prune()
+        log.debug("housekeeping done: %d replies removed, %d commands pruned", collected, pruned)
+        # Also a safety net: a request whose handling failed (a full disk, say) is tried again here.
+        self.scan()
+
+    def collect_replies(self, now: float) -> int:
+        """Remove our replies from ``data/guest`` once nova can no longer be waiting for them.
+
+        A reply goes ``replies.max_age`` after its delivery by the monotonic clock: the marks say which
+        replies were delivered that long ago. Replies an earlier process delivered go by the wall clock, the
+        only one that spans processes, or once this process has itself run ``replies.max_age``.
+        """
         journal = self._journal()
-        now = datetime.now(UTC)
-        old = journal.replies_older_than(iso(now - timedelta(seconds=self.config.reply_max_age)))
+        max_age = self.config.reply_max_age
+        self._marks.append((now, journal.last_transition()))
+        while len(self._marks) > 1 and self._marks[1][0] <= now - max_age:
+            self._marks.popleft()
+        first, first_row = self._marks[0]
+        delivered_before = first_row if first <= now - max_age else -1
+        earlier = iso(datetime.now(UTC) - timedelta(seconds=max_age))
+        if now - self._started >= max_age:
+            earlier = iso(datetime.max.replace(tzinfo=UTC))
+        old = journal.replies_to_collect(delivered_before, earlier, self._start_row)
         for record in old:
             self.xenstore.delete(f"{GUEST_DIR}/{record.request_id}")
         journal.mark_replies_removed([r.id for r in old])
         if old:
             log.info("removed %d old replies from %s", len(old), GUEST_DIR)
-        pruned = journal.prune(iso(now - timedelta(days=self.config.retention_days)))
+        return len(old)
+
+    def prune(self) -> int:
+        """Journal retention: age (``journal.retention_days``) and size (``journal.max_commands``), never
+        below the newest ``journal.keep_min`` commands, never an unfinished or undelivered one."""
+        config = self.config
+        cutoff = iso(datetime.now(UTC) - timedelta(days=config.retention_days))
+        journal = self._journal()
+        pruned = journal.prune(cutoff, keep_min=config.keep_min, max_commands=config.max_commands)
+        for request_id in journal.pruned_replies:
+            self.xenstore.delete(f"{GUEST_DIR}/{request_id}")
+        self._commands = 0
         if pruned:
-            log.info("removed %d commands older than %g days from the journal", pruned,
-                     self.config.retention_days)
-        # Also a safety net: a request whose handling failed (a full disk, say) is tried again here.
-        self.scan()
+            log.info("removed %d commands from the journal (older than %g days, or past %d commands)", pruned,
+                     config.retention_days, config.max_commands)
+        return pruned
 
     def _journal(self) -> Journal:
         if self.journal is None:
             raise JournalError("the journal is not open")
         return self.journal
 
+    def _intake(self) -> Intake:
+        if self.intake is None:
+            raise JournalError("the state directory is not open")
+        return self.intake
+
     def crash_point(self, name: str) -> None:
         crash_point(self.config, name)
+
+
+def where(exc: BaseException) -> str:
+    """Where an exception was raised, as ``file:line in function``: enough to find the defect, while the
+    exception's text (which could quote a request) stays out of the log."""
+    tb: TracebackType | None = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "an unknown place"
+    code = tb.tb_frame.f_code
+    return f"{os.path.basename(code.co_filename)}:{tb.tb_lineno} in {code.co_name}"
+
+
+def internal_error(doing: str, exc: BaseException) -> str:
+    """The reply for a defect met while handling a request: what failed, never the exception's text."""
+    return f"Agent error while {doing} ({type(exc).__name__}); see the agent's log"

@@ -475,6 +475,8 @@ class Journal:
         self._count: int | None = None
         # The monotonic deadline of each open key exchange; None until first needed.
         self._deadlines: dict[int, float] | None = None
+        #: Request ids of the commands the last ``prune`` removed while their replies were still in data/guest.
+        self.pruned_replies: list[str] = []
 
     @classmethod
     def open(cls, state_dir: Path) -> Journal:
@@ -665,12 +667,33 @@ class Journal:
             cursor, record, "recover", record.state, {"attempt": attempts}, utcnow(), attempts=attempts))
         return moved
 
-    def mark_replied(self, record: CommandRecord) -> CommandRecord:
-        """Journal that the reply was written and the request deleted."""
+    def mark_replied(self, record: CommandRecord, written: bool = True) -> CommandRecord:
+        """Journal that the reply was written and the request deleted; ``written`` False records a reply
+        that could not be written (its path is too long for XenStore) and a request removed unanswered."""
         at = utcnow()
+        detail = None if written else {"reply_written": False}
         moved: CommandRecord = self._write(lambda cursor: self._step(
-            cursor, record, "deliver", record.state, None, at, replied_at=at))
+            cursor, record, "deliver", record.state, detail, at, replied_at=at))
         return moved
+
+    def last_transition(self) -> int:
+        """The newest transition row's id (0 for none). Rows are appended in time order, so this is a
+        position in time that no change of the wall clock moves."""
+        return int(self._read(select(func.max(_transitions.c.id)))[0][0] or 0)
+
+    def replies_to_collect(self, delivered_upto: int, earlier: str, start_row: int) -> list[CommandRecord]:
+        """Commands whose reply is still in data/guest and old enough to remove: delivered at or before
+        transition row ``delivered_upto``, or delivered by an earlier process (at or before ``start_row``)
+        before the wall-clock time ``earlier``."""
+        last = _transitions.alias("last")
+        delivered = last.c.id
+        query = (select(_commands).join(last, (last.c.command_id == _commands.c.id)
+                                        & (last.c.seq == _commands.c.last_seq))
+                 .where(_commands.c.replied_at.is_not(None), _commands.c.reply_removed_at.is_(None),
+                        last.c.trigger == "deliver",
+                        (delivered <= delivered_upto) | ((delivered <= start_row) & (_commands.c.replied_at < earlier)))
+                 .order_by(_commands.c.id))
+        return self._records(query)
 
     def mark_replies_removed(self, command_ids: list[int]) -> None:
         """Journal that these commands' replies were garbage-collected from data/guest: one "collect"
@@ -705,6 +728,7 @@ class Journal:
         The chain stays checkable: a remaining command whose predecessor goes keeps its link as an anchor.
         """
         keep_min = max(keep_min, 1)  # the newest command is the chain's head
+        self.pruned_replies = []
 
         def work(cursor: sqlite3.Connection) -> int:
             ids = [row[0] for row in cursor.execute("SELECT id FROM commands ORDER BY id")]
@@ -712,13 +736,14 @@ class Journal:
                 return 0
             terminal = tuple(sorted(TERMINAL_STATES))
             candidates = cursor.execute(
-                f"SELECT id, finished_at FROM commands WHERE id < ? AND state IN ({_in(terminal)}) "  # noqa: S608
+                "SELECT id, finished_at, request_id, reply_removed_at IS NULL FROM commands "  # noqa: S608
+                f"WHERE id < ? AND state IN ({_in(terminal)}) "
                 "AND finished_at IS NOT NULL AND replied_at IS NOT NULL "
                 "AND id NOT IN (SELECT command_id FROM exchanges WHERE state = 'open') ORDER BY id",
                 (ids[-keep_min], *terminal)).fetchall()
-            doomed = {command_id for command_id, finished_at in candidates if finished_at < finished_before}
+            doomed = {command_id for command_id, finished_at, *_ in candidates if finished_at < finished_before}
             excess = len(ids) - len(doomed) - max_commands
-            for command_id, _finished_at in candidates:
+            for command_id, *_ in candidates:
                 if excess <= 0:
                     break
                 if command_id not in doomed:
@@ -727,6 +752,10 @@ class Journal:
             if doomed:
                 self._anchor_survivors(cursor, ids, doomed)
                 self._delete_commands(cursor, sorted(doomed))
+            # The journal forgets these commands while their replies are still in data/guest: the daemon
+            # removes those replies now, or nothing ever would.
+            self.pruned_replies = [request_id for command_id, _, request_id, present in candidates
+                                   if command_id in doomed and present]
             return len(doomed)
 
         count: int = self._write(work)

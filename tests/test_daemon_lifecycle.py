@@ -1,0 +1,110 @@
+"""The agent process's life: one agent per journal, signals, and clocks that jump under it."""
+
+from __future__ import annotations
+
+import glob
+import signal
+from pathlib import Path
+
+import pytest
+
+from agent.host import Host
+from agent.protocol import GUEST_DIR
+from agent.xenstore import XenStore
+from tests.conftest import AgentProcess, open_journal, wait_for
+from tests.test_password import exchange_state, holding
+
+
+def test_a_second_agent_on_the_same_journal_exits(agent_process, host: Host, state_dir: Path) -> None:
+    """Two agents on one state directory would run requests twice: the second exits at once with status 11,
+    naming the first; the first goes on serving alone."""
+    first = agent_process().start()
+    assert host.call("version", "agent", timeout=20)["returncode"] == "0"
+    second = agent_process().start()
+    assert second.wait() == 11
+    assert f"another openstack-agent agent (pid {first.process.pid}) is using the state directory" in second.log()
+    for _ in range(3):
+        assert host.call("version", "agent", timeout=20)["returncode"] == "0"
+    assert len(open_journal(state_dir).commands()) == 4
+    assert first.process.poll() is None
+
+
+def test_sighup_reopens_the_log_and_reloads_the_configuration(agent_process, host: Host,
+                                                               tmp_path: Path) -> None:
+    """After logrotate renames the log and sends SIGHUP, the agent writes to a new file at the configured
+    path and takes on the file's reloadable keys; keys that need a restart are named; a broken file is
+    refused and the agent keeps what it had."""
+    config, log_file = tmp_path / "agent.toml", tmp_path / "agent-file.log"
+    config.write_text("[daemon]\nhousekeeping_interval = 300\n")
+    agent = agent_process("--config", str(config), "--log-file", str(log_file)).start()
+    assert host.call("features", "", timeout=20)["returncode"] == "0"
+    log_file.rename(tmp_path / "agent-file.log.1")
+    config.write_text('[policy]\ndeny = ["features"]\n[xenstore]\ntimeout = 5.0\n')
+    agent.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: log_file.exists() and "configuration reloaded: deny changed" in log_file.read_text())
+    assert "taken on at the next start: xenstore_timeout" in log_file.read_text()
+    assert host.call("features", "", timeout=20) == {
+        "returncode": "403", "message": "Agent command 'features' is refused by this agent's policy"}
+
+    config.write_text("[policy]\nallow = 5\n")
+    agent.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: "configuration not reloaded, the agent keeps its current one" in log_file.read_text())
+    assert host.call("features", "", timeout=20)["returncode"] == "403"
+    assert agent.process.poll() is None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGUSR2])
+def test_user_signals_are_logged_and_ignored(agent_process, host: Host, sig: signal.Signals) -> None:
+    """SIGUSR1 and SIGUSR2 would end the agent silently by default: they are logged and the agent serves on."""
+    agent = agent_process().start()
+    assert host.call("version", "agent", timeout=20)["returncode"] == "0"
+    agent.process.send_signal(sig)
+    wait_for(lambda: f"{sig.name} received: it means nothing to the agent; ignored" in agent.log())
+    assert host.call("version", "agent", timeout=20)["returncode"] == "0"
+    assert agent.process.poll() is None
+
+
+# -- clocks --------------------------------------------------------------------------------------------
+
+def faked_wall_clock(agent: AgentProcess, control: Path) -> AgentProcess:
+    """Run the agent under libfaketime with its wall clock offset by what ``control`` says ("+100d", "-2h");
+    the monotonic clock stays real, as on a guest whose time is set."""
+    library, = glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1")
+    control.write_text("+0\n")
+    agent.env.update({"LD_PRELOAD": library, "FAKETIME_TIMESTAMP_FILE": str(control), "FAKETIME_NO_CACHE": "1",
+                      "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+    return agent
+
+
+def housekeeping_passes(agent: AgentProcess) -> int:
+    return agent.log().count("housekeeping done")
+
+
+def test_wall_clock_forward_keeps_the_audit_trail_and_the_replies(agent_process, host: Host, guest: XenStore,
+                                                                  state_dir: Path, tmp_path: Path) -> None:
+    """Wall clock +100 days: no finished command is pruned and no reply removed at the next housekeeping,
+    since none is as old as the clocks that matter (the monotonic one, and the newest commands) say."""
+    control = tmp_path / "faketime"
+    agent = faked_wall_clock(agent_process("--housekeeping-interval", "0.3"), control).start()
+    for _ in range(5):
+        assert host.call("version", "agent", timeout=20)["returncode"] == "0"
+    control.write_text("+100d\n")
+    passes = housekeeping_passes(agent)
+    wait_for(lambda: housekeeping_passes(agent) >= passes + 3)
+    journal = open_journal(state_dir)
+    assert len(journal.commands()) == 5
+    assert len(guest.list(GUEST_DIR)) == 5
+    assert journal.verify().ok
+
+
+def test_wall_clock_back_does_not_keep_a_secret(agent_process, host: Host, state_dir: Path,
+                                                tmp_path: Path) -> None:
+    """Wall clock -2 h after keyinit: the exchange still expires after its lifetime, by the monotonic clock,
+    and its secret leaves the files."""
+    control = tmp_path / "faketime"
+    faked_wall_clock(agent_process("--exchange-lifetime", "2"), control).start()
+    secret = host.key_exchange(timeout=20)
+    control.write_text("-2h\n")
+    assert holding(state_dir, secret)
+    wait_for(lambda: exchange_state(state_dir) == "expired")
+    wait_for(lambda: not holding(state_dir, secret))
