@@ -7,7 +7,9 @@ every state of both machines, and the reboot scenario (new domain path, the same
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import signal
 import sqlite3
 import time
@@ -278,3 +280,53 @@ def test_expiry_wakes_the_idle_agent(run_agent, host: Host, state_dir: Path) -> 
     started = time.monotonic()
     wait_for(lambda: exchange_state(state_dir) == "expired", timeout=30)
     assert time.monotonic() - started < 30
+
+
+def stalling_chpasswd(directory: Path, sets_first: bool) -> Path:
+    """A chpasswd that stalls (as a hung PAM module would) after setting the password, or before."""
+    directory.mkdir()
+    tool = directory / "chpasswd"
+    real = "/usr/sbin/chpasswd \"$@\"\n" if sets_first else "cat >/dev/null\n"
+    tool.write_text(f'#!/bin/sh\n{real}echo $$ >> "{directory}/stalled"\nexec sleep 60\n')
+    tool.chmod(0o755)
+    return directory
+
+
+@pytest.mark.parametrize("sets_first", [True, False], ids=["set-then-killed", "killed-before-set"])
+def test_giving_up_after_a_crash_loop_tells_the_truth(agent_process, guest: XenStore, host: Host,
+                                                      system_root: Path, state_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch, sets_first: bool) -> None:
+    """SIGKILLed three times while chpasswd runs, the agent gives up; its reply says whether the requested
+    password is in place (checked against the account's hash), and the exchange is closed, its secret wiped."""
+    tools = stalling_chpasswd(tmp_path / "bin", sets_first)
+    monkeypatch.setenv("PATH", f"{tools}:/usr/sbin:/usr/bin:/sbin:/bin")
+    first = agent_process().start()
+    secret = host.key_exchange(timeout=20)
+    first.stop()
+    guest.write(f"{HOST_DIR}/req", encode({"name": "password", "value": crypto.encrypt_password(PASSWORD, secret)}))
+    for attempt in range(1, 4):
+        agent = agent_process("--max-attempts", "3").start()
+        wait_for(lambda a=attempt: len((tools / "stalled").read_text().split()) == a if (tools / "stalled").exists()
+                 else False)
+        agent.process.send_signal(signal.SIGKILL)
+        agent.wait()
+    for pid in (tools / "stalled").read_text().split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+    assert password_matches(PASSWORD, shadow_hash(system_root, "root")) is sets_first
+
+    agent_process("--max-attempts", "3").start()
+    reply = json.loads(wait_for(lambda: guest.read(f"{GUEST_DIR}/req")))
+    if sets_first:
+        assert reply == {"returncode": "0", "message": ""}
+    else:
+        assert reply == {"returncode": "500", "message": "Agent command 'password' was interrupted 3 times; the "
+                                                         "password of 'root' was not set; send keyinit and "
+                                                         "password again"}
+    assert exchange_state(state_dir) == ("consumed" if sets_first else "abandoned")
+    wait_for(lambda: not holding(state_dir, secret))
+    assert len((tools / "stalled").read_text().split()) == 3, "chpasswd ran again after the agent gave up"
+    journal = open_journal(state_dir)
+    command, = journal.commands(name="password")
+    assert (command.state, command.attempts) == (("done", 4) if sets_first else ("failed", 4))
+    assert journal.verify().ok

@@ -1,4 +1,4 @@
-"""password: decrypt the host's password under the current key exchange and set it (PROTOCOL.md §3).
+"""password: decrypt the host's password under the current key exchange and set it.
 
 Validate, then act. In ``received`` the ciphertext is decoded and decrypted (MD5, then SHA-256 key
 derivation) without touching the system; ``unlock`` journals which exchange and derivation matched.
@@ -8,6 +8,11 @@ restart without setting the password again; a crash in ``applying`` sets the sam
 which changes nothing. The ciphertext itself is never stored, only its digest: a re-sent one (nova repeats
 the call after a reboot) is recognised and answered "0" without being applied twice.
 
+A command that keeps being interrupted (``recovery.max_attempts``) is not run again, but its reply still
+tells the truth: in ``applying`` the platform is asked whether the requested password is now the account's
+(the tool may have finished just before the crash); if it is, the command is applied and answered "0".
+Either way the exchange is closed and its secret wiped.
+
     received --unlock--> applying --apply--> applied --answer--> done
     received --already_applied--> done
 """
@@ -16,11 +21,10 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-from datetime import UTC, datetime
 
 from agent import crypto
-from agent.errors import CommandFailed, PlatformError
-from agent.journal import ExchangeRecord, iso
+from agent.errors import CommandError, CommandFailed, PlatformError
+from agent.journal import ExchangeRecord
 from agent.machines.base import RESUME, JournaledCommand
 
 STATES = ["received", "applying", "applied", "done"]
@@ -36,7 +40,7 @@ RECOVERY = {
     "applied": RESUME,  # set and journaled: only the reply is left
 }
 
-# The earlier agents' wording, which operators' tooling recognises (PROTOCOL.md §2).
+# The earlier agents' wording, which operators' tooling recognises.
 BAD_BASE64 = "Couldn't decode base64 data"
 NO_EXCHANGE = "Password without key exchange"
 INVALID = "Invalid password data received"
@@ -59,7 +63,7 @@ class Password(JournaledCommand):
             self.finish("already_applied", "0", "", detail={"exchange": exchange.id, "ciphertext": digest[:16],
                                                             "applied_by": exchange.applied_by})
             return
-        if exchange.state == "open" and exchange.expires_at <= iso(datetime.now(UTC)):
+        if exchange.state == "open" and self.ctx.journal.exchange_expired(exchange):
             self.finish("fail", "500", f"{NO_EXCHANGE}: the key exchange expired; send keyinit again",
                         detail={"error": "exchange_expired", "exchange": exchange.id},
                         also=self.ctx.journal.expires_exchange(exchange.id))
@@ -93,6 +97,51 @@ class Password(JournaledCommand):
 
     def on_enter_applied(self) -> None:
         self.finish("answer", "0", "")
+
+    # -- giving up after a crash loop -----------------------------------------------------------------
+
+    def on_give_up(self, attempts: int) -> None:
+        if self.state == "applied":  # set and journaled before the crashes: only the reply was left
+            self.finish("answer", "0", "", detail={"attempts": attempts})
+            return
+        exchange = self.ctx.journal.latest_exchange()
+        open_exchange = exchange if exchange is not None and exchange.state == "open" else None
+        user = self._user()
+        if self.state == "received":
+            in_place: bool | None = False  # applying, where the password is set, was never entered
+            why = ""
+        else:
+            in_place, why = self._in_place(user, open_exchange)
+        if in_place and open_exchange is not None:
+            digest = hashlib.sha256(self._ciphertext()).hexdigest()
+            derivation = self._decrypt(self._ciphertext(), open_exchange)[1]
+            self.advance("apply", detail={"exchange": open_exchange.id, "derivation": derivation, "user": user,
+                                          "checked_after": attempts},
+                         also=self.ctx.journal.consumes_exchange(open_exchange.id, digest, derivation))
+            return
+        if in_place is False:
+            outcome = f"the password of {user!r} was not set"
+        else:
+            outcome = f"whether the password of {user!r} was set cannot be checked ({why})"
+        self.finish("fail", "500", f"{self.interrupted(attempts)}; {outcome}; send keyinit and password again",
+                    detail={"error": "crash_loop", "attempts": attempts, "password_set": in_place},
+                    also=None if open_exchange is None else self.ctx.journal.abandons_exchange(open_exchange.id))
+
+    def _in_place(self, user: str, exchange: ExchangeRecord | None) -> tuple[bool | None, str]:
+        """Whether the requested password is ``user``'s now; None with why when that cannot be known."""
+        if exchange is None:
+            return None, "its key exchange is closed"
+        try:
+            password, _derivation = self._decrypt(self._ciphertext(), exchange)
+        except CommandError:  # withdrawn by the host, so the password cannot be known any more
+            return None, "the request is no longer readable"
+        if self.ctx.platform is None:
+            return None, "this agent has no platform backend"
+        try:
+            verdict = self.ctx.platform.password_is(user, password)
+        except PlatformError as exc:
+            return None, str(exc)
+        return verdict, "" if verdict is not None else "this system cannot compare passwords"
 
     # -- helpers --------------------------------------------------------------------------------------
 
