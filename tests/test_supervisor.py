@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 from pathlib import Path
 
 from agent import __version__
@@ -51,3 +52,53 @@ def test_sigterm_stops_agent_and_supervisor(service: Service, host: Host) -> Non
     assert service.process.wait(30) == 0
     assert not Path(f"/proc/{agent}").exists() or "Z" in Path(f"/proc/{agent}/stat").read_text().split()[2]
     assert "openstack-agent stopped" in service.log()
+
+
+def gone(pid: int) -> bool:
+    """Whether the process has exited (a zombie waiting for its reaper counts as exited)."""
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_the_agent_dies_with_a_killed_supervisor(service: Service, host: Host) -> None:
+    """SIGKILL of the supervisor takes its agent with it: no agent is left serving under PID 1 beside the one
+    the next supervisor starts."""
+    service.start()
+    assert host.call("version", "agent", timeout=30)["returncode"] == "0"
+    agent = service.agent_pid()
+    assert service.process is not None
+    service.process.send_signal(signal.SIGKILL)
+    service.process.wait(30)
+    wait_for(lambda: gone(agent))
+
+
+def test_an_agent_already_serving_the_directory_is_not_the_supervisors(service: Service, agent_process,
+                                                                         host: Host) -> None:
+    """A supervisor whose agent finds another agent serving the state directory stops with that agent's
+    status (11) instead of restarting it forever; the agent that was there goes on serving."""
+    other = agent_process().start()
+    assert host.call("version", "agent", timeout=30)["returncode"] == "0"
+    service.start("--shutdown-timeout", "1")
+    assert service.process is not None
+    assert service.process.wait(60) == 11
+    log = service.log()
+    assert f"another openstack-agent agent (pid {other.process.pid}) is using the state directory" in log
+    assert "that one is not this supervisor's, so nothing is restarted" in log
+    assert host.call("version", "agent", timeout=30)["returncode"] == "0"
+    assert other.process.poll() is None
+
+
+def test_one_supervisor_per_state_directory(service: Service, host: Host) -> None:
+    """A second supervisor on the same state directory exits 11 at once, naming the first; the first one's
+    agent is untouched."""
+    service.start()
+    assert host.call("version", "agent", timeout=30)["returncode"] == "0"
+    agent = service.agent_pid()
+    second = subprocess.run(service.args, env=service.env, capture_output=True, text=True, timeout=60, check=False)
+    assert second.returncode == 11
+    assert service.process is not None
+    assert f"another openstack-agent supervisor (pid {service.process.pid})" in second.stderr
+    assert service.agent_pid() == agent
