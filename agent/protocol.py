@@ -1,4 +1,4 @@
-"""The wire format of PROTOCOL.md: parsing requests and building replies.
+"""The wire format the host speaks: parsing requests and building replies.
 
 A request is ``{"name": <command>, "value": <value>}`` at ``data/host/<id>``; a reply is
 ``{"returncode": "<string>", "message": "<string>"}`` at ``data/guest/<id>``. The returncode is always a
