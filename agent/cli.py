@@ -358,7 +358,7 @@ def cmd_journal_verify(args: argparse.Namespace, out: TextIO) -> int:
     if not result.ok:
         more = ""
         if result.problem_count > 1:
-            more = f" (and {result.problem_count - 1} more; --json lists them)"
+            more = f" (and {result.problem_count - 1} more; --json lists up to 20)"
         raise JournalCorrupt(f"journal verification failed: {result.problem}{more}; the journal was changed "
                              "outside the agent or damaged, keep a copy for investigation")
     return 0
@@ -463,7 +463,7 @@ def _demo(sandbox: Any, out: TextIO) -> int:
     out.write("\nThe journal (openstack-agent journal list):\n\n")
     state = ["--state-dir", str(sandbox.state_dir)]
     code = main(["journal", "list", *state], out)
-    journal = Journal.open(sandbox.state_dir)
+    journal = Journal.open_readonly(sandbox.state_dir)
     password_id = journal.commands(name="password")[0].id
     journal.close()
     out.write(f"\nThe password command (openstack-agent journal show {password_id}):\n\n")

@@ -238,11 +238,18 @@ RESTART_ONLY = frozenset({"xenstore", "domain_path", "xenstore_timeout", "state_
 
 
 def reloaded(current: Config, new: Config) -> tuple[Config, list[str], list[str]]:
-    """``current`` with ``new``'s reloadable values; also the keys applied and those that need a restart."""
+    """``current`` with ``new``'s reloadable values; also the keys applied and those that need a restart, as
+    ``section.key``."""
     changed = [f.name for f in dataclasses.fields(Config) if getattr(current, f.name) != getattr(new, f.name)]
     applied = [name for name in changed if name not in RESTART_ONLY]
     config = dataclasses.replace(current, **{name: getattr(new, name) for name in applied})
-    return config, applied, [name for name in changed if name in RESTART_ONLY]
+    return config, [_key(name) for name in applied], [_key(name) for name in changed if name in RESTART_ONLY]
+
+
+def _key(attr: str) -> str:
+    """A Config field as the operator writes it in the file: ``section.key``."""
+    option = next((o for o in OPTIONS if o.attr == attr), None)
+    return f"{option.section}.{option.key}" if option else attr
 
 
 def rooted(root: str, path: str | os.PathLike[str]) -> Path:

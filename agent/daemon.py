@@ -1,6 +1,6 @@
 """The service: recover from the journal, watch ``data/host``, dispatch each request to its machine.
 
-Lifecycle, as in uvicorn's server: ``startup`` (lock the state directory, open and migrate the journal,
+The lifecycle: ``startup`` (lock the state directory, open and migrate the journal,
 connect to XenStore, finish what a crash interrupted, collect old replies, watch and scan), ``main_loop``
 (block on the watch; never poll), ``shutdown`` (bounded by a timeout). SIGTERM or SIGINT asks for a clean
 stop, a second one forces it; SIGHUP reopens the log and reloads the configuration; SIGUSR1 and SIGUSR2 are
@@ -18,7 +18,6 @@ between any two steps is finished from the journal at the next start; nothing ru
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import errno
 import json
@@ -27,10 +26,10 @@ import os
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 
 from agent import __version__, logs, notify, platform, protocol
@@ -44,10 +43,11 @@ from agent.errors import (
     RestartRequested,
     XenStoreError,
     XenStoreUnavailable,
+    where,
 )
 from agent.faults import crash_point
 from agent.intake import Intake
-from agent.journal import CommandRecord, Journal, iso
+from agent.journal import CommandRecord, Journal, iso, wall_clock
 from agent.lock import StateLock
 from agent.machines import COMMANDS, Context, JournaledCommand, Rejected
 from agent.machines.base import stored_value
@@ -62,8 +62,9 @@ RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 #: Seconds between retries of a wipe a reader held off: a wiped secret must not wait for housekeeping
 #: (minutes) to leave the WAL.
 WIPE_RETRY = 1.0
-#: A flood may take the journal this far past ``journal.max_commands`` before it is pruned on the spot.
-PRUNE_SLACK = 0.02
+#: During a flood the journal is pruned on the spot once it holds this many times ``journal.max_commands``
+#: (housekeeping prunes it to the limit every few minutes anyway).
+PRUNE_AT = 1.02
 #: The reply nova never gets, rather than an error every few seconds: the reply path would be too long.
 UNWRITABLE = (errno.EINVAL, errno.ENAMETOOLONG, errno.E2BIG)
 LOCK_NAME = "agent.lock"
@@ -94,13 +95,10 @@ class Agent:
         # XenStore round trip per request. Counting (not a flag) keeps a re-sent request with the same id
         # from being missed: the host's write fires an event of its own, which is not skipped.
         self._own_deletes: Counter[str] = Counter()
-        #: Replies are collected ``replies.max_age`` after delivery on the monotonic clock, which no change of
-        #: the wall clock moves: (monotonic time, the journal's newest transition row then), one per
-        #: housekeeping run, oldest first. Rows are appended in time order, so a reply whose delivery row is
-        #: at or below a mark's row was delivered before that mark.
-        self._marks: collections.deque[tuple[float, int]] = collections.deque()
-        #: Commands journaled since the journal was last pruned, for ``journal.max_commands``.
-        self._commands = 0
+        #: Marks of time for collecting replies: (monotonic time, the journal's newest transition row then),
+        #: one per housekeeping run, oldest first. Rows are appended in time order, so a reply whose delivery
+        #: row is at or below a mark's row was delivered before that mark's time.
+        self._marks: deque[tuple[float, int]] = deque()
         self._started, self._start_row = time.monotonic(), 0
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -207,9 +205,10 @@ class Agent:
                 new = self.config
         config, applied, fixed = reloaded(self.config, new)
         try:
-            logs.reopen(config.log_level, config.log_file)
+            logs.setup(config.log_level, config.log_file)
         except ConfigError as exc:
-            log.error("%s; logging goes on as before", exc)
+            logs.setup(self.config.log_level, self.config.log_file)
+            log.error("%s; logging goes on where it was", exc)
             config = dataclasses.replace(config, log_file=self.config.log_file)
         self.config = config
         log.info("SIGHUP: log reopened%s", f"; configuration reloaded: {', '.join(applied)} changed" if applied
@@ -232,6 +231,8 @@ class Agent:
         if self.journal is not None:
             self.journal.close()
         if self.intake is not None:
+            if self.should_exit:
+                self.intake.clear()  # a stop that was asked for: no request killed this process
             self.intake.close()
         self.lock.release()
 
@@ -258,7 +259,14 @@ class Agent:
             log.info("connected to XenStore again")
         self._own_deletes.clear()  # events of the old connection are gone with it
         self.recover(count_attempt=first)
-        self.housekeeping()
+        try:
+            self.housekeeping()
+        except RestartRequested:
+            raise
+        except Exception as exc:  # the main loop tries again shortly; the agent serves meanwhile
+            log.error("housekeeping failed: %s", exc if isinstance(exc, AgentError)
+                      else f"{type(exc).__name__} at {where(exc)}")
+            self._retry_soon()
 
     # -- requests -------------------------------------------------------------------------------------
 
@@ -296,11 +304,13 @@ class Agent:
                          protocol.shown(request_id), known.id)
                 self.deliver(known)
             else:
-                self.execute(known, self.classify(protocol.parse(request_id, body)), recovering=True)
+                self.execute(known, self.reload_request(known, body), recovering=True)
             return
         record, request = self.take_in(request_id, body, body_digest)
         self.crash_point("after_received")
         self.execute(record, request, fresh=True)
+        if journal.command_count() > self.config.max_commands * PRUNE_AT:
+            self.prune()
 
     def take_in(self, request_id: str, body: bytes, body_digest: str) -> tuple[CommandRecord, Request]:
         """Journal a new request as ``received``, the first durable fact about it, whatever its body.
@@ -343,15 +353,15 @@ class Agent:
         return Request(request_id, None, None, body_digest, RequestRejected("500", message))
 
     def _receive(self, request: Request) -> CommandRecord:
-        machine = MACHINES[request.name if request.rejection is None and request.name else Rejected.NAME]
+        rejection = request.rejection
+        if rejection is None and request.name:
+            machine, value = MACHINES[request.name], stored_value(MACHINES[request.name], request.value)
+        else:
+            machine, value = Rejected, None if rejection is None else Rejected.journaled(rejection)
         record = self._journal().receive(request.request_id, self.config.domain_path, request.name, machine.NAME,
-                                         request.digest, stored_value(machine, request.value),
-                                         detail=self._receive_detail(request))
+                                         request.digest, value, detail=self._receive_detail(request))
         log.info("request %s received: command %d %s", protocol.shown(request.request_id), record.id,
                  protocol.shown(request.name) if request.name is not None else "(unnamed)")
-        self._commands += 1
-        if self._commands > self.config.max_commands * PRUNE_SLACK:
-            self.prune()
         return record
 
     def classify(self, request: Request) -> Request:
@@ -494,11 +504,18 @@ class Agent:
             log.info("delivering the journaled reply of command %d", record.id)
             self.deliver(record)
 
-    def reload_request(self, record: CommandRecord) -> Request:
-        """The request of an interrupted command: from the journal, or re-read when its value is secret."""
+    def reload_request(self, record: CommandRecord, body: bytes | None = None) -> Request:
+        """The request of an interrupted command: from the journal, or re-read when its value is secret.
+
+        A rejected command answers with the rejection it journaled, without reading the body again (the
+        body may be one that killed the agent). ``body``: the request's content, when just read.
+        """
+        if record.machine == Rejected.NAME and record.value is not None:
+            return Request(record.request_id, record.name, None, record.digest, Rejected.from_journal(record.value))
         if record.value is not None:
             return self.classify(Request(record.request_id, record.name, json.loads(record.value), record.digest))
-        body = self.xenstore.read(f"{HOST_DIR}/{record.request_id}")
+        if body is None:
+            body = self.xenstore.read(f"{HOST_DIR}/{record.request_id}")
         if body is not None and protocol.digest(body) == record.digest:
             return self.classify(protocol.parse(record.request_id, body))
         vanished = CommandFailed("500", "Request was withdrawn by the host before the agent could finish it")
@@ -557,21 +574,18 @@ class Agent:
     def collect_replies(self, now: float) -> int:
         """Remove our replies from ``data/guest`` once nova can no longer be waiting for them.
 
-        A reply goes ``replies.max_age`` after its delivery by the monotonic clock: the marks say which
-        replies were delivered that long ago. Replies an earlier process delivered go by the wall clock, the
-        only one that spans processes, or once this process has itself run ``replies.max_age``.
+        A reply goes ``replies.max_age`` after its delivery by the monotonic clock, which no setting of the
+        wall clock moves. Replies an earlier process delivered go by the wall clock (the only one that spans
+        processes), or once this process has itself run ``replies.max_age``.
         """
         journal = self._journal()
         max_age = self.config.reply_max_age
-        self._marks.append((now, journal.last_transition()))
-        while len(self._marks) > 1 and self._marks[1][0] <= now - max_age:
-            self._marks.popleft()
-        first, first_row = self._marks[0]
-        delivered_before = first_row if first <= now - max_age else -1
-        earlier = iso(datetime.now(UTC) - timedelta(seconds=max_age))
+        by_this_process = self._delivered_before(now - max_age, journal.last_transition())
         if now - self._started >= max_age:
-            earlier = iso(datetime.max.replace(tzinfo=UTC))
-        old = journal.replies_to_collect(delivered_before, earlier, self._start_row)
+            by_earlier = iso(datetime.max.replace(tzinfo=UTC))  # all of them: they are older than this process
+        else:
+            by_earlier = iso(wall_clock() - timedelta(seconds=max_age))
+        old = journal.replies_to_collect(by_this_process, by_earlier, self._start_row)
         for record in old:
             self.xenstore.delete(f"{GUEST_DIR}/{record.request_id}")
         journal.mark_replies_removed([r.id for r in old])
@@ -579,16 +593,24 @@ class Agent:
             log.info("removed %d old replies from %s", len(old), GUEST_DIR)
         return len(old)
 
+    def _delivered_before(self, moment: float, newest_row: int) -> int:
+        """The newest transition row journaled before the monotonic time ``moment`` (as far as the marks
+        tell, which are taken at each housekeeping run), or -1 when none is known to be that old."""
+        self._marks.append((time.monotonic(), newest_row))
+        while len(self._marks) > 1 and self._marks[1][0] <= moment:
+            self._marks.popleft()
+        taken, row = self._marks[0]
+        return row if taken <= moment else -1
+
     def prune(self) -> int:
         """Journal retention: age (``journal.retention_days``) and size (``journal.max_commands``), never
         below the newest ``journal.keep_min`` commands, never an unfinished or undelivered one."""
         config = self.config
-        cutoff = iso(datetime.now(UTC) - timedelta(days=config.retention_days))
+        cutoff = iso(wall_clock() - timedelta(days=config.retention_days))
         journal = self._journal()
         pruned = journal.prune(cutoff, keep_min=config.keep_min, max_commands=config.max_commands)
         for request_id in journal.pruned_replies:
             self.xenstore.delete(f"{GUEST_DIR}/{request_id}")
-        self._commands = 0
         if pruned:
             log.info("removed %d commands from the journal (older than %g days, or past %d commands)", pruned,
                      config.retention_days, config.max_commands)
@@ -606,18 +628,6 @@ class Agent:
 
     def crash_point(self, name: str) -> None:
         crash_point(self.config, name)
-
-
-def where(exc: BaseException) -> str:
-    """Where an exception was raised, as ``file:line in function``: enough to find the defect, while the
-    exception's text (which could quote a request) stays out of the log."""
-    tb: TracebackType | None = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None:
-        return "an unknown place"
-    code = tb.tb_frame.f_code
-    return f"{os.path.basename(code.co_filename)}:{tb.tb_lineno} in {code.co_name}"
 
 
 def internal_error(doing: str, exc: BaseException) -> str:

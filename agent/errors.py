@@ -23,10 +23,14 @@ them (``raise ... from``), so callers above that boundary only ever see this tre
     └── SandboxError                the local xenstored harness could not start
 
 Every error carries a message meant for an operator: what failed and, where there is one, the fix.
-Messages never contain secrets (passwords, key-exchange secrets, file contents).
+Messages never contain secrets (passwords, key-exchange secrets, file contents). For an unexpected exception,
+whose text could hold anything, ``where(exc)`` gives what a log may say instead: the place it was raised.
 """
 
 from __future__ import annotations
+
+import os
+from types import TracebackType
 
 
 class AgentError(Exception):
@@ -144,3 +148,15 @@ class SandboxError(AgentError):
     """The sandbox xenstored could not be built or started."""
 
     exit_code = 8
+
+
+def where(exc: BaseException) -> str:
+    """Where an exception was raised, as ``file:line in function``: enough to find a defect from the log,
+    while the exception's text (which could quote a request or a secret) stays out of it."""
+    tb: TracebackType | None = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "an unknown place"
+    code = tb.tb_frame.f_code
+    return f"{os.path.basename(code.co_filename)}:{tb.tb_lineno} in {code.co_name}"

@@ -32,8 +32,9 @@ class Intake:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         if hasattr(os, "fchmod"):
             os.fchmod(self._fd, 0o600)  # it names requests: private, like the journal
-        #: What the last process was taking in when it stopped: (request id, digest, attempts), or None.
-        self.left: tuple[str, str, int] | None = self._read()
+        #: What the previous process was taking in last: (request id, digest, attempts), or None. If that
+        #: request is still unjournaled when this process meets it, the previous process died taking it in.
+        self.inherited: tuple[str, str, int] | None = self._read()
 
     def _read(self) -> tuple[str, str, int] | None:
         with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
@@ -43,10 +44,11 @@ class Intake:
         return None
 
     def begin(self, request_id: str, digest: str) -> int:
-        """Note that ``request_id`` is being taken in; return the how-manieth time in a row this is."""
+        """Note that ``request_id`` is being taken in; return how many processes have started taking it in,
+        this one included. Retries within one process (a journal write that failed) do not count."""
         attempts = 1
-        if self.left is not None and self.left[:2] == (request_id, digest):
-            attempts = self.left[2] + 1
+        if self.inherited is not None and self.inherited[:2] == (request_id, digest):
+            attempts = self.inherited[2] + 1
         note = json.dumps({"request": request_id, "digest": digest, "attempts": attempts}, ensure_ascii=True)
         try:
             os.ftruncate(self._fd, 0)
@@ -56,8 +58,12 @@ class Intake:
             # Without the note a fatal request could stop the agent again at the next start, but refusing
             # every request because a note cannot be written would be worse.
             log.warning("cannot write the intake note %s: %s", self.path, exc.strerror)
-        self.left = (request_id, digest, attempts)
         return attempts
+
+    def clear(self) -> None:
+        """Forget the note (a clean stop): the next process then counts no death against any request."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

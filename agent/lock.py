@@ -53,13 +53,6 @@ class StateLock:
         if fd is not None:
             os.close(fd)
 
-    def __enter__(self) -> StateLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
 
 def _owner(fd: int) -> str:
     with contextlib.suppress(OSError, ValueError):

@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+from agent.errors import ConfigError
+
 FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
@@ -24,14 +26,13 @@ class _PrivateFileHandler(logging.FileHandler):
 
 
 def setup(level: str, file: str = "") -> None:
-    """Send the process's log to ``file`` (stderr when empty) at ``level``."""
+    """Send the process's log to ``file`` (stderr when empty) at ``level``; called again on SIGHUP, it closes
+    the old file and opens the one now at the path (after a rotation, a new one)."""
     handler: logging.Handler
     if file:
         try:
             handler = _PrivateFileHandler(file, encoding="utf-8")
         except OSError as exc:
-            from agent.errors import ConfigError
-
             raise ConfigError(f"cannot open the log file {file}: {exc.strerror}; fix daemon.log_file "
                               "(--log-file) or its directory's permissions") from exc
     else:
@@ -47,9 +48,3 @@ def setup(level: str, file: str = "") -> None:
     # The libraries' own chatter (each transition callback, each migration plugin) is not the agent's log.
     for noisy in ("transitions", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def reopen(level: str, file: str = "") -> None:
-    """On SIGHUP: close the log and open it again where the configuration now says (after a rotation, the
-    file at the configured path is a new one)."""
-    setup(level, file)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import dataclasses
 import logging
 import os
 import select
@@ -119,12 +120,19 @@ class Supervisor:
     def reopen_log(self) -> None:
         """SIGHUP, in the main loop: reopen the supervisor's log where the configuration now says."""
         self._hangup = False
+        config = self.config
         try:
-            config = self._reload() if self._reload is not None else self.config
-            logs.reopen(config.log_level, config.log_file)
+            if self._reload is not None:
+                config = self._reload()
         except ConfigError as exc:
-            log.error("log not reopened: %s", exc)
+            log.error("configuration not re-read, the log is reopened where it was: %s", exc)
+        try:
+            logs.setup(config.log_level, config.log_file)
+        except ConfigError as exc:
+            logs.setup(self.config.log_level, self.config.log_file)
+            log.error("%s; logging goes on where it was", exc)
             return
+        self.config = dataclasses.replace(self.config, log_level=config.log_level, log_file=config.log_file)
         log.info("SIGHUP received: passed on to the agent; log reopened")
 
     def handle_ignored(self, sig: int, _frame: FrameType | None) -> None:

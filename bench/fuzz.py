@@ -47,7 +47,7 @@ def main(count: int, seed: int) -> None:
         memory = rss_mb(agent.pid) if alive else 0.0
         agent.terminate()
         agent.wait()
-        journal = Journal.open(state)
+        journal = Journal.open_readonly(state)
         verified = time.perf_counter()
         verification = journal.verify()
         verified = time.perf_counter() - verified

@@ -206,6 +206,21 @@ def open_journal(state_dir: Path) -> Journal:
     return Journal.open(state_dir)
 
 
+def holding(state_dir: Path, value: str) -> list[str]:
+    """The files of the state directory (database, WAL, SHM) whose bytes contain ``value``."""
+    return [path.name for path in state_dir.iterdir() if value.encode() in path.read_bytes()]
+
+
+def exchange_state(state_dir: Path) -> str | None:
+    """The state of the journal's latest key exchange (the journal is closed again at once)."""
+    journal = open_journal(state_dir)
+    try:
+        exchange = journal.latest_exchange()
+        return None if exchange is None else exchange.state
+    finally:
+        journal.close()
+
+
 @pytest.fixture
 def chpasswd_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A PATH directory whose chpasswd records each run, then runs the real one (for agents in threads)."""

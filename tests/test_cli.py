@@ -130,7 +130,7 @@ def test_journal_verify_lists_every_problem(journal_dir: Path, capsys: pytest.Ca
     assert main(["journal", "verify", "--state-dir", str(journal_dir)], io.StringIO()) == 5
     assert capsys.readouterr().err == (
         "Error: journal verification failed: command 1: its attempts 3 is not what its transitions say (1) (and 1 "
-        "more; --json lists them); the journal was changed outside the agent or damaged, keep a copy for "
+        "more; --json lists up to 20); the journal was changed outside the agent or damaged, keep a copy for "
         "investigation\n")
     code, out = run("journal", "verify", "--json", "--state-dir", str(journal_dir))
     document = json.loads(out)

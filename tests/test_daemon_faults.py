@@ -89,12 +89,15 @@ def test_a_defect_while_reading_one_request_fails_only_that_request(run_agent, h
 def test_a_request_that_kills_the_agent_before_it_is_journaled(agent_process, guest: XenStore,
                                                                state_dir: Path) -> None:
     """A request that stops the process before it is journaled, max_attempts times in a row, is answered
-    unread at the next start instead of stopping every start."""
+    unread instead of stopping every start, also when that answer itself is interrupted."""
     guest.write(f"{HOST_DIR}/fatal", encode({"name": "version", "value": "agent"}))
     for _ in range(2):
         assert agent_process("--crash-at", "before_received", "--max-attempts", "2").start().wait() == \
             -signal.SIGKILL
     assert open_journal(state_dir).commands() == [], "the crashes happened before the request was journaled"
+    # Killed once more just after the rejection is journaled: the recovery answers with the journaled reason
+    # and does not read the fatal body again.
+    assert agent_process("--crash-at", "after_received", "--max-attempts", "2").start().wait() == -signal.SIGKILL
     agent_process("--max-attempts", "2").start()
     reply = json.loads(wait_for(lambda: guest.read(f"{GUEST_DIR}/fatal")))
     assert reply == {"returncode": "500", "message": "Request stopped the agent 2 times before it could be "
@@ -102,6 +105,31 @@ def test_a_request_that_kills_the_agent_before_it_is_journaled(agent_process, gu
     wait_for(lambda: not guest.exists(f"{HOST_DIR}/fatal"))
     command, = open_journal(state_dir).commands()
     assert (command.machine, command.state) == ("rejected", "failed")
+
+
+def test_a_rejection_interrupted_after_it_was_journaled_keeps_its_reason(agent_process, guest: XenStore) -> None:
+    """A poison body whose rejection was journaled when the agent died is answered with that rejection."""
+    guest.write(f"{HOST_DIR}/poison", '{"name":"\\ud800","value":""}')
+    assert agent_process("--crash-at", "after_received").start().wait() == -signal.SIGKILL
+    agent_process().start()
+    assert json.loads(wait_for(lambda: guest.read(f"{GUEST_DIR}/poison"))) == {
+        "returncode": "500", "message": "Request is malformed: text is not valid Unicode (a lone surrogate)"}
+
+
+def test_a_failure_after_a_request_was_journaled_does_not_journal_it_again(
+        run_agent, host: Host, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A defect in what follows a request's handling (here the on-the-spot pruning of a flood) neither
+    journals the request twice nor stops the agent: each request is one command, answered once."""
+    def broken(*_args: object, **_kwargs: object) -> int:
+        raise RuntimeError("pruning failed")
+
+    monkeypatch.setattr("agent.journal.Journal.prune", broken)
+    agent = run_agent(max_commands=1, housekeeping_interval=3600)
+    for _ in range(3):
+        assert host.call("version", "agent", timeout=10)["returncode"] == "0"
+    commands = open_journal(state_dir).commands()
+    assert [(c.machine, c.state) for c in commands] == [("version", "done")] * 3
+    assert agent.thread.is_alive() and not agent.errors
 
 
 def test_a_request_id_too_long_to_answer(run_agent, guest: XenStore, host: Host, state_dir: Path,

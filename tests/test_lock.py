@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -46,17 +46,18 @@ def test_the_kernel_releases_the_lock_of_a_killed_holder(tmp_path: Path) -> None
     other.wait()
     lock = StateLock(tmp_path, "x.lock", "agent")
     lock.acquire()
-    assert (tmp_path / "x.lock").read_text().strip() != str(other.pid)
+    assert (tmp_path / "x.lock").read_text().strip() == str(os.getpid())
     lock.release()
 
 
 def test_waiting_takes_the_lock_once_the_holder_is_gone(tmp_path: Path) -> None:
     """A process asked to wait gets the lock when its predecessor exits within the wait."""
     other = holder(tmp_path)
-    subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -9 {other.pid}"])
+    killer = subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -9 {other.pid}"])
     lock = StateLock(tmp_path, "x.lock", "agent")
     lock.acquire(wait=20)
     wait_for(lambda: other.poll() is not None)
+    killer.wait()
     lock.release()
 
 
@@ -64,9 +65,7 @@ def test_within_one_process_a_second_lock_is_refused_too(tmp_path: Path) -> None
     """Two agents in one process (tests run agents in threads) exclude each other as well."""
     first = StateLock(tmp_path, "x.lock", "agent")
     first.acquire()
-    started = time.monotonic()
     with pytest.raises(AlreadyRunning):
         StateLock(tmp_path, "x.lock", "agent").acquire(wait=0.3)
-    assert time.monotonic() - started >= 0.3
     first.release()
     StateLock(tmp_path, "x.lock", "agent").acquire()

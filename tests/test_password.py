@@ -25,7 +25,7 @@ from agent.journal.engine import BUSY_TIMEOUT_MS
 from agent.protocol import GUEST_DIR, HOST_DIR, encode
 from agent.sandbox import Xenstored, create_domain, destroy_domain
 from agent.xenstore import XenStore
-from tests.conftest import DOMID, open_journal, wait_for
+from tests.conftest import DOMID, exchange_state, holding, open_journal, wait_for
 from tests.system import password_matches, runs, shadow_hash
 
 PASSWORD = "N3w-Admin pass:word"
@@ -114,20 +114,6 @@ def test_exchange_lifecycle(run_agent, host: Host, system_root: Path, chpasswd_r
     assert replayed["returncode"] == "500", "an old exchange's ciphertext was accepted"
     assert password_matches("second password", shadow_hash(system_root, "root"))
     assert len(runs(chpasswd_runs)) == 2
-
-
-def holding(state_dir: Path, value: str) -> list[str]:
-    """The files of the state directory (database, WAL, SHM) whose bytes contain ``value``."""
-    return [path.name for path in state_dir.iterdir() if value.encode() in path.read_bytes()]
-
-
-def exchange_state(state_dir: Path) -> str | None:
-    journal = open_journal(state_dir)
-    try:
-        exchange = journal.latest_exchange()
-        return None if exchange is None else exchange.state
-    finally:
-        journal.close()
 
 
 def test_expired_exchange_is_wiped_and_refused(run_agent, host: Host, state_dir: Path) -> None:

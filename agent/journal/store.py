@@ -714,7 +714,7 @@ class Journal:
 
     def command_count(self) -> int:
         """How many commands the journal holds (counted once, then kept by this handle's receives and
-        prunes), so that the daemon can prune as soon as a flood passes ``journal.max_commands``."""
+        prunes): the daemon prunes as soon as a flood takes it past ``journal.max_commands``."""
         if self._count is None:
             self._count = int(self._read(select(func.count()).select_from(_commands))[0][0])
         return self._count
@@ -1001,10 +1001,6 @@ class Journal:
         """Finished commands whose reply delivery was not journaled (a crash in the reply protocol)."""
         return self._records(select(_commands).where(_commands.c.state.in_(TERMINAL_STATES),
                                                      _commands.c.replied_at.is_(None)).order_by(_commands.c.id))
-
-    def replies_older_than(self, cutoff: str) -> list[CommandRecord]:
-        return self._records(select(_commands).where(_commands.c.replied_at < cutoff,
-                                                     _commands.c.reply_removed_at.is_(None)))
 
     def commands(self, limit: int | None = None, name: str | None = None,
                  state: str | None = None) -> list[CommandRecord]:

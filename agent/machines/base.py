@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from transitions import Machine, MachineError
 
 from agent.config import Config
-from agent.errors import CommandError, JournalError, RestartRequested, XenStoreError
+from agent.errors import CommandError, JournalError, RestartRequested, XenStoreError, where
 from agent.faults import crash_point
 from agent.journal import TERMINAL_STATES, CommandRecord, Journal, SideWrite
 from agent.platform import Platform
@@ -225,9 +225,9 @@ class JournaledCommand:
         except CommandError as exc:
             self._fail(exc.returncode, exc.message, {"error": type(exc).__name__})
         except Exception as exc:
-            log.error("command %d %s failed in state %s: %s", self.record.id, self.NAME, self._state,
-                      type(exc).__name__)
-            self._fail("500", f"Agent error in '{self.NAME}' ({type(exc).__name__}); see the agent's journal",
+            log.error("command %d %s failed in state %s: %s at %s", self.record.id, self.NAME, self._state,
+                      type(exc).__name__, where(exc))
+            self._fail("500", f"Agent error in '{self.NAME}' ({type(exc).__name__}); see the agent's log",
                        {"error": type(exc).__name__})
 
     def _fail(self, returncode: str, message: str, detail: dict[str, Any]) -> None:

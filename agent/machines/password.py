@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+from typing import NamedTuple
 
 from agent import crypto
 from agent.errors import CommandError, CommandFailed, PlatformError
@@ -44,6 +45,16 @@ RECOVERY = {
 BAD_BASE64 = "Couldn't decode base64 data"
 NO_EXCHANGE = "Password without key exchange"
 INVALID = "Invalid password data received"
+
+
+class _Verdict(NamedTuple):
+    """What giving up found: whether the password is in place (None: unknown, and ``why``)."""
+
+    in_place: bool | None
+    why: str = ""
+    derivation: str = ""
+    #: The ciphertext's digest, recorded with the exchange it consumes.
+    ciphertext: str = ""
 
 
 class Password(JournaledCommand):
@@ -107,41 +118,44 @@ class Password(JournaledCommand):
         exchange = self.ctx.journal.latest_exchange()
         open_exchange = exchange if exchange is not None and exchange.state == "open" else None
         user = self._user()
-        if self.state == "received":
-            in_place: bool | None = False  # applying, where the password is set, was never entered
-            why = ""
+        if self.state == "received":  # applying, where the password is set, was never entered
+            verdict = _Verdict(False)
+        elif open_exchange is None:
+            verdict = _Verdict(None, "its key exchange is closed")
         else:
-            in_place, why = self._in_place(user, open_exchange)
-        if in_place and open_exchange is not None:
-            digest = hashlib.sha256(self._ciphertext()).hexdigest()
-            derivation = self._decrypt(self._ciphertext(), open_exchange)[1]
-            self.advance("apply", detail={"exchange": open_exchange.id, "derivation": derivation, "user": user,
-                                          "checked_after": attempts},
-                         also=self.ctx.journal.consumes_exchange(open_exchange.id, digest, derivation))
-            return
-        if in_place is False:
+            verdict = self._in_place(user, open_exchange)
+            if verdict.in_place:
+                # The tool finished before the last crash: journal that it is applied, which closes the
+                # exchange; entering ``applied`` then answers "0" as usual.
+                self.advance("apply", detail={"exchange": open_exchange.id, "derivation": verdict.derivation,
+                                              "user": user, "checked_after": attempts},
+                             also=self.ctx.journal.consumes_exchange(open_exchange.id, verdict.ciphertext,
+                                                                     verdict.derivation))
+                return
+        if verdict.in_place is False:
             outcome = f"the password of {user!r} was not set"
         else:
-            outcome = f"whether the password of {user!r} was set cannot be checked ({why})"
+            outcome = f"whether the password of {user!r} was set cannot be checked ({verdict.why})"
         self.finish("fail", "500", f"{self.interrupted(attempts)}; {outcome}; send keyinit and password again",
-                    detail={"error": "crash_loop", "attempts": attempts, "password_set": in_place},
+                    detail={"error": "crash_loop", "attempts": attempts, "password_set": verdict.in_place},
                     also=None if open_exchange is None else self.ctx.journal.abandons_exchange(open_exchange.id))
 
-    def _in_place(self, user: str, exchange: ExchangeRecord | None) -> tuple[bool | None, str]:
-        """Whether the requested password is ``user``'s now; None with why when that cannot be known."""
-        if exchange is None:
-            return None, "its key exchange is closed"
+    def _in_place(self, user: str, exchange: ExchangeRecord) -> _Verdict:
+        """Whether the requested password is ``user``'s now, according to the platform."""
         try:
-            password, _derivation = self._decrypt(self._ciphertext(), exchange)
+            ciphertext = self._ciphertext()
+            password, derivation = self._decrypt(ciphertext, exchange)
         except CommandError:  # withdrawn by the host, so the password cannot be known any more
-            return None, "the request is no longer readable"
+            return _Verdict(None, "the request is no longer readable")
         if self.ctx.platform is None:
-            return None, "this agent has no platform backend"
+            return _Verdict(None, "this agent has no platform backend")
         try:
-            verdict = self.ctx.platform.password_is(user, password)
+            in_place = self.ctx.platform.password_is(user, password)
         except PlatformError as exc:
-            return None, str(exc)
-        return verdict, "" if verdict is not None else "this system cannot compare passwords"
+            return _Verdict(None, str(exc))
+        if in_place is None:
+            return _Verdict(None, "this system cannot compare passwords")
+        return _Verdict(in_place, derivation=derivation, ciphertext=hashlib.sha256(ciphertext).hexdigest())
 
     # -- helpers --------------------------------------------------------------------------------------
 

@@ -157,7 +157,7 @@ def test_unexpected_error_fails_without_its_text(journal: Journal, caplog: pytes
     record = journal.get(1)
     assert record.state == "failed"
     assert record.reply == {"returncode": "500",
-                            "message": "Agent error in 'sample' (ValueError); see the agent's journal"}
+                            "message": "Agent error in 'sample' (ValueError); see the agent's log"}
     everything = caplog.text + repr(record) + repr(journal.transitions(1))
     assert SECRET not in everything
 
