@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import re
 import sys
@@ -53,6 +54,8 @@ def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
         if isinstance(value, bool):
             raise ValueError("expected a number")
         number = kind(value)
+        if not math.isfinite(number):
+            raise ValueError("must be a finite number")
         if number <= 0:
             raise ValueError("must be greater than zero")
         return number

@@ -18,6 +18,7 @@ between any two steps is finished from the journal at the next start; nothing ru
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -46,8 +47,10 @@ from agent.errors import (
     where,
 )
 from agent.faults import crash_point
+from agent.intake import NAME as INTAKE
 from agent.intake import Intake
 from agent.journal import CommandRecord, Journal, iso, wall_clock
+from agent.journal.engine import DATABASE_NAME
 from agent.lock import StateLock
 from agent.machines import COMMANDS, Context, JournaledCommand, Rejected
 from agent.machines.base import stored_value
@@ -83,6 +86,8 @@ class Agent:
         #: Re-reads the configuration file and flags, for SIGHUP; None where there is nothing to re-read.
         self._reload = reload
         self._reload_requested = False
+        self._signals: list[int] = []
+        self._signal_r = self._signal_w = -1
         self.platform = platform.for_system(config.root)
         self.supervised = bool(os.environ.get(notify.SUPERVISED_ENV))
         self.ready_at: float | None = None
@@ -113,32 +118,52 @@ class Agent:
             self.shutdown()
 
     def install_signal_handlers(self) -> None:
+        """Signal handlers only note the signal and write a byte to a pipe: anything more (a lock, a log line)
+        could deadlock against the code they interrupt. A relay thread turns the byte into a wake-up of the
+        main loop, which does the work."""
         if threading.current_thread() is not threading.main_thread():
             return  # signals are delivered to the main thread only (tests run the agent in threads)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self.handle_exit)
-        signal.signal(signal.SIGHUP, self.handle_hangup)
-        # Their default action would end the agent without a word; nothing is defined for them.
-        for sig in (signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(sig, self.handle_ignored)
+        self._signal_r, self._signal_w = os.pipe()
+        os.set_blocking(self._signal_w, False)
+        threading.Thread(target=self._relay_signals, name="agent-signals", daemon=True).start()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, self.handle_signal)
 
-    def handle_hangup(self, _sig: int, _frame: FrameType | None) -> None:
-        self.request_reload()
+    def handle_signal(self, sig: int, _frame: FrameType | None) -> None:
+        if sig in (signal.SIGINT, signal.SIGTERM):
+            if self.should_exit:
+                os.write(2, b"second signal: exiting without waiting\n")
+                os._exit(1)
+            self.should_exit = True
+        elif sig == signal.SIGHUP:
+            self._reload_requested = True
+        self._signals.append(sig)
+        with contextlib.suppress(OSError):  # a full pipe already holds a wake-up
+            os.write(self._signal_w, b"s")
 
-    def handle_ignored(self, sig: int, _frame: FrameType | None) -> None:
-        log.info("%s received: it means nothing to the agent; ignored", signal.Signals(sig).name)
+    def _relay_signals(self) -> None:
+        while True:
+            try:
+                if not os.read(self._signal_r, 64):
+                    return
+            except OSError:
+                return
+            self.xenstore.wake()
+
+    def take_signals(self) -> None:
+        """Log the signals received since the last look (the handlers themselves must not log)."""
+        while self._signals:
+            sig = signal.Signals(self._signals.pop(0))
+            if sig in (signal.SIGINT, signal.SIGTERM):
+                log.info("%s received: shutting down", sig.name)
+            elif sig in (signal.SIGUSR1, signal.SIGUSR2):
+                # Their default action would end the agent without a word; nothing is defined for them.
+                log.info("%s received: it means nothing to the agent; ignored", sig.name)
 
     def request_reload(self) -> None:
         """Ask the main loop to reopen the log and re-read the configuration (thread-safe; what SIGHUP does)."""
         self._reload_requested = True
         self.xenstore.wake()
-
-    def handle_exit(self, sig: int, _frame: FrameType | None) -> None:
-        if self.should_exit:
-            log.warning("second %s: exiting without waiting", signal.Signals(sig).name)
-            os._exit(1)
-        log.info("%s received: shutting down", signal.Signals(sig).name)
-        self.stop()
 
     def stop(self) -> None:
         """Ask the main loop to finish (thread-safe; what SIGTERM does)."""
@@ -150,6 +175,9 @@ class Agent:
         # A supervised agent may be starting while its predecessor, killed with the old supervisor, is still
         # on its way out: give it the time a clean stop takes. Run by hand, a second agent stops at once.
         self.lock.acquire(wait=self.config.shutdown_timeout if self.supervised else 0.0)
+        if not (self.config.state_path / DATABASE_NAME).exists() and (self.config.state_path / INTAKE).exists():
+            log.error("the journal %s is missing although an agent ran here (its intake note is there): its "
+                      "audit trail is gone; starting a new journal", self.config.state_path / DATABASE_NAME)
         self.journal = Journal.open(self.config.state_path)
         self.intake = Intake(self.config.state_path)
         self._started, self._start_row = time.monotonic(), self.journal.last_transition()
@@ -166,6 +194,9 @@ class Agent:
         while not self.should_exit:
             try:
                 event = self.xenstore.next_event(timeout=max(0.0, self._next_timer() - time.monotonic()))
+                self.take_signals()
+                if self.should_exit:
+                    break
                 if self._reload_requested:
                     self.reload()
                 if event is not None:
@@ -218,6 +249,7 @@ class Agent:
 
     def shutdown(self) -> None:
         """Close XenStore and the journal, giving up after ``shutdown_timeout``."""
+        self.take_signals()
         closer = threading.Thread(target=self._close, name="agent-shutdown", daemon=True)
         closer.start()
         closer.join(self.config.shutdown_timeout)

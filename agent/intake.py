@@ -19,6 +19,8 @@ import logging
 import os
 from pathlib import Path
 
+from agent.errors import JournalError
+
 log = logging.getLogger(__name__)
 
 NAME = "intake"
@@ -29,7 +31,13 @@ class Intake:
 
     def __init__(self, directory: Path) -> None:
         self.path = Path(directory) / NAME
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            # Never through a link planted in the state directory: the note is truncated and rewritten.
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+                               | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except OSError as exc:
+            raise JournalError(f"cannot open the intake note {self.path}: {exc.strerror}; the state directory "
+                               "must be a writable directory (check --state-dir and its permissions)") from exc
         if hasattr(os, "fchmod"):
             os.fchmod(self._fd, 0o600)  # it names requests: private, like the journal
         #: What the previous process was taking in last: (request id, digest, attempts), or None. If that

@@ -14,7 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from agent.errors import AlreadyRunning
+from agent.errors import AlreadyRunning, JournalError
+
+#: Never follow a link planted in the state directory: the file is truncated and rewritten.
+_FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 #: How often a waiting process tries the lock again (only while it starts, and only when asked to wait).
 RETRY_INTERVAL = 0.1
@@ -31,8 +34,12 @@ class StateLock:
 
     def acquire(self, wait: float = 0.0) -> None:
         """Take the lock, trying for up to ``wait`` seconds; raise AlreadyRunning if another process keeps it."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _FLAGS, 0o600)
+        except OSError as exc:
+            raise JournalError(f"cannot open the lock file {self.path}: {exc.strerror}; the state directory "
+                               "must be a writable directory (check --state-dir and its permissions)") from exc
         deadline = time.monotonic() + wait
         while not _try_lock(fd):
             if time.monotonic() >= deadline:

@@ -29,6 +29,7 @@ logged and ignored.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import dataclasses
 import logging
@@ -82,10 +83,13 @@ class Supervisor:
         self.should_exit = False
         self.exit_code = 0
         self._hangup = False
+        self._signals: list[int] = []
+        self._child_ready = False
         self.child: subprocess.Popen[bytes] | None = None
         self.journal: Journal | None = None
         self.listener: notify.Listener | None = None
         self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
         self._told_ready = False
         self._crashes: collections.deque[float] = collections.deque()
         self._backoff = 0
@@ -93,11 +97,8 @@ class Supervisor:
     # -- lifecycle ------------------------------------------------------------------------------------
 
     def run(self) -> int:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self.handle_exit)
-        signal.signal(signal.SIGHUP, self.handle_hangup)
-        for sig in (signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(sig, self.handle_ignored)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, self.handle_signal)
         try:
             self.startup()
             self.main_loop()
@@ -105,17 +106,32 @@ class Supervisor:
             self.shutdown()
         return self.exit_code
 
-    def handle_exit(self, sig: int, _frame: FrameType | None) -> None:
-        log.info("%s received: stopping the agent and the supervisor", signal.Signals(sig).name)
-        self.should_exit = True
-        os.write(self._wake_w, b"x")
+    def handle_signal(self, sig: int, _frame: FrameType | None) -> None:
+        # Only flags and a byte on the wake pipe: a lock or a log line here could deadlock against the
+        # code the signal interrupted. The main loop does the rest (``take_signals``).
+        if sig in (signal.SIGINT, signal.SIGTERM):
+            self.should_exit = True
+        elif sig == signal.SIGHUP:
+            self._hangup = True
+        self._signals.append(sig)
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
 
-    def handle_hangup(self, _sig: int, _frame: FrameType | None) -> None:
-        child = self.child
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGHUP)
-        self._hangup = True
-        os.write(self._wake_w, b"x")
+    def take_signals(self) -> None:
+        """Log the signals received, and act on SIGHUP: pass it on to a ready agent, reopen the log."""
+        while self._signals:
+            sig = signal.Signals(self._signals.pop(0))
+            if sig in (signal.SIGINT, signal.SIGTERM):
+                log.info("%s received: stopping the agent and the supervisor", sig.name)
+            elif sig in (signal.SIGUSR1, signal.SIGUSR2):
+                log.info("%s received: it means nothing to the supervisor; ignored", sig.name)
+        if self._hangup:
+            child = self.child
+            # An agent that has not signalled ready may not have its handlers yet: SIGHUP would kill it (and
+            # count as a crash of a release on probation). It reads the configuration as it starts anyway.
+            if child is not None and child.poll() is None and self._child_ready:
+                child.send_signal(signal.SIGHUP)
+            self.reopen_log()
 
     def reopen_log(self) -> None:
         """SIGHUP, in the main loop: reopen the supervisor's log where the configuration now says."""
@@ -133,7 +149,7 @@ class Supervisor:
             log.error("%s; logging goes on where it was", exc)
             return
         self.config = dataclasses.replace(self.config, log_level=config.log_level, log_file=config.log_file)
-        log.info("SIGHUP received: passed on to the agent; log reopened")
+        log.info("SIGHUP received: passed on to a ready agent; log reopened")
 
     def handle_ignored(self, sig: int, _frame: FrameType | None) -> None:
         log.info("%s received: it means nothing to the supervisor; ignored", signal.Signals(sig).name)
@@ -173,6 +189,7 @@ class Supervisor:
             self._pause(time.monotonic() - started)
 
     def shutdown(self) -> None:
+        self.take_signals()
         self._stop_child()
         if self.listener is not None:
             self.listener.close()
@@ -190,6 +207,7 @@ class Supervisor:
         env.update({notify.ENV: str(listener.path), notify.SUPERVISED_ENV: "1"})
         command = [str(self.layout.agent_command()), "run", *self.agent_args]
         log.info("starting openstack-agent %s%s", version, " (on probation)" if probation else "")
+        self._child_ready = False
         self.child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
                                       # Safe here: the supervisor runs no threads that fork could break.
                                       preexec_fn=die_with_parent(os.getpid()))
@@ -208,8 +226,7 @@ class Supervisor:
                 readable, _, _ = select.select([listener.fileno(), pidfd, self._wake_r], [], [], timeout)
                 if self._wake_r in readable:
                     os.read(self._wake_r, 64)
-                if self._hangup:
-                    self.reopen_log()
+                self.take_signals()
                 if listener.fileno() in readable and self._notified(listener.receive(), version):
                     deadline = None
                 if pidfd in readable:
@@ -231,6 +248,7 @@ class Supervisor:
             log.info("openstack-agent %s confirmed its update", fields[notify.COMMITTED])
         if fields.get("READY") == "1":
             log.info("openstack-agent %s is ready", version)
+            self._child_ready = True
             if not self._told_ready:
                 self._told_ready = notify.send("READY=1", "STATUS=supervising openstack-agent")
             return True

@@ -55,6 +55,8 @@ def test_default_config_is_read_inside_root(tmp_path: Path) -> None:
     ("[daemon]\nlog_level = 'loud'\n", "daemon.log_level: invalid value 'loud'"),
     ("[testing]\ncrash_at = 'anywhere'\n", "testing.crash_at: invalid value 'anywhere'"),
     ("[xenstore]\ntimeout = -1\n", "must be greater than zero"),
+    ("[daemon]\nhousekeeping_interval = nan\n", "daemon.housekeeping_interval: invalid value nan (must be a finite"),
+    ("[password]\nexchange_lifetime = inf\n", "password.exchange_lifetime: invalid value inf (must be a finite"),
     ("[update]\nallow_http = 'maybe'\n", "update.allow_http: invalid value 'maybe' (expected true or false)"),
     ("[testing]\ncrash_at = 'service:nowhere'\n", "testing.crash_at: invalid value 'service:nowhere'"),
     ("policy = 1\n", "'policy' must be a [section]"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob
 import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from agent.host import Host
 from agent.protocol import GUEST_DIR
 from agent.xenstore import XenStore
+from tests import fuzzing
 from tests.conftest import AgentProcess, exchange_state, holding, open_journal, wait_for
 
 
@@ -109,3 +112,28 @@ def test_wall_clock_back_does_not_keep_a_secret(agent_process, host: Host, state
     assert holding(state_dir, secret)
     wait_for(lambda: exchange_state(state_dir) == "expired")
     wait_for(lambda: not holding(state_dir, secret))
+
+
+def test_a_signal_storm_under_load_neither_hangs_nor_kills_the_agent(agent_process, guest: XenStore,
+                                                                     host: Host) -> None:
+    """SIGHUP every millisecond during a flood of requests (signal handlers that took locks deadlocked
+    here): every request is answered, and SIGTERM still stops the agent cleanly."""
+    agent = agent_process("--log-level", "warning").start()
+    assert host.call("version", "agent", timeout=20)["returncode"] == "0"
+    stop = threading.Event()
+
+    def storm() -> None:
+        while not stop.is_set():
+            agent.process.send_signal(signal.SIGHUP)
+            time.sleep(0.001)
+
+    sender = threading.Thread(target=storm)
+    sender.start()
+    try:
+        result = fuzzing.flood(guest, [b'{"name": "version", "value": "agent"}'] * 3000, timeout=20)
+    finally:
+        stop.set()
+        sender.join()
+    assert (result.answered, dict(result.returncodes)) == (3000, {"0": 3000})
+    agent.process.send_signal(signal.SIGTERM)
+    assert agent.wait(30) == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import AlreadyRunning
+from agent.errors import AlreadyRunning, JournalError
 from agent.lock import StateLock
 from tests.conftest import wait_for
 
@@ -69,3 +69,13 @@ def test_within_one_process_a_second_lock_is_refused_too(tmp_path: Path) -> None
         StateLock(tmp_path, "x.lock", "agent").acquire(wait=0.3)
     first.release()
     StateLock(tmp_path, "x.lock", "agent").acquire()
+
+
+def test_a_planted_link_is_not_followed(tmp_path: Path) -> None:
+    """A symbolic link in place of the lock file is refused, and what it points at is left untouched."""
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    (tmp_path / "x.lock").symlink_to(target)
+    with pytest.raises(JournalError, match="cannot open the lock file"):
+        StateLock(tmp_path, "x.lock", "agent").acquire()
+    assert target.read_text() == "keep me\n"

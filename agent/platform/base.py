@@ -9,7 +9,9 @@ import ctypes.util
 import functools
 import hmac
 import os
+import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,13 +37,26 @@ def check_user(user: str) -> None:
                             "agent's configuration to an existing account")
 
 
+def dies_with_agent(argv: Sequence[str]) -> list[str]:
+    """``argv`` run so that the tool is killed if the agent dies first (Linux: util-linux's ``setpriv
+    --pdeathsig``, applied between fork and exec by the kernel's parent-death signal).
+
+    A tool left running by a killed agent could still set a password after the restarted agent has
+    checked, given up and told the host it was not set.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
+
+
 def run_tool(argv: Sequence[str], stdin: str, secret: str, package: str) -> None:
     """Run a system tool, feeding ``stdin`` (which holds the secret: never argv); raise on failure."""
     tool = argv[0]
+    if shutil.which(tool) is None:
+        raise PlatformError(f"{tool} is not installed; install the {package} package")
     # A fixed locale keeps the tools' messages in the language of the agent's own.
     env = {**os.environ, "LC_ALL": "C"}
     try:
-        result = subprocess.run(list(argv), input=stdin.encode("utf-8"), capture_output=True,
+        result = subprocess.run(dies_with_agent(argv), input=stdin.encode("utf-8"), capture_output=True,
                                 timeout=TOOL_TIMEOUT, env=env, check=False)
     except FileNotFoundError:
         raise PlatformError(f"{tool} is not installed; install the {package} package") from None
