@@ -70,7 +70,6 @@ WIPE_RETRY = 1.0
 PRUNE_AT = 1.02
 #: The reply nova never gets, rather than an error every few seconds: the reply path would be too long.
 UNWRITABLE = (errno.EINVAL, errno.ENAMETOOLONG, errno.E2BIG)
-LOCK_NAME = "agent.lock"
 
 
 class Agent:
@@ -81,7 +80,7 @@ class Agent:
         self.config = config
         self.xenstore = XenStore(config.xenstore_address, config.domain_path, config.xenstore_timeout)
         self.journal: Journal | None = None
-        self.lock = StateLock(config.state_path, LOCK_NAME, "agent")
+        self.lock = StateLock(config.state_path, "agent")
         self.intake: Intake | None = None
         #: Re-reads the configuration file and flags, for SIGHUP; None where there is nothing to re-read.
         self._reload = reload

@@ -1,9 +1,10 @@
-"""One process per state directory: an exclusive lock held for the life of the process.
+"""One process per directory: an exclusive lock held for the life of the process.
 
 Two agents on one journal would both answer the same requests: commands would run twice and a key exchange
-would be replaced under a password in flight. The lock is an advisory ``flock`` (Windows: a byte-range lock)
-on a file in the state directory; the kernel releases it when the process dies, however it dies, so a
-crashed agent never leaves a stale lock behind. The file holds the owner's pid, for the error message.
+would be replaced under a password in flight. The agent locks its state directory, the supervisor its
+install root, with an advisory ``flock`` on the directory itself (Windows: a byte-range lock on a file in
+it); the kernel releases it when the process dies, however it dies, so a crashed agent never leaves a stale
+lock behind.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from agent.errors import AlreadyRunning, JournalError
 
-#: Never follow a link planted in the state directory: the file is truncated and rewritten.
+#: Never follow a link planted in the directory: the pid file is truncated and rewritten.
 _FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 #: How often a waiting process tries the lock again (only while it starts, and only when asked to wait).
@@ -24,35 +25,55 @@ RETRY_INTERVAL = 0.1
 
 
 class StateLock:
-    """An exclusive lock on ``directory/name``; ``acquire`` it, keep the object while the process serves."""
+    """An exclusive lock on a directory; ``acquire`` it, keep the object while the process serves.
 
-    def __init__(self, directory: Path, name: str, holder: str) -> None:
-        self.path = Path(directory) / name
-        #: What holds it, for the messages: "agent" or "supervisor".
-        self.holder = holder
+    The lock is on the directory itself, not on a file in it: a file could be deleted or replaced under a
+    running agent, and the next process would lock the new one. ``<holder>.pid`` in the directory says who
+    holds it, for the messages only.
+    """
+
+    def __init__(self, directory: Path, holder: str, what: str = "state directory") -> None:
+        self.directory = Path(directory)
+        #: What holds it, for the messages: "agent" or "supervisor"; and what the directory is.
+        self.holder, self.what = holder, what
+        self.pid_path = self.directory / f"{holder}.pid"
         self._fd: int | None = None
 
     def acquire(self, wait: float = 0.0) -> None:
         """Take the lock, trying for up to ``wait`` seconds; raise AlreadyRunning if another process keeps it."""
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _FLAGS, 0o600)
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = _open_lockable(self.directory)
         except OSError as exc:
-            raise JournalError(f"cannot open the lock file {self.path}: {exc.strerror}; the state directory "
-                               "must be a writable directory (check --state-dir and its permissions)") from exc
+            raise JournalError(f"cannot lock the {self.what} {self.directory}: {exc.strerror}; it must be a "
+                               "directory the agent can write (check its path and permissions)") from exc
         deadline = time.monotonic() + wait
         while not _try_lock(fd):
             if time.monotonic() >= deadline:
-                owner = _owner(fd)
                 os.close(fd)
+                owner = self._owner()
                 raise AlreadyRunning(
                     f"another openstack-agent {self.holder}{f' (pid {owner})' if owner else ''} is using the "
-                    f"state directory {self.path.parent}; stop it first, or give this one another --state-dir")
+                    f"{self.what} {self.directory}; stop it first, or give this one another "
+                    f"{'--state-dir' if self.what == 'state directory' else '--install-root'}")
             time.sleep(RETRY_INTERVAL)
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        self._write_pid()
+
+    def _write_pid(self) -> None:
+        try:
+            pid_fd = os.open(self.pid_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _FLAGS, 0o600)
+        except OSError:
+            return  # only the messages of a second process would miss it
+        try:
+            os.write(pid_fd, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(pid_fd)
+
+    def _owner(self) -> str:
+        with contextlib.suppress(OSError, ValueError):
+            return str(int(self.pid_path.read_text(encoding="ascii").strip()))
+        return ""
 
     def release(self) -> None:
         """Let go of the lock (process exit does the same)."""
@@ -61,19 +82,15 @@ class StateLock:
             os.close(fd)
 
 
-def _owner(fd: int) -> str:
-    with contextlib.suppress(OSError, ValueError):
-        os.lseek(fd, 0, os.SEEK_SET)
-        return str(int(os.read(fd, 32).decode("ascii").strip()))
-    return ""
-
-
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows images only
     import msvcrt
 
+    def _open_lockable(directory: Path) -> int:
+        # Windows cannot lock a directory: a file in it stands in.
+        return os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+
     def _try_lock(fd: int) -> bool:
-        # A lock on a byte past the pid the file holds, so that the owner's pid stays readable.
-        os.lseek(fd, 64, os.SEEK_SET)
+        os.lseek(fd, 0, os.SEEK_SET)
         try:
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
         except OSError:
@@ -81,6 +98,10 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows images on
         return True
 else:
     import fcntl
+
+    def _open_lockable(directory: Path) -> int:
+        # The directory may itself be a link an operator made; only files in it are never followed.
+        return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
 
     def _try_lock(fd: int) -> bool:
         try:

@@ -13,9 +13,9 @@ It runs the ``current`` release's agent as a child and keeps it running:
 - Toward the service manager it speaks the notify protocol: ``READY=1`` once the first child is ready, and
   ``WATCHDOG=1`` pings when ``WATCHDOG_USEC`` asks for them.
 
-- One supervisor per state directory (a lock of its own beside the agent's). A child that exits with
-  AlreadyRunning's status found another agent serving the directory: not the supervisor's to restart, so
-  it stops with that status too.
+- One supervisor per install root (it locks that directory, as the agent locks its state directory). A
+  child that exits with AlreadyRunning's status found another agent serving the state directory: not the
+  supervisor's to restart, so it stops with that status too.
 - The child dies with the supervisor: it is started with the kernel's parent-death signal (SIGKILL), so a
   supervisor killed outright does not leave an agent serving under PID 1 beside the next supervisor's.
 
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 #: A child that ran this long is no longer crash-looping: the backoff starts again from the shortest.
 STABLE_AFTER = 60.0
-LOCK_NAME = "supervisor.lock"
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -78,7 +77,7 @@ class Supervisor:
         self.config = config
         self.agent_args = agent_args
         self.layout = Layout(config.install_path)
-        self.lock = StateLock(config.state_path, LOCK_NAME, "supervisor")
+        self.lock = StateLock(config.install_path, "supervisor", what="install root")
         self._reload = reload
         self.should_exit = False
         self.exit_code = 0

@@ -14,7 +14,7 @@ from agent.errors import AlreadyRunning, JournalError
 from agent.lock import StateLock
 from tests.conftest import wait_for
 
-HOLD = "import sys, time; from agent.lock import StateLock; StateLock(sys.argv[1], 'x.lock', 'agent').acquire(); " \
+HOLD = "import sys, time; from agent.lock import StateLock; StateLock(sys.argv[1], 'agent').acquire(); " \
        "print('held', flush=True); time.sleep(60)"
 
 
@@ -30,7 +30,7 @@ def test_a_second_process_is_refused_with_the_holders_pid(tmp_path: Path) -> Non
     other = holder(tmp_path)
     try:
         with pytest.raises(AlreadyRunning) as refused:
-            StateLock(tmp_path, "x.lock", "agent").acquire()
+            StateLock(tmp_path, "agent").acquire()
         assert str(refused.value) == (f"another openstack-agent agent (pid {other.pid}) is using the state directory "
                                       f"{tmp_path}; stop it first, or give this one another --state-dir")
         assert refused.value.exit_code == 11
@@ -44,9 +44,9 @@ def test_the_kernel_releases_the_lock_of_a_killed_holder(tmp_path: Path) -> None
     other = holder(tmp_path)
     other.send_signal(signal.SIGKILL)
     other.wait()
-    lock = StateLock(tmp_path, "x.lock", "agent")
+    lock = StateLock(tmp_path, "agent")
     lock.acquire()
-    assert (tmp_path / "x.lock").read_text().strip() == str(os.getpid())
+    assert (tmp_path / "agent.pid").read_text().strip() == str(os.getpid())
     lock.release()
 
 
@@ -54,7 +54,7 @@ def test_waiting_takes_the_lock_once_the_holder_is_gone(tmp_path: Path) -> None:
     """A process asked to wait gets the lock when its predecessor exits within the wait."""
     other = holder(tmp_path)
     killer = subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -9 {other.pid}"])
-    lock = StateLock(tmp_path, "x.lock", "agent")
+    lock = StateLock(tmp_path, "agent")
     lock.acquire(wait=20)
     wait_for(lambda: other.poll() is not None)
     killer.wait()
@@ -63,19 +63,40 @@ def test_waiting_takes_the_lock_once_the_holder_is_gone(tmp_path: Path) -> None:
 
 def test_within_one_process_a_second_lock_is_refused_too(tmp_path: Path) -> None:
     """Two agents in one process (tests run agents in threads) exclude each other as well."""
-    first = StateLock(tmp_path, "x.lock", "agent")
+    first = StateLock(tmp_path, "agent")
     first.acquire()
     with pytest.raises(AlreadyRunning):
-        StateLock(tmp_path, "x.lock", "agent").acquire(wait=0.3)
+        StateLock(tmp_path, "agent").acquire(wait=0.3)
     first.release()
-    StateLock(tmp_path, "x.lock", "agent").acquire()
+    StateLock(tmp_path, "agent").acquire()
 
 
 def test_a_planted_link_is_not_followed(tmp_path: Path) -> None:
-    """A symbolic link in place of the lock file is refused, and what it points at is left untouched."""
+    """A symbolic link in place of the pid file is not written through: what it points at stays untouched."""
     target = tmp_path / "precious"
     target.write_text("keep me\n")
-    (tmp_path / "x.lock").symlink_to(target)
-    with pytest.raises(JournalError, match="cannot open the lock file"):
-        StateLock(tmp_path, "x.lock", "agent").acquire()
+    (tmp_path / "agent.pid").symlink_to(target)
+    lock = StateLock(tmp_path, "agent")
+    lock.acquire()
     assert target.read_text() == "keep me\n"
+    lock.release()
+
+
+def test_deleting_what_the_directory_holds_does_not_free_the_lock(tmp_path: Path) -> None:
+    """The lock is the directory's own: removing every file in it does not let a second process in."""
+    other = holder(tmp_path)
+    try:
+        for path in tmp_path.iterdir():
+            path.unlink()
+        with pytest.raises(AlreadyRunning):
+            StateLock(tmp_path, "agent").acquire()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_directory_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
+    """A state directory path that is a file gives an error naming it and the fix, not a traceback."""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(JournalError, match=r"cannot lock the state directory .*file: File exists; it must be a"):
+        StateLock(tmp_path / "file", "agent").acquire()
