@@ -18,7 +18,6 @@ between any two steps is finished from the journal at the next start; nothing ru
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import json
@@ -30,10 +29,9 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 from typing import Any
 
-from agent import __version__, logs, notify, platform, protocol
+from agent import __version__, logs, notify, platform, protocol, signals
 from agent.config import Config, reloaded
 from agent.errors import (
     AgentError,
@@ -55,6 +53,7 @@ from agent.lock import StateLock
 from agent.machines import COMMANDS, Context, JournaledCommand, Rejected
 from agent.machines.base import stored_value
 from agent.protocol import GUEST_DIR, HOST_DIR, Request
+from agent.signals import SignalInbox
 from agent.xenstore import XenStore
 
 log = logging.getLogger(__name__)
@@ -85,8 +84,7 @@ class Agent:
         #: Re-reads the configuration file and flags, for SIGHUP; None where there is nothing to re-read.
         self._reload = reload
         self._reload_requested = False
-        self._signals: list[int] = []
-        self._signal_r = self._signal_w = -1
+        self.signals = SignalInbox(self.note_signal)
         self.platform = platform.for_system(config.root)
         self.supervised = bool(os.environ.get(notify.SUPERVISED_ENV))
         self.ready_at: float | None = None
@@ -117,45 +115,33 @@ class Agent:
             self.shutdown()
 
     def install_signal_handlers(self) -> None:
-        """Signal handlers only note the signal and write a byte to a pipe: anything more (a lock, a log line)
-        could deadlock against the code they interrupt. A relay thread turns the byte into a wake-up of the
-        main loop, which does the work."""
+        """Signals are only noted by their handler (see ``agent.signals``); a relay thread turns each into a
+        wake-up of the main loop, which acts on them."""
         if threading.current_thread() is not threading.main_thread():
             return  # signals are delivered to the main thread only (tests run the agent in threads)
-        self._signal_r, self._signal_w = os.pipe()
-        os.set_blocking(self._signal_w, False)
         threading.Thread(target=self._relay_signals, name="agent-signals", daemon=True).start()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(sig, self.handle_signal)
+        self.signals.install()
 
-    def handle_signal(self, sig: int, _frame: FrameType | None) -> None:
-        if sig in (signal.SIGINT, signal.SIGTERM):
+    def note_signal(self, sig: int) -> None:
+        """In the signal handler: set flags, nothing else."""
+        if sig in signals.STOP:
             if self.should_exit:
                 os.write(2, b"second signal: exiting without waiting\n")
                 os._exit(1)
             self.should_exit = True
         elif sig == signal.SIGHUP:
             self._reload_requested = True
-        self._signals.append(sig)
-        with contextlib.suppress(OSError):  # a full pipe already holds a wake-up
-            os.write(self._signal_w, b"s")
 
     def _relay_signals(self) -> None:
-        while True:
-            try:
-                if not os.read(self._signal_r, 64):
-                    return
-            except OSError:
-                return
+        while self.signals.drain():
             self.xenstore.wake()
 
     def take_signals(self) -> None:
         """Log the signals received since the last look (the handlers themselves must not log)."""
-        while self._signals:
-            sig = signal.Signals(self._signals.pop(0))
-            if sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.signals.take():
+            if sig in signals.STOP:
                 log.info("%s received: shutting down", sig.name)
-            elif sig in (signal.SIGUSR1, signal.SIGUSR2):
+            elif sig in signals.IGNORED:
                 # Their default action would end the agent without a word; nothing is defined for them.
                 log.info("%s received: it means nothing to the agent; ignored", sig.name)
 
@@ -234,12 +220,8 @@ class Agent:
                 log.error("configuration not reloaded, the agent keeps its current one: %s", exc)
                 new = self.config
         config, applied, fixed = reloaded(self.config, new)
-        try:
-            logs.setup(config.log_level, config.log_file)
-        except ConfigError as exc:
-            logs.setup(self.config.log_level, self.config.log_file)
-            log.error("%s; logging goes on where it was", exc)
-            config = dataclasses.replace(config, log_file=self.config.log_file)
+        if not logs.reopen(config.log_level, config.log_file, self.config.log_level, self.config.log_file):
+            config = dataclasses.replace(config, log_level=self.config.log_level, log_file=self.config.log_file)
         self.config = config
         log.info("SIGHUP: log reopened%s", f"; configuration reloaded: {', '.join(applied)} changed" if applied
                  else "; configuration unchanged")

@@ -48,3 +48,15 @@ def setup(level: str, file: str = "") -> None:
     # The libraries' own chatter (each transition callback, each migration plugin) is not the agent's log.
     for noisy in ("transitions", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def reopen(level: str, file: str, current_level: str, current_file: str) -> bool:
+    """SIGHUP: log at ``level`` to ``file`` from now on. If that file cannot be opened, logging goes on as it
+    was (``current_level`` to ``current_file``) and says why; False then."""
+    try:
+        setup(level, file)
+    except ConfigError as exc:
+        setup(current_level, current_file)
+        logging.getLogger(__name__).error("%s; logging goes on where it was", exc)
+        return False
+    return True

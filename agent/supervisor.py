@@ -29,7 +29,6 @@ logged and ignored.
 from __future__ import annotations
 
 import collections
-import contextlib
 import ctypes
 import dataclasses
 import logging
@@ -39,14 +38,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from types import FrameType
 
-from agent import logs, notify
+from agent import logs, notify, signals
 from agent.config import Config
 from agent.errors import AlreadyRunning, ConfigError, ReleaseError, RestartRequested
 from agent.install import Layout
 from agent.journal import Journal
 from agent.lock import StateLock
+from agent.signals import SignalInbox
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +81,11 @@ class Supervisor:
         self.should_exit = False
         self.exit_code = 0
         self._hangup = False
-        self._signals: list[int] = []
         self._child_ready = False
         self.child: subprocess.Popen[bytes] | None = None
         self.journal: Journal | None = None
         self.listener: notify.Listener | None = None
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)
+        self.signals = SignalInbox(self.note_signal)
         self._told_ready = False
         self._crashes: collections.deque[float] = collections.deque()
         self._backoff = 0
@@ -96,8 +93,7 @@ class Supervisor:
     # -- lifecycle ------------------------------------------------------------------------------------
 
     def run(self) -> int:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(sig, self.handle_signal)
+        self.signals.install()
         try:
             self.startup()
             self.main_loop()
@@ -105,24 +101,19 @@ class Supervisor:
             self.shutdown()
         return self.exit_code
 
-    def handle_signal(self, sig: int, _frame: FrameType | None) -> None:
-        # Only flags and a byte on the wake pipe: a lock or a log line here could deadlock against the
-        # code the signal interrupted. The main loop does the rest (``take_signals``).
-        if sig in (signal.SIGINT, signal.SIGTERM):
+    def note_signal(self, sig: int) -> None:
+        """In the signal handler: set flags, nothing else (see ``agent.signals``)."""
+        if sig in signals.STOP:
             self.should_exit = True
         elif sig == signal.SIGHUP:
             self._hangup = True
-        self._signals.append(sig)
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
 
     def take_signals(self) -> None:
         """Log the signals received, and act on SIGHUP: pass it on to a ready agent, reopen the log."""
-        while self._signals:
-            sig = signal.Signals(self._signals.pop(0))
-            if sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.signals.take():
+            if sig in signals.STOP:
                 log.info("%s received: stopping the agent and the supervisor", sig.name)
-            elif sig in (signal.SIGUSR1, signal.SIGUSR2):
+            elif sig in signals.IGNORED:
                 log.info("%s received: it means nothing to the supervisor; ignored", sig.name)
         if self._hangup:
             child = self.child
@@ -141,17 +132,10 @@ class Supervisor:
                 config = self._reload()
         except ConfigError as exc:
             log.error("configuration not re-read, the log is reopened where it was: %s", exc)
-        try:
-            logs.setup(config.log_level, config.log_file)
-        except ConfigError as exc:
-            logs.setup(self.config.log_level, self.config.log_file)
-            log.error("%s; logging goes on where it was", exc)
+        if not logs.reopen(config.log_level, config.log_file, self.config.log_level, self.config.log_file):
             return
         self.config = dataclasses.replace(self.config, log_level=config.log_level, log_file=config.log_file)
         log.info("SIGHUP received: passed on to a ready agent; log reopened")
-
-    def handle_ignored(self, sig: int, _frame: FrameType | None) -> None:
-        log.info("%s received: it means nothing to the supervisor; ignored", signal.Signals(sig).name)
 
     def startup(self) -> None:
         os.umask(0o077)
@@ -222,9 +206,9 @@ class Supervisor:
                     next_ping = now + ping
                 waits = [w for w in (deadline, next_ping if ping else None) if w is not None]
                 timeout = max(0.0, min(waits) - now) if waits else None
-                readable, _, _ = select.select([listener.fileno(), pidfd, self._wake_r], [], [], timeout)
-                if self._wake_r in readable:
-                    os.read(self._wake_r, 64)
+                readable, _, _ = select.select([listener.fileno(), pidfd, self.signals.fileno()], [], [], timeout)
+                if self.signals.fileno() in readable:
+                    self.signals.drain()
                 self.take_signals()
                 if listener.fileno() in readable and self._notified(listener.receive(), version):
                     deadline = None
@@ -302,9 +286,9 @@ class Supervisor:
         delay = RESTART_BACKOFF[min(self._backoff, len(RESTART_BACKOFF) - 1)]
         self._backoff += 1
         log.info("restarting the agent in %g s", delay)
-        readable, _, _ = select.select([self._wake_r], [], [], delay)
+        readable, _, _ = select.select([self.signals.fileno()], [], [], delay)
         if readable:
-            os.read(self._wake_r, 64)
+            self.signals.drain()
 
     def _journal(self) -> Journal:
         assert self.journal is not None, "startup() opens the journal"
