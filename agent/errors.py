@@ -15,6 +15,7 @@ them (``raise ... from``), so callers above that boundary only ever see this tre
     │   ├── RequestRejected         the request itself is bad (malformed, unknown, refused by policy)
     │   └── CommandFailed           a machine could not complete; carries the reply to send
     ├── PlatformError               the operating system refused an effect (setting a password, ...)
+    │   └── FileRefused             a file write was refused before anything was written (bad or unsafe path)
     ├── ReleaseError                a release bundle could not be built, checked, downloaded or installed
     │   └── DownloadInterrupted     a download stopped short (timeout, dropped connection); it can resume
     ├── RestartRequested            not a failure: a command needs the agent restarted (the supervisor does it)
@@ -106,6 +107,11 @@ class PlatformError(AgentError):
     """An operating-system tool or API failed; the message names the cause and never holds the secret."""
 
     exit_code = 9
+
+
+class FileRefused(PlatformError):
+    """A file the host asked for cannot be written as asked (relative path, ``..``, a symlink on the way, a
+    directory, a path the policy does not allow); nothing was written. The message names the path and why."""
 
 
 class ReleaseError(AgentError):
