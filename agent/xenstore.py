@@ -141,6 +141,20 @@ def _connection(address: str) -> Any:
     raise XenStoreError(f"unknown XenStore address {address!r}; use 'unix:PATH' or 'xenbus[:PATH]'")
 
 
+def ascii_value(full_path: str, value: str) -> bytes:
+    """The value as XenStore takes it here: 7-bit ASCII, or a XenStoreError naming the path.
+
+    The text of the UnicodeEncodeError is left out (``from None``), as for pyxs's own refusals: it quotes
+    the value, which may be a secret.
+    """
+    try:
+        return value.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise XenStoreError(f"cannot write {full_path}: XenStore values are 7-bit ASCII here and this one is not "
+                            f"(first non-ASCII character at offset {exc.start}); escape the text first, as JSON "
+                            "with ASCII escapes does") from None
+
+
 class XenStore:
     """A XenStore connection rooted at a domain home, with timeouts and one watch queue."""
 
@@ -245,7 +259,7 @@ class XenStore:
 
     def write(self, path: str, value: str) -> None:
         """Write a non-empty ASCII value (callers pass JSON built with ``ensure_ascii``)."""
-        self._call("write", path, value.encode("ascii"))
+        self._call("write", path, ascii_value(self.absolute(path), value))
 
     def delete(self, path: str) -> None:
         """Remove the node and its children; a missing node is not an error."""

@@ -30,9 +30,14 @@ def test_read_write_list_delete(guest: XenStore) -> None:
 
 
 def test_non_ascii_value_is_refused_clearly(guest: XenStore) -> None:
-    """pyxs only writes 7-bit values; the wrapper says so instead of writing something else."""
-    with pytest.raises((XenStoreError, UnicodeEncodeError)):
-        guest.write("data/guest/x", "caf\u00e9")
+    """A value that is not 7-bit ASCII is a XenStoreError naming the path and the fix, never a raw
+    UnicodeEncodeError, and nothing is written."""
+    with pytest.raises(XenStoreError, match=r"/local/domain/5/data/guest/x: XenStore values are 7-bit ASCII.*"
+                                            r"offset 3.*escape") as error:
+        guest.write("data/guest/x", "caf\u00e9 s3cret")
+    assert "s3cret" not in str(error.value) and "caf" not in str(error.value)
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+    assert guest.read("data/guest/x") is None
 
 
 def test_value_over_the_message_limit_is_an_error(guest: XenStore) -> None:
