@@ -24,12 +24,14 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pyxs
 import pyxs.client
 import pyxs.connection
 import pyxs.exceptions
+import pyxs.helpers
 from pyxs._internal import NUL, Op, Packet, next_rq_id
 
 from agent.errors import XenStoreError, XenStoreTimeout, XenStoreUnavailable
@@ -155,6 +157,18 @@ def ascii_value(full_path: str, value: str) -> bytes:
                             "with ASCII escapes does") from None
 
 
+def invalid(op: str, full_path: str) -> XenStoreError:
+    """The error for a call refused before it is sent: a path or value XenStore's wire format cannot carry."""
+    return XenStoreError(f"invalid XenStore path or value for {op} {full_path!r} (values are limited to "
+                         "non-empty 7-bit ASCII within 4096 bytes)")
+
+
+def refused(op: str, full_path: str, code: int) -> XenStoreError:
+    """The error for a call xenstored answered with an error number (ENOENT aside: a missing node)."""
+    return XenStoreError(f"XenStore refused {op} {full_path}: {os.strerror(code) if code else 'unknown error'}",
+                         code or None)
+
+
 class XenStore:
     """A XenStore connection rooted at a domain home, with timeouts and one watch queue."""
 
@@ -232,22 +246,27 @@ class XenStore:
     def _call(self, op: str, path: str, *args: bytes) -> Any:
         client = self._connected_client()
         full = self.absolute(path)
-        try:
+        with self._translated(op, full):
             return getattr(client, op)(full.encode("ascii"), *args)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _translated(op: str, full: str) -> Iterator[None]:
+        """pyxs's errors as the agent's: a lost connection, a refusal before sending, xenstored's refusal."""
+        try:
+            yield
         except XenStoreError:
             raise
         except pyxs.exceptions.ConnectionError as exc:
             raise XenStoreUnavailable(f"XenStore connection lost during {op} {full}") from exc
         except (UnicodeEncodeError, ValueError):
             # pyxs's InvalidPayload/InvalidPath texts quote the whole value, which may be a secret.
-            raise XenStoreError(f"invalid XenStore path or value for {op} {full!r} (values are limited to "
-                                "non-empty 7-bit ASCII within 4096 bytes)") from None
+            raise invalid(op, full) from None
         except pyxs.exceptions.PyXSError as exc:
             code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
             if code == errno.ENOENT:
                 raise FileNotFoundError(full) from exc
-            reason = os.strerror(code) if code else type(exc).__name__
-            raise XenStoreError(f"XenStore refused {op} {full}: {reason}", code or None) from exc
+            raise refused(op, full, code) from exc
 
     def read(self, path: str) -> bytes | None:
         """The node's value, or None when the node does not exist."""
@@ -325,26 +344,46 @@ class XenStore:
     # -- watches --------------------------------------------------------------------------------------
 
     def watch(self, path: str, token: str) -> None:
-        """Watch ``path``; xenstored fires the watch once right away, then on every change below it."""
-        monitor = self._monitor
-        if monitor is None:
-            raise XenStoreUnavailable("not connected to XenStore")
-        try:
-            monitor.watch(self.absolute(path).encode("ascii"), token.encode("ascii"))
-        except XenStoreError:
-            raise
-        except pyxs.exceptions.PyXSError as exc:
-            raise XenStoreUnavailable(f"cannot watch {self.absolute(path)}: {exc}") from exc
+        """Watch ``path``; xenstored fires the watch once right away, then on every change at or below it.
+
+        pyxs's ``Monitor.watch`` subscribes the monitor to the token before asking (the first event can
+        arrive before the answer) and again for every watch, keeping the subscription when xenstored refuses:
+        each further subscription delivers every event of that token once more. Here a token is subscribed
+        once, and a refused watch leaves no subscription of its own behind.
+        """
+        client, monitor = self._connected_client(), self._monitor
+        full = self.absolute(path)
+        with self._translated("watch", full):
+            wpath, wtoken = full.encode("ascii"), token.encode("ascii")
+            pyxs.helpers.check_watch_path(wpath)
+            subscribers = client.router.monitors[wtoken]
+            subscribed = monitor in subscribers
+            if not subscribed:
+                subscribers.append(monitor)
+            try:
+                client.ack(Op.WATCH, wpath + NUL, wtoken + NUL)
+            except BaseException:
+                if not subscribed:
+                    with contextlib.suppress(ValueError):
+                        subscribers.remove(monitor)
+                raise
 
     def next_event(self, timeout: float | None = None) -> tuple[str, str] | None:
         """Block until a watch fires: (relative path, token). None after ``timeout`` or ``wake()``.
 
-        Raises XenStoreUnavailable when the connection drops while waiting.
+        Events that arrived before the connection dropped are still returned, in order; then it raises
+        XenStoreUnavailable, at once when the connection is already down (closed, or lost) and when it drops
+        while waiting. A ``wake()`` is returned as None either way.
         """
         try:
-            event = self._events.get(timeout=timeout)
+            event = self._events.get_nowait()
         except queue.Empty:
-            return None
+            if not self.connected:
+                raise XenStoreUnavailable("not connected to XenStore") from None
+            try:
+                event = self._events.get(timeout=timeout)
+            except queue.Empty:
+                return None
         if event is _DEAD:
             raise XenStoreUnavailable("the XenStore connection dropped")
         if event == _WAKE:

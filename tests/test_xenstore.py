@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import threading
@@ -133,3 +134,42 @@ def test_list_beyond_one_message_uses_directory_parts(guest: XenStore) -> None:
     for name in names:
         guest.write(f"data/host/{name}", "{}")
     assert set(guest.list("data/host")) == names
+
+
+def test_refused_watch_is_an_error_and_leaves_events_single(guest: XenStore) -> None:
+    """xenstored refusing a watch (here a duplicate) is a XenStoreError with its errno, not a lost connection;
+    the connection goes on and each change still arrives once."""
+    guest.watch("data/host", "t")
+    assert guest.next_event(timeout=5) == ("data/host", "t")
+    with pytest.raises(XenStoreError) as error:
+        guest.watch("data/host", "t")
+    assert error.value.code == errno.EEXIST and not isinstance(error.value, XenStoreUnavailable)
+    with pytest.raises(XenStoreError, match="invalid XenStore path") as bad:
+        guest.watch("data/host/", "t")
+    assert not isinstance(bad.value, XenStoreUnavailable)
+    guest.write("data/host/a", "{}")
+    guest.write("data/host/b", "{}")
+    assert guest.next_event(timeout=5) == ("data/host/a", "t")
+    assert guest.next_event(timeout=5) == ("data/host/b", "t")
+
+
+def test_watches_sharing_a_token_fire_once_per_change(guest: XenStore) -> None:
+    """Two watches with one token: a change below both arrives once, as xenstored sends it (pyxs alone
+    delivered every event of the token once per watch call)."""
+    guest.watch("data", "t")
+    guest.watch("data/host", "t")
+    assert [guest.next_event(timeout=5), guest.next_event(timeout=5)] == [("data", "t"), ("data/host", "t")]
+    for path in ("data/host/a", "data/b", "data/c"):
+        guest.write(path, "{}")
+    events = [guest.next_event(timeout=5) for _ in range(3)]
+    assert events == [("data/host/a", "t"), ("data/b", "t"), ("data/c", "t")]
+
+
+def test_next_event_on_a_closed_connection_raises(guest: XenStore) -> None:
+    """Waiting on a connection that is down raises every time instead of blocking until the timeout."""
+    guest.close()
+    for _ in range(2):
+        with pytest.raises(XenStoreUnavailable):
+            guest.next_event(timeout=30)
+    guest.wake()
+    assert guest.next_event(timeout=30) is None
