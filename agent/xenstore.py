@@ -13,6 +13,9 @@ pyxs 0.4.1 has gaps this module closes:
 Paths given to this module are relative to the domain home (``data/host/<id>``). In a guest the home is
 implicit (relative XenStore paths); for dom0, the sandbox and tests it is a configured ``domain_path`` such
 as ``/local/domain/5``.
+
+``Transport`` is what the daemon and the host side use of a connection; ``XenStore`` implements it over pyxs,
+``agent.memstore`` in memory for tests.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyxs
 import pyxs.client
@@ -43,6 +46,90 @@ XENBUS_PATHS = ("/dev/xen/xenbus", "/proc/xen/xenbus")
 XS_DIRECTORY_PART = 22  # xs_wire.h: XS_RESET_WATCHES (21) + 1; xenstored >= 4.9, unknown to pyxs
 _DEAD = object()  # set on waiting calls when the router thread exits
 _WAKE = ("", "")  # queued by wake(): lets the main loop look at its flags
+
+
+class Transport(Protocol):
+    """What the daemon and the host side need from a XenStore connection; ``XenStore`` is the real one.
+
+    Tests of daemon logic inject ``agent.memstore.MemoryXenStore`` instead; the contract tests run the same
+    behaviours against both. The semantics are xenstored's as seen through ``XenStore``:
+
+    * Paths are relative to the domain home (``data/host/<id>``); ``domain_path`` is that home
+      (``/local/domain/5``), or "" when paths go to xenstored as given (a guest's relative paths).
+    * Values are non-empty text of the characters space to DEL (0x20-0x7f) that fits, with its path, in
+      the 4096-byte message payload; anything else is refused before it is sent, with a XenStoreError whose
+      ``code`` is None and whose message never quotes the value. Paths are made of ``[A-Za-z0-9_@/-]``.
+    * A path longer than 2048 bytes below ``/local/domain/<id>/`` is refused by xenstored: XenStoreError with
+      ``code`` EINVAL.
+    * Errors are XenStoreError (``code``: xenstored's errno when it refused), XenStoreUnavailable when there
+      is no connection or it dropped (every call raises it until ``connect`` succeeds again), and
+      XenStoreTimeout (an XenStoreUnavailable) when a call got no answer in time.
+    """
+
+    @property
+    def domain_path(self) -> str:
+        """The domain home paths are relative to, or "" (see above)."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open and healthy (a dropped one is not)."""
+
+    def connect(self) -> None:
+        """Open the connection; a no-op when it is open. XenStoreUnavailable when XenStore cannot be reached.
+
+        A new connection has no watches and no queued events: watch again after reconnecting.
+        """
+
+    def close(self) -> None:
+        """Close the connection (its watches go with it); safe to call at any time, also twice."""
+
+    def read(self, path: str) -> bytes | None:
+        """The node's value (b"" for a node made as a parent or by ``mkdir``), or None when it is missing."""
+
+    def write(self, path: str, value: str) -> None:
+        """Set the node's value, creating it and any missing parents (with empty values)."""
+
+    def delete(self, path: str) -> None:
+        """Remove the node and everything below it; a missing node is not an error."""
+
+    def list(self, path: str) -> builtins.list[str]:
+        """Names of the node's children, however many; empty when the node is missing."""
+
+    def exists(self, path: str) -> bool:
+        """Whether the node exists (with any value, also an empty one)."""
+
+    def mkdir(self, path: str) -> None:
+        """Create the node and its missing parents with empty values; an existing node is left as it is."""
+
+    def watch(self, path: str, token: str) -> None:
+        """Watch ``path`` and everything below it, whether it exists or not.
+
+        The watch fires once at once, with ``path`` itself (xenstored does that for every new watch), then on
+        every write, mkdir that creates, and delete at or below ``path``, with the changed path; deleting a
+        subtree fires once with its top (and a watch on a node inside it with that node). One change fires a
+        token once on a connection, however many of its watches match. Watching the same path with the same
+        token twice is refused (XenStoreError, ``code`` EEXIST).
+        """
+
+    def next_event(self, timeout: float | None = None) -> tuple[str, str] | None:
+        """The next watch event of this connection, in the order xenstored sent them: (relative path, token).
+
+        Blocks up to ``timeout`` seconds (None: no limit) and returns None when it passes, or when ``wake()``
+        was called. Events queued before the connection dropped are returned first; then it raises
+        XenStoreUnavailable, and at once when the connection is already down.
+        """
+
+    def event_pending(self, path: str) -> bool:
+        """Whether an event for exactly ``path`` is queued, not yet taken by ``next_event``.
+
+        An event caused by this connection's own call is queued by the time the call returns, and one caused
+        by another connection by the time any later call of this connection returns (xenstored answers each
+        connection in order).
+        """
+
+    def wake(self) -> None:
+        """Make a blocked ``next_event`` (or the next one) return None promptly; thread-safe, also when the
+        connection is down, and safe from a thread relaying signals."""
 
 
 class _BoundedRVar(pyxs.client.RVar):  # type: ignore[misc]
@@ -400,3 +487,8 @@ class XenStore:
     def wake(self) -> None:
         """Make a blocked ``next_event`` return None (used by signal handlers)."""
         self._events.put(_WAKE)
+
+
+if TYPE_CHECKING:
+    # mypy proves here that the real connection implements the protocol.
+    _conforms: type[Transport] = XenStore
