@@ -1,4 +1,6 @@
-"""The legacy password exchange of PROTOCOL.md §3, bit-exact: Diffie-Hellman, EVP_BytesToKey, AES-128-CBC.
+"""The legacy password exchange, bit-exact: Diffie-Hellman, EVP_BytesToKey, AES-128-CBC.
+
+The scheme, its history and its test vectors are in docs/protocol.md, section "Password crypto".
 
 The host (nova) agrees a secret with ``keyinit`` over a 107-bit group, then sends the password encrypted
 the way ``openssl enc -aes-128-cbc -A -a -pass pass:<secret> -nosalt`` does it. OpenSSL 1.1.0 changed that

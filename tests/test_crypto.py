@@ -1,4 +1,5 @@
-"""The legacy exchange of PROTOCOL.md §3: its test vectors, and interop with the real openssl CLI."""
+"""The legacy password exchange (docs/protocol.md, "Password crypto"): its test vectors, and interop with the
+real openssl CLI."""
 
 from __future__ import annotations
 
