@@ -3,7 +3,6 @@ real openssl CLI."""
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
 
@@ -54,11 +53,25 @@ def test_dh_vector() -> None:
     assert crypto.shared_secret(DH_PRIVATE, DH_PEER) == DH_SHARED
 
 
-@pytest.mark.parametrize(("private", "public"), [(6, 8), (15, 19)])
-def test_toy_group(private: int, public: int) -> None:
-    """The toy group p=23, g=5 of the protocol: both sides reach the shared secret 2."""
-    assert pow(5, private, 23) == public
-    assert pow(19, 6, 23) == pow(8, 15, 23) == 2
+def test_toy_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent's key functions in the toy group p=23, g=5: 6 -> 8, 15 -> 19, shared "2"; keys in (1, p-1)."""
+    monkeypatch.setattr(crypto, "PRIME", 23)
+    monkeypatch.setattr(crypto, "GENERATOR", 5)
+    assert (crypto.public_key(6), crypto.public_key(15)) == (8, 19)
+    assert crypto.shared_secret(6, crypto.parse_public_key("19")) == "2"
+    assert crypto.shared_secret(15, crypto.parse_public_key("8")) == "2"
+    assert crypto.parse_public_key("21") == 21
+    with pytest.raises(crypto.KeyExchangeError, match="out of range"):
+        crypto.parse_public_key("22")
+    assert {crypto.private_key() for _ in range(500)} <= set(range(2, 22))
+
+
+def test_fresh_keys_agree() -> None:
+    """Two fresh private keys in the real group reach the same secret from each other's public key."""
+    mine, theirs = crypto.private_key(), crypto.private_key()
+    secret = crypto.shared_secret(mine, crypto.public_key(theirs))
+    assert secret == crypto.shared_secret(theirs, crypto.public_key(mine))
+    assert 1 < int(secret) < crypto.PRIME
 
 
 def test_private_keys_are_in_range_and_distinct() -> None:
@@ -119,9 +132,14 @@ def test_round_trip(password: str, derivation: str) -> None:
 
 @given(st.binary(min_size=16, max_size=64).filter(lambda b: len(b) % 16 == 0))
 def test_random_ciphertexts_never_crash(ciphertext: bytes) -> None:
-    """Arbitrary block-sized data either decrypts or raises DecryptionError, nothing else."""
-    with contextlib.suppress(crypto.DecryptionError):
-        crypto.decrypt_password(ciphertext, DH_SHARED)
+    """Arbitrary block-sized data raises DecryptionError, or decrypts to a settable password that the host's
+    encryption turns back into the same bytes."""
+    try:
+        password, derivation = crypto.decrypt_password(ciphertext, DH_SHARED)
+    except crypto.DecryptionError:
+        return
+    assert password and not any(c in password for c in "\r\n\0")
+    assert crypto.decode_ciphertext(crypto.encrypt_password(password, DH_SHARED, derivation)) == ciphertext
 
 
 @pytest.mark.parametrize(("flags", "derivation"), [([], "sha256"), (["-md", "md5"], "md5")])
