@@ -5,24 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.host import Host
-from tests.conftest import wait_for
+from tests.conftest import holding, wait_for
 
 MARKER = "Zq7-not-to-be-kept-9Xw"
 
 
-def test_rejected_request_bodies_are_not_kept(agent_process, host: Host, state_dir: Path, guest) -> None:
-    """Malformed bodies and values of unknown commands could hold a password: neither is logged or stored."""
+def test_rejected_request_bodies_are_not_kept(agent_process, host: Host, state_dir: Path) -> None:
+    """Malformed bodies and values of unknown commands could hold a password: neither reaches the log nor the
+    journal's files (database, WAL, SHM), while the agent runs or after it stopped."""
     agent = agent_process().start()
-    host.raw(f'{{"name": "password", "value": "{MARKER}"}}', timeout=20)
-    host.raw(f'{{"value": "{MARKER}"}}', timeout=20)
-    host.raw(f"{MARKER} not json", timeout=20)
-    host.raw(f'{{"name": "{MARKER}"[', timeout=20)
+    bodies = [f'{{"name": "password", "value": "{MARKER}"}}', f'{{"value": "{MARKER}"}}', f"{MARKER} not json",
+              f'{{"name": "{MARKER}"[', f'{{"name": "nosuchcommand", "value": "{MARKER}"}}']
+    request_ids = [f"scan-probe-{n}" for n in range(len(bodies))]
+    for request_id, body in zip(request_ids, bodies, strict=True):
+        host.raw(body, timeout=20, request_id=request_id)
+
+    def scan() -> list[str]:
+        """The files scanned; each request id is found in them (the scan sees what the journal holds)."""
+        files = [p for p in state_dir.iterdir() if p.is_file()]
+        for path in files:
+            assert MARKER.encode() not in path.read_bytes(), f"{path.name} holds a request's content"
+        for request_id in request_ids:
+            assert holding(state_dir, request_id), f"the scan does not see request {request_id} in the journal"
+        return [p.name for p in files]
+
+    running = scan()
+    assert any(name.endswith("-wal") for name in running), f"no WAL among the running agent's files: {running}"
     agent.stop()
+    scan()
     assert MARKER not in agent.log()
-    files = [p for p in state_dir.iterdir() if p.is_file()]
-    assert any(p.name.endswith("-wal") for p in files) or files
-    for path in files:
-        assert MARKER.encode() not in path.read_bytes(), f"{path.name} holds a request's content"
 
 
 def test_log_is_one_line_per_event(agent_process, host: Host) -> None:
