@@ -67,14 +67,23 @@ def test_write_takes_the_lock_at_begin(journal: Journal) -> None:
 
 
 def test_reads_do_not_take_the_write_lock(journal: Journal) -> None:
-    """Queries (the CLI, lookups) use a deferred BEGIN, so they never hold up the daemon's writes."""
+    """Queries (the CLI, lookups) use a deferred BEGIN: while one is open, another writer begins and commits."""
     finished_command(journal)
     other = sqlite3.connect(journal.path, timeout=0, isolation_level=None)
-    with journal.conn.begin():
-        journal.conn.exec_driver_sql("SELECT count(*) FROM commands").all()
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("ROLLBACK")
-    other.close()
+    blocked = None
+    try:
+        with journal.conn.begin():
+            assert journal.conn.exec_driver_sql("SELECT count(*) FROM commands").scalar() == 1
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("CREATE TABLE probe (x)")
+                other.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                blocked = str(exc)
+        assert blocked is None, f"an open read kept another writer out: {blocked}"
+        assert other.execute("SELECT count(*) FROM sqlite_master WHERE name = 'probe'").fetchone() == (1,)
+    finally:
+        other.close()
 
 
 def test_command_path_is_journaled_in_order(journal: Journal) -> None:
