@@ -49,6 +49,22 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(v for v in items if v)
 
 
+def _globs(value: Any) -> tuple[str, ...]:
+    """A comma list (flag) or a list of strings (file) of absolute path globs; each must be able to match an
+    absolute path, so it starts with ``/`` or a wildcard. An empty list is kept: it allows no path."""
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        items = [v.strip() for v in value]
+    else:
+        raise ValueError("expected a list of path globs")
+    globs = tuple(v for v in items if v)
+    for glob in globs:
+        if not glob.startswith(("/", "*", "?", "[")):
+            raise ValueError(f"{glob!r} can never match an absolute path; start it with / (or a wildcard)")
+    return globs
+
+
 def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def convert(value: Any) -> Any:
         if isinstance(value, bool):
@@ -165,6 +181,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("crash_window", "update", "crash_window", _positive(float), "seconds over which crashes are counted"),
     Option("probation", "update", "probation", _positive(float),
            "seconds a new release must stay up after signalling ready before the update is committed"),
+    Option("inject_keep_backups", "inject", "keep_backups", _bool,
+           "whether a file injection keeps the file it replaces beside it, as <name>.bak.<UTC time>"),
+    Option("inject_allowed_paths", "inject", "allowed_paths", _globs,
+           "comma list of globs a file injection's absolute path must match (fnmatch: * also matches /, so "
+           "/root/.ssh/* covers everything below it); default * allows every path, an empty list none"),
+    Option("inject_max_size", "inject", "max_size", _positive(int),
+           "largest file, in bytes, a file injection writes (a XenStore request carries under 4 KiB)"),
     Option("crash_at", "testing", "crash_at", _fault_point,
            "fault injection for crash tests: SIGKILL the agent at this reply-protocol step, or at "
            "enter:<state> of a command"),
@@ -203,6 +226,11 @@ class Config:
     crash_limit: int = 3
     crash_window: float = 60.0
     probation: float = 5.0
+    inject_keep_backups: bool = True
+    inject_allowed_paths: tuple[str, ...] = ("*",)
+    #: 1 MiB: far above what a XenStore request can carry, so it never refuses a real injection, while it
+    #: bounds the memory and disk a larger channel or a mistake could take.
+    inject_max_size: int = 1024 * 1024
     crash_at: str = ""
     root: str = ""
 
