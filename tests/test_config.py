@@ -108,3 +108,56 @@ def test_flags_are_passed_on_as_given(tmp_path: Path) -> None:
     """The supervisor hands the agent exactly the configuration flags it was given."""
     args = parse("--root", str(tmp_path), "--probation", "2", "--deny", "features")
     assert config.flags_of(args) == [f"--root={tmp_path}", "--deny=features", "--probation=2"]
+
+
+def test_inject_defaults() -> None:
+    """File injection keeps backups, allows every path and writes files up to 1 MiB unless told otherwise."""
+    settings = config.Config()
+    assert settings.inject_keep_backups is True
+    assert settings.inject_allowed_paths == ("*",)
+    assert settings.inject_max_size == 1024 * 1024
+
+
+def test_inject_keys_from_file_and_flags(tmp_path: Path) -> None:
+    """[inject] loads from the file; flags (a comma list of globs) win over it; an empty list allows no path."""
+    file = tmp_path / "agent.toml"
+    file.write_text('[inject]\nkeep_backups = false\nallowed_paths = ["/root/.ssh/*", "/etc/motd"]\n'
+                    "max_size = 4096\n")
+    settings = config.load(parse("--config", str(file)))
+    assert settings.inject_keep_backups is False
+    assert settings.inject_allowed_paths == ("/root/.ssh/*", "/etc/motd")
+    assert settings.inject_max_size == 4096
+    flagged = config.load(parse("--config", str(file), "--inject-keep-backups", "yes", "--inject-max-size", "10",
+                                "--inject-allowed-paths", "/etc/*, */authorized_keys"))
+    assert flagged.inject_keep_backups is True
+    assert flagged.inject_allowed_paths == ("/etc/*", "*/authorized_keys")
+    assert flagged.inject_max_size == 10
+    assert config.load(parse("--root", str(tmp_path), "--inject-allowed-paths", "")).inject_allowed_paths == ()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[inject]\nmax_size = 0\n", "inject.max_size: invalid value 0 (must be greater than zero)"),
+    ("[inject]\nmax_size = -1\n", "inject.max_size: invalid value -1 (must be greater than zero)"),
+    ("[inject]\nmax_size = true\n", "inject.max_size: invalid value True (expected a number)"),
+    ("[inject]\nmax_size = 'big'\n", "inject.max_size: invalid value 'big'"),
+    ("[inject]\nallowed_paths = 3\n", "inject.allowed_paths: invalid value 3 (expected a list of path globs)"),
+    ("[inject]\nallowed_paths = ['etc/*']\n", "'etc/*' can never match an absolute path"),
+    ("[inject]\nkeep_backups = 'maybe'\n", "inject.keep_backups: invalid value 'maybe' (expected true or false)"),
+])
+def test_bad_inject_keys(tmp_path: Path, text: str, message: str) -> None:
+    """A bad [inject] value names the file, the key and what is wrong with it."""
+    file = tmp_path / "agent.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        config.load(parse("--config", str(file)))
+    assert message in str(error.value)
+    assert str(file) in str(error.value)
+
+
+def test_inject_keys_reload() -> None:
+    """The [inject] keys take effect at SIGHUP, without a restart."""
+    new = config.from_overrides(inject_max_size=2048, inject_allowed_paths="/etc/*", inject_keep_backups=False)
+    current, applied, restart = config.reloaded(config.Config(), new)
+    assert sorted(applied) == ["inject.allowed_paths", "inject.keep_backups", "inject.max_size"]
+    assert restart == []
+    assert (current.inject_max_size, current.inject_allowed_paths) == (2048, ("/etc/*",))
