@@ -31,7 +31,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent import __version__, logs, notify, platform, protocol, signals
+from agent import __version__, logs, platform, protocol, signals
+from agent import runtime as runtime_module
 from agent.config import Config, reloaded
 from agent.errors import (
     AgentError,
@@ -47,19 +48,21 @@ from agent.errors import (
 from agent.faults import crash_point
 from agent.intake import NAME as INTAKE
 from agent.intake import Intake
-from agent.journal import CommandRecord, Journal, iso, wall_clock
+from agent.journal import CommandRecord, Journal, iso, retention, wall_clock
 from agent.journal.engine import DATABASE_NAME
 from agent.lock import StateLock
-from agent.machines import COMMANDS, Context, JournaledCommand, Rejected
+from agent.machines import REGISTRY, Command, Context, Rejected, host_commands
 from agent.machines.base import stored_value
+from agent.platform import Platform
+from agent.ports import HostData, Ports
 from agent.protocol import GUEST_DIR, HOST_DIR, Request
+from agent.runtime import Runtime
 from agent.signals import SignalInbox
-from agent.xenstore import XenStore
+from agent.xenstore import Transport, XenStore
 
 log = logging.getLogger(__name__)
 
 WATCH_TOKEN = "openstack-agent"  # noqa: S105 - a XenStore watch token, not a secret
-MACHINES: dict[str, type[JournaledCommand]] = {**COMMANDS, Rejected.NAME: Rejected}
 RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 #: Seconds between retries of a wipe a reader held off: a wiped secret must not wait for housekeeping
 #: (minutes) to leave the WAL.
@@ -72,12 +75,19 @@ UNWRITABLE = (errno.EINVAL, errno.ENAMETOOLONG, errno.E2BIG)
 
 
 class Agent:
-    """The guest agent daemon."""
+    """The guest agent daemon.
+
+    Built from its parts, each replaceable: the XenStore ``transport`` (the pyxs one; an in-memory one in
+    tests), the operating system's ``accounts``, the ``files`` port, and the service ``runtime``. Each
+    defaults to the real one for this system.
+    """
 
     def __init__(self, config: Config, on_ready: Callable[[], None] | None = None,
-                 reload: Callable[[], Config] | None = None) -> None:
+                 reload: Callable[[], Config] | None = None, *, transport: Transport | None = None,
+                 accounts: Platform | None = None, files: Any = None, runtime: Runtime | None = None) -> None:
         self.config = config
-        self.xenstore = XenStore(config.xenstore_address, config.domain_path, config.xenstore_timeout)
+        self.xenstore: Transport = transport if transport is not None else XenStore(
+            config.xenstore_address, config.domain_path, config.xenstore_timeout)
         self.journal: Journal | None = None
         self.lock = StateLock(config.state_path, "agent")
         self.intake: Intake | None = None
@@ -85,9 +95,9 @@ class Agent:
         self._reload = reload
         self._reload_requested = False
         self.signals = SignalInbox(self.note_signal)
-        self.platform = platform.for_system(config.root)
-        self.supervised = bool(os.environ.get(notify.SUPERVISED_ENV))
-        self.ready_at: float | None = None
+        self.runtime = runtime if runtime is not None else runtime_module.for_this_process()
+        self.ports = Ports(accounts=accounts if accounts is not None else platform.for_system(config.root),
+                           files=files, host_data=HostData(self.xenstore), runtime=self.runtime)
         #: Commands waiting in a state (agentupdate's probation): command id -> when to run them again.
         self._waiting: dict[int, float] = {}
         self.should_exit = False
@@ -159,7 +169,7 @@ class Agent:
         os.umask(0o077)
         # A supervised agent may be starting while its predecessor, killed with the old supervisor, is still
         # on its way out: give it the time a clean stop takes. Run by hand, a second agent stops at once.
-        self.lock.acquire(wait=self.config.shutdown_timeout if self.supervised else 0.0)
+        self.lock.acquire(wait=self.config.shutdown_timeout if self.runtime.supervised else 0.0)
         if not (self.config.state_path / DATABASE_NAME).exists() and (self.config.state_path / INTAKE).exists():
             log.error("the journal %s is missing although an agent ran here (its intake note is there): its "
                       "audit trail is gone; starting a new journal", self.config.state_path / DATABASE_NAME)
@@ -170,8 +180,7 @@ class Agent:
                  self.config.xenstore_address,
                  f", domain {self.config.domain_path}" if self.config.domain_path else "")
         self.connect(first=True)
-        self.ready_at = time.monotonic()
-        notify.send("READY=1", f"STATUS=openstack-agent {__version__} serving")
+        self.runtime.ready(f"openstack-agent {__version__} serving")
         if self._on_ready is not None:
             self._on_ready()
 
@@ -314,10 +323,10 @@ class Agent:
         if known is not None and known.digest == body_digest:
             if known.finished:
                 log.info("request %s already answered by command %d; delivering its reply again",
-                         protocol.shown(request_id), known.id)
+                         protocol.for_log(request_id), known.id)
                 self.deliver(known)
             else:
-                self.execute(known, self.reload_request(known, body), recovering=True)
+                self.execute(known, self.reload_request(known, body), recovery=True)
             return
         record, request = self.take_in(request_id, body, body_digest)
         self.crash_point("after_received")
@@ -336,18 +345,18 @@ class Agent:
         self.crash_point("before_received")
         if attempts > self.config.max_attempts:
             log.error("request %s stopped the agent %d times before it could be journaled; answering it "
-                      "without reading it again", protocol.shown(request_id), attempts - 1)
+                      "without reading it again", protocol.for_log(request_id), attempts - 1)
             request = self._bare(request_id, body_digest, f"Request stopped the agent {attempts - 1} times "
                                                           "before it could be journaled; not handling it again")
         elif not protocol.answerable(request_id):
             log.warning("request id %s is too long for its reply path; removing the request unanswered",
-                        protocol.shown(request_id))
+                        protocol.for_log(request_id))
             request = self._bare(request_id, body_digest, protocol.UNANSWERABLE)
         else:
             try:
-                request = self.classify(protocol.parse(request_id, body))
+                request = self.admit(protocol.parse(request_id, body))
             except Exception as exc:  # a defect of the agent's: contained to this request
-                log.error("request %s could not be read: %s at %s", protocol.shown(request_id),
+                log.error("request %s could not be read: %s at %s", protocol.for_log(request_id),
                           type(exc).__name__, where(exc))
                 request = self._bare(request_id, body_digest, internal_error("reading the request", exc))
         try:
@@ -356,7 +365,7 @@ class Agent:
             raise
         except Exception as exc:  # the body broke the journal write itself: keep only what is known safe
             log.error("request %s could not be journaled as read: %s at %s; journaling it without its content",
-                      protocol.shown(request_id), type(exc).__name__, where(exc))
+                      protocol.for_log(request_id), type(exc).__name__, where(exc))
             request = self._bare(request_id, body_digest, internal_error("journaling the request", exc))
             return self._receive(request), request
 
@@ -368,20 +377,21 @@ class Agent:
     def _receive(self, request: Request) -> CommandRecord:
         rejection = request.rejection
         if rejection is None and request.name:
-            machine, value = MACHINES[request.name], stored_value(MACHINES[request.name], request.value)
+            machine, value = REGISTRY[request.name], stored_value(REGISTRY[request.name], request.value)
         else:
             machine, value = Rejected, None if rejection is None else Rejected.journaled(rejection)
         record = self._journal().receive(request.request_id, self.config.domain_path, request.name, machine.NAME,
                                          request.digest, value, detail=self._receive_detail(request))
-        log.info("request %s received: command %d %s", protocol.shown(request.request_id), record.id,
-                 protocol.shown(request.name) if request.name is not None else "(unnamed)")
+        log.info("request %s received: command %d %s", protocol.for_log(request.request_id), record.id,
+                 protocol.for_log(request.name) if request.name is not None else "(unnamed)")
         return record
 
-    def classify(self, request: Request) -> Request:
-        """Attach the rejection of an unknown or refused command; parse errors are attached already."""
+    def admit(self, request: Request) -> Request:
+        """Attach the rejection of a command this agent does not run: unknown, or refused by the policy.
+        (A request that could not be parsed carries its rejection already.)"""
         if request.rejection is not None or request.name is None:
             return request
-        if request.name not in COMMANDS:
+        if request.name not in REGISTRY or not REGISTRY[request.name].HOST_COMMAND:
             rejection = protocol.unknown_command(request.name)
         elif not self.config.command_allowed(request.name):
             rejection = protocol.refused_command(request.name)
@@ -396,38 +406,36 @@ class Agent:
             detail["rejected"] = request.rejection.returncode
         return detail
 
-    def execute(self, record: CommandRecord, request: Request, recovering: bool = False,
+    def execute(self, record: CommandRecord, request: Request, recovery: bool = False,
                 give_up: bool = False, fresh: bool = False) -> None:
-        """Run the command's machine to a terminal state (or fail a crash-looping one), then deliver.
+        """Run the command's machine to a terminal state or a wait (or end a crash-looping one), then deliver.
 
-        ``fresh``: the request was read from XenStore at the start of this handling (see ``deliver``).
+        ``recovery``: an earlier process left the command unfinished. ``fresh``: the request was read from
+        XenStore at the start of this handling (see ``deliver``).
         """
-        machine = self._machine_for(record)
+        machine = self.machine_for(record)
         if machine is None:
             return
         command = machine(record, self.context(request))
-        try:
-            if give_up:
-                command.give_up(record.attempts)
-            else:
-                command.run(recovering=recovering)
-        finally:
-            command.machine().remove_model(command)
-        if not command.finished and command.resume_after is not None:
-            self._waiting[record.id] = time.monotonic() + command.resume_after
+        if give_up:
+            command.give_up(record.attempts)
+        else:
+            command.run(recovery=recovery)
+        if not command.finished and command.waiting is not None:
+            self._waiting[record.id] = time.monotonic() + command.waiting
             return
         self._waiting.pop(record.id, None)
         self.crash_point("after_reply_journaled")
         self.deliver(command.record, fresh=fresh)
 
     @staticmethod
-    def _machine_for(record: CommandRecord) -> type[JournaledCommand] | None:
+    def machine_for(record: CommandRecord) -> type[Command] | None:
         """The machine that can run this journaled command, or None (a newer release journaled it).
 
         After an update is rolled back, the older release may find commands of a machine, or in a state,
         that only the newer one knows. It leaves them as they are rather than failing or mis-running them.
         """
-        machine = MACHINES.get(record.machine)
+        machine = REGISTRY.get(record.machine)
         if machine is None or record.state not in machine.states():
             log.warning("command %d (%s, state %s) was journaled by a newer release; leaving it as it is",
                         record.id, record.machine, record.state)
@@ -439,7 +447,7 @@ class Agent:
         reply = record.reply
         if reply is None:
             raise JournalError(f"command {record.id} finished without a journaled reply")
-        shown_id = protocol.shown(record.request_id)
+        shown_id = protocol.for_log(record.request_id)
         written = protocol.answerable(record.request_id)  # if not, take_in said so already
         try:
             if written:
@@ -479,20 +487,16 @@ class Agent:
         if protocol.digest(body) == record.digest:
             return True
         log.info("request %s was rewritten while command %d ran; the new content is a request of its own",
-                 protocol.shown(record.request_id), record.id)
+                 protocol.for_log(record.request_id), record.id)
         return False
 
     def context(self, request: Request) -> Context:
-        return Context(journal=self._journal(), config=self.config, request=request, offered=self.offered,
-                       platform=self.platform, uptime=self.uptime, supervised=self.supervised)
-
-    def uptime(self) -> float | None:
-        """Seconds since this process signalled ready (None before)."""
-        return None if self.ready_at is None else time.monotonic() - self.ready_at
+        return Context(journal=self._journal(), config=self.config, request=request, ports=self.ports,
+                       offered=self.offered)
 
     def offered(self) -> list[str]:
         """Implemented commands that the policy allows, for ``features``."""
-        return [name for name in COMMANDS if self.config.command_allowed(name)]
+        return [name for name in host_commands() if self.config.command_allowed(name)]
 
     # -- recovery -------------------------------------------------------------------------------------
 
@@ -504,14 +508,14 @@ class Agent:
         """
         journal = self._journal()
         for record in journal.unfinished():
-            machine = self._machine_for(record)
+            machine = self.machine_for(record)
             if machine is None:
                 continue
-            if count_attempt and record.state not in machine.RESTART_STATES:
+            if count_attempt and record.state not in machine.PLANNED_RESTARTS:
                 record = journal.record_attempt(record)
             log.info("recovering command %d %s from state %s (attempt %d)", record.id, record.machine,
                      record.state, record.attempts)
-            self.execute(record, self.reload_request(record), recovering=True,
+            self.execute(record, self.reload_request(record), recovery=True,
                          give_up=record.attempts > self.config.max_attempts)
         for record in journal.undelivered():
             log.info("delivering the journaled reply of command %d", record.id)
@@ -526,22 +530,23 @@ class Agent:
         if record.machine == Rejected.NAME and record.value is not None:
             return Request(record.request_id, record.name, None, record.digest, Rejected.from_journal(record.value))
         if record.value is not None:
-            return self.classify(Request(record.request_id, record.name, json.loads(record.value), record.digest))
+            return self.admit(Request(record.request_id, record.name, json.loads(record.value), record.digest))
         if body is None:
             body = self.xenstore.read(f"{HOST_DIR}/{record.request_id}")
         if body is not None and protocol.digest(body) == record.digest:
-            return self.classify(protocol.parse(record.request_id, body))
+            return self.admit(protocol.parse(record.request_id, body))
         vanished = CommandFailed("500", "Request was withdrawn by the host before the agent could finish it")
         return Request(record.request_id, record.name, None, record.digest, vanished)
 
     # -- timers -------------------------------------------------------------------------------------
 
     def _next_timer(self) -> float:
-        """When the main loop must wake without an event: housekeeping, a waiting command, an expiry, a
-        deferred wipe."""
-        expiry = self._journal().next_expiry()
-        return min(self._next_housekeeping, float("inf") if expiry is None else expiry, self._wipe_due(),
-                   *self._waiting.values())
+        """When the main loop must wake without an event: housekeeping, a waiting command, a command type's
+        own timer (a key exchange's expiry), a deferred wipe."""
+        journal = self._journal()
+        due = (machine.next_due(journal) for machine in REGISTRY.values())
+        return min(self._next_housekeeping, self._wipe_due(), *self._waiting.values(),
+                   *(d for d in due if d is not None))
 
     def _wipe_due(self) -> float:
         deferred = self._journal().wipe_deferred_at
@@ -557,27 +562,26 @@ class Agent:
         if now >= self._next_housekeeping:
             self.housekeeping()
         else:
-            self.expire_exchanges()
+            self.command_timers()
 
-    def expire_exchanges(self) -> None:
-        """Wipe the secret of every key exchange whose lifetime is over (and any wipe still pending).
-
-        Lifetimes run on the monotonic clock: setting the wall clock back must not keep a secret longer.
-        """
+    def command_timers(self) -> None:
+        """Run every command type's due timer (key exchanges expire), then any wipe a reader held off."""
         journal = self._journal()
-        expired = journal.expire_exchanges(time.monotonic())
-        if expired:
-            log.info("%d key exchange(s) expired; their secrets were wiped", expired)
-        elif journal.wipe_deferred_at is not None and time.monotonic() >= self._wipe_due():
+        now = time.monotonic()
+        for machine in REGISTRY.values():
+            due = machine.next_due(journal)
+            if due is not None and due <= now:
+                machine.when_due(journal, now)
+        if journal.wipe_deferred_at is not None and time.monotonic() >= self._wipe_due():
             journal.wipe()
 
     # -- housekeeping ---------------------------------------------------------------------------------
 
     def housekeeping(self) -> None:
-        """Expire key exchanges; remove our old replies from ``data/guest`` and old commands; rescan."""
+        """Command types' timers; remove our old replies from ``data/guest`` and old commands; rescan."""
         now = time.monotonic()
         self._next_housekeeping = now + self.config.housekeeping_interval
-        self.expire_exchanges()
+        self.command_timers()
         collected = self.collect_replies(now)
         pruned = self.prune()
         log.debug("housekeeping done: %d replies removed, %d commands pruned", collected, pruned)
@@ -598,10 +602,10 @@ class Agent:
             by_earlier = iso(datetime.max.replace(tzinfo=UTC))  # all of them: they are older than this process
         else:
             by_earlier = iso(wall_clock() - timedelta(seconds=max_age))
-        old = journal.replies_to_collect(by_this_process, by_earlier, self._start_row)
+        old = retention.replies_to_collect(journal, by_this_process, by_earlier, self._start_row)
         for record in old:
             self.xenstore.delete(f"{GUEST_DIR}/{record.request_id}")
-        journal.mark_replies_removed([r.id for r in old])
+        retention.mark_replies_removed(journal, [r.id for r in old])
         if old:
             log.info("removed %d old replies from %s", len(old), GUEST_DIR)
         return len(old)
@@ -621,13 +625,13 @@ class Agent:
         config = self.config
         cutoff = iso(wall_clock() - timedelta(days=config.retention_days))
         journal = self._journal()
-        pruned = journal.prune(cutoff, keep_min=config.keep_min, max_commands=config.max_commands)
-        for request_id in journal.pruned_replies:
+        pruned = retention.prune(journal, cutoff, keep_min=config.keep_min, max_commands=config.max_commands)
+        for request_id in pruned.replies:
             self.xenstore.delete(f"{GUEST_DIR}/{request_id}")
-        if pruned:
-            log.info("removed %d commands from the journal (older than %g days, or past %d commands)", pruned,
-                     config.retention_days, config.max_commands)
-        return pruned
+        if pruned.count:
+            log.info("removed %d commands from the journal (older than %g days, or past %d commands)",
+                     pruned.count, config.retention_days, config.max_commands)
+        return pruned.count
 
     def _journal(self) -> Journal:
         if self.journal is None:

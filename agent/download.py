@@ -28,7 +28,7 @@ CHUNK = 64 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
-def shown_url(url: str) -> str:
+def url_for_log(url: str) -> str:
     """The URL without credentials or query (which can carry tokens), for messages."""
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -40,7 +40,7 @@ def check_url(url: str, allow_http: bool) -> None:
     parts = urlsplit(url)
     scheme = parts.scheme
     if scheme not in ("http", "https") or not parts.hostname:
-        raise ReleaseError(f"the update URL must be http or https with a host, not {shown_url(url)!r}")
+        raise ReleaseError(f"the update URL must be http or https with a host, not {url_for_log(url)!r}")
     if scheme == "http" and not allow_http:
         raise ReleaseError("policy refuses plain http downloads (update.allow_http = false); serve the "
                            "release over https")
@@ -76,22 +76,22 @@ def download(url: str, destination: Path, timeout: float, max_size: int, allow_h
         with opener.open(request, timeout=timeout) as response:
             if response.status == 206 and "Range" in headers:
                 _check_range(response.headers.get("Content-Range", ""), offset)
-                log.info("resuming the download of %s at byte %d", shown_url(url), offset)
+                log.info("resuming the download of %s at byte %d", url_for_log(url), offset)
             else:
                 offset = 0
                 found = response.headers.get("ETag") or response.headers.get("Last-Modified")
                 meta.write_text(json.dumps({"validator": found}))
             length = response.headers.get("Content-Length")
             if length is not None and length.isdigit() and offset + int(length) > max_size:
-                raise ReleaseError(f"the release at {shown_url(url)} is {offset + int(length)} bytes, more than "
+                raise ReleaseError(f"the release at {url_for_log(url)} is {offset + int(length)} bytes, more than "
                                    f"update.max_download_size ({max_size})")
             size = _copy(response, part, offset, max_size, url)
     except urllib.error.HTTPError as exc:
-        raise ReleaseError(f"downloading {shown_url(url)} failed: HTTP {exc.code} {exc.reason}") from None
+        raise ReleaseError(f"downloading {url_for_log(url)} failed: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
-        raise DownloadInterrupted(f"downloading {shown_url(url)} failed: {exc.reason}") from None
+        raise DownloadInterrupted(f"downloading {url_for_log(url)} failed: {exc.reason}") from None
     except (TimeoutError, OSError, http.client.HTTPException) as exc:
-        raise DownloadInterrupted(f"downloading {shown_url(url)} stopped ({type(exc).__name__}: {exc}); it "
+        raise DownloadInterrupted(f"downloading {url_for_log(url)} stopped ({type(exc).__name__}: {exc}); it "
                                   "resumes on the next attempt") from None
     os.replace(part, destination)
     meta.unlink(missing_ok=True)
@@ -118,13 +118,13 @@ def _copy(response: Any, part: Path, offset: int, max_size: int, url: str) -> in
         while block := response.read(CHUNK):
             size += len(block)
             if size > max_size:
-                raise ReleaseError(f"the release at {shown_url(url)} exceeds update.max_download_size "
+                raise ReleaseError(f"the release at {url_for_log(url)} exceeds update.max_download_size "
                                    f"({max_size} bytes)")
             out.write(block)
         out.flush()
         os.fsync(out.fileno())
     length = response.headers.get("Content-Length")
     if length is not None and length.isdigit() and size - offset != int(length):
-        raise DownloadInterrupted(f"the download of {shown_url(url)} ended after {size} bytes, short of the "
+        raise DownloadInterrupted(f"the download of {url_for_log(url)} ended after {size} bytes, short of the "
                                   f"{offset + int(length)} announced; it resumes on the next attempt")
     return size

@@ -50,7 +50,7 @@ def digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def shown(name: str) -> str:
+def for_log(name: str) -> str:
     """A command name as quoted in a message: bounded, and printable whatever the host sent."""
     text = name if len(name) <= MAX_NAME_IN_MESSAGE else name[:MAX_NAME_IN_MESSAGE] + "..."
     # unicode_escape turns control characters and non-ASCII into escapes: no line breaks in replies or logs.
@@ -112,11 +112,11 @@ def _unusable(document: Any) -> str:
 
 
 def unknown_command(name: str) -> RequestRejected:
-    return RequestRejected("404", f"No such agent command '{shown(name)}'")
+    return RequestRejected("404", f"No such agent command '{for_log(name)}'")
 
 
 def refused_command(name: str) -> RequestRejected:
-    return RequestRejected("403", f"Agent command '{shown(name)}' is refused by this agent's policy")
+    return RequestRejected("403", f"Agent command '{for_log(name)}' is refused by this agent's policy")
 
 
 def reply(returncode: str, message: str) -> dict[str, str]:

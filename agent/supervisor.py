@@ -43,7 +43,7 @@ from agent import logs, notify, signals
 from agent.config import Config
 from agent.errors import AlreadyRunning, ConfigError, ReleaseError, RestartRequested
 from agent.install import Layout
-from agent.journal import Journal
+from agent.journal import Journal, releases
 from agent.lock import StateLock
 from agent.signals import SignalInbox
 
@@ -252,8 +252,8 @@ class Supervisor:
     # -- verdicts -------------------------------------------------------------------------------------
 
     def _good(self, version: str) -> bool:
-        known = self._journal().release(version)
-        return known is not None and known[0] == "good"
+        verdict = releases.verdict(self._journal(), version)
+        return verdict is not None and verdict.state == releases.GOOD
 
     def _crashed(self, code: int) -> str:
         """Count a crash of a release on probation; the reason to roll back once there are too many."""
@@ -270,7 +270,7 @@ class Supervisor:
 
     def roll_back(self, version: str, reason: str) -> None:
         """Mark ``version`` bad and make the previous release current again."""
-        self._journal().mark_release(version, "bad", reason)
+        releases.mark(self._journal(), version, releases.BAD, reason)
         self._crashes.clear()
         previous = self.layout.previous
         if previous is None or previous == version or not self.layout.installed(previous):

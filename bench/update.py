@@ -24,7 +24,7 @@ from pathlib import Path
 
 from agent import __version__, install, release
 from agent.host import Host
-from agent.journal import Journal
+from agent.journal import Journal, releases
 from agent.sandbox import STATE_DIR, Xenstored, create_domain, make_guest_root
 from agent.xenstore import XenStore
 
@@ -36,7 +36,7 @@ def one_update(work: Path, base: Path, new: Path, port: int) -> float:
     layout = install.Layout(system / "opt/openstack-agent")
     install.install(release.open_bundle(base), layout)
     journal = Journal.open(system / STATE_DIR.lstrip("/"))
-    journal.mark_release(__version__, "good", "bench")
+    releases.mark(journal, __version__, releases.GOOD, "bench")
     journal.close()
     daemon = Xenstored(work / "xenstored")
     daemon.start()

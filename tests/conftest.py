@@ -19,7 +19,7 @@ from agent import __version__, install, release
 from agent import config as agent_config
 from agent.daemon import Agent
 from agent.host import Host
-from agent.journal import Journal
+from agent.journal import Journal, exchanges, releases
 from agent.sandbox import Xenstored, build_shim, create_domain, make_guest_root
 from agent.xenstore import XenStore
 
@@ -206,6 +206,12 @@ def open_journal(state_dir: Path) -> Journal:
     return Journal.open(state_dir)
 
 
+def verdict_of(journal: Journal, version: str) -> tuple[str, str] | None:
+    """What the journal knows of a release, as (state, reason)."""
+    verdict = releases.verdict(journal, version)
+    return None if verdict is None else (verdict.state, verdict.reason)
+
+
 def holding(state_dir: Path, value: str) -> list[str]:
     """The files of the state directory (database, WAL, SHM) whose bytes contain ``value``."""
     return [path.name for path in state_dir.iterdir() if value.encode() in path.read_bytes()]
@@ -215,7 +221,7 @@ def exchange_state(state_dir: Path) -> str | None:
     """The state of the journal's latest key exchange (the journal is closed again at once)."""
     journal = open_journal(state_dir)
     try:
-        exchange = journal.latest_exchange()
+        exchange = exchanges.latest(journal)
         return None if exchange is None else exchange.state
     finally:
         journal.close()
@@ -275,7 +281,7 @@ def service(bundles, xenstored: Xenstored, domain: str, system_root: Path, state
     layout = install.Layout(agent_config.rooted(str(system_root), "/opt/openstack-agent"))
     install.install(release.open_bundle(bundles.base), layout)
     journal = Journal.open(state_dir)
-    journal.mark_release(__version__, "good", "installed by the test")
+    releases.mark(journal, __version__, "good", "installed by the test")
     journal.close()
     command = [str(layout.agent_command()), "supervise", "--root", str(system_root), "--xenstore",
                xenstored.address, "--domain-path", domain, "--state-dir", STATE_DIR, "--log-level", "debug",

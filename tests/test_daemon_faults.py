@@ -123,7 +123,7 @@ def test_a_failure_after_a_request_was_journaled_does_not_journal_it_again(
     def broken(*_args: object, **_kwargs: object) -> int:
         raise RuntimeError("pruning failed")
 
-    monkeypatch.setattr("agent.journal.Journal.prune", broken)
+    monkeypatch.setattr("agent.journal.retention.prune", broken)
     agent = run_agent(max_commands=1, housekeeping_interval=3600)
     for _ in range(3):
         assert host.call("version", "agent", timeout=10)["returncode"] == "0"

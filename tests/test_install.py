@@ -16,6 +16,7 @@ from agent.cli import main
 from agent.errors import ReleaseError
 from agent.install import COMPLETE, Layout
 from agent.journal import Journal
+from tests.conftest import verdict_of
 
 
 def test_install_cli(bundles, tmp_path: Path) -> None:
@@ -30,7 +31,7 @@ def test_install_cli(bundles, tmp_path: Path) -> None:
     version = subprocess.run([str(layout.agent_command()), "--version"], capture_output=True, text=True,
                              check=True, env={"PATH": "/usr/bin:/bin"})
     assert version.stdout.strip() == f"openstack-agent {__version__}"
-    assert Journal.open(root / "var/lib/openstack-agent").release(__version__) == (
+    assert verdict_of(Journal.open(root / "var/lib/openstack-agent"), __version__) == (
         "good", "installed by 'openstack-agent install'")
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from agent import crypto
 from agent.host import Host
-from agent.journal import Journal
+from agent.journal import Journal, exchanges
 from agent.journal.engine import BUSY_TIMEOUT_MS
 from agent.protocol import GUEST_DIR, HOST_DIR, encode
 from agent.sandbox import Xenstored, create_domain, destroy_domain
@@ -67,7 +67,7 @@ def test_platform_failure_is_a_clear_500(run_agent, host: Host, state_dir: Path)
     assert reply["returncode"] == "500"
     assert reply["message"].startswith("Could not set the password of 'ghost': chpasswd failed with exit status 1:")
     assert PASSWORD not in reply["message"]
-    exchange = open_journal(state_dir).latest_exchange()
+    exchange = exchanges.latest(open_journal(state_dir))
     assert exchange is not None and exchange.state == "open"
 
 
@@ -206,7 +206,7 @@ def test_sigkill_at_every_state(agent_process, guest: XenStore, host: Host, syst
     command, = journal.commands(name=machine)
     triggers = [t.trigger for t in journal.transitions(command.id)]
     assert triggers.count("exchange" if machine == "keyinit" else "apply") == 1, triggers
-    assert len(journal.exchanges()) == 1
+    assert len(exchanges.every(journal)) == 1
     assert journal.verify().ok
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.host import Host
-from tests.conftest import Service, open_journal, wait_for
+from tests.conftest import Service, open_journal, verdict_of, wait_for
 
 
 def test_notify_ready_and_watchdog(service: Service, host: Host, tmp_path: Path) -> None:
@@ -38,7 +38,8 @@ def test_crashed_agent_is_restarted(service: Service, host: Host, state_dir: Pat
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: service.children() not in ([], [first]), timeout=30)
     assert host.call("version", "agent", timeout=30)["message"] == __version__
-    assert open_journal(state_dir).release(__version__)[0] == "good"  # type: ignore[index]
+    verdict = verdict_of(open_journal(state_dir), __version__)
+    assert verdict is not None and verdict[0] == "good"
     assert "restarting the agent in 0.5 s" in service.log()
 
 

@@ -26,7 +26,7 @@ from agent import __version__, release
 from agent.host import Host
 from agent.protocol import GUEST_DIR, HOST_DIR, encode
 from agent.xenstore import XenStore
-from tests.conftest import Service, open_journal, wait_for
+from tests.conftest import Service, open_journal, verdict_of, wait_for
 
 STATES = ["received", "downloading", "verifying", "staging", "switching", "restarting", "confirming", "committed"]
 
@@ -64,7 +64,7 @@ def test_good_update(service: Service, bundles, file_server, host: Host, state_d
     assert update_path(state_dir) == STATES
     assert (service.layout.current, service.layout.previous) == ("0.2.0", __version__)
     journal = open_journal(state_dir)
-    assert journal.release("0.2.0") == ("good", "")
+    assert verdict_of(journal, "0.2.0") == ("good", "")
     assert journal.verify().ok
     assert not list(service.layout.downloads.iterdir()), "the downloaded bundle was kept"
 
@@ -158,7 +158,7 @@ def test_bad_release_is_rolled_back_and_never_retried(service: Service, bundles,
         "message": f"Update to openstack-agent {version} failed and was rolled back to {__version__}: {why}"}
     assert versions(host) == __version__
     assert service.layout.current == __version__
-    assert open_journal(state_dir).release(version) == ("bad", why)
+    assert verdict_of(open_journal(state_dir), version) == ("bad", why)
     assert update_path(state_dir)[-2:] == ["rolling_back", "rolled_back"]
     served_before = len(file_server.log)
     assert host.call("agentupdate", value, timeout=30) == {

@@ -1,19 +1,14 @@
-"""The journal: SQLite through SQLAlchemy, migrated by Alembic, hash-chained transitions and commands."""
+"""The journal: SQLite through SQLAlchemy, migrated by Alembic, hash-chained transitions and commands.
 
-from agent.journal.store import (
-    TERMINAL_STATES,
-    CommandRecord,
-    ExchangeRecord,
-    Journal,
-    Predecessor,
-    SideWrite,
-    TransitionRecord,
-    Verification,
-    iso,
-    parse_iso,
-    utcnow,
-    wall_clock,
-)
+``core`` is the handle and the commands' life; ``chain``, ``seals``, ``retention`` and ``verify`` keep it
+checkable and bounded; ``exchanges`` and ``releases`` are the records of the command types that own them.
+"""
 
-__all__ = ["TERMINAL_STATES", "CommandRecord", "ExchangeRecord", "Journal", "Predecessor", "SideWrite",
-           "TransitionRecord", "Verification", "iso", "parse_iso", "utcnow", "wall_clock"]
+# Imported for their sealed tables, which must be registered wherever a journal is opened.
+from agent.journal import exchanges, releases
+from agent.journal.core import Journal
+from agent.journal.records import CommandRecord, Predecessor, RecordWrite, TransitionRecord, Verification
+from agent.journal.times import iso, parse_iso, utcnow, wall_clock
+
+__all__ = ["CommandRecord", "Journal", "Predecessor", "RecordWrite", "TransitionRecord", "Verification",
+           "exchanges", "iso", "parse_iso", "releases", "utcnow", "wall_clock"]

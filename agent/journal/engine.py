@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 DATABASE_NAME = "journal.sqlite3"
 #: The newest migration this build ships; a test keeps it equal to the Alembic head.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 BUSY_TIMEOUT_MS = 10_000
 #: The files SQLite keeps beside a WAL database; they belong to it and move with it.
 COMPANIONS = ("-wal", "-shm")
@@ -341,7 +341,7 @@ def _create_fresh(engine: Engine, predecessor: dict[str, str] | None = None) -> 
     keeps the result identical to running every migration. ``predecessor`` records a broken journal this one
     replaces (its new path, when, why).
     """
-    from agent.journal import store
+    from agent.journal import seals
 
     with engine.connect() as connection:
         connection.info["immediate"] = True
@@ -353,10 +353,10 @@ def _create_fresh(engine: Engine, predecessor: dict[str, str] | None = None) -> 
                                     "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"))
             connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:revision)"),
                                {"revision": SCHEMA_REVISION})
-            store.seal_schema(connection)
+            seals.seal_schema(connection, seals.SEALED)
             if predecessor is not None:
                 connection.execute(text("INSERT INTO seals (key, value) VALUES (:key, :value)"),
-                                   {"key": store.SEAL_PREDECESSOR, "value": json.dumps(predecessor, sort_keys=True)})
+                                   {"key": seals.PREDECESSOR, "value": json.dumps(predecessor, sort_keys=True)})
     log.info("journal created at schema %s", SCHEMA_REVISION)
 
 

@@ -3,6 +3,9 @@
 They are SQLAlchemy Core tables rather than ORM classes: the agent only runs Core statements, and importing
 the ORM would cost the daemon about 6 MB of its 50 MB memory budget (``bench/resources.py``).
 
+The core tables are here; a command type's own tables are declared in its records module
+(``agent.journal.exchanges``, ``agent.journal.releases``) on the same ``metadata``.
+
 Schema changes go through Alembic (``migrations/``) and are additive only, so that an older agent still runs
 on a newer schema after an update rolls back. Times are UTC ISO-8601 strings: they are what the hash chain
 covers, so their text must never depend on a driver's formatting.
@@ -40,6 +43,8 @@ commands = Table(
     # The command's position in its hash chain, which also guards against concurrent writers.
     Column("last_seq", Integer, nullable=False),
     Column("last_hash", String(64), nullable=False),
+    # The machine's typed working data (JSON), as the last transition that changed it journaled it.
+    Column("data", Text),
 )
 
 #: One journaled step of a command; each command's rows form a hash chain in ``seq`` order.
@@ -56,49 +61,14 @@ transitions = Table(
     Column("detail", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # The working data this transition set (JSON), or NULL when it left it as it was; the chain covers it.
+    Column("data", Text),
     Index("ix_transitions_command_seq", "command_id", "seq", unique=True),
 )
 
-#: A key exchange opened by ``keyinit`` and used by ``password``. The shared secret is the one secret the
-#: journal ever holds: only while the exchange is open, then set to NULL (secure_delete plus a WAL checkpoint
-#: make it unrecoverable from the files). The rest stays as the audit record of the exchange.
-exchanges = Table(
-    "exchanges", metadata,
-    Column("id", Integer, primary_key=True),
-    # The keyinit command that opened it; retention removes the exchange with it.
-    Column("command_id", Integer, ForeignKey("commands.id", ondelete="CASCADE"), nullable=False),
-    Column("opened_at", String(32), nullable=False),
-    Column("expires_at", String(32), nullable=False),
-    # The agent's public key (decimal), the reply keyinit gives; not a secret.
-    Column("public_key", String(64), nullable=False),
-    # Strength of the group used, in bits (the protocol's 2^107-1 group: 107).
-    Column("group_bits", Integer, nullable=False),
-    # The shared secret (decimal) while the exchange is open; NULL once used, replaced or expired.
-    Column("secret", Text),
-    # open, consumed, replaced or expired.
-    Column("state", String(16), nullable=False),
-    Column("closed_at", String(32)),
-    # Set when a password was applied: its ciphertext's digest (a re-sent one is recognised), the key
-    # derivation that decrypted it, and the password command.
-    Column("applied_digest", String(64)),
-    Column("derivation", String(16)),
-    Column("applied_by", Integer),
-    Index("ix_exchanges_state", "state"),
-)
-
-#: What is known of each installed release: "good" once installed by an operator or confirmed by an update,
-#: "bad" once the supervisor rolled it back (with why); a bad release is never retried automatically.
-releases = Table(
-    "releases", metadata,
-    Column("version", String(64), primary_key=True),
-    Column("state", String(16), nullable=False),
-    Column("reason", Text),
-    Column("marked_at", String(32), nullable=False),
-)
-
-#: What the hash chains cannot hold in a row of their own, kept as key/value text (see ``agent.journal.store``):
+#: What the hash chains cannot hold in a row of their own, kept as key/value text (see ``agent.journal.seals``):
 #: where the linked command chain starts and ends (``chain_from``, ``head``), the links of commands whose
-#: predecessor retention removed (``anchor:<id>``), digests of the exchange and release tables and of the
+#: predecessor retention removed (``anchor:<id>``), digests of the sealed tables and of the
 #: anchors, and the note of a broken journal this one replaced (``predecessor``).
 seals = Table(
     "seals", metadata,

@@ -1,22 +1,34 @@
-"""One module per command machine; this registry maps protocol command names to them."""
+"""One module per command machine; ``REGISTRY`` is the one table of them, ``rejected`` included.
+
+A command type owns everything about itself: its states and transitions, its recovery policy, its working
+data, its own records (a module of ``agent.journal``) and its timers. Adding one means writing its module,
+and its line here.
+"""
 
 from __future__ import annotations
 
 from agent.machines.agentupdate import AgentUpdate
-from agent.machines.base import Context, JournaledCommand
+from agent.machines.base import Command, Context
 from agent.machines.features import Features
 from agent.machines.keyinit import KeyInit
 from agent.machines.password import Password
 from agent.machines.rejected import Rejected
 from agent.machines.version import Version
 
-#: The commands this build implements, in the order ``features`` lists them.
-COMMANDS: dict[str, type[JournaledCommand]] = {
-    "version": Version,
-    "features": Features,
-    "keyinit": KeyInit,
-    "password": Password,
-    "agentupdate": AgentUpdate,
-}
+#: Every command type by machine name, in the order ``features`` lists the host's commands.
+REGISTRY: dict[str, type[Command]] = {machine.NAME: machine for machine in (
+    Version,
+    Features,
+    KeyInit,
+    Password,
+    AgentUpdate,
+    Rejected,
+)}
 
-__all__ = ["COMMANDS", "Context", "JournaledCommand", "Rejected"]
+
+def host_commands() -> list[str]:
+    """The commands the host can name, in ``features`` order."""
+    return [name for name, machine in REGISTRY.items() if machine.HOST_COMMAND]
+
+
+__all__ = ["REGISTRY", "Command", "Context", "Rejected", "host_commands"]

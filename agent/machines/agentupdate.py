@@ -17,6 +17,7 @@ with the supervisor's reason. Every state is journaled before its work, so any i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,10 +25,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, download, notify, release
+from agent import __version__, download, release
 from agent.errors import CommandFailed, DownloadInterrupted, ReleaseError, RestartRequested
 from agent.install import Layout
-from agent.machines.base import RESUME, JournaledCommand
+from agent.journal import releases
+from agent.machines.base import RESUME, Command, Event
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "finish_rollback", "source": "rolling_back", "dest": "rolled_back"},
     {"trigger": "nothing_to_do", "source": ["received", "verifying"], "dest": "done"},
 ]
+#: "committed" is the update's success, reached by the release it installed.
+TERMINAL = frozenset({"committed", "rolled_back", "done"})
 RECOVERY = {
     "received": RESUME,
     "downloading": RESUME,  # continues the .part file with Range/If-Range
@@ -74,31 +78,44 @@ def parse_value(value: Any) -> tuple[str, str]:
     return url.strip(), md5.strip().lower()
 
 
-class AgentUpdate(JournaledCommand):
+@dataclasses.dataclass(frozen=True)
+class UpdateData:
+    """The update's working data: the bundle asked for, and the release it turned out to be."""
+
+    url: str = ""
+    md5: str = ""
+    #: The release being installed, as the bundle's manifest names it (set by verification).
+    version: str = ""
+
+
+class AgentUpdate(Command):
     NAME = "agentupdate"
     STATES = STATES
     TRANSITIONS = TRANSITIONS
+    TERMINAL = TERMINAL
     RECOVERY = RECOVERY
-    RESTART_STATES = frozenset({"restarting"})
+    Data = UpdateData
+    PLANNED_RESTARTS = frozenset({"restarting"})
 
-    def on_enter_received(self) -> None:
-        url, md5 = parse_value(self.value)
-        if not self.ctx.supervised:
+    def on_enter_received(self, event: Event) -> None:
+        url, md5 = parse_value(self.request_value())
+        if not self.ctx.ports.runtime.supervised:
             raise CommandFailed("500", "agentupdate needs the agent to run under 'openstack-agent supervise', "
                                        "which restarts it into the new release")
         self._reply_on_failure(lambda: download.check_url(url, self.ctx.config.allow_http))
         known = self._version_of(md5)
-        if known is not None:  # this bundle was seen before: answer without downloading it again
-            self._answer_known(known)
-        if not self.finished:
-            self.advance("download", detail={"url": download.shown_url(url), "md5": md5})
+        if known is not None and self._is_running(known):  # this bundle was seen before: no download
+            self.finish("nothing_to_do", "0", f"openstack-agent {known} is already running",
+                        detail={"version": known})
+            return
+        self.advance("download", detail={"url": download.url_for_log(url), "md5": md5},
+                     data=UpdateData(url, md5))
 
-    def on_enter_downloading(self) -> None:
-        url, md5 = parse_value(self.value)
-        target = self._bundle_path(md5)
+    def on_enter_downloading(self, event: Event) -> None:
+        data: UpdateData = self.data
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             try:
-                size = download.download(url, target, self.ctx.config.download_timeout,
+                size = download.download(data.url, self._bundle_path(data), self.ctx.config.download_timeout,
                                          self.ctx.config.max_download_size, self.ctx.config.allow_http)
                 break
             except DownloadInterrupted as exc:
@@ -109,35 +126,38 @@ class AgentUpdate(JournaledCommand):
                 raise CommandFailed("500", f"Update failed: {exc}") from None
         self.advance("verify", detail={"bytes": size})
 
-    def on_enter_verifying(self) -> None:
-        _url, md5 = parse_value(self.value)
-        path = self._bundle_path(md5)
+    def on_enter_verifying(self, event: Event) -> None:
+        data: UpdateData = self.data
+        path = self._bundle_path(data)
         got = _md5_file(path)
-        if got != md5:
+        if got != data.md5:
             path.unlink(missing_ok=True)  # a retry downloads it again
             # The earlier agents' wording, which operators recognise.
-            raise CommandFailed("500", f"MD5 sums do not match ({got} != {md5})")
+            raise CommandFailed("500", f"MD5 sums do not match ({got} != {data.md5})")
         bundle = self._open(path)
         version = bundle.version
-        self._answer_known(version)
-        if self.finished:
+        if self._is_running(version):
             self._discard_download()
+            self.finish("nothing_to_do", "0", f"openstack-agent {version} is already running",
+                        detail={"version": version})
             return
         self.advance("stage", detail={"version": version, "signed_by": bundle.signed_by,
-                                      "sha256": release.sha256_file(path)})
+                                      "sha256": release.sha256_file(path)},
+                     data=dataclasses.replace(data, version=version))
 
-    def on_enter_staging(self) -> None:
-        bundle = self._open(self._bundle_path(parse_value(self.value)[1]))
+    def on_enter_staging(self, event: Event) -> None:
+        data: UpdateData = self.data
+        bundle = self._open(self._bundle_path(data))
         self._reply_on_failure(lambda: self._layout().stage(bundle))
         self.advance("switch", detail={"release": str(self._layout().release_dir(bundle.version))})
 
-    def on_enter_switching(self) -> None:
+    def on_enter_switching(self, event: Event) -> None:
         layout, version = self._layout(), self._target()
         previous = layout.current
         self._reply_on_failure(lambda: layout.activate(version))
         self.advance("restart", detail={"current": version, "previous": previous})
 
-    def on_enter_restarting(self) -> None:
+    def on_enter_restarting(self, event: Event) -> None:
         target = self._target()
         if __version__ == target:
             self.advance("confirm", detail={"running": __version__})
@@ -146,21 +166,25 @@ class AgentUpdate(JournaledCommand):
         else:
             self.advance("rollback", detail={"running": __version__, "target": target})
 
-    def on_enter_confirming(self) -> None:
+    def on_enter_confirming(self, event: Event) -> None:
         target = self._target()
         if __version__ != target:
             self.advance("rollback", detail={"running": __version__, "target": target})
             return
-        uptime = self.ctx.uptime()
+        uptime = self.ctx.ports.runtime.uptime()
         probation = self.ctx.config.probation
         if uptime is None or uptime < probation:
             # Health is being ready and then staying up; the supervisor rolls back a release that is not.
-            self.resume_after = probation - (uptime or 0.0)
+            self.wait(probation - (uptime or 0.0))
             return
         self.finish("commit", "0", f"Updated to openstack-agent {target}", detail={"uptime": round(uptime, 1)},
-                    also=self.ctx.journal.marks_release(target, "good"))
+                    records=releases.marks(target, releases.GOOD))
+
+    def on_enter_committed(self, event: Event) -> None:
+        """Tidy up once the commit is journaled (a terminal state: a crash here leaves only litter)."""
+        target = self._target()
         self._discard_download()
-        notify.send(f"{notify.COMMITTED}={target}", f"STATUS=openstack-agent {target} confirmed")
+        self.ctx.ports.runtime.committed(target)
         try:
             removed = self._layout().prune(self.ctx.config.keep_releases)
         except OSError as exc:
@@ -169,54 +193,68 @@ class AgentUpdate(JournaledCommand):
             if removed:
                 log.info("pruned old releases: %s", ", ".join(removed))
 
-    def on_enter_rolling_back(self) -> None:
+    def on_enter_rolling_back(self, event: Event) -> None:
         target = self._target()
         layout = self._layout()
         if layout.current != __version__ and layout.installed(__version__):
             layout.activate(__version__)  # the supervisor normally did this already
-        known = self.ctx.journal.release(target)
-        why = known[1] if known is not None and known[0] == "bad" else \
+        verdict = releases.verdict(self.ctx.journal, target)
+        why = verdict.reason if verdict is not None and verdict.bad else \
             "the new release did not confirm itself healthy"
         self._discard_download()
         self.finish("finish_rollback", "500",
                     f"Update to openstack-agent {target} failed and was rolled back to {__version__}: {why}",
                     detail={"target": target, "running": __version__})
 
+    # -- working data ---------------------------------------------------------------------------------
+
+    def legacy_data(self) -> UpdateData:
+        """A command journaled before working data: the bundle from its request, the release from the
+        details verification journaled (where releases of that time kept it)."""
+        try:
+            url, md5 = parse_value(self.request_value())
+        except CommandFailed:
+            url, md5 = "", ""
+        version = ""
+        for row in self.ctx.journal.transitions(self.record.id):
+            found = json.loads(row.detail).get("version")
+            version = found if isinstance(found, str) else version
+        return UpdateData(url, md5, version)
+
     # -- helpers --------------------------------------------------------------------------------------
 
-    def _answer_known(self, version: str) -> None:
-        """Finish at once when ``version`` is the one running, or one marked bad."""
+    def _is_running(self, version: str) -> bool:
+        """Whether ``version`` is the release running; a release marked bad is refused."""
         if version == __version__:
-            self.finish("nothing_to_do", "0", f"openstack-agent {version} is already running",
-                        detail={"version": version})
-            return
-        known = self.ctx.journal.release(version)
-        if known is not None and known[0] == "bad":
-            raise CommandFailed("500", f"openstack-agent {version} is marked bad ({known[1]}); it is not retried")
+            return True
+        verdict = releases.verdict(self.ctx.journal, version)
+        if verdict is not None and verdict.bad:
+            raise CommandFailed("500", f"openstack-agent {version} is marked bad ({verdict.reason}); "
+                                       "it is not retried")
+        return False
 
     def _version_of(self, md5: str) -> str | None:
-        """The release a bundle with this MD5 turned out to be, from earlier agentupdate commands."""
+        """The release a bundle with this MD5 turned out to be, by the working data of earlier updates."""
         for earlier in self.ctx.journal.commands(limit=20, name=self.NAME):
-            details = [json.loads(t.detail) for t in self.ctx.journal.transitions(earlier.id)]
-            if earlier.id != self.record.id and any(d.get("md5") == md5 for d in details):
-                versions = [d["version"] for d in details if isinstance(d.get("version"), str)]
-                if versions:
-                    return str(versions[-1])
+            if earlier.id == self.record.id or earlier.data is None:
+                continue
+            data = json.loads(earlier.data)
+            if data.get("md5") == md5 and isinstance(data.get("version"), str) and data["version"]:
+                return str(data["version"])
         return None
 
     def _layout(self) -> Layout:
         return Layout(self.ctx.config.install_path)
 
-    def _bundle_path(self, md5: str) -> Path:
-        return self._layout().downloads / f"{md5}.tar.gz"
+    def _bundle_path(self, data: UpdateData) -> Path:
+        return self._layout().downloads / f"{data.md5}.tar.gz"
 
     def _target(self) -> str:
-        """The version being installed, as journaled when verification read it from the manifest."""
-        for row in reversed(self.ctx.journal.transitions(self.record.id)):
-            version = json.loads(row.detail).get("version")
-            if isinstance(version, str):
-                return version
-        raise CommandFailed("500", "Update failed: the journal does not say which release was being installed")
+        """The version being installed, as verification journaled it."""
+        version: str = self.data.version
+        if not version:
+            raise CommandFailed("500", "Update failed: the journal does not say which release was being installed")
+        return version
 
     def _open(self, path: Path) -> release.Bundle:
         try:
@@ -226,7 +264,9 @@ class AgentUpdate(JournaledCommand):
             raise CommandFailed("500", f"Update refused: {exc}") from None
 
     def _discard_download(self) -> None:
-        self._bundle_path(parse_value(self.value)[1]).unlink(missing_ok=True)
+        data: UpdateData = self.data
+        if data.md5:
+            self._bundle_path(data).unlink(missing_ok=True)
 
     @staticmethod
     def _reply_on_failure(action: Any) -> None:

@@ -1,21 +1,39 @@
 """The journaled machine: every command is a ``transitions`` state machine whose state is in the journal.
 
-A command type is a subclass of ``JournaledCommand`` that declares its machine as data::
+A command type is a subclass of ``Command`` that declares its machine as data::
 
     STATES      the states, in the order a command passes through them
+    TERMINAL    the states it ends in (the base adds ``failed``)
     TRANSITIONS the transitions, as dicts for ``transitions.Machine``
-    RECOVERY    per non-terminal state: "resume" (re-enter it and go on) or "rollback"
-                (take the ``rollback`` trigger to the compensating path)
+    RECOVERY    per working (non-terminal) state: RESUME or ROLL_BACK (see below)
+    Data        optional: a dataclass of the command's working data
 
-and then one ``on_enter_<state>`` callback per state, in state order, that does the state's work and fires
-the next trigger. The base adds what every machine shares: the terminal ``failed`` state, reachable from
-every other non-terminal state through ``fail``, with the error reply.
+and then one ``on_enter_<state>`` callback per state, in state order, that does the state's work and, as
+its last act, fires the next trigger with ``advance`` or ``finish``. The base adds what every machine
+shares: the terminal ``failed`` state, reachable from every working state through ``fail`` with the error
+reply, and the ``resume`` trigger.
 
-Validate, then act: a trigger is first checked by ``transitions`` (an illegal one raises and leaves the state
-unchanged); the new state is then committed to the journal by the ``state`` property's setter, together
-with the trigger, the redacted detail and, for a terminal state, the reply. Only when that commit has
-succeeded does the in-memory state change and ``on_enter_<state>`` run. A restart re-enters the journaled
-state, so every ``on_enter`` must be idempotent or guarded by what the journal already says.
+Validate, then act. ``transitions`` checks a trigger first (an illegal one raises ``MachineError`` and
+nothing moves). The machine's ``before_state_change`` callback then commits the transition to the journal,
+with the audit detail, the working data, the reply and any rows of the command type's own tables, in one
+transaction; if that raises, the state stays as it was. Only then does the state change and
+``on_enter_<state>`` run. Triggers fired from inside a callback are queued (``queued="model"``) and taken
+one after the other when the callback returns, so a long machine is a loop, not a nested call stack.
+
+The words of recovery, which every machine shares:
+
+- **recovery**: at start, the daemon finds a command the previous process left unfinished and runs it again
+  (``run(recovery=True)``); each such start counts as an attempt (``recovery.max_attempts``), except in the
+  states where the agent is restarted on purpose (``PLANNED_RESTARTS``).
+- **RESUME** (a state's policy): take the ``resume`` trigger, which re-enters the journaled state through the
+  library, so its ``on_enter`` does the state's work again. Every such callback must therefore be idempotent,
+  or guarded by what the journal and the command's records already say; ``resumed`` tells it that the state
+  was re-entered rather than reached. A re-sent request and the end of a wait resume the same way.
+- **ROLL_BACK** (a state's policy): take the ``rollback`` trigger instead, to the machine's compensating path.
+- **wait**: a state that must come back later (agentupdate's probation) calls ``wait(seconds)``; the daemon
+  resumes it then.
+- **give up**: a command that keeps being interrupted is not run again; ``give_up`` ends it with a reply
+  that says what actually happened (``on_give_up``).
 """
 
 from __future__ import annotations
@@ -27,70 +45,95 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
-from transitions import Machine, MachineError
+from transitions import EventData, Machine, MachineError
 
 from agent.config import Config
 from agent.errors import CommandError, JournalError, RestartRequested, XenStoreError, where
 from agent.faults import crash_point
-from agent.journal import TERMINAL_STATES, CommandRecord, Journal, SideWrite
-from agent.platform import Platform
+from agent.journal import CommandRecord, Journal, RecordWrite
+from agent.journal.chain import canonical
+from agent.ports import Ports
 from agent.protocol import Request, reply
 
 log = logging.getLogger(__name__)
 
 FAILED = "failed"
+#: Recovery policies (see the module docstring).
 RESUME = "resume"
-ROLLBACK = "rollback"
+ROLL_BACK = "rollback"
+#: The triggers every machine has.
+FAIL = "fail"
+_NOT_JOURNALED = frozenset({RESUME})
+
+Event = EventData
 
 
 @dataclasses.dataclass
 class Context:
-    """What the daemon hands a machine: its journal, its request and the agent's configuration."""
+    """What the daemon hands a command: its journal, its request, the configuration, and the ports through
+    which alone it reaches the world (``agent.ports``)."""
 
     journal: Journal
     config: Config
     request: Request
+    ports: Ports = dataclasses.field(default_factory=Ports)
     #: Names of the commands this agent offers (implemented and allowed), for ``features``.
     offered: Callable[[], Sequence[str]] = tuple
-    #: The operating system's effects (passwords, ...); None where a command needs none (tests).
-    platform: Platform | None = None
-    #: Seconds since this agent process signalled ready, or None before that.
-    uptime: Callable[[], float | None] = lambda: None
-    #: Whether a supervisor runs this agent (and so restarts it when a command asks).
-    supervised: bool = False
 
 
-class JournaledCommand:
+class Command:
     """One command row, as a model of its type's machine."""
 
     NAME: ClassVar[str]
     STATES: ClassVar[Sequence[str]]
+    TERMINAL: ClassVar[frozenset[str]]
     TRANSITIONS: ClassVar[Sequence[dict[str, Any]]]
     RECOVERY: ClassVar[dict[str, str]]
+    #: The working data's dataclass; None for a machine that keeps none.
+    Data: ClassVar[type[Any] | None] = None
+    #: Whether the host can name this command (``rejected`` is the agent's own).
+    HOST_COMMAND: ClassVar[bool] = True
     #: Whether the request's value is a secret: if so it is never stored, only its digest.
     SECRET_VALUE: ClassVar[bool] = False
-    #: States the agent is restarted in on purpose: a recovery there is not counted as a crash.
-    RESTART_STATES: ClassVar[frozenset[str]] = frozenset()
-    _machine: ClassVar[Machine | None] = None
+    #: States the agent is restarted in on purpose: finding a command there at start is not a crash.
+    PLANNED_RESTARTS: ClassVar[frozenset[str]] = frozenset()
+    _machine: ClassVar[Machine]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Check the declared machine and build it once, when the class is defined."""
+        super().__init_subclass__(**kwargs)
+        if not hasattr(cls, "STATES"):
+            return  # an abstract intermediate class
+        terminal = set(cls.TERMINAL)
+        if not terminal <= set(cls.STATES):
+            raise TypeError(f"{cls.__name__}: terminal states {sorted(terminal - set(cls.STATES))} are not states")
+        missing = set(cls.STATES) - terminal - set(cls.RECOVERY)
+        if missing:
+            raise TypeError(f"{cls.__name__}: no recovery policy for {sorted(missing)}")
+        table = cls.transition_table()
+        for trigger in {t["trigger"] for t in table}:
+            # transitions would skip binding a trigger whose name the model already has, and calling it would
+            # then run that attribute instead of the transition.
+            if any(trigger in vars(klass) for klass in cls.__mro__):
+                raise TypeError(f"{cls.__name__}: trigger {trigger!r} collides with an attribute of the class")
+        # queued="model": a trigger fired from a callback waits for that callback to return (transitions
+        # accepts the string, its type hints say bool).
+        cls._machine = Machine(model=None, states=cls.states(), transitions=table, initial=cls.STATES[0],
+                               auto_transitions=False, send_event=True,
+                               queued="model",  # type: ignore[arg-type]
+                               model_attribute="journaled_state", before_state_change="_journal")
 
     def __init__(self, record: CommandRecord, ctx: Context) -> None:
         self.record = record
         self.ctx = ctx
-        self._state = record.state
-        self._restoring = True
-        self._trigger: str | None = None
-        self._detail: dict[str, Any] | None = None
-        self._reply: dict[str, str] | None = None
-        self._also: SideWrite | None = None
-        self._resumed_in: str | None = None
-        #: Set by a state that must wait (agentupdate's probation): re-run it after this many seconds.
-        self.resume_after: float | None = None
-        machine = type(self).machine()
-        if record.state not in machine.states:
+        self.journaled_state = record.state
+        #: Whether the current state was re-entered by ``resume`` rather than reached by a transition.
+        self.resumed = False
+        #: Seconds after which a waiting state wants to be resumed (see ``wait``), else None.
+        self.waiting: float | None = None
+        if record.state not in self.states():
             raise JournalError(f"command {record.id} is in state {record.state!r}, unknown to the "
                                f"{self.NAME} machine of this agent version")
-        machine.add_model(self, initial=record.state)
-        self._restoring = False
 
     # -- the machine as data --------------------------------------------------------------------------
 
@@ -99,103 +142,110 @@ class JournaledCommand:
         return [*cls.STATES, FAILED]
 
     @classmethod
-    def transition_table(cls) -> list[dict[str, Any]]:
-        working = [s for s in cls.STATES if s not in TERMINAL_STATES]
-        return [*cls.TRANSITIONS, {"trigger": "fail", "source": working, "dest": FAILED}]
+    def terminal(cls) -> frozenset[str]:
+        return cls.TERMINAL | {FAILED}
 
     @classmethod
-    def machine(cls) -> Machine:
-        """The one ``transitions.Machine`` of this command type; commands join it with ``add_model``."""
-        machine = cls.__dict__.get("_machine")
-        if machine is None:
-            missing = set(cls.STATES) - TERMINAL_STATES - set(cls.RECOVERY)
-            if missing:
-                raise TypeError(f"{cls.__name__}: no recovery policy for {sorted(missing)}")
-            # initial is a declared state: the constructor would otherwise invent one. Commands are added
-            # with their journaled state, which add_model checks against the declared states.
-            machine = cls._machine = Machine(model=None, states=cls.states(), transitions=cls.transition_table(),
-                                             initial=cls.STATES[0], auto_transitions=False, send_event=False,
-                                             model_attribute="state")
-        return machine
+    def working(cls) -> list[str]:
+        return [s for s in cls.STATES if s not in cls.TERMINAL]
+
+    @classmethod
+    def transition_table(cls) -> list[dict[str, Any]]:
+        working = cls.working()
+        return [*cls.TRANSITIONS, {"trigger": FAIL, "source": working, "dest": FAILED},
+                {"trigger": RESUME, "source": working, "dest": "="}]
 
     # -- the journaled state --------------------------------------------------------------------------
 
     @property
     def state(self) -> str:
-        return self._state
-
-    @state.setter
-    def state(self, dest: str) -> None:
-        if self._restoring:  # add_model assigns the state already in the journal
-            self._state = dest
-            return
-        if self._trigger is None:
-            raise MachineError("state changes go through JournaledCommand.advance()")
-        self.record = self.ctx.journal.transition(self.record, self._trigger, dest, detail=self._detail,
-                                                  reply=self._reply, also=self._also)
-        log.info("command %d %s: %s -> %s (%s)", self.record.id, self.NAME, self._state, dest, self._trigger)
-        self._state = dest
-        self._resumed_in = None
-        crash_point(self.ctx.config, f"enter:{dest}")
-
-    def advance(self, trigger: str, detail: dict[str, Any] | None = None,
-                reply: dict[str, str] | None = None, also: SideWrite | None = None) -> None:
-        """Fire ``trigger``; its transition is journaled (with ``detail``, ``reply`` and ``also``'s rows, in
-        one transaction) before it acts.
-
-        ``detail`` must never hold a secret: record digests, sizes and names instead.
-        """
-        self._trigger, self._detail, self._reply, self._also = trigger, detail, reply, also
-        try:
-            getattr(self, trigger)()
-        finally:
-            self._trigger = self._detail = self._reply = self._also = None
+        """The command's state; it changes only through a journaled transition."""
+        return self.journaled_state
 
     @property
     def finished(self) -> bool:
-        return self._state in TERMINAL_STATES
+        return self.journaled_state in self.terminal()
 
     @property
-    def resumed(self) -> bool:
-        """Whether the current state's work runs because the command was resumed in it (a recovery, a
-        re-sent request, a waiting state's timer), rather than because a transition just entered it."""
-        return self._resumed_in == self._state
+    def data(self) -> Any:
+        """The working data, as the last transition that set it journaled it (a fresh ``Data()`` before)."""
+        if self.Data is None:
+            raise TypeError(f"the {self.NAME} machine keeps no working data")
+        if self.record.data is None:
+            return self.legacy_data()
+        fields = {f.name for f in dataclasses.fields(self.Data)}
+        return self.Data(**{k: v for k, v in json.loads(self.record.data).items() if k in fields})
+
+    def legacy_data(self) -> Any:
+        """The working data of a command journaled before working data existed; by default, none yet."""
+        assert self.Data is not None
+        return self.Data()
+
+    def _journal(self, event: Event) -> None:
+        """``before_state_change``: commit the transition before the state changes and its work starts."""
+        if event.event.name in _NOT_JOURNALED:
+            self.resumed = True
+            return
+        assert event.transition is not None and event.transition.dest is not None
+        source, dest, args = event.transition.source, event.transition.dest, event.kwargs
+        data = args.get("data")
+        self.record = self.ctx.journal.transition(
+            self.record, event.event.name, dest, detail=args.get("detail"), reply=args.get("reply"),
+            records=args.get("records"), data=None if data is None else canonical(dataclasses.asdict(data)))
+        log.info("command %d %s: %s -> %s (%s)", self.record.id, self.NAME, source, dest, event.event.name)
+        self.resumed = False
+        crash_point(self.ctx.config, f"enter:{dest}")
+
+    def advance(self, trigger: str, detail: dict[str, Any] | None = None, data: Any = None,
+                reply: dict[str, str] | None = None, records: RecordWrite | None = None) -> None:
+        """Fire ``trigger``: its transition is journaled, with ``detail`` (the audit record: never a secret,
+        record digests, sizes and names instead), ``data`` (the new working data), ``reply`` and ``records``,
+        in one transaction, before the next state's work starts.
+
+        From inside a callback the trigger is queued: it is taken when the callback returns, so it must be the
+        callback's last act.
+        """
+        with self._attached():
+            self.trigger(trigger, detail=detail, data=data, reply=reply,  # type: ignore[attr-defined]
+                         records=records)
 
     def finish(self, trigger: str, returncode: str, message: str, detail: dict[str, Any] | None = None,
-               also: SideWrite | None = None) -> None:
+               records: RecordWrite | None = None) -> None:
         """Take the terminal transition ``trigger``, journaling the reply with it."""
-        self.advance(trigger, detail=detail, reply=reply(returncode, message), also=also)
+        self.advance(trigger, detail=detail, reply=reply(returncode, message), records=records)
+
+    def wait(self, seconds: float) -> None:
+        """Stay in this state and be resumed after ``seconds`` (the daemon's timer does it)."""
+        self.waiting = max(0.0, seconds)
 
     # -- running --------------------------------------------------------------------------------------
 
-    def run(self, recovering: bool = False) -> None:
-        """Drive the command from its journaled state to a terminal one.
+    def run(self, recovery: bool = False) -> None:
+        """Drive the command from its journaled state to a terminal one, or to a wait.
 
-        A request that carries a rejection is failed with it before the first state's work runs. On recovery, a
-        state whose policy is ``rollback`` takes the ``rollback`` trigger instead of re-entering. A
+        A request that carries a rejection is failed with it before the first state's work runs. In
+        recovery, a state whose policy is ROLL_BACK takes ``rollback``; any other working state is resumed. A
         CommandError ends the command with its reply; any other error ends it with a generic 500 that names
-        the failure's type but never its text, which could hold a secret.
-        Journal and XenStore errors propagate: the daemon cannot record or deliver anything without them.
+        the failure's type but never its text, which could hold a secret. Journal and XenStore errors
+        propagate: the daemon cannot record or deliver anything without them.
         """
-        self.resume_after = None
-        with self._contained():
+        self.waiting = None
+        with self._attached(), self._contained():
             if self.finished:
                 return
-            if self.ctx.request.rejection is not None and self._state == self.STATES[0]:
+            rejection = self.ctx.request.rejection
+            if rejection is not None and self.journaled_state == self.STATES[0]:
                 # Malformed, unknown, refused by policy, or withdrawn before a recovery could re-read it.
-                # Past the first state, only a state that needs the request fails with it (see ``value``):
-                # work already done, such as a password already set, is still finished truthfully.
-                raise self.ctx.request.rejection
-            if recovering and self.RECOVERY.get(self._state) == ROLLBACK:
-                self.advance("rollback", detail={"from": self._state})
+                # Past the first state, only a state that needs the request fails with it (see
+                # ``request_value``): work already done, such as a password already set, is finished truthfully.
+                raise rejection
+            if recovery and self.RECOVERY.get(self.journaled_state) == ROLL_BACK:
+                self.advance(ROLL_BACK, detail={"from": self.journaled_state})
             else:
-                callback = getattr(self, f"on_enter_{self._state}", None)
-                self._resumed_in = self._state
                 crash_point(self.ctx.config, "in_machine")
-                if callback is not None:
-                    callback()
-            if not self.finished and self.resume_after is None:
-                raise MachineError(f"{self.NAME} stopped in non-terminal state {self._state!r}")
+                self.advance(RESUME)
+            if not self.finished and self.waiting is None:
+                raise MachineError(f"{self.NAME} stopped in working state {self.journaled_state!r}")
 
     def give_up(self, attempts: int) -> None:
         """End a command that keeps being interrupted, instead of running it again (crash-loop stop).
@@ -203,7 +253,7 @@ class JournaledCommand:
         The reply must say what actually happened: a machine whose work may be done by now overrides
         ``on_give_up`` to find out. Contained like ``run``: giving up itself never stops the agent.
         """
-        with self._contained():
+        with self._attached(), self._contained():
             if not self.finished:
                 self.on_give_up(attempts)
 
@@ -216,6 +266,19 @@ class JournaledCommand:
         return f"Agent command '{self.NAME}' was interrupted {attempts - 1} times"
 
     @contextlib.contextmanager
+    def _attached(self) -> Iterator[None]:
+        """This command joins its type's machine while it runs, and leaves it after (the machine is shared by
+        every command of the type, so it must not keep finished ones)."""
+        if any(model is self for model in self._machine.models):
+            yield
+            return
+        self._machine.add_model(self, initial=self.journaled_state)
+        try:
+            yield
+        finally:
+            self._machine.remove_model(self)
+
+    @contextlib.contextmanager
     def _contained(self) -> Iterator[None]:
         """Any error ends the command with a reply, except the ones the daemon must see."""
         try:
@@ -225,29 +288,41 @@ class JournaledCommand:
         except CommandError as exc:
             self._fail(exc.returncode, exc.message, {"error": type(exc).__name__})
         except Exception as exc:
-            log.error("command %d %s failed in state %s: %s at %s", self.record.id, self.NAME, self._state,
-                      type(exc).__name__, where(exc))
+            log.error("command %d %s failed in state %s: %s at %s", self.record.id, self.NAME,
+                      self.journaled_state, type(exc).__name__, where(exc))
             self._fail("500", f"Agent error in '{self.NAME}' ({type(exc).__name__}); see the agent's log",
                        {"error": type(exc).__name__})
 
     def _fail(self, returncode: str, message: str, detail: dict[str, Any]) -> None:
         if not self.finished:
-            self.finish("fail", returncode, message, detail)
+            self.finish(FAIL, returncode, message, detail)
 
     # -- helpers for machines -------------------------------------------------------------------------
 
-    @property
-    def value(self) -> Any:
-        """The request's value; raises the request's rejection (such as "withdrawn") if it has one."""
+    def request_value(self) -> Any:
+        """The request's value; raises the request's rejection instead when it has one (such as "withdrawn
+        by the host", when a recovery could not read it again)."""
         if self.ctx.request.rejection is not None:
             raise self.ctx.request.rejection
         return self.ctx.request.value
+
+    # -- timers of the command type ---------------------------------------------------------------------
+
+    @classmethod
+    def next_due(cls, journal: Journal) -> float | None:
+        """When (``time.monotonic``) this command type has work of its own to do, outside any request (a key
+        exchange's lifetime ends, say); None when it has none. The daemon asks every type."""
+        return None
+
+    @classmethod
+    def when_due(cls, journal: Journal, now: float) -> None:
+        """Do the command type's timed work that is due at ``now``."""
 
 
 MAX_STORED_VALUE = 1024
 
 
-def stored_value(command: type[JournaledCommand], value: Any) -> str | None:
+def stored_value(command: type[Command], value: Any) -> str | None:
     """What the journal keeps of a request's value: the JSON of a small non-secret value, else nothing.
 
     Without a stored value, recovery re-reads the request from XenStore (checked against its digest);

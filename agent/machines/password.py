@@ -20,13 +20,18 @@ Either way the exchange is closed and its secret wiped.
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import hashlib
+import logging
 from typing import NamedTuple
 
 from agent import crypto
 from agent.errors import CommandError, CommandFailed, PlatformError
-from agent.journal import ExchangeRecord
-from agent.machines.base import RESUME, JournaledCommand
+from agent.journal import Journal, exchanges
+from agent.journal.exchanges import Exchange
+from agent.machines.base import RESUME, Command, Event
+
+log = logging.getLogger(__name__)
 
 STATES = ["received", "applying", "applied", "done"]
 TRANSITIONS = [
@@ -35,11 +40,24 @@ TRANSITIONS = [
     {"trigger": "apply", "source": "applying", "dest": "applied"},
     {"trigger": "answer", "source": "applied", "dest": "done"},
 ]
+TERMINAL = frozenset({"done"})
 RECOVERY = {
     "received": RESUME,  # nothing happened yet
     "applying": RESUME,  # the password may or may not be set: setting the same one again is harmless
     "applied": RESUME,  # set and journaled: only the reply is left
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class PasswordData:
+    """What ``unlock`` found: the exchange whose secret decrypts the ciphertext, and how."""
+
+    #: The exchange's id; None for a command journaled before working data (it used the latest exchange).
+    exchange: int | None = None
+    derivation: str = ""
+    #: The account whose password is set.
+    user: str = ""
+
 
 # The earlier agents' wording, which operators' tooling recognises.
 BAD_BASE64 = "Couldn't decode base64 data"
@@ -57,27 +75,29 @@ class _Verdict(NamedTuple):
     ciphertext: str = ""
 
 
-class Password(JournaledCommand):
+class Password(Command):
     NAME = "password"
     STATES = STATES
     TRANSITIONS = TRANSITIONS
+    TERMINAL = TERMINAL
     RECOVERY = RECOVERY
+    Data = PasswordData
     SECRET_VALUE = True
 
-    def on_enter_received(self) -> None:
+    def on_enter_received(self, event: Event) -> None:
         ciphertext = self._ciphertext()
         digest = hashlib.sha256(ciphertext).hexdigest()
-        exchange = self.ctx.journal.latest_exchange()
+        exchange = exchanges.latest(self.ctx.journal)
         if exchange is None:
             raise CommandFailed("500", f"{NO_EXCHANGE}: send keyinit first")
         if exchange.state == "consumed" and exchange.applied_digest == digest:
             self.finish("already_applied", "0", "", detail={"exchange": exchange.id, "ciphertext": digest[:16],
                                                             "applied_by": exchange.applied_by})
             return
-        if exchange.state == "open" and self.ctx.journal.exchange_expired(exchange):
+        if exchanges.expired(self.ctx.journal, exchange):
             self.finish("fail", "500", f"{NO_EXCHANGE}: the key exchange expired; send keyinit again",
                         detail={"error": "exchange_expired", "exchange": exchange.id},
-                        also=self.ctx.journal.expires_exchange(exchange.id))
+                        records=exchanges.expires(exchange.id))
             return
         if exchange.state != "open":
             reason = {"consumed": "its password was already set", "expired": "it expired"}.get(exchange.state,
@@ -85,28 +105,30 @@ class Password(JournaledCommand):
             raise CommandFailed("500", f"{NO_EXCHANGE}: the last key exchange is closed ({reason}); "
                                        "send keyinit again")
         _password, derivation = self._decrypt(ciphertext, exchange)
+        user = self._user()
         self.advance("unlock", detail={"exchange": exchange.id, "derivation": derivation,
-                                       "ciphertext": digest[:16], "user": self._user()})
+                                       "ciphertext": digest[:16], "user": user},
+                     data=PasswordData(exchange.id, derivation, user))
 
-    def on_enter_applying(self) -> None:
+    def on_enter_applying(self, event: Event) -> None:
         ciphertext = self._ciphertext()
-        exchange = self.ctx.journal.latest_exchange()
-        if exchange is None or exchange.state != "open":
+        data: PasswordData = self.data
+        exchange = self._unlocking_exchange(data)
+        if exchange is None or not exchange.open:
             raise CommandFailed("500", f"{NO_EXCHANGE}: the key exchange was closed while the password was "
                                        "being set; send keyinit again")
         password, derivation = self._decrypt(ciphertext, exchange)
-        if self.ctx.platform is None:
-            raise CommandFailed("500", "Password cannot be set: this agent has no platform backend")
-        user = self._user()
+        accounts = self.ctx.ports.require("accounts")
+        user = data.user or self._user()
         try:
-            self.ctx.platform.set_password(user, password)
+            accounts.set_password(user, password)
         except PlatformError as exc:
             raise CommandFailed("500", f"Could not set the password of {user!r}: {exc}") from None
         digest = hashlib.sha256(ciphertext).hexdigest()
         self.advance("apply", detail={"exchange": exchange.id, "derivation": derivation, "user": user},
-                     also=self.ctx.journal.consumes_exchange(exchange.id, digest, derivation))
+                     records=exchanges.consumes(exchange.id, digest, derivation))
 
-    def on_enter_applied(self) -> None:
+    def on_enter_applied(self, event: Event) -> None:
         self.finish("answer", "0", "")
 
     # -- giving up after a crash loop -----------------------------------------------------------------
@@ -115,9 +137,10 @@ class Password(JournaledCommand):
         if self.state == "applied":  # set and journaled before the crashes: only the reply was left
             self.finish("answer", "0", "", detail={"attempts": attempts})
             return
-        exchange = self.ctx.journal.latest_exchange()
-        open_exchange = exchange if exchange is not None and exchange.state == "open" else None
-        user = self._user()
+        data: PasswordData = self.data
+        exchange = self._unlocking_exchange(data)
+        open_exchange = exchange if exchange is not None and exchange.open else None
+        user = data.user or self._user()
         if self.state == "received":  # applying, where the password is set, was never entered
             verdict = _Verdict(False)
         elif open_exchange is None:
@@ -129,8 +152,7 @@ class Password(JournaledCommand):
                 # exchange; entering ``applied`` then answers "0" as usual.
                 self.advance("apply", detail={"exchange": open_exchange.id, "derivation": verdict.derivation,
                                               "user": user, "checked_after": attempts},
-                             also=self.ctx.journal.consumes_exchange(open_exchange.id, verdict.ciphertext,
-                                                                     verdict.derivation))
+                             records=exchanges.consumes(open_exchange.id, verdict.ciphertext, verdict.derivation))
                 return
         if verdict.in_place is False:
             outcome = f"the password of {user!r} was not set"
@@ -138,19 +160,20 @@ class Password(JournaledCommand):
             outcome = f"whether the password of {user!r} was set cannot be checked ({verdict.why})"
         self.finish("fail", "500", f"{self.interrupted(attempts)}; {outcome}; send keyinit and password again",
                     detail={"error": "crash_loop", "attempts": attempts, "password_set": verdict.in_place},
-                    also=None if open_exchange is None else self.ctx.journal.abandons_exchange(open_exchange.id))
+                    records=None if open_exchange is None else exchanges.abandons(open_exchange.id))
 
-    def _in_place(self, user: str, exchange: ExchangeRecord) -> _Verdict:
+    def _in_place(self, user: str, exchange: Exchange) -> _Verdict:
         """Whether the requested password is ``user``'s now, according to the platform."""
         try:
             ciphertext = self._ciphertext()
             password, derivation = self._decrypt(ciphertext, exchange)
         except CommandError:  # withdrawn by the host, so the password cannot be known any more
             return _Verdict(None, "the request is no longer readable")
-        if self.ctx.platform is None:
-            return _Verdict(None, "this agent has no platform backend")
+        accounts = self.ctx.ports.accounts
+        if accounts is None:
+            return _Verdict(None, "this agent has no accounts backend")
         try:
-            in_place = self.ctx.platform.password_is(user, password)
+            in_place = accounts.password_is(user, password)
         except PlatformError as exc:
             return _Verdict(None, str(exc))
         if in_place is None:
@@ -159,13 +182,19 @@ class Password(JournaledCommand):
 
     # -- helpers --------------------------------------------------------------------------------------
 
+    def _unlocking_exchange(self, data: PasswordData) -> Exchange | None:
+        """The exchange ``unlock`` journaled (the latest one, for a command journaled before working data)."""
+        if data.exchange is None:
+            return exchanges.latest(self.ctx.journal)
+        return exchanges.get(self.ctx.journal, data.exchange)
+
     def _ciphertext(self) -> bytes:
         try:
-            return crypto.decode_ciphertext(self.value)
+            return crypto.decode_ciphertext(self.request_value())
         except (binascii.Error, ValueError):
             raise CommandFailed("500", BAD_BASE64) from None
 
-    def _decrypt(self, ciphertext: bytes, exchange: ExchangeRecord) -> tuple[str, str]:
+    def _decrypt(self, ciphertext: bytes, exchange: Exchange) -> tuple[str, str]:
         if exchange.secret is None:
             raise CommandFailed("500", f"{NO_EXCHANGE}: send keyinit first")
         try:
@@ -176,9 +205,24 @@ class Password(JournaledCommand):
     def _user(self) -> str:
         if self.ctx.config.password_user:
             return self.ctx.config.password_user
-        if self.ctx.platform is None:
+        accounts = self.ctx.ports.accounts
+        if accounts is None:
             return "root"
         try:
-            return self.ctx.platform.default_user()
+            return accounts.default_user()
         except PlatformError as exc:
             raise CommandFailed("500", f"Could not find the account to set: {exc}") from None
+
+    # -- the command type's timer: key exchanges expire ------------------------------------------------
+
+    @classmethod
+    def next_due(cls, journal: Journal) -> float | None:
+        return exchanges.next_expiry(journal)
+
+    @classmethod
+    def when_due(cls, journal: Journal, now: float) -> None:
+        """Wipe the secret of every key exchange whose lifetime is over. Lifetimes run on the monotonic
+        clock: setting the wall clock back must not keep a secret longer."""
+        expired = exchanges.expire(journal, now)
+        if expired:
+            log.info("%d key exchange(s) expired; their secrets were wiped", expired)

@@ -14,18 +14,22 @@ from __future__ import annotations
 import json
 
 from agent.errors import CommandError, RequestRejected
-from agent.machines.base import RESUME, JournaledCommand
+from agent.machines.base import RESUME, Command
 
 STATES = ["received"]
 TRANSITIONS: list[dict[str, object]] = []
 RECOVERY = {"received": RESUME}
+#: It ends only in the base's ``failed``, with the rejection's reply.
+TERMINAL: frozenset[str] = frozenset()
 
 
-class Rejected(JournaledCommand):
+class Rejected(Command):
     NAME = "rejected"
     STATES = STATES
     TRANSITIONS = TRANSITIONS
+    TERMINAL = TERMINAL
     RECOVERY = RECOVERY
+    HOST_COMMAND = False
     # The request's own value is never kept: see ``journaled``.
     SECRET_VALUE = True
 

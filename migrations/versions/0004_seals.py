@@ -12,7 +12,7 @@ them) is where the chain that links commands to each other begins.
 import sqlalchemy as sa
 from alembic import op
 
-from agent.journal.store import seal_schema
+from agent.journal.seals import seal_schema
 
 revision = "0004"
 down_revision = "0003"
@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(64), primary_key=True),
         sa.Column("value", sa.Text(), nullable=False),
     )
-    seal_schema(op.get_bind())
+    seal_schema(op.get_bind(), ("exchanges", "releases"))
 
 
 def downgrade() -> None:

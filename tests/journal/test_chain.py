@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.journal import Journal
+from agent.journal import Journal, exchanges, releases, retention
 from agent.journal.engine import DATABASE_NAME
 
 DOMAIN = "/local/domain/5"
@@ -33,16 +33,16 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
     """A journal of every kind of row: 1 collected, 2 recovered, 3 a keyinit with its exchange, 4 unfinished,
     and two releases."""
     journal = Journal.open(tmp_path / "state")
-    journal.mark_replies_removed([version_command(journal, "r1")])
+    retention.mark_replies_removed(journal, [version_command(journal, "r1")])
     recovered = journal.record_attempt(journal.receive("r2", DOMAIN, "version", "version", "e" * 64, '"agent"'))
     journal.mark_replied(journal.transition(recovered, "answer", "done", reply={"returncode": "0", "message": "1.0"}))
     keyinit = journal.receive("r3", DOMAIN, "keyinit", "keyinit", "f" * 64, '"123"')
-    keyinit = journal.transition(keyinit, "exchange", "exchanged", also=Journal.opens_exchange(
+    keyinit = journal.transition(keyinit, "exchange", "exchanged", records=exchanges.opens(
         "99", "4242", "2099-01-01T00:00:00.000000Z", 107))
     journal.mark_replied(journal.transition(keyinit, "answer", "done", reply={"returncode": "D0", "message": "99"}))
     journal.receive("r4", DOMAIN, "password", "password", "a" * 64, None)
-    journal.mark_release("1.0.0", "good", "installed")
-    journal.mark_release("1.1.0", "bad", "crashed")
+    releases.mark(journal, "1.0.0", "good", "installed")
+    releases.mark(journal, "1.1.0", "bad", "crashed")
     assert journal.verify().ok, journal.verify()
     journal.close()
     yield tmp_path / "state"
@@ -84,7 +84,7 @@ EDITS = [
                  id="delete-newest"),
     pytest.param("INSERT INTO commands SELECT 5, 'r5', domain_path, name, machine, value, digest, state, attempts, "
                  "received_at, updated_at, finished_at, reply_code, reply_message, replied_at, reply_removed_at, "
-                 "last_seq, last_hash FROM commands WHERE id = 4", "command 5: its state", id="insert-command"),
+                 "last_seq, last_hash, data FROM commands WHERE id = 4", "command 5: its state", id="insert-command"),
     pytest.param("UPDATE exchanges SET state = 'consumed'", "the exchanges table was changed", id="exchange-state"),
     pytest.param("UPDATE exchanges SET secret = NULL", "the exchanges table was changed", id="exchange-wiped"),
     pytest.param("UPDATE exchanges SET expires_at = '2199-01-01T00:00:00.000000Z'", "the exchanges table was changed",
@@ -146,7 +146,7 @@ def test_collected_replies_are_transitions(tmp_path: Path) -> None:
     """Removing replies journals one 'collect' per command, in one transaction, and keeps each state."""
     journal = Journal.open(tmp_path)
     ids = [version_command(journal, f"r{n}") for n in range(3)]
-    journal.mark_replies_removed(ids[:2])
+    retention.mark_replies_removed(journal, ids[:2])
     assert [journal.transitions(i)[-1].trigger for i in ids] == ["collect", "collect", "deliver"]
     assert [(c.state, c.reply_removed_at is not None) for c in map(journal.get, ids)] == [
         ("done", True), ("done", True), ("done", False)]
@@ -164,7 +164,7 @@ def test_pruning_keeps_the_chain_checkable(tmp_path: Path) -> None:
         else:
             version_command(journal, f"r{n}", deliver=n % 11 != 5)
     for _round in range(3):
-        journal.prune("9999", keep_min=4, max_commands=1000)
+        retention.prune(journal, "9999", keep_min=4, max_commands=1000)
         assert journal.verify().ok, journal.verify()
         for n in range(5):
             version_command(journal, f"more{_round}-{n}")
@@ -195,7 +195,7 @@ def test_verify_reads_one_snapshot_while_the_agent_writes(tmp_path: Path) -> Non
                 record = writer.receive(f"w{n}", DOMAIN, "version", "version", "d" * 64, None)
                 record = writer.record_attempt(record)
                 record = writer.transition(record, "answer", "done", reply={"returncode": "0", "message": "1"})
-                writer.mark_replies_removed([writer.mark_replied(record).id])
+                retention.mark_replies_removed(writer, [writer.mark_replied(record).id])
                 n += 1
         except BaseException as exc:  # reported by the test
             errors.append(exc)
@@ -214,7 +214,7 @@ def test_verify_reads_one_snapshot_while_the_agent_writes(tmp_path: Path) -> Non
 
 def build_journal(state_dir: Path, commands: int) -> Path:
     journal = Journal.open(state_dir)
-    journal._driver.execute("PRAGMA synchronous=OFF")  # a test fixture; durability is not what is tested
+    journal.driver.execute("PRAGMA synchronous=OFF")  # a test fixture; durability is not what is tested
     for n in range(commands):
         version_command(journal, f"request-{n:06d}")
     journal.close()

@@ -13,7 +13,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from agent.journal import Journal, models, store
+from agent.journal import Journal, chain, exchanges, releases, retention
 from agent.journal import engine as setup
 from agent.journal.models import metadata
 
@@ -69,8 +69,8 @@ def test_fresh_journal_equals_the_migrated_one(tmp_path: Path) -> None:
 
 def test_sealed_columns_are_the_models_columns() -> None:
     """The table digests cover every column of the exchanges and releases tables (a new column is a choice)."""
-    assert tuple(models.exchanges.columns.keys()) == store.EXCHANGE_SEALED
-    assert tuple(models.releases.columns.keys()) == store.RELEASE_SEALED
+    assert tuple(exchanges.table.columns.keys()) == exchanges.SEALED_COLUMNS
+    assert tuple(releases.table.columns.keys()) == releases.SEALED_COLUMNS
 
 
 def test_fresh_start_does_not_load_alembic(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def legacy_command(database: Path, request_id: str) -> None:
     """One command in state received as the agent journaled it before the seals (per-command chain)."""
     command = {"request_id": request_id, "domain_path": "", "name": "version", "machine": "version",
                "value": None, "digest": "0" * 64, "received_at": "2026-11-20T10:00:00.000000Z"}
-    genesis = store.legacy_genesis_hash(command)
+    genesis = chain.legacy_genesis_hash(command)
     with sqlite3.connect(database) as conn:
         command_id = conn.execute(
             "INSERT INTO commands (request_id, domain_path, name, machine, value, digest, state, attempts, "
@@ -108,7 +108,7 @@ def legacy_command(database: Path, request_id: str) -> None:
             ":value, :digest, 'received', 1, :received_at, :received_at, 0, '')", command).lastrowid
         row = {"command_id": command_id, "seq": 1, "trigger": "receive", "source": None, "dest": "received",
                "at": command["received_at"], "detail": "{}"}
-        digest = store.chain_hash(genesis, row)
+        digest = chain.chain_hash(genesis, row)
         conn.execute("INSERT INTO transitions (command_id, seq, trigger, source, dest, at, detail, prev_hash, hash) "
                      "VALUES (:command_id, :seq, :trigger, :source, :dest, :at, :detail, :prev, :hash)",
                      {**row, "prev": genesis, "hash": digest})
@@ -148,11 +148,11 @@ def test_journal_written_before_the_chain_still_verifies(tmp_path: Path) -> None
     fresh = journal.receive("new-1", "/local/domain/5", "version", "version", "e" * 64, '"agent"')
     fresh = journal.mark_replied(journal.transition(fresh, "answer", "done",
                                                     reply={"returncode": "0", "message": "1.0"}))
-    journal.mark_replies_removed([3, 4, fresh.id])  # old and new commands alike
+    retention.mark_replies_removed(journal, [3, 4, fresh.id])  # old and new commands alike
     unfinished = journal.get(7)
     journal.transition(unfinished, "fail", "failed", reply={"returncode": "500", "message": "x"})
     journal.record_attempt(journal.receive("new-2", "", "version", "version", "f" * 64, None))
-    assert journal.prune("9999", keep_min=1, max_commands=3) == 5
+    assert retention.prune(journal, "9999", keep_min=1, max_commands=3).count == 5
     # 10 is the newest, 7 and 6 were never delivered, 5 opened the exchange that is still open.
     assert [c.id for c in journal.commands()] == [10, 7, 6, 5]
     result = journal.verify()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.journal import Journal, iso
-from agent.journal import store as journal_store
+from agent.journal import Journal, exchanges, iso, retention
+from agent.journal import times as journal_times
 
 DAY = timedelta(days=1)
 
@@ -21,11 +21,11 @@ class Clock:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.offset = timedelta()
-        real = journal_store.wall_clock
-        monkeypatch.setattr(journal_store, "wall_clock", lambda: real() + self.offset)
+        real = journal_times.wall_clock
+        monkeypatch.setattr(journal_times, "wall_clock", lambda: real() + self.offset)
 
     def now(self) -> datetime:
-        return journal_store.wall_clock()
+        return journal_times.wall_clock()
 
 
 @pytest.fixture
@@ -52,11 +52,11 @@ def version_command(journal: Journal, request_id: str, finish: bool = True, deli
 def keyinit(journal: Journal, request_id: str, lifetime: float) -> int:
     """A keyinit that opened an exchange of ``lifetime`` seconds (by the wall clock it was opened at)."""
     record = journal.receive(request_id, "", "keyinit", "keyinit", "k" * 64, '"5"')
-    expires = iso(journal_store.wall_clock() + timedelta(seconds=lifetime))
+    expires = iso(journal_times.wall_clock() + timedelta(seconds=lifetime))
     record = journal.transition(record, "exchange", "exchanged",
-                                also=Journal.opens_exchange("99", "4242", expires, 107))
+                                records=exchanges.opens("99", "4242", expires, 107))
     journal.mark_replied(journal.transition(record, "answer", "done", reply={"returncode": "D0", "message": "99"}))
-    exchange = journal.exchange_of(record.id)
+    exchange = exchanges.opened_by(journal, record.id)
     assert exchange is not None
     return exchange.id
 
@@ -70,7 +70,7 @@ def test_wall_clock_jump_keeps_the_newest_commands(journal: Journal, clock: Cloc
     """Wall clock +100 days: retention prunes what is old by that clock, but never the newest keep_min."""
     ids = [version_command(journal, f"r{n}") for n in range(30)]
     clock.offset = 100 * DAY
-    assert journal.prune(cutoff(clock), keep_min=10, max_commands=50_000) == 20
+    assert retention.prune(journal, cutoff(clock), keep_min=10, max_commands=50_000).count == 20
     assert [c.id for c in journal.commands()] == ids[:-11:-1]
     assert journal.verify().ok
 
@@ -83,19 +83,19 @@ def test_flood_is_capped_without_losing_unfinished_work(journal: Journal, clock:
     delivered = [version_command(journal, f"r{n}") for n in range(40)]
     newest_unfinished = version_command(journal, "last", finish=False)
     assert journal.command_count() == 46
-    assert journal.prune(cutoff(clock), keep_min=5, max_commands=20) == 26
+    assert retention.prune(journal, cutoff(clock), keep_min=5, max_commands=20).count == 26
     remaining = {c.id for c in journal.commands()}
     assert len(remaining) == journal.command_count() == 20
     assert {*unfinished, *undelivered, newest_unfinished, *delivered[-4:]} <= remaining
     assert journal.verify().ok, journal.verify()
-    assert journal.prune(cutoff(clock), keep_min=5, max_commands=20) == 0
+    assert retention.prune(journal, cutoff(clock), keep_min=5, max_commands=20).count == 0
 
 
 def test_cap_cannot_go_below_what_must_stay(journal: Journal, clock: Clock) -> None:
     """When only commands that must stay are left, the cap gives way rather than the audit trail."""
     ids = [version_command(journal, f"u{n}", finish=False) for n in range(6)]
     ids += [version_command(journal, f"r{n}") for n in range(4)]
-    assert journal.prune(cutoff(clock), keep_min=4, max_commands=2) == 0
+    assert retention.prune(journal, cutoff(clock), keep_min=4, max_commands=2).count == 0
     assert sorted(c.id for c in journal.commands()) == ids
 
 
@@ -105,8 +105,8 @@ def test_open_exchange_outlives_retention(journal: Journal, clock: Clock) -> Non
     for n in range(5):
         version_command(journal, f"r{n}")
     clock.offset = 100 * DAY
-    assert journal.prune(cutoff(clock), keep_min=1, max_commands=1) == 4
-    assert journal.exchanges()[0].id == exchange and journal.exchanges()[0].state == "open"
+    assert retention.prune(journal, cutoff(clock), keep_min=1, max_commands=1).count == 4
+    assert exchanges.every(journal)[0].id == exchange and exchanges.every(journal)[0].state == "open"
     assert journal.verify().ok
 
 
@@ -115,16 +115,16 @@ def test_wall_clock_set_back_does_not_keep_a_secret(journal: Journal, clock: Clo
     start = time.monotonic()
     exchange_id = keyinit(journal, "k", lifetime=1)
     clock.offset = -2 * timedelta(hours=1)
-    expiry = journal.next_expiry()
+    expiry = exchanges.next_expiry(journal)
     assert expiry is not None and start + 1 <= expiry <= time.monotonic() + 1
-    [exchange] = journal.exchanges()
-    assert not journal.exchange_expired(exchange, now=expiry - 0.01)
-    assert journal.exchange_expired(exchange, now=expiry)
-    assert journal.expire_exchanges(expiry - 0.01) == 0
-    assert journal.expire_exchanges(expiry) == 1
-    [exchange] = journal.exchanges()
+    [exchange] = exchanges.every(journal)
+    assert not exchanges.expired(journal, exchange, now=expiry - 0.01)
+    assert exchanges.expired(journal, exchange, now=expiry)
+    assert exchanges.expire(journal, expiry - 0.01) == 0
+    assert exchanges.expire(journal, expiry) == 1
+    [exchange] = exchanges.every(journal)
     assert (exchange.id, exchange.state, exchange.secret) == (exchange_id, "expired", None)
-    assert journal.next_expiry() is None
+    assert exchanges.next_expiry(journal) is None
     assert journal.verify().ok
 
 
@@ -132,9 +132,9 @@ def test_wall_clock_set_forward_does_not_cut_a_running_exchange(journal: Journal
     """Wall clock +2 h while the agent runs: the exchange keeps the lifetime it was given."""
     keyinit(journal, "k", lifetime=600)
     clock.offset = 2 * timedelta(hours=1)
-    [exchange] = journal.exchanges()
-    assert not journal.exchange_expired(exchange)
-    assert journal.expire_exchanges(time.monotonic()) == 0
+    [exchange] = exchanges.every(journal)
+    assert not exchanges.expired(journal, exchange)
+    assert exchanges.expire(journal, time.monotonic()) == 0
 
 
 def test_exchange_from_an_earlier_process_never_outlives_its_lifetime(tmp_path: Path, clock: Clock) -> None:
@@ -145,13 +145,13 @@ def test_exchange_from_an_earlier_process_never_outlives_its_lifetime(tmp_path: 
     journal.close()
     clock.offset = -5 * timedelta(hours=1)
     journal = Journal.open(tmp_path)
-    expiry = journal.next_expiry()
+    expiry = exchanges.next_expiry(journal)
     assert expiry is not None and expiry <= time.monotonic() + 600
     journal.close()
     clock.offset = timedelta(minutes=11)
     journal = Journal.open(tmp_path)
-    assert journal.expire_exchanges(time.monotonic()) == 1
-    assert journal.exchanges()[0].secret is None
+    assert exchanges.expire(journal, time.monotonic()) == 1
+    assert exchanges.every(journal)[0].secret is None
     journal.close()
 
 
@@ -160,10 +160,10 @@ def test_abandoned_exchange_is_wiped(journal: Journal) -> None:
     exchange_id = keyinit(journal, "k", lifetime=600)
     record = journal.receive("p", "", "password", "password", "p" * 64, None)
     journal.transition(record, "fail", "failed", reply={"returncode": "500", "message": "gave up"},
-                       also=Journal.abandons_exchange(exchange_id))
-    [exchange] = journal.exchanges()
+                       records=exchanges.abandons(exchange_id))
+    [exchange] = exchanges.every(journal)
     assert (exchange.state, exchange.secret, exchange.closed_at is not None) == ("abandoned", None, True)
-    assert journal.next_expiry() is None
+    assert exchanges.next_expiry(journal) is None
     assert journal.verify().ok
 
 
@@ -173,5 +173,5 @@ def test_command_count_follows_receives_and_prunes(journal: Journal, clock: Cloc
     assert journal.command_count() == 12
     version_command(journal, "one more")
     assert journal.command_count() == 13
-    journal.prune(cutoff(clock), keep_min=3, max_commands=5)
+    retention.prune(journal, cutoff(clock), keep_min=3, max_commands=5)
     assert journal.command_count() == 5 == len(journal.commands())

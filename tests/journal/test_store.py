@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import CommandNotFound, JournalError
-from agent.journal import Journal
+from agent.journal import Journal, retention
 from agent.journal.engine import DATABASE_NAME
 
 
@@ -62,7 +62,7 @@ def test_write_takes_the_lock_at_begin(journal: Journal) -> None:
         finally:
             other.close()
 
-    journal._write(work)
+    journal.transaction(work)
     assert errors == ["database is locked"]
 
 
@@ -160,7 +160,7 @@ def test_prune_removes_only_old_delivered_commands(journal: Journal) -> None:
     """Retention deletes finished, replied commands before the cutoff and keeps the chains of the rest."""
     old = finished_command(journal, "old")
     unfinished = journal.receive("open", "", "version", "version", "d" * 64, None).id
-    assert journal.prune("9999-12-31T00:00:00.000000Z", keep_min=1, max_commands=100) == 1
+    assert retention.prune(journal, "9999-12-31T00:00:00.000000Z", keep_min=1, max_commands=100).count == 1
     assert [c.id for c in journal.commands()] == [unfinished]
     assert old not in [c.id for c in journal.commands()]
     assert journal.verify().ok

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,8 @@ from transitions import MachineError
 from agent.config import Config
 from agent.errors import CommandFailed, JournalError
 from agent.journal import Journal
-from agent.machines.base import RESUME, ROLLBACK, Context, JournaledCommand, stored_value
+from agent.journal.engine import DATABASE_NAME
+from agent.machines.base import RESUME, ROLL_BACK, Command, Context, Event, stored_value
 from agent.machines.rejected import Rejected
 from agent.protocol import Request
 
@@ -19,7 +22,7 @@ SECRET = "hunter2-must-never-appear"
 WITHDRAWN = CommandFailed("500", "Request was withdrawn by the host before the agent could finish it")
 
 
-class Sample(JournaledCommand):
+class Sample(Command):
     """A machine with a working state that rolls back on recovery, and a compensating path."""
 
     NAME = "sample"
@@ -30,25 +33,26 @@ class Sample(JournaledCommand):
         {"trigger": "rollback", "source": "working", "dest": "undoing"},
         {"trigger": "undone", "source": "undoing", "dest": "rolled_back"},
     ]
-    RECOVERY = {"received": RESUME, "working": ROLLBACK, "undoing": RESUME}
+    TERMINAL = frozenset({"done", "rolled_back"})
+    RECOVERY = {"received": RESUME, "working": ROLL_BACK, "undoing": RESUME}
     behaviour: dict[str, Any] = {}  # set per test
 
     def __init__(self, *args: Any) -> None:
         self.entered: list[str] = []
         super().__init__(*args)
 
-    def on_enter_received(self) -> None:
+    def on_enter_received(self, event: Event) -> None:
         self.entered.append("received")
         self.advance("start", detail={"size": 3})
 
-    def on_enter_working(self) -> None:
+    def on_enter_working(self, event: Event) -> None:
         self.entered.append("working")
         if "raise" in self.behaviour:
             raise self.behaviour["raise"]
         if not self.behaviour.get("stop"):
             self.finish("complete", "0", "finished")
 
-    def on_enter_undoing(self) -> None:
+    def on_enter_undoing(self, event: Event) -> None:
         self.entered.append("undoing")
         self.finish("undone", "500", "rolled back")
 
@@ -116,8 +120,8 @@ def test_illegal_event_leaves_state_unchanged(journal: Journal, state: str, even
 def test_state_cannot_be_assigned_around_the_journal(journal: Journal) -> None:
     """Only advance() changes state: a direct assignment is refused."""
     command = new_command(journal)
-    with pytest.raises(MachineError):
-        command.state = "done"
+    with pytest.raises(AttributeError):
+        command.state = "done"  # type: ignore[misc]
     assert command.state == "received"
 
 
@@ -165,7 +169,7 @@ def test_unexpected_error_fails_without_its_text(journal: Journal, caplog: pytes
 def test_recovery_resumes_a_resume_state(journal: Journal) -> None:
     """A command found in a 'resume' state re-enters it and carries on."""
     command = new_command(journal)
-    command.run(recovering=True)
+    command.run(recovery=True)
     assert command.entered == ["received", "working"]
     assert command.state == "done"
 
@@ -173,7 +177,7 @@ def test_recovery_resumes_a_resume_state(journal: Journal) -> None:
 def test_recovery_rolls_back_a_rollback_state(journal: Journal) -> None:
     """A command found in a 'rollback' state takes the compensating path instead of re-entering."""
     command = new_command(journal, "working")
-    command.run(recovering=True)
+    command.run(recovery=True)
     assert command.entered == ["undoing"]
     assert command.state == "rolled_back"
     assert path(journal)[-2:] == [("rollback", "working", "undoing"), ("undone", "undoing", "rolled_back")]
@@ -199,14 +203,37 @@ def test_unknown_journaled_state_is_refused(journal: Journal) -> None:
 def test_every_state_needs_a_recovery_policy() -> None:
     """A machine that forgets to say how a state recovers is rejected when it is built."""
 
-    class Careless(JournaledCommand):
-        NAME = "careless"
-        STATES = ["received", "busy", "done"]
-        TRANSITIONS = [{"trigger": "go", "source": "received", "dest": "busy"}]
-        RECOVERY = {"received": RESUME}
-
     with pytest.raises(TypeError, match="busy"):
-        Careless.machine()
+        class Careless(Command):
+            NAME = "careless"
+            STATES = ["received", "busy", "done"]
+            TERMINAL = frozenset({"done"})
+            TRANSITIONS = [{"trigger": "go", "source": "received", "dest": "busy"}]
+            RECOVERY = {"received": RESUME}
+
+
+@pytest.mark.parametrize("trigger", ["finish", "state", "data", "run"])
+def test_a_trigger_that_collides_with_an_attribute_is_refused(trigger: str) -> None:
+    """A trigger named like an attribute of the class (which transitions would silently not bind) is an error
+    when the class is defined."""
+    with pytest.raises(TypeError, match=f"trigger '{trigger}' collides"):
+        class Colliding(Command):
+            NAME = "colliding"
+            STATES = ["received", "done"]
+            TERMINAL = frozenset({"done"})
+            TRANSITIONS = [{"trigger": trigger, "source": "received", "dest": "done"}]
+            RECOVERY = {"received": RESUME}
+
+
+def test_terminal_states_must_be_states() -> None:
+    """A machine that declares a terminal state it does not have is rejected when it is built."""
+    with pytest.raises(TypeError, match="finished"):
+        class Confused(Command):
+            NAME = "confused"
+            STATES = ["received", "done"]
+            TERMINAL = frozenset({"finished"})
+            TRANSITIONS = [{"trigger": "go", "source": "received", "dest": "done"}]
+            RECOVERY = {"received": RESUME}
 
 
 def test_request_with_a_rejection_fails_before_any_work(journal: Journal) -> None:
@@ -214,7 +241,7 @@ def test_request_with_a_rejection_fails_before_any_work(journal: Journal) -> Non
     record = journal.receive("r1", "", "sample", "sample", "0" * 64, None)
     ctx = Context(journal=journal, config=Config(), request=Request("r1", "sample", None, "0" * 64, WITHDRAWN))
     command = Sample(record, ctx)
-    command.run(recovering=True)
+    command.run(recovery=True)
     assert command.entered == []
     assert journal.get(1).reply == {"returncode": "500", "message": WITHDRAWN.message}
 
@@ -233,12 +260,12 @@ def test_withdrawn_request_past_the_first_state(journal: Journal, needs_value: b
     class Resuming(Sample):
         RECOVERY = {**Sample.RECOVERY, "working": RESUME}
 
-        def on_enter_working(self) -> None:
+        def on_enter_working(self, event: Event) -> None:
             if needs_value:
-                assert self.value is not None
+                assert self.request_value() is not None
             self.finish("complete", "0", "finished")
 
-    Resuming(record, ctx).run(recovering=True)
+    Resuming(record, ctx).run(recovery=True)
     assert (journal.get(1).state, journal.get(1).reply) == (state, reply)
 
 
@@ -261,7 +288,7 @@ def test_resumed_tells_reentry_from_a_transition(journal: Journal) -> None:
     class Watching(Sample):
         RECOVERY = {**Sample.RECOVERY, "working": RESUME}
 
-        def on_enter_working(self) -> None:
+        def on_enter_working(self, event: Event) -> None:
             seen.append(("working", self.resumed))
             self.finish("complete", "0", "finished")
 
@@ -271,5 +298,65 @@ def test_resumed_tells_reentry_from_a_transition(journal: Journal) -> None:
     record = journal.transition(journal.receive("r2", "", "sample", "sample", "1" * 64, None), "start", "working")
     resumed = Watching(record, Context(journal=journal, config=Config(), request=Request("r2", "sample", "v",
                                                                                        "1" * 64)))
-    resumed.run(recovering=True)
+    resumed.run(recovery=True)
     assert seen == [("working", False), ("working", True)]
+
+
+def test_triggers_from_callbacks_are_queued_not_nested(journal: Journal) -> None:
+    """A trigger fired inside a state's work is taken after that work returns: the next state's work never
+    runs inside the previous one's call."""
+    order: list[str] = []
+
+    class Queued(Sample):
+        def on_enter_received(self, event: Event) -> None:
+            self.advance("start")
+            order.append("received returns")
+
+        def on_enter_working(self, event: Event) -> None:
+            order.append("working starts")
+            self.finish("complete", "0", "finished")
+
+    command = Queued(journal.receive("r1", "", "sample", "sample", "0" * 64, None),
+                     Context(journal=journal, config=Config(), request=Request("r1", "sample", "v", "0" * 64)))
+    command.run()
+    assert order == ["received returns", "working starts"]
+    assert command.state == "done"
+
+
+@dataclasses.dataclass(frozen=True)
+class Counted:
+    size: int = 0
+    name: str = ""
+
+
+class WithData(Sample):
+    Data = Counted
+
+    def on_enter_received(self, event: Event) -> None:
+        self.advance("start", detail={"audit": "only"}, data=Counted(3, "three"))
+
+    def on_enter_working(self, event: Event) -> None:
+        self.finish("complete", "0", f"{self.data.size} {self.data.name}")
+
+
+def test_working_data_is_journaled_with_its_transition_and_read_back_typed(journal: Journal, tmp_path: Path) -> None:
+    """Working data is written in the transition that sets it, kept on the command, read back as its
+    dataclass by a later state (and by a later process), and covered by the chain."""
+    record = journal.receive("r1", "", "sample", "sample", "0" * 64, None)
+    ctx = Context(journal=journal, config=Config(), request=Request("r1", "sample", "v", "0" * 64))
+    WithData(record, ctx).run()
+    stored = journal.get(1)
+    assert stored.reply == {"returncode": "0", "message": "3 three"}  # the later state read it typed
+    assert stored.data == '{"name":"three","size":3}'
+    assert [t.data for t in journal.transitions(1)] == [None, stored.data, None]
+    assert WithData(stored, ctx).data == Counted(3, "three")  # as a later process reads it
+    assert journal.verify().ok
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as conn:
+        conn.execute("UPDATE commands SET data = '{\"name\":\"three\",\"size\":4}' WHERE id = 1")
+    assert "working data" in journal.verify().problem
+
+
+def test_a_machine_without_working_data_has_none(journal: Journal) -> None:
+    """Reading working data from a machine that declares none is a clear error, not a silent dict."""
+    with pytest.raises(TypeError, match="keeps no working data"):
+        _ = new_command(journal).data

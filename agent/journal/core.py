@@ -1,0 +1,406 @@
+"""The journal core: the agent's handle on its database, the commands and their transitions.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, run by ``transaction``, the one write helper, and
+committed before the method returns: when a method returns, the fact is on disk. Writes run on the
+connection's DB-API cursor with statements SQLAlchemy compiled once at import (``agent.journal.sql``): the
+request hot path would otherwise spend ten times a statement's cost building it. Reads for listing, audit and
+recovery go through SQLAlchemy Core (``read``).
+
+What a command is, for this module: a row that ``receive`` creates, moved by ``transition`` (with the
+machine's audit detail, its typed working data, its reply, and any rows of its own tables, in one
+transaction), until it has a reply; ``finished`` means that. Which states exist and which are final is each
+machine's business (``agent.machines``), not the journal's. A command type's own tables live in their own
+modules (``agent.journal.exchanges``, ``agent.journal.releases``), which write through ``RecordWrite``.
+
+The chains, seals, retention and verification are in ``chain``, ``seals``, ``retention`` and ``verify``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from agent.errors import CommandNotFound, JournalError
+from agent.journal import engine as engine_setup
+from agent.journal import seals, times
+from agent.journal.chain import ROOT_LINK, canonical, chain_hash, genesis_hash, storable, storable_or_none
+from agent.journal.models import commands as _commands
+from agent.journal.models import seals as _seals
+from agent.journal.models import transitions as _transitions
+from agent.journal.records import CommandRecord, Predecessor, RecordWrite, TransitionRecord, Verification
+from agent.journal.sql import Compiled
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_MUTABLE = ("state", "attempts", "updated_at", "finished_at", "reply_code", "reply_message", "replied_at",
+            "reply_removed_at", "last_seq", "last_hash", "data")
+# The id is never below the head's successor: ids the chain has used are not handed out again, even when
+# the newest rows were deleted outside the agent.
+_INSERT_COMMAND = Compiled(insert(_commands).values({
+    "id": func.max(bindparam("floor"), select(func.coalesce(func.max(_commands.c.id), 0) + 1).scalar_subquery()),
+    **{c.name: bindparam(c.name) for c in _commands.columns if c.name != "id"}}))
+_INSERT_TRANSITION = Compiled(insert(_transitions).values(
+    {c.name: bindparam(c.name) for c in _transitions.columns if c.name != "id"}))
+_UPDATE_COMMAND = Compiled(
+    update(_commands).where(_commands.c.id == bindparam("cid"), _commands.c.last_seq == bindparam("expected"))
+    .values({c: bindparam(c) for c in _MUTABLE}))
+_ADVANCE_HEAD = Compiled(update(_seals).where(_seals.c.key == seals.HEAD, _seals.c.value == bindparam("old"))
+                         .values(value=bindparam("new")))
+_FIND_REQUEST = Compiled(select(_commands).where(_commands.c.request_id == bindparam("request_id"))
+                         .order_by(_commands.c.id.desc()).limit(1))
+
+
+class _StaleHead(Exception):
+    """The head seal is not what this handle remembered: reload it and journal the command again."""
+
+
+def _cause(exc: SQLAlchemyError) -> str:
+    """The driver's own message, without SQLAlchemy's statement text and links."""
+    cause = getattr(exc, "orig", None) or exc
+    return f"{type(cause).__name__}: {cause}"
+
+
+class Journal:
+    """The agent's handle on its database; holds one connection for the life of the process."""
+
+    def __init__(self, engine: Engine, readonly: bool = False, path: Path | None = None) -> None:
+        self.engine = engine
+        self.readonly = readonly
+        self._path = path
+        self._conn: Connection | None = None
+        #: When (``time.monotonic``) a wipe's checkpoint was last held off by a reader, or None when no wipe is
+        #: pending; the daemon retries it with ``wipe``.
+        self.wipe_deferred_at: float | None = None
+        # The chain's newest command (id, genesis), as this process last wrote or read it.
+        self._head: tuple[int, str] | None = None
+        self._count: int | None = None
+        #: What a command type's records module keeps in memory for this handle (exchange deadlines, say),
+        #: by module name; see ``agent.journal.exchanges``.
+        self.cache: dict[str, Any] = {}
+
+    @classmethod
+    def open(cls, state_dir: Path) -> Journal:
+        """Open the agent's journal for writing: create it if missing, replace it if broken, migrate it.
+
+        A broken journal (empty, not a database, not an agent journal, unreadable) is moved aside, an ERROR
+        names both files, and the new journal records it (see ``predecessor``).
+        """
+        database = engine_setup.open_database(state_dir)
+        engine = engine_setup.create(database)
+        engine_setup.migrate(engine)
+        return cls(engine, path=database)
+
+    @classmethod
+    def open_readonly(cls, state_dir: Path) -> Journal:
+        """Open an existing journal for inspection: no file, schema, mode or migration is ever written."""
+        database = state_dir / engine_setup.DATABASE_NAME
+        if not database.is_file():
+            raise JournalError(f"no journal at {database}")
+        engine, unread_wal = engine_setup.create_readonly(database)
+        if unread_wal:
+            log.warning("the journal's write-ahead log %s-wal cannot be read on this read-only file system; "
+                        "showing the journal as of its last checkpoint", database)
+        return cls(engine, readonly=True, path=database)
+
+    @property
+    def path(self) -> str:
+        return str(self._path) if self._path is not None else str(self.engine.url.database)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.engine.dispose()
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            try:
+                self._conn = self.engine.connect()
+            except SQLAlchemyError as exc:
+                raise JournalError(f"cannot open the journal {self.path}: {_cause(exc)}") from exc
+        return self._conn
+
+    @property
+    def driver(self) -> sqlite3.Connection:
+        """The DB-API connection under ``conn``, for the precompiled statements."""
+        driver = self.conn.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        return driver
+
+    def write_failed(self, exc: BaseException) -> JournalError:
+        cause = getattr(exc, "orig", None) or exc
+        return JournalError(f"journal write failed ({type(cause).__name__}): check the disk and permissions "
+                            f"of {self.path}")
+
+    def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work(cursor)`` in one BEGIN IMMEDIATE transaction and commit it: the one way to write."""
+        driver = self.driver
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(driver)
+                driver.execute("COMMIT")
+            except BaseException:
+                if driver.in_transaction:
+                    driver.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self.write_failed(exc) from exc
+        return result
+
+    def read(self, statement: Any) -> Any:
+        """The rows of a SQLAlchemy statement, ending the read transaction at once (an open one would hold off
+        the checkpoint that wipes a secret)."""
+        try:
+            result = self.conn.execute(statement)
+            rows = result.all()
+            self.conn.rollback()
+            return rows
+        except SQLAlchemyError as exc:
+            raise JournalError(f"journal read failed ({_cause(exc)}) in {self.path}") from exc
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def step(self, cursor: sqlite3.Connection, record: CommandRecord, trigger: str, dest: str,
+             detail: dict[str, Any] | None, at: str, data: str | None = None, **changes: Any) -> CommandRecord:
+        """Append one transition row and move the command row with it, guarded by the chain position.
+
+        ``data``: the machine's new working data (JSON), or None to keep what the command has.
+        """
+        seq = record.last_seq + 1
+        row: dict[str, Any] = {"command_id": record.id, "seq": seq, "trigger": trigger,
+                               "source": record.state if record.last_seq else None, "dest": dest, "at": at,
+                               "detail": canonical(detail), "data": data}
+        digest = chain_hash(record.last_hash, row)
+        moved = dataclasses.replace(record, state=dest, last_seq=seq, last_hash=digest, updated_at=at,
+                                    data=record.data if data is None else data, **changes)
+        params = {c: getattr(moved, c) for c in _MUTABLE}
+        if _UPDATE_COMMAND(cursor, {**params, "cid": record.id, "expected": record.last_seq}).rowcount != 1:
+            raise JournalError(f"command {record.id} was changed by another writer; reload it from the journal")
+        _INSERT_TRANSITION(cursor, {**row, "prev_hash": record.last_hash, "hash": digest})
+        return moved
+
+    def _load_head(self, cursor: sqlite3.Connection) -> tuple[int, str]:
+        value = seals.read(cursor, seals.HEAD) or ""
+        command_id, _, link = value.partition(":")
+        if command_id.isdigit() and len(link) == len(ROOT_LINK):
+            return int(command_id), link
+        # The seal was removed or edited outside the agent. The agent goes on serving with a chain that
+        # restarts here; verify reports the break.
+        log.warning("the journal's head seal is missing or unreadable; 'journal verify' will report the break "
+                    "in the command chain")
+        last = int(cursor.execute("SELECT coalesce(max(id), 0) FROM commands").fetchone()[0])
+        seals.UPSERT(cursor, {"key": seals.HEAD, "value": seals.head_text(last, ROOT_LINK)})
+        return last, ROOT_LINK
+
+    def receive(self, request_id: str, domain_path: str, name: str | None, machine: str, digest: str,
+                value: str | None, detail: dict[str, Any] | None = None) -> CommandRecord:
+        """Journal a new request in state ``received``: the first durable fact about it."""
+        at = times.utcnow()
+        identity: dict[str, Any] = {
+            "request_id": storable(request_id), "domain_path": storable(domain_path),
+            "name": storable_or_none(name), "machine": storable(machine), "value": storable_or_none(value),
+            "digest": storable(digest), "received_at": at}
+        head: list[tuple[int, str]] = []
+
+        def work(cursor: sqlite3.Connection) -> CommandRecord:
+            head_id, link = self._head or self._load_head(cursor)
+            values: dict[str, Any] = {
+                **identity, "state": "received", "attempts": 1, "updated_at": at, "finished_at": None,
+                "reply_code": None, "reply_message": None, "replied_at": None, "reply_removed_at": None,
+                "last_seq": 0, "last_hash": "", "data": None}
+            command_id = _INSERT_COMMAND(cursor, {**values, "floor": head_id + 1}).lastrowid
+            assert command_id is not None
+            genesis = genesis_hash({**identity, "id": command_id}, link)
+            created = self.step(cursor, CommandRecord(id=command_id, **{**values, "last_hash": genesis}),
+                                "receive", "received", detail, at)
+            if _ADVANCE_HEAD(cursor, {"old": seals.head_text(head_id, link),
+                                      "new": seals.head_text(command_id, genesis)}).rowcount != 1:
+                raise _StaleHead
+            head.append((command_id, genesis))
+            return created
+
+        try:
+            created = self.transaction(work)
+        except _StaleHead:
+            self._head = None  # another handle journaled a command: read where the chain is, once
+            try:
+                created = self.transaction(work)
+            except _StaleHead:
+                raise JournalError("the journal's command chain keeps moving under this agent: is another "
+                                   f"agent writing {self.path}?") from None
+        self._head = head[-1]
+        if self._count is not None:
+            self._count += 1
+        return created
+
+    def transition(self, record: CommandRecord, trigger: str, dest: str, detail: dict[str, Any] | None = None,
+                   reply: dict[str, str] | None = None, records: RecordWrite | None = None,
+                   data: str | None = None) -> CommandRecord:
+        """Journal a state change in one transaction, with what comes with it: the audit ``detail``, the
+        machine's new working ``data``, the ``reply`` (which finishes the command), and ``records``, rows of
+        the command type's own tables (a key exchange). All of it is durable, or none of it.
+        """
+        at = times.utcnow()
+        changes: dict[str, Any] = {}
+        if reply is not None:
+            reply = {key: storable(value) for key, value in reply.items()}
+            changes["reply_code"] = reply["returncode"]
+            changes["reply_message"] = reply["message"]
+            if record.finished_at is None:
+                changes["finished_at"] = at
+            detail = {**(detail or {}), "reply": reply}  # the chain covers the reply too
+
+        def work(cursor: sqlite3.Connection) -> CommandRecord:
+            moved = self.step(cursor, record, trigger, dest, detail, at, data=data, **changes)
+            if records is not None:
+                records.apply(cursor, moved, at)
+            return moved
+
+        moved = self.transaction(work)
+        if records is not None:
+            if records.committed is not None:
+                records.committed(self)
+            if records.wipes:
+                self.wipe()
+        return moved
+
+    def record_attempt(self, record: CommandRecord) -> CommandRecord:
+        """Count one more start of an unfinished command (a recovery)."""
+        attempts = record.attempts + 1
+        return self.transaction(lambda cursor: self.step(
+            cursor, record, "recover", record.state, {"attempt": attempts}, times.utcnow(), attempts=attempts))
+
+    def mark_replied(self, record: CommandRecord, written: bool = True) -> CommandRecord:
+        """Journal that the reply was written and the request deleted; ``written`` False records a reply
+        that could not be written (its path is too long for XenStore) and a request removed unanswered."""
+        at = times.utcnow()
+        detail = None if written else {"reply_written": False}
+        return self.transaction(lambda cursor: self.step(
+            cursor, record, "deliver", record.state, detail, at, replied_at=at))
+
+    def wipe(self) -> None:
+        """Checkpoint the WAL into the database and truncate it, so that wiped secrets leave the files.
+
+        ``secure_delete`` zeroes the old content inside the database file, but a WAL still holds the frames
+        written before. A reader (``openstack-agent journal``) can hold the checkpoint off: then the wipe stays
+        pending and the daemon retries it every second until it runs.
+        """
+        driver = self.driver
+        try:
+            # A TRUNCATE checkpoint waits in the busy handler for readers to finish: without this, a reader
+            # would stall the daemon for the whole busy timeout. Blocked, it returns busy at once instead.
+            driver.execute("PRAGMA busy_timeout=0")
+            try:
+                busy, _log, _done = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                driver.execute(f"PRAGMA busy_timeout={engine_setup.BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as exc:
+            raise self.write_failed(exc) from exc
+        retried = self.wipe_deferred_at is not None
+        self.wipe_deferred_at = time.monotonic() if busy else None
+        if busy and not retried:
+            log.warning("journal checkpoint deferred by a reader; a wiped secret stays in the WAL until it runs")
+        elif retried and not busy:
+            log.info("deferred journal checkpoint done; wiped secrets have left the WAL")
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    def records(self, query: Any) -> list[CommandRecord]:
+        return [CommandRecord(**row._asdict()) for row in self.read(query)]
+
+    def get(self, command_id: int) -> CommandRecord:
+        found = self.records(select(_commands).where(_commands.c.id == command_id))
+        if not found:
+            raise CommandNotFound(f"no command {command_id} in the journal; 'openstack-agent journal list' "
+                                  "shows the ids")
+        return found[0]
+
+    def find_request(self, request_id: str) -> CommandRecord | None:
+        """The latest command journaled for this request id (on the hot path: a precompiled statement)."""
+        try:
+            cursor = _FIND_REQUEST(self.driver, {"request_id": storable(request_id)})
+            # fetchall steps the statement to its end, so no read transaction outlives the call (an open
+            # one would hold off the checkpoint that wipes a secret).
+            rows = cursor.fetchall()
+            names = [d[0] for d in cursor.description]
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal read failed ({type(exc).__name__}) in {self.path}") from exc
+        return CommandRecord(**dict(zip(names, rows[0], strict=True))) if rows else None
+
+    def unfinished(self) -> list[CommandRecord]:
+        return self.records(select(_commands).where(_commands.c.finished_at.is_(None)).order_by(_commands.c.id))
+
+    def undelivered(self) -> list[CommandRecord]:
+        """Finished commands whose reply delivery was not journaled (a crash in the reply protocol)."""
+        return self.records(select(_commands).where(_commands.c.finished_at.is_not(None),
+                                                    _commands.c.replied_at.is_(None)).order_by(_commands.c.id))
+
+    def commands(self, limit: int | None = None, name: str | None = None,
+                 state: str | None = None) -> list[CommandRecord]:
+        """Commands, newest first."""
+        query = select(_commands).order_by(_commands.c.id.desc())
+        if name:
+            query = query.where(_commands.c.name == name)
+        if state:
+            query = query.where(_commands.c.state == state)
+        if limit:
+            query = query.limit(limit)
+        return self.records(query)
+
+    def transitions(self, command_id: int) -> list[TransitionRecord]:
+        rows = self.read(select(_transitions).where(_transitions.c.command_id == command_id)
+                         .order_by(_transitions.c.seq))
+        return [TransitionRecord(**r._asdict()) for r in rows]
+
+    def last_transition(self) -> int:
+        """The newest transition row's id (0 for none). Rows are appended in time order, so this is a
+        position in time that no change of the wall clock moves."""
+        return int(self.read(select(func.max(_transitions.c.id)))[0][0] or 0)
+
+    def command_count(self) -> int:
+        """How many commands the journal holds (counted once, then kept by this handle's receives and
+        prunes): the daemon prunes as soon as a flood takes it past ``journal.max_commands``."""
+        if self._count is None:
+            self._count = int(self.read(select(func.count()).select_from(_commands))[0][0])
+        return self._count
+
+    def forget(self, count: int) -> None:
+        """Retention removed ``count`` commands: keep the count right."""
+        if self._count is not None:
+            self._count -= count
+
+    def predecessor(self) -> Predecessor | None:
+        """The broken journal this one replaced when it was created, if it replaced one."""
+        try:
+            tables = {row[0] for row in self.read(text("SELECT name FROM sqlite_master WHERE type='table'"))}
+            if "seals" not in tables:
+                return None
+            rows = self.read(select(_seals.c.value).where(_seals.c.key == seals.PREDECESSOR))
+        except JournalError:
+            return None
+        if not rows:
+            return None
+        try:
+            note = json.loads(rows[0][0])
+            return Predecessor(path=str(note["path"]), moved_at=str(note["moved_at"]), reason=str(note["reason"]))
+        except (ValueError, KeyError, TypeError):
+            return Predecessor(path="?", moved_at="?", reason=str(rows[0][0]))
+
+    def verify(self) -> Verification:
+        """Check the whole journal in one snapshot (see ``agent.journal.verify``)."""
+        from agent.journal.verify import verify
+
+        return verify(self)

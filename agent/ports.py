@@ -1,0 +1,67 @@
+"""The ports: the only ways a command reaches the world, handed to it by the daemon in its ``Context``.
+
+- ``accounts``: the operating system's accounts (``agent.platform``): set a password, check one.
+- ``files``: writing files into the guest, atomically and symlink-safely (``agent.platform.files``).
+- ``host_data``: a read-only view of what the host wrote for the guest in XenStore (``vm-data/...``).
+- ``runtime``: what runs the agent (``agent.runtime``): uptime, supervision, confirming an update.
+- ``clock``: the monotonic clock, for lifetimes and waits.
+
+A test builds a command with the ports it needs (a throw-away root, an in-memory XenStore) and nothing else;
+a port a command needs but was not given is a clear failure of that command, not a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from agent.errors import CommandFailed
+from agent.runtime import Runtime, Standalone
+
+if TYPE_CHECKING:
+    from agent.platform import Platform
+    from agent.xenstore import Transport
+
+#: Where the host writes data for the guest, relative to the domain home.
+VM_DATA = "vm-data"
+
+
+class HostData:
+    """Read-only access to ``vm-data/...`` through the agent's XenStore connection."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def _path(self, path: str) -> str:
+        path = path.strip("/")
+        if path != VM_DATA and not path.startswith(VM_DATA + "/"):
+            raise ValueError(f"host data lives under {VM_DATA}/, not at {path!r}")
+        return path
+
+    def read(self, path: str) -> bytes | None:
+        """The node's value, or None when the host wrote none."""
+        return self._transport.read(self._path(path))
+
+    def children(self, path: str) -> list[str]:
+        """The names below ``path`` (none when it does not exist)."""
+        return self._transport.list(self._path(path))
+
+
+@dataclasses.dataclass
+class Ports:
+    """The ports a command may use; None where this agent (or test) provides none."""
+
+    accounts: Platform | None = None
+    files: Any = None
+    host_data: HostData | None = None
+    runtime: Runtime = dataclasses.field(default_factory=Standalone)
+    clock: Callable[[], float] = time.monotonic
+
+    def require(self, name: str) -> Any:
+        """The port ``name``, or a command failure saying this agent has none."""
+        port = getattr(self, name)
+        if port is None:
+            raise CommandFailed("500", f"this agent has no {name.replace('_', ' ')} backend")
+        return port
