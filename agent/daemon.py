@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -54,6 +55,7 @@ from agent.lock import StateLock
 from agent.machines import REGISTRY, Command, Context, Rejected, host_commands
 from agent.machines.base import stored_value
 from agent.platform import Platform
+from agent.platform.files import Files
 from agent.ports import HostData, Ports
 from agent.protocol import GUEST_DIR, HOST_DIR, Request
 from agent.runtime import Runtime
@@ -97,7 +99,8 @@ class Agent:
         self.signals = SignalInbox(self.note_signal)
         self.runtime = runtime if runtime is not None else runtime_module.for_this_process()
         self.ports = Ports(accounts=accounts if accounts is not None else platform.for_system(config.root),
-                           files=files, host_data=HostData(self.xenstore), runtime=self.runtime)
+                           host_data=HostData(self.xenstore), runtime=self.runtime)
+        self._files = files
         #: Commands waiting in a state (agentupdate's probation): command id -> when to run them again.
         self._waiting: dict[int, float] = {}
         self.should_exit = False
@@ -491,8 +494,17 @@ class Agent:
         return False
 
     def context(self, request: Request) -> Context:
-        return Context(journal=self._journal(), config=self.config, request=request, ports=self.ports,
+        ports = dataclasses.replace(self.ports, files=self._files or self.files_port())
+        return Context(journal=self._journal(), config=self.config, request=request, ports=ports,
                        offered=self.offered)
+
+    def files_port(self) -> Files | None:
+        """The files port under the current configuration (a reload may change its policy)."""
+        if sys.platform == "win32":  # pragma: no cover - the Windows guest brings its own
+            return None
+        config = self.config
+        return Files(config.root or "/", allowed_paths=config.inject_allowed_paths, max_size=config.inject_max_size,
+                     keep_backups=config.inject_keep_backups)
 
     def offered(self) -> list[str]:
         """Implemented commands that the policy allows, for ``features``."""
