@@ -322,14 +322,14 @@ class Agent:
             return  # already handled and deleted (our own delete fires the watch too)
         journal = self._journal()
         body_digest = protocol.digest(body)
-        known = journal.find_request(request_id)
-        if known is not None and known.digest == body_digest:
-            if known.finished:
+        journaled = journal.find_request(request_id)
+        if journaled is not None and journaled.digest == body_digest:
+            if journaled.finished:
                 log.info("request %s already answered by command %d; delivering its reply again",
-                         protocol.for_log(request_id), known.id)
-                self.deliver(known)
+                         protocol.for_log(request_id), journaled.id)
+                self.deliver(journaled)
             else:
-                self.execute(known, self.reload_request(known, body), recovery=True)
+                self.execute(journaled, self.reload_request(journaled, body), recovery=True)
             return
         record, request = self.take_in(request_id, body, body_digest)
         self.crash_point("after_received")

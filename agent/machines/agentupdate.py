@@ -103,10 +103,10 @@ class AgentUpdate(Command):
             raise CommandFailed("500", "agentupdate needs the agent to run under 'openstack-agent supervise', "
                                        "which restarts it into the new release")
         self._reply_on_failure(lambda: download.check_url(url, self.ctx.config.allow_http))
-        known = self._version_of(md5)
-        if known is not None and self._is_running(known):  # this bundle was seen before: no download
-            self.finish("nothing_to_do", "0", f"openstack-agent {known} is already running",
-                        detail={"version": known})
+        seen = self._version_of(md5)
+        if seen is not None and self._is_running(seen):  # this bundle was seen before: no download
+            self.finish("nothing_to_do", "0", f"openstack-agent {seen} is already running",
+                        detail={"version": seen})
             return
         self.advance("download", detail={"url": download.url_for_log(url), "md5": md5},
                      data=UpdateData(url, md5))

@@ -1,0 +1,95 @@
+BEGIN TRANSACTION;
+CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));
+INSERT INTO "alembic_version" VALUES('0004');
+CREATE TABLE commands (
+	id INTEGER NOT NULL, 
+	request_id VARCHAR(256) NOT NULL, 
+	domain_path VARCHAR(256) NOT NULL, 
+	name VARCHAR(128), 
+	machine VARCHAR(64) NOT NULL, 
+	value TEXT, 
+	digest VARCHAR(64) NOT NULL, 
+	state VARCHAR(64) NOT NULL, 
+	attempts INTEGER NOT NULL, 
+	received_at VARCHAR(32) NOT NULL, 
+	updated_at VARCHAR(32) NOT NULL, 
+	finished_at VARCHAR(32), 
+	reply_code VARCHAR(16), 
+	reply_message TEXT, 
+	replied_at VARCHAR(32), 
+	reply_removed_at VARCHAR(32), 
+	last_seq INTEGER NOT NULL, 
+	last_hash VARCHAR(64) NOT NULL, 
+	PRIMARY KEY (id)
+);
+INSERT INTO "commands" VALUES(1,'version-1','','version','version','"agent"','1111111111111111111111111111111111111111111111111111111111111111','received',1,'2026-11-24T05:59:56.380532Z','2026-11-24T05:59:56.380532Z',NULL,NULL,NULL,NULL,NULL,1,'d090278e15880822a026110200371140c0c5c617bb5ef73390f90124712c8555');
+INSERT INTO "commands" VALUES(2,'features-1','','features','features','""','2222222222222222222222222222222222222222222222222222222222222222','received',1,'2026-11-24T05:59:56.384313Z','2026-11-24T05:59:56.384313Z',NULL,NULL,NULL,NULL,NULL,1,'fb47c532051ccd00f19d07eb1b6fe104fc60e696c1897dcc3bea1ca79d091ec8');
+INSERT INTO "commands" VALUES(3,'keyinit-1','','keyinit','keyinit','"12345"','3333333333333333333333333333333333333333333333333333333333333333','exchanged',1,'2026-11-24T05:59:56.384725Z','2026-11-24T05:59:56.385109Z',NULL,NULL,NULL,NULL,NULL,2,'ddf20df2ceb9ae54e92047272c68b01121a15e85ccc0fd9e8c79d9ede90d0b74');
+INSERT INTO "commands" VALUES(4,'password-1','','password','password',NULL,'4444444444444444444444444444444444444444444444444444444444444444','applying',1,'2026-11-24T05:59:56.388470Z','2026-11-24T05:59:56.388973Z',NULL,NULL,NULL,NULL,NULL,2,'739e118f5c098e141533263f8badd1b7b23b1ac27cfa80b6e20e5b71494c0e87');
+INSERT INTO "commands" VALUES(5,'agentupdate-1','','agentupdate','agentupdate','"http://127.0.0.1:9/b.tar.gz,00000000000000000000000000000000"','5555555555555555555555555555555555555555555555555555555555555555','restarting',1,'2026-11-24T05:59:56.389254Z','2026-11-24T05:59:56.393118Z',NULL,NULL,NULL,NULL,NULL,6,'60062c7e0e755075ca8ca49c690a2d44ef96a642dad889ca7fa5831c9bcdcecf');
+INSERT INTO "commands" VALUES(6,'rejected-1','','bogus','rejected','{"returncode": "404", "message": "No such agent command ''bogus''"}','6666666666666666666666666666666666666666666666666666666666666666','received',1,'2026-11-24T05:59:56.393381Z','2026-11-24T05:59:56.393381Z',NULL,NULL,NULL,NULL,NULL,1,'3ec9560251a86a852d44a659ec29d25a490aeb19adaf223ca665197e7a0d8bbe');
+CREATE TABLE exchanges (
+	id INTEGER NOT NULL, 
+	command_id INTEGER NOT NULL, 
+	opened_at VARCHAR(32) NOT NULL, 
+	expires_at VARCHAR(32) NOT NULL, 
+	public_key VARCHAR(64) NOT NULL, 
+	group_bits INTEGER NOT NULL, 
+	secret TEXT, 
+	state VARCHAR(16) NOT NULL, 
+	closed_at VARCHAR(32), 
+	applied_digest VARCHAR(64), 
+	derivation VARCHAR(16), 
+	applied_by INTEGER, 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(command_id) REFERENCES commands (id) ON DELETE CASCADE
+);
+INSERT INTO "exchanges" VALUES(1,3,'2026-11-24T05:59:56.385109Z','2099-01-01T00:00:00.000000Z','67890',107,'123456789','open',NULL,NULL,NULL,NULL);
+CREATE TABLE releases (
+	version VARCHAR(64) NOT NULL, 
+	state VARCHAR(16) NOT NULL, 
+	reason TEXT, 
+	marked_at VARCHAR(32) NOT NULL, 
+	PRIMARY KEY (version)
+);
+CREATE TABLE seals (
+	"key" VARCHAR(64) NOT NULL, 
+	value TEXT NOT NULL, 
+	PRIMARY KEY ("key")
+);
+INSERT INTO "seals" VALUES('chain_from','1');
+INSERT INTO "seals" VALUES('head','6:c9c52af19a57b511cd1da78cf4026b85a58831043980b2fc8b96e169348090ec');
+INSERT INTO "seals" VALUES('exchanges','a78b0cf9b16dae1275115d7bf20c40c73e90b6bfb8df83111b71892e12956218');
+INSERT INTO "seals" VALUES('releases','0000000000000000000000000000000000000000000000000000000000000000');
+INSERT INTO "seals" VALUES('anchors','0000000000000000000000000000000000000000000000000000000000000000');
+CREATE TABLE transitions (
+	id INTEGER NOT NULL, 
+	command_id INTEGER NOT NULL, 
+	seq INTEGER NOT NULL, 
+	"trigger" VARCHAR(64) NOT NULL, 
+	source VARCHAR(64), 
+	dest VARCHAR(64) NOT NULL, 
+	at VARCHAR(32) NOT NULL, 
+	detail TEXT NOT NULL, 
+	prev_hash VARCHAR(64) NOT NULL, 
+	hash VARCHAR(64) NOT NULL, 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(command_id) REFERENCES commands (id) ON DELETE CASCADE
+);
+INSERT INTO "transitions" VALUES(1,1,1,'receive',NULL,'received','2026-11-24T05:59:56.380532Z','{}','c27bce25b1e625856b487bb53298e92411390ee9a37cf9c5889aaaed8fe362c4','d090278e15880822a026110200371140c0c5c617bb5ef73390f90124712c8555');
+INSERT INTO "transitions" VALUES(2,2,1,'receive',NULL,'received','2026-11-24T05:59:56.384313Z','{}','6bd8edb5053e3d514d1340c96f3394b2f2f7dbf7923296b181af798e3f2145c9','fb47c532051ccd00f19d07eb1b6fe104fc60e696c1897dcc3bea1ca79d091ec8');
+INSERT INTO "transitions" VALUES(3,3,1,'receive',NULL,'received','2026-11-24T05:59:56.384725Z','{}','eada992abdc3c467d2be43da1e232adf8ded6707b766b9ee310697a44ac613e9','8531f0d2aec8c3624090e0b7e4435d3b1709be3723edd1ad49c859a07c527a14');
+INSERT INTO "transitions" VALUES(4,3,2,'exchange','received','exchanged','2026-11-24T05:59:56.385109Z','{"expires_at":"2099-01-01T00:00:00.000000Z","group":"2^107-1","group_bits":107,"public_key":"67890"}','8531f0d2aec8c3624090e0b7e4435d3b1709be3723edd1ad49c859a07c527a14','ddf20df2ceb9ae54e92047272c68b01121a15e85ccc0fd9e8c79d9ede90d0b74');
+INSERT INTO "transitions" VALUES(5,4,1,'receive',NULL,'received','2026-11-24T05:59:56.388470Z','{}','f95b850cb60ba18a0256f3643f4c13ff790eea7994f3a878b57edb9e5ef92c9f','616f9a8f4ad57f8d749f4d86202d03f28d1880603db29c38d9466ce8bcaacb8b');
+INSERT INTO "transitions" VALUES(6,4,2,'unlock','received','applying','2026-11-24T05:59:56.388973Z','{"ciphertext":"abababababababab","derivation":"sha256","exchange":1,"user":"root"}','616f9a8f4ad57f8d749f4d86202d03f28d1880603db29c38d9466ce8bcaacb8b','739e118f5c098e141533263f8badd1b7b23b1ac27cfa80b6e20e5b71494c0e87');
+INSERT INTO "transitions" VALUES(7,5,1,'receive',NULL,'received','2026-11-24T05:59:56.389254Z','{}','674ee86572d1c2de7882a9cbb9856cb261a95ae063d7ac71faeb7b03aacfc2f9','1a63d431700bf7d57061ce5c557077f9bb3765130153263ab4d85ca23125efc2');
+INSERT INTO "transitions" VALUES(8,5,2,'download','received','downloading','2026-11-24T05:59:56.392033Z','{"md5":"00000000000000000000000000000000","url":"http://127.0.0.1:9/b.tar.gz"}','1a63d431700bf7d57061ce5c557077f9bb3765130153263ab4d85ca23125efc2','43c31e08ffad56da0ca4ae7f3bb98b3fc4f74c21f7f9730eb11d594ea3045f55');
+INSERT INTO "transitions" VALUES(9,5,3,'verify','downloading','verifying','2026-11-24T05:59:56.392338Z','{"bytes":10}','43c31e08ffad56da0ca4ae7f3bb98b3fc4f74c21f7f9730eb11d594ea3045f55','3d699b61080d6b371e8ce7cec1c25db6627d16690f7eafc4d808244de5e33883');
+INSERT INTO "transitions" VALUES(10,5,4,'stage','verifying','staging','2026-11-24T05:59:56.392604Z','{"sha256":"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc","signed_by":null,"version":"9.9.9"}','3d699b61080d6b371e8ce7cec1c25db6627d16690f7eafc4d808244de5e33883','05a5a8d869b8a3ff98d9fc5e8cb68ee9e896d0c5f95879630df004e6e8a31bfb');
+INSERT INTO "transitions" VALUES(11,5,5,'switch','staging','switching','2026-11-24T05:59:56.392865Z','{"release":"/x/releases/9.9.9"}','05a5a8d869b8a3ff98d9fc5e8cb68ee9e896d0c5f95879630df004e6e8a31bfb','1f9e77e885636196678e19603179f8a9d84ff8656d8c8901fabff2cf6c45e13a');
+INSERT INTO "transitions" VALUES(12,5,6,'restart','switching','restarting','2026-11-24T05:59:56.393118Z','{"current":"9.9.9","previous":"0.1.0"}','1f9e77e885636196678e19603179f8a9d84ff8656d8c8901fabff2cf6c45e13a','60062c7e0e755075ca8ca49c690a2d44ef96a642dad889ca7fa5831c9bcdcecf');
+INSERT INTO "transitions" VALUES(13,6,1,'receive',NULL,'received','2026-11-24T05:59:56.393381Z','{}','c9c52af19a57b511cd1da78cf4026b85a58831043980b2fc8b96e169348090ec','3ec9560251a86a852d44a659ec29d25a490aeb19adaf223ca665197e7a0d8bbe');
+CREATE INDEX ix_commands_request_id ON commands (request_id);
+CREATE UNIQUE INDEX ix_transitions_command_seq ON transitions (command_id, seq);
+CREATE INDEX ix_exchanges_state ON exchanges (state);
+COMMIT;
