@@ -122,9 +122,10 @@ class Transport(Protocol):
     def event_pending(self, path: str) -> bool:
         """Whether an event for exactly ``path`` is queued, not yet taken by ``next_event``.
 
-        An event caused by this connection's own call is queued by the time the call returns, and one caused
-        by another connection by the time any later call of this connection returns (xenstored answers each
-        connection in order).
+        An event caused by this connection's write, mkdir or delete is queued by the time the call returns.
+        One caused by another connection, and a watch's first event (xenstored sends it after its answer to
+        the watch), is queued by the time any later call of this connection returns: xenstored sends each
+        connection its events and answers in order.
         """
 
     def wake(self) -> None:
