@@ -20,6 +20,7 @@ from agent import config as agent_config
 from agent.daemon import Agent
 from agent.host import Host
 from agent.journal import Journal, exchanges, releases
+from agent.memstore import MemoryStore, MemoryXenStore
 from agent.sandbox import Xenstored, build_shim, create_domain, make_guest_root
 from agent.xenstore import XenStore
 
@@ -289,3 +290,19 @@ def service(bundles, xenstored: Xenstored, domain: str, system_root: Path, state
     made = Service(command, {**os.environ, **xenstored.env}, tmp_path / "service.log", layout=layout)
     yield made
     made.stop()
+
+
+@pytest.fixture
+def memory_store() -> MemoryStore:
+    """An in-memory XenStore (``agent.memstore``) holding the guest's domain, as ``xenstored`` plus ``domain``
+    give a real one: for tests of daemon logic that need no xenstored."""
+    store = MemoryStore()
+    store.create_domain(DOMID)
+    return store
+
+
+@pytest.fixture
+def memory_guest(memory_store: MemoryStore) -> Iterator[MemoryXenStore]:
+    """A connection to ``memory_store`` rooted at the guest's home: the in-memory ``guest``."""
+    with memory_store.connection(f"/local/domain/{DOMID}") as xs:
+        yield xs
