@@ -58,9 +58,10 @@ class Transport(Protocol):
       (``/local/domain/5``), or "" when paths go to xenstored as given (a guest's relative paths).
     * Values are non-empty text of the characters space to DEL (0x20-0x7f) that fits, with its path, in
       the 4096-byte message payload; anything else is refused before it is sent, with a XenStoreError whose
-      ``code`` is None and whose message never quotes the value. Paths are made of ``[A-Za-z0-9_@/-]``.
-    * A path longer than 2048 bytes below ``/local/domain/<id>/`` is refused by xenstored: XenStoreError with
-      ``code`` EINVAL.
+      ``code`` is None and whose message never quotes the value. So is a path with a character outside
+      ``[A-Za-z0-9_@/-]``, a trailing slash or a double one.
+    * A path longer than 2048 bytes below ``/local/domain/<id>/`` (or in all, elsewhere) is refused by
+      xenstored: XenStoreError with ``code`` EINVAL, for every call.
     * Errors are XenStoreError (``code``: xenstored's errno when it refused), XenStoreUnavailable when there
       is no connection or it dropped (every call raises it until ``connect`` succeeds again), and
       XenStoreTimeout (an XenStoreUnavailable) when a call got no answer in time.
