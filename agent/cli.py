@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from agent import __version__, config, crypto, logs, render
+from agent import __version__, config, crypto, faults, logs, render
 from agent.errors import AgentError, HostCallError, JournalError, RestartRequested
 
 if TYPE_CHECKING:
@@ -193,6 +193,7 @@ def _json_or_text(value: str) -> Any:
 # -- run ----------------------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    faults.startup_fault()  # nothing, unless this release was built to fail at start (the update tests)
     from agent.daemon import Agent
 
     settings = config.load(args)
@@ -243,7 +244,7 @@ def cmd_release_verify(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_install(args: argparse.Namespace, out: TextIO) -> int:
     from agent import install, release
-    from agent.journal import Journal
+    from agent.journal import Journal, releases
 
     settings = config.load(args)
     keys = release.load_public_keys([*settings.trusted_key_paths, *(Path(k) for k in args.key)])
@@ -251,7 +252,7 @@ def cmd_install(args: argparse.Namespace, out: TextIO) -> int:
     layout = install.Layout(settings.install_path)
     version = install.install(bundle, layout)
     journal = Journal.open(settings.state_path)
-    journal.mark_release(version, "good", "installed by 'openstack-agent install'")
+    releases.mark(journal, version, releases.GOOD, "installed by 'openstack-agent install'")
     journal.close()
     out.write(f"openstack-agent {version} installed in {layout.release_dir(version)}; current -> {version}"
               f"{f', previous -> {layout.previous}' if layout.previous else ''}\n")

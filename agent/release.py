@@ -8,9 +8,11 @@ A bundle ``openstack-agent-<version>.tar.gz`` holds::
                         install the next one)
 
 ``build`` makes one from a source checkout, optionally under another version number (the documented way
-to make test and candidate releases). ``open_bundle`` refuses anything but regular files and directories
-with plain relative names (no absolute paths, ``..``, links or devices) before it reads a byte, then checks
-the manifest, the signature (required when policy says so) and every file's digest.
+to make test and candidate releases) and, for the update tests only, with a start-up fault built in
+(``agent.faults.startup_fault``); it refuses a source that holds a fault marker itself, so that no other
+release can carry one. ``open_bundle`` refuses anything but regular files and directories with plain
+relative names (no absolute paths, ``..``, links or devices) before it reads a byte, then checks the
+manifest, the signature (required when policy says so) and every file's digest.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from agent import faults
 from agent.errors import ReleaseError
 
 if TYPE_CHECKING:  # cryptography is imported where keys are used: the daemon need not carry it
@@ -173,20 +176,36 @@ def source_version(source: Path) -> str:
     return found.group(1)
 
 
-def build(out_dir: Path, source: Path, version: str | None = None, sign_key: Path | None = None) -> Path:
-    """Build the bundle of ``source`` (a checkout), as ``version`` when given; return its path."""
+def build(out_dir: Path, source: Path, version: str | None = None, sign_key: Path | None = None,
+          startup_fault: str | None = None) -> Path:
+    """Build the bundle of ``source`` (a checkout), as ``version`` when given; return its path.
+
+    ``startup_fault`` ("crash" or "hang") builds a release that fails at start, for the tests of update
+    rollbacks: the copy of the source gets the marker ``agent.faults.startup_fault`` looks for. The command
+    line does not offer it.
+    """
     source = source.resolve()
     if not (source / "pyproject.toml").is_file():
         raise ReleaseError(f"{source} is not a source checkout (no pyproject.toml); pass --source")
+    marker = source / "agent" / faults.STARTUP_FAULT
+    if marker.exists():
+        raise ReleaseError(f"{marker} is a start-up fault marker, which makes a release crash or hang at "
+                           "start; remove it")
+    if startup_fault is not None and startup_fault not in faults.STARTUP_FAULTS:
+        raise ReleaseError(f"no start-up fault {startup_fault!r}; choose one of {', '.join(faults.STARTUP_FAULTS)}")
+    if version is not None:
+        check_version(version)
     key = load_private_key(sign_key) if sign_key else None
     with tempfile.TemporaryDirectory(prefix="openstack-agent-release-") as scratch:
         work = Path(scratch)
-        if version is not None:
-            check_version(version)
+        if version is not None or startup_fault is not None:
             copy = work / "source"
             shutil.copytree(source, copy, ignore=_SOURCE_IGNORE, symlinks=True)
-            init = copy / "agent" / "__init__.py"
-            init.write_text(_VERSION_LINE.sub(f'__version__ = "{version}"', init.read_text()))
+            if version is not None:
+                init = copy / "agent" / "__init__.py"
+                init.write_text(_VERSION_LINE.sub(f'__version__ = "{version}"', init.read_text()))
+            if startup_fault is not None:
+                (copy / "agent" / faults.STARTUP_FAULT).write_text(f"{startup_fault}\n", encoding="utf-8")
             source = copy
         version = check_version(source_version(source))
         wheels = work / WHEELS

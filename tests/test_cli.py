@@ -1,4 +1,5 @@
-"""The command line: exact output of the journal commands, errors with exit codes, host calls, diagrams."""
+"""The command line: exact output of the journal commands, errors with exit codes, host calls, diagrams, and
+the start-up fault of the test releases."""
 
 from __future__ import annotations
 
@@ -6,21 +7,25 @@ import io
 import itertools
 import json
 import sqlite3
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from agent import __version__
+from agent import __version__, faults, release
 from agent.cli import main
+from agent.errors import ReleaseError
 from agent.journal import Journal
-from agent.journal import store as journal_store
+from agent.journal import times as journal_times
+from tests.releases import ROOT
 
 
 @pytest.fixture
 def journal_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A journal with one answered version command and one rejected request, at fixed times."""
     clock = (f"2026-11-23T10:00:0{n}.000000Z" for n in itertools.count())
-    monkeypatch.setattr(journal_store, "utcnow", lambda: next(clock))
+    monkeypatch.setattr(journal_times, "utcnow", lambda: next(clock))
     journal = Journal.open(tmp_path / "state")
     version = journal.receive("req-a", "/local/domain/5", "version", "version", "a" * 64, '"agent"',
                               detail={"digest": "aaaa"})
@@ -284,3 +289,90 @@ def test_sandbox_demo(tmp_path: Path) -> None:
     assert "unlock   received  applying" in out
     listing = out.split("The journal (openstack-agent journal list):")[1].split("The password command")[0]
     assert len([line for line in listing.splitlines() if line.endswith("Z")]) == 7
+
+
+class Slept(Exception):
+    """Raised by the stand-in for time.sleep, so that a hang ends."""
+
+
+def fault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str) -> Path:
+    """A marker holding ``content``, where the agent looks for its own."""
+    marker = tmp_path / faults.STARTUP_FAULT
+    marker.write_text(content)
+    monkeypatch.setattr(faults, "MARKER", marker)
+    return marker
+
+
+def test_this_checkout_has_no_startup_fault() -> None:
+    """The agent runs: the code it runs carries no marker."""
+    assert not faults.MARKER.exists()
+    faults.startup_fault()
+
+
+@pytest.mark.parametrize("content", ["crash\n", "unknown\n"])
+def test_crash_exits_3_before_anything_else(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str], content: str) -> None:
+    """With a 'crash' marker (or any marker but 'hang'), run exits 3 before it reads its configuration."""
+    marker = fault(tmp_path, monkeypatch, content)
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--config", str(tmp_path / "missing.toml")], io.StringIO())
+    assert exited.value.code == 3
+    assert capsys.readouterr().err == (f"fault injection: this release was built to {content.strip()} at start "
+                                       f"({marker})\n")
+
+
+def test_hang_never_gets_ready(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a 'hang' marker, run sleeps on and on, before it reads its configuration."""
+    fault(tmp_path, monkeypatch, "hang\n")
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 3:
+            raise Slept
+
+    monkeypatch.setattr(faults.time, "sleep", sleep)
+    with pytest.raises(Slept):
+        main(["run", "--config", str(tmp_path / "missing.toml")], io.StringIO())
+    assert naps == [3600, 3600, 3600]
+
+
+def shipped_marker(bundle: Path) -> str | None:
+    """The start-up fault marker in the bundle's own wheel, or None when it has none."""
+    with tarfile.open(bundle, "r:gz") as archive:
+        [member] = [m for m in archive.getmembers() if Path(m.name).name.startswith("openstack_agent-")]
+        wheel = archive.extractfile(member)
+        assert wheel is not None
+        with zipfile.ZipFile(io.BytesIO(wheel.read())) as contents:
+            name = f"agent/{faults.STARTUP_FAULT}"
+            return contents.read(name).decode() if name in contents.namelist() else None
+
+
+def test_the_checkout_holds_no_marker() -> None:
+    """The source releases are built from never carries a start-up fault marker."""
+    assert not (ROOT / "agent" / faults.STARTUP_FAULT).exists()
+
+
+def test_only_the_faulty_test_releases_carry_a_marker(bundles) -> None:
+    """The checkout's bundle and its 0.2.0 have no marker; the crash and hang test releases have theirs."""
+    assert [shipped_marker(b) for b in (bundles.base, bundles.good, bundles.crash, bundles.hang)] == [
+        None, None, "crash\n", "hang\n"]
+
+
+def test_build_refuses_a_source_with_a_marker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A marker left in a source stops 'release build' (exit 10) before anything is built."""
+    source = tmp_path / "source"
+    (source / "agent").mkdir(parents=True)
+    (source / "pyproject.toml").write_text("")
+    (source / "agent" / faults.STARTUP_FAULT).write_text("crash\n")
+    assert main(["release", "build", "--out", str(tmp_path / "out"), "--source", str(source)],
+                io.StringIO()) == 10
+    assert capsys.readouterr().err == (f"Error: {source}/agent/STARTUP_FAULT is a start-up fault marker, which "
+                                       "makes a release crash or hang at start; remove it\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_refuses_an_unknown_fault(tmp_path: Path) -> None:
+    """Only the faults the agent knows can be built in."""
+    with pytest.raises(ReleaseError, match="no start-up fault 'explode'; choose one of crash, hang"):
+        release.build(tmp_path, ROOT, "0.5.0", startup_fault="explode")
