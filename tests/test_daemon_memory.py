@@ -1,0 +1,86 @@
+"""The daemon built from injected parts: an in-memory XenStore, the Standalone runtime, the real chpasswd in a
+throw-away root. Daemon logic is tested here in milliseconds; the real-xenstored tests cover the rest."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import config as agent_config
+from agent.daemon import Agent
+from agent.host import Host
+from agent.memstore import MemoryStore, MemoryXenStore
+from agent.platform.linux import Linux
+from agent.protocol import GUEST_DIR, HOST_DIR
+from agent.runtime import Standalone
+from tests.conftest import DOMID, STATE_DIR, ThreadAgent, open_journal, wait_for
+from tests.system import password_matches, shadow_hash
+from tests.test_daemon import REPLIES
+
+HOME = f"/local/domain/{DOMID}"
+
+
+@pytest.fixture
+def memory_agent(memory_store: MemoryStore, system_root: Path) -> Iterator[Any]:
+    """Start agents on the in-memory XenStore in threads: ``memory_agent(**config_overrides)``."""
+    started: list[tuple[ThreadAgent, MemoryXenStore]] = []
+
+    def start(**overrides: Any) -> tuple[ThreadAgent, MemoryXenStore]:
+        config = agent_config.from_overrides(**{"root": str(system_root), "state_dir": STATE_DIR,
+                                                "domain_path": HOME, **overrides})
+        transport = memory_store.connection(HOME)
+        ready = threading.Event()
+        agent = Agent(config, on_ready=ready.set, transport=transport, accounts=Linux(str(system_root)),
+                      runtime=Standalone())
+        holder = ThreadAgent(agent, threading.Thread(target=agent.run, daemon=True))
+        holder.thread.start()
+        assert ready.wait(10), "the agent did not become ready"
+        started.append((holder, transport))
+        return holder, transport
+
+    yield start
+    for holder, _transport in started:
+        holder.stop()
+
+
+@pytest.fixture
+def memory_host(memory_store: MemoryStore) -> Host:
+    return Host(memory_store.connection(HOME), poll_interval=0.002)
+
+
+@pytest.mark.parametrize(("body", "returncode", "message"), REPLIES)
+def test_reply(memory_agent, memory_host: Host, body: str, returncode: str, message: str) -> None:
+    """The daemon gives every reply of the protocol on the in-memory transport, as on the real one."""
+    memory_agent()
+    assert memory_host.raw(body, timeout=10) == {"returncode": returncode, "message": message}
+
+
+def test_password_is_set_through_the_accounts_port(memory_agent, memory_host: Host, system_root: Path) -> None:
+    """keyinit then password set the real password in the throw-away root, with no xenstored at all."""
+    memory_agent()
+    assert memory_host.set_password("Memory-Pass-7", timeout=10) == {"returncode": "0", "message": ""}
+    assert password_matches("Memory-Pass-7", shadow_hash(system_root, "root"))
+
+
+def test_a_resent_request_is_answered_from_the_journal(memory_agent, memory_host: Host, memory_guest,
+                                                       state_dir: Path) -> None:
+    """The same request id and body sent again after its answer is answered again, and not run twice."""
+    memory_agent()
+    body = '{"name": "version", "value": "agent"}'
+    first = memory_host.raw(body, timeout=10, request_id="again")
+    memory_guest.delete(f"{GUEST_DIR}/again")
+    assert memory_host.raw(body, timeout=10, request_id="again") == first
+    assert [c.request_id for c in open_journal(state_dir).commands()] == ["again"]
+
+
+def test_a_dropped_connection_is_reconnected(memory_agent, memory_host: Host, memory_guest) -> None:
+    """When its XenStore connection drops, the agent reconnects and answers what was sent meanwhile."""
+    holder, transport = memory_agent()
+    transport.drop()
+    memory_guest.write(f"{HOST_DIR}/during", '{"name": "version", "value": "agent"}')
+    assert wait_for(lambda: memory_guest.read(f"{GUEST_DIR}/during"), timeout=10) is not None
+    assert holder.thread.is_alive()
