@@ -243,6 +243,8 @@ class Agent:
     def shutdown(self) -> None:
         """Close XenStore and the journal, giving up after ``shutdown_timeout``."""
         self.take_signals()
+        if self.should_exit:
+            self.runtime.stopping()
         closer = threading.Thread(target=self._close, name="agent-shutdown", daemon=True)
         closer.start()
         closer.join(self.config.shutdown_timeout)

@@ -1,6 +1,8 @@
 """The service runtime: how the agent tells whatever runs it that it is ready, alive, stopping or updated.
 
-The daemon and the machines speak only to ``Runtime``. ``SystemdRuntime`` is the Linux and FreeBSD one: the
+The daemon and the machines speak only to ``Runtime``. Restarting for an update is the daemon raising
+``RestartRequested``, which ends the process with that error's exit code for the runtime to act on; systemd's
+watchdog is answered by the supervisor, which watches the agent. ``SystemdRuntime`` is the Linux and FreeBSD one: the
 sd_notify protocol (``agent.notify``) to systemd or to the agent's own supervisor (``agent.supervisor``),
 which restarts the agent into a new release (with its pidfd, its ``current`` release link and its notify
 socket, all Linux-only, kept there). ``Standalone`` runs in the foreground under nothing (tests, the sandbox
