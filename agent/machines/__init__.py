@@ -10,6 +10,7 @@ from __future__ import annotations
 from agent.machines.agentupdate import AgentUpdate
 from agent.machines.base import Command, Context
 from agent.machines.features import Features
+from agent.machines.injectfile import FileInject, InjectFile
 from agent.machines.keyinit import KeyInit
 from agent.machines.password import Password
 from agent.machines.rejected import Rejected
@@ -22,6 +23,8 @@ REGISTRY: dict[str, type[Command]] = {machine.NAME: machine for machine in (
     KeyInit,
     Password,
     AgentUpdate,
+    InjectFile,
+    FileInject,
     Rejected,
 )}
 
