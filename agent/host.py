@@ -8,10 +8,11 @@ are left in ``data/guest``: the host side never removes them (the agent collects
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from agent import crypto, protocol
 from agent.errors import HostCallError
@@ -53,6 +54,13 @@ class Host:
         secret = self.key_exchange(timeout)
         return self.call("password", crypto.encrypt_password(password, secret, derivation), timeout)
 
+    def inject_file(self, path: str, contents: bytes, format: Literal["legacy", "new"] = "new",
+                    timeout: float = 30.0) -> dict[str, Any]:
+        """Write ``contents`` to ``path`` in the guest, sending what the dom0 plugin sends (see
+        ``file_request``). nova injects the SSH key so: ``"\\n<key>\\n"`` to ``/root/.ssh/authorized_keys``."""
+        name, value = file_request(path, contents, format)
+        return self.call(name, value, timeout)
+
     def raw(self, body: str, timeout: float = 30.0, request_id: str | None = None) -> dict[str, Any]:
         """Send an arbitrary request body (for testing how the agent treats bad requests)."""
         request_id = request_id or str(uuid.uuid4())
@@ -71,6 +79,26 @@ class Host:
                 raise HostCallError(f"TIMEOUT: no reply to {request_id} within {timeout:g} s; "
                                     "is the agent running in the guest?")
             time.sleep(self.poll_interval)
+
+
+def file_request(path: str, contents: bytes, format: Literal["legacy", "new"] = "new") -> tuple[str, Any]:
+    """The command name and value of a file injection, as the dom0 plugin builds them.
+
+    ``"new"``: ``file_inject`` with ``{"b64_path": ..., "b64_file": ...}``, each base64 on its own, which the
+    plugin sends when ``features`` lists ``file_inject``. ``"legacy"``: ``injectfile`` with base64 of
+    ``"<path>,<contents>"``, which it sends to an agent that lists only ``injectfile``. (The plugin asks
+    ``features`` which to send; here the caller says.) The path is sent as UTF-8.
+    """
+    raw_path = path.encode("utf-8")
+    if format == "new":
+        return "file_inject", {"b64_path": _b64(raw_path), "b64_file": _b64(contents)}
+    if format == "legacy":
+        return "injectfile", _b64(raw_path + b"," + contents)
+    raise ValueError(f"format must be 'legacy' or 'new', not {format!r}")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def decode_reply(answer: bytes) -> dict[str, Any]:
