@@ -18,7 +18,7 @@ from tests.conftest import open_journal, wait_for
 
 REPLIES = [
     pytest.param('{"name": "version", "value": "agent"}', "0", __version__, id="version"),
-    pytest.param('{"name": "features", "value": ""}', "0", "version,features,keyinit,password,agentupdate",
+    pytest.param('{"name": "features", "value": ""}', "0", "version,features,keyinit,password,agentupdate,injectfile,file_inject",
                  id="features"),
     pytest.param('{"name": "reboot", "value": ""}', "404", "No such agent command 'reboot'", id="unknown"),
     pytest.param("not json at all", "500", "Request is malformed", id="not-json"),
@@ -72,7 +72,7 @@ def test_denied_command_is_refused_and_not_offered(run_agent, host: Host) -> Non
     run_agent(deny="version,password")
     assert host.call("version", "agent", timeout=10) == {
         "returncode": "403", "message": "Agent command 'version' is refused by this agent's policy"}
-    assert host.call("features", "", timeout=10) == {"returncode": "0", "message": "features,keyinit,agentupdate"}
+    assert host.call("features", "", timeout=10) == {"returncode": "0", "message": "features,keyinit,agentupdate,injectfile,file_inject"}
 
 
 def test_allow_list_limits_commands(run_agent, host: Host) -> None:
@@ -153,7 +153,7 @@ def test_commands_of_a_newer_release_are_left_alone(run_agent, host: Host, state
     """After a rollback, commands whose machine or state only a newer release knows do not stop the older
     one: they are left as they are, and the agent serves."""
     journal = open_journal(state_dir)
-    future = journal.receive("f", "", "injectfile", "injectfile", "0" * 64, None)
+    future = journal.receive("f", "", "frobnicate", "frobnicate", "0" * 64, None)
     newer_state = journal.transition(journal.receive("v", "", "version", "version", "1" * 64, None), "x", "weighing")
     run_agent()
     assert host.call("version", "agent", timeout=10)["message"] == __version__

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from agent import crypto, protocol
 from agent.host import Host
-from agent.machines import COMMANDS, Rejected
+from agent.machines import REGISTRY, Rejected
 from agent.machines.base import stored_value
 from agent.xenstore import XenStore
 from tests import fuzzing
@@ -52,7 +52,7 @@ def test_parse_and_journal_never_raise(scratch_journal, body: bytes) -> None:
     request = protocol.parse("id", body)
     assert request.name is not None or request.rejection is not None
     assert request.rejection is None or request.rejection.returncode == "500"
-    machine = COMMANDS.get(request.name or "", Rejected) if request.rejection is None else Rejected
+    machine = REGISTRY.get(request.name or "", Rejected) if request.rejection is None else Rejected
     stored = stored_value(machine, request.value)
     if stored is not None:
         json.loads(stored)  # recovery reads it back
