@@ -18,8 +18,8 @@ from tests.conftest import open_journal, wait_for
 
 REPLIES = [
     pytest.param('{"name": "version", "value": "agent"}', "0", __version__, id="version"),
-    pytest.param('{"name": "features", "value": ""}', "0", "version,features,keyinit,password,agentupdate,injectfile,file_inject",
-                 id="features"),
+    pytest.param('{"name": "features", "value": ""}', "0",
+                 "version,features,keyinit,password,agentupdate,injectfile,file_inject", id="features"),
     pytest.param('{"name": "reboot", "value": ""}', "404", "No such agent command 'reboot'", id="unknown"),
     pytest.param("not json at all", "500", "Request is malformed", id="not-json"),
     pytest.param('{"name": "version"', "500", "Request is malformed", id="truncated-json"),
@@ -72,7 +72,8 @@ def test_denied_command_is_refused_and_not_offered(run_agent, host: Host) -> Non
     run_agent(deny="version,password")
     assert host.call("version", "agent", timeout=10) == {
         "returncode": "403", "message": "Agent command 'version' is refused by this agent's policy"}
-    assert host.call("features", "", timeout=10) == {"returncode": "0", "message": "features,keyinit,agentupdate,injectfile,file_inject"}
+    assert host.call("features", "", timeout=10) == {
+        "returncode": "0", "message": "features,keyinit,agentupdate,injectfile,file_inject"}
 
 
 def test_allow_list_limits_commands(run_agent, host: Host) -> None:

@@ -55,7 +55,7 @@ def test_every_unfinished_command_of_the_previous_schema_finishes(journal: Journ
     }
     unfinished = journal.unfinished()
     # Every command type that release had.
-    assert sorted(r.machine for r in unfinished) == sorted(values) + ["rejected"]
+    assert sorted(r.machine for r in unfinished) == sorted([*values, "rejected"])
     assert all(r.data is None for r in unfinished)
     for record in unfinished:
         if record.machine == "rejected":
