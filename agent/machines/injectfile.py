@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 from agent.errors import CommandFailed, PlatformError
@@ -116,8 +117,19 @@ class _Injection(Command):
             target = files.check(path, len(contents))  # the path, the policy and the size; no disk access
         except PlatformError as exc:
             raise CommandFailed("500", capitalised(str(exc))) from None
+        self._refuse_own(target.path)
         data = InjectData(target.path, len(contents), hashlib.sha256(contents).hexdigest())
         self.advance("write", detail={"path": data.path, "size": data.size, "sha256": data.sha256}, data=data)
+
+    def _refuse_own(self, path: str) -> None:
+        """The agent's own state and install directories are not the host's to write: a file there could
+        replace the journal (the audit trail) or a release, whatever ``inject.allowed_paths`` says."""
+        config = self.ctx.config
+        for directory, what in ((config.state_dir, "state"), (config.install_root, "install")):
+            own = PurePosixPath(directory)
+            if PurePosixPath(path) == own or own in PurePosixPath(path).parents:
+                raise CommandFailed("500", f"Refused to write {show(path)}: it is inside the agent's own {what} "
+                                           f"directory {directory}")
 
     def on_enter_writing(self, event: Event) -> None:
         data: InjectData = self.data

@@ -445,3 +445,20 @@ def test_giving_up_tells_the_truth(journal: Journal, root: Path, machine: type[C
     if state == "writing":
         assert not (root / "etc" / temp_name("motd")).exists()
     assert stopped.ctx.ports.files.writes == 0
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+@pytest.mark.parametrize(("path", "what"), [
+    ("/var/lib/openstack-agent/journal.sqlite3", "state directory /var/lib/openstack-agent"),
+    ("/var/lib/openstack-agent", "state directory /var/lib/openstack-agent"),
+    ("/opt/openstack-agent/current/bin/openstack-agent", "install directory /opt/openstack-agent"),
+])
+def test_the_agents_own_directories_are_refused(journal: Journal, root: Path, machine: type[Command], path: str,
+                                                what: str) -> None:
+    """The host cannot replace the agent's journal or a release, whatever inject.allowed_paths allows."""
+    before = snapshot(root)
+    cmd = command(journal, machine, value_for(machine, path, b"Marker"), files_port(root))
+    cmd.run()
+    assert (cmd.state, cmd.record.reply_code) == ("failed", "500")
+    assert cmd.record.reply_message == f"Refused to write '{path}': it is inside the agent's own {what}"
+    assert snapshot(root) == before
