@@ -509,8 +509,10 @@ class Agent:
                      keep_backups=config.inject_keep_backups)
 
     def offered(self) -> list[str]:
-        """Implemented commands that the policy allows, for ``features``."""
-        return [name for name in host_commands() if self.config.command_allowed(name)]
+        """Implemented commands that the policy allows and whose ports this agent has, for ``features``."""
+        ports = dataclasses.replace(self.ports, files=self._files or self.files_port())
+        return [name for name in host_commands() if self.config.command_allowed(name)
+                and all(getattr(ports, port) is not None for port in REGISTRY[name].NEEDS)]
 
     # -- recovery -------------------------------------------------------------------------------------
 

@@ -84,3 +84,17 @@ def test_a_dropped_connection_is_reconnected(memory_agent, memory_host: Host, me
     memory_guest.write(f"{HOST_DIR}/during", '{"name": "version", "value": "agent"}')
     assert wait_for(lambda: memory_guest.read(f"{GUEST_DIR}/during"), timeout=10) is not None
     assert holder.thread.is_alive()
+
+
+def test_commands_whose_port_is_missing_are_not_offered(memory_store: MemoryStore, memory_host: Host,
+                                                        system_root: Path) -> None:
+    """An agent without a files port (as on a guest with no file backend) does not list injectfile."""
+
+    class NoFiles(Agent):
+        def files_port(self) -> None:
+            return None
+
+    config = agent_config.from_overrides(root=str(system_root), state_dir=STATE_DIR, domain_path=HOME)
+    agent = NoFiles(config, transport=memory_store.connection(HOME), accounts=Linux(str(system_root)),
+                    runtime=Standalone())
+    assert agent.offered() == ["version", "features", "keyinit", "password", "agentupdate"]

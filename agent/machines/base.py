@@ -93,6 +93,9 @@ class Command:
     Data: ClassVar[type[Any] | None] = None
     #: Whether the host can name this command (``rejected`` is the agent's own).
     HOST_COMMAND: ClassVar[bool] = True
+    #: The ports (``agent.ports.Ports`` fields) the command cannot work without: an agent that lacks one
+    #: does not offer the command in ``features``.
+    NEEDS: ClassVar[frozenset[str]] = frozenset()
     #: Whether the request's value is a secret: if so it is never stored, only its digest.
     SECRET_VALUE: ClassVar[bool] = False
     #: States the agent is restarted in on purpose: finding a command there at start is not a crash.

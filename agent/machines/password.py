@@ -83,6 +83,7 @@ class Password(Command):
     RECOVERY = RECOVERY
     Data = PasswordData
     SECRET_VALUE = True
+    NEEDS = frozenset({"accounts"})
 
     def on_enter_received(self, event: Event) -> None:
         ciphertext = self._ciphertext()
