@@ -105,6 +105,7 @@ class _Injection(Command):
 
     Data = InjectData
     SECRET_VALUE = True
+    NEEDS = frozenset({"files"})
 
     def decode(self, value: Any) -> tuple[str, bytes]:
         """(path, contents) from the request's value; CommandFailed when it is malformed."""
