@@ -1,10 +1,21 @@
-"""The CLI's one output renderer: aligned text tables for people, JSON for scripts."""
+"""The CLI's one output renderer: aligned text tables and fields for people, JSON for scripts.
+
+Every table, field list and ``--json`` document goes through these, so that a value from a request (which
+can hold anything) reaches the terminal with its control characters escaped wherever it is shown, and every
+``--json`` is the same indented, key-sorted JSON.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
+
+
+def json_flag(parser: argparse.ArgumentParser, help_text: str = "print JSON for scripts") -> None:
+    """Give ``parser`` the shared ``--json`` flag (``args.json``), which switches its output to ``as_json``."""
+    parser.add_argument("--json", action="store_true", help=help_text)
 
 
 def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], out: TextIO) -> None:

@@ -1,0 +1,167 @@
+"""``host``: the host side of the protocol from the command line, one subcommand per call nova makes.
+
+The subcommands are the table ``CALLS``: each row names a call, its help, the arguments it takes and how
+they become a request. ``cmd_host`` is their one dispatcher: it connects to XenStore, sends whatever request
+the row built, prints the reply and exits 0 on success and 1 on an error reply. A request is one of three
+kinds, each of which knows how it is sent: ``Call`` (``{"name", "value"}``, as nova sends nearly everything),
+``PasswordSet`` (nova's two calls, keyinit then password) and ``Raw`` (a body exactly as given, for trying
+bad requests). A new host call is one more row, and a new kind only if it is not sent as a plain call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+from agent import config, crypto
+from agent.cli import output
+from agent.errors import AgentError
+
+if TYPE_CHECKING:
+    from agent.cli.app import Subparsers
+    from agent.host import Host
+
+FROM_STDIN = "-"
+#: What the agent answers when a call succeeded (keyinit's "D0" carries its public key).
+SUCCESS = ("0", "D0")
+
+
+class Request(Protocol):
+    def send(self, host: Host, timeout: float) -> dict[str, Any]:
+        """Send the request through ``host`` and return the agent's reply."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """``{"name": name, "value": value}``."""
+
+    name: str
+    value: Any
+
+    def send(self, host: Host, timeout: float) -> dict[str, Any]:
+        return host.call(self.name, self.value, timeout=timeout)
+
+
+@dataclasses.dataclass(frozen=True)
+class PasswordSet:
+    """keyinit, then the password encrypted under the shared secret; the password is kept out of reprs."""
+
+    password: str = dataclasses.field(repr=False)
+    derivation: str
+
+    def send(self, host: Host, timeout: float) -> dict[str, Any]:
+        return host.set_password(self.password, self.derivation, timeout=timeout)
+
+
+@dataclasses.dataclass(frozen=True)
+class Raw:
+    """A body written exactly as given, JSON or not."""
+
+    body: str
+
+    def send(self, host: Host, timeout: float) -> dict[str, Any]:
+        return host.raw(self.body, timeout=timeout)
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _call_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name")
+    parser.add_argument("value", nargs="?", default="", help="JSON value, or a plain string")
+
+
+def _password_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("new_password", metavar="NEWPASS", nargs="?", default=FROM_STDIN,
+                        help="the new password, or '-' to read it from standard input (the default)")
+    parser.add_argument("--digest", choices=crypto.DERIVATIONS, default="sha256",
+                        help="key derivation of the host's OpenSSL: sha256 (1.1.0 and later) or md5 (older)")
+
+
+def _password_request(args: argparse.Namespace) -> PasswordSet:
+    given = args.new_password
+    if given == FROM_STDIN:
+        if sys.stdin.isatty():
+            import getpass
+
+            given = getpass.getpass("New password: ")
+        else:
+            given = sys.stdin.readline().rstrip("\r\n")
+    if not given:
+        raise AgentError("no password given; pass NEWPASS, or write it to standard input")
+    return PasswordSet(given, args.digest)
+
+
+def _raw_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("body")
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class HostCall:
+    """One ``host`` subcommand: its name and help, the arguments it adds, and the request they make."""
+
+    name: str
+    help: str
+    request: Callable[[argparse.Namespace], Request]
+    arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
+    description: str | None = None
+
+
+CALLS = (
+    HostCall("version", "ask the agent's version", lambda args: Call("version", "agent")),
+    HostCall("features", "ask which commands the agent offers", lambda args: Call("features", "")),
+    HostCall("call", "send {name, value}", lambda args: Call(args.name, _json_or_text(args.value)),
+             _call_arguments),
+    HostCall("password", "set the guest's password (keyinit, then password)", _password_request,
+             _password_arguments, description=(
+        "Set the guest's administrator password as nova does: keyinit with a decimal public key, check the "
+        "'D0' reply, then send password + newline encrypted with AES-128-CBC under the shared secret, as "
+        "single-line base64. Without NEWPASS (or with '-') the password is read from standard input, "
+        "which keeps it out of the process list.")),
+    HostCall("raw", "send BODY exactly as given (for testing bad requests)", lambda args: Raw(args.body),
+             _raw_arguments),
+)
+
+
+def register(commands: Subparsers) -> None:
+    host = commands.add_parser("host", help="call the agent as the host does", description=(
+        "The host side of the protocol, as nova's dom0 plugin speaks it: write data/host/<uuid>, poll "
+        "data/guest/<uuid> every 0.5 s, delete the request on timeout or when the domain disappears. "
+        "Exits 0 when the agent answers success, 1 when it answers an error."))
+    host.add_argument("--xenstore", metavar="ADDRESS",
+                      help="'unix:PATH' (default: from XENSTORED_PATH) or 'xenbus[:PATH]'")
+    host.add_argument("--domain-path", required=True, metavar="PATH", help="the guest's home, /local/domain/N")
+    host.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (nova: 30)")
+    output.json_flag(host, "print the reply as JSON")
+    calls = host.add_subparsers(title="calls", metavar="CALL", required=True)
+    for call in CALLS:
+        parser = calls.add_parser(call.name, help=call.help, description=call.description)
+        call.arguments(parser)
+        parser.set_defaults(handler=cmd_host, request=call.request)
+
+
+def cmd_host(args: argparse.Namespace, out: TextIO) -> int:
+    from agent.host import Host
+    from agent.xenstore import XenStore
+
+    address = args.xenstore or config.Config().xenstore_address
+    request: Request = args.request(args)
+    with XenStore(address, args.domain_path) as xenstore:
+        reply = request.send(Host(xenstore), args.timeout)
+    if args.json:
+        output.as_json(reply, out)
+    else:
+        output.fields([("returncode", reply.get("returncode")), ("message", reply.get("message"))], out)
+    return 0 if reply.get("returncode") in SUCCESS else 1

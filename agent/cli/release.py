@@ -1,0 +1,57 @@
+"""``release build`` and ``release verify``: the bundles agentupdate and ``install`` take (``agent.release``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from agent.cli import output
+
+if TYPE_CHECKING:
+    from agent.cli.app import Subparsers
+
+
+def register(commands: Subparsers) -> None:
+    releases = commands.add_parser("release", help="build or check release bundles",
+                                   description="Build or check the release bundles agentupdate installs.")
+    actions = releases.add_subparsers(title="release commands", metavar="ACTION", required=True)
+    build = actions.add_parser("build", help="build a bundle from a source checkout", description=(
+        "Build openstack-agent-<version>.tar.gz: a manifest (version, target Python and platform, SHA-256 of "
+        "every file), the agent's wheel and the wheels of its dependencies, so that a guest installs it "
+        "offline. --version builds the same source under another version number (candidates, tests)."))
+    build.add_argument("--out", required=True, metavar="DIR", help="directory to write the bundle to")
+    build.add_argument("--source", default=".", metavar="DIR", help="the source checkout (default: .)")
+    build.add_argument("--version", metavar="X.Y.Z", help="build under this version instead of the source's")
+    build.add_argument("--sign", metavar="KEY", help="sign the manifest with this Ed25519 private key (PEM)")
+    build.set_defaults(handler=cmd_release_build)
+
+    verify = actions.add_parser("verify", help="check a bundle", description=(
+        "Check a bundle's members, manifest and digests; with --key, also that it is signed by that key."))
+    verify.add_argument("bundle", metavar="FILE")
+    verify.add_argument("--key", action="append", default=[], metavar="PUB",
+                        help="require a signature by this Ed25519 public key (PEM); may be repeated")
+    output.json_flag(verify, "print the manifest summary as JSON")
+    verify.set_defaults(handler=cmd_release_verify)
+
+
+def cmd_release_build(args: argparse.Namespace, out: TextIO) -> int:
+    from agent import release
+
+    bundle = release.build(Path(args.out), Path(args.source), args.version, Path(args.sign) if args.sign else None)
+    out.write(f"{bundle}\n")
+    return 0
+
+
+def cmd_release_verify(args: argparse.Namespace, out: TextIO) -> int:
+    from agent import release
+
+    keys = release.load_public_keys(Path(k) for k in args.key)
+    bundle = release.open_bundle(Path(args.bundle), keys, require_signature=bool(keys))
+    summary = {"version": bundle.version, "python": bundle.manifest.python, "platform": bundle.manifest.platform,
+               "files": len(bundle.manifest.files), "signed_by": bundle.signed_by}
+    if args.json:
+        output.as_json(summary, out)
+    else:
+        output.fields(list(summary.items()), out)
+    return 0

@@ -1,0 +1,96 @@
+"""The service's commands: ``run`` (the agent), ``supervise`` (what the unit runs) and ``install``.
+
+``run`` and ``supervise`` set up the process's log (``agent.logs``) from the configuration before they start
+anything, so that the agent's and the supervisor's lines go to ``daemon.log_file`` from the first one.
+``run`` passes the start-up fault point (``agent.faults.startup_fault``) before anything else: it does
+nothing unless the release was built to fail at start, for the update tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from agent import config, faults, logs
+from agent.errors import AgentError, RestartRequested
+
+if TYPE_CHECKING:
+    from agent.cli.app import Subparsers
+
+log = logging.getLogger("agent")
+
+
+def register(commands: Subparsers) -> None:
+    run = commands.add_parser("run", help="run the guest agent", description=(
+        "Run the agent: recover unfinished commands from the journal, then answer the host's requests "
+        "under data/host until SIGTERM or Ctrl-C."))
+    config.add_flags(run)
+    run.set_defaults(handler=cmd_run)
+
+    supervise = commands.add_parser("supervise", help="run the agent under a supervisor (what the service runs)",
+                                    description=(
+        "Run the current release's agent as a child and keep it running: restart it when it crashes, and roll "
+        "a new release back to the previous one (marking it bad) when it crashes repeatedly or does not "
+        "signal ready in time. Speaks the systemd notify protocol (READY, WATCHDOG). Takes the flags of "
+        "'run', and passes them on to the agent."))
+    config.add_flags(supervise)
+    supervise.set_defaults(handler=cmd_supervise)
+
+    install = commands.add_parser("install", help="install a release bundle and make it current", description=(
+        "Check a release bundle (manifest, digests, signature when update.require_signature is set), install "
+        "it offline into <install root>/releases/<version>/, switch 'current' to it (the release it replaces "
+        "becomes 'previous') and mark it good."))
+    install.add_argument("bundle", metavar="BUNDLE", help="the .tar.gz made by 'openstack-agent release build'")
+    install.add_argument("--key", action="append", default=[], metavar="PUB",
+                         help="also trust this Ed25519 public key (PEM); may be repeated")
+    config.add_flags(install, only=("state_dir", "install_root", "require_signature", "trusted_keys"))
+    install.set_defaults(handler=cmd_install)
+
+
+def _configure(args: argparse.Namespace) -> config.Config:
+    """The configuration from the file and the flags, with the process's log set up as it says."""
+    settings = config.load(args)
+    logs.setup(settings.log_level, settings.log_file)
+    return settings
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    faults.startup_fault()
+    from agent.daemon import Agent
+
+    agent = Agent(_configure(args), reload=lambda: config.load(args))
+    try:
+        agent.run()
+    except RestartRequested as exc:
+        log.info("%s", exc)
+        return exc.exit_code
+    except AgentError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    return 0
+
+
+def cmd_supervise(args: argparse.Namespace, out: TextIO) -> int:
+    from agent.supervisor import Supervisor
+
+    settings = _configure(args)
+    return Supervisor(settings, config.flags_of(args), reload=lambda: config.load(args)).run()
+
+
+def cmd_install(args: argparse.Namespace, out: TextIO) -> int:
+    from agent import install, release
+    from agent.journal import Journal, releases
+
+    settings = config.load(args)
+    keys = release.load_public_keys([*settings.trusted_key_paths, *(Path(k) for k in args.key)])
+    bundle = release.open_bundle(Path(args.bundle), keys, settings.require_signature)
+    layout = install.Layout(settings.install_path)
+    version = install.install(bundle, layout)
+    journal = Journal.open(settings.state_path)
+    releases.mark(journal, version, releases.GOOD, "installed by 'openstack-agent install'")
+    journal.close()
+    out.write(f"openstack-agent {version} installed in {layout.release_dir(version)}; current -> {version}"
+              f"{f', previous -> {layout.previous}' if layout.previous else ''}\n")
+    return 0

@@ -1,0 +1,83 @@
+"""The command tree and its one error handler: errors name the problem and exit with its code."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.cli.app import build_parser
+from tests.cli.conftest import run
+
+COMMANDS = ["run", "supervise", "install", "release", "release build", "release verify", "journal",
+            "journal list", "journal show", "journal export", "journal verify", "host", "host version",
+            "host features", "host call", "host password", "host raw", "sandbox", "diagram"]
+
+
+def subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[str]:
+    """Every subcommand below ``parser``, in the order its help lists them."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield f"{prefix}{name}"
+                yield from subcommands(child, f"{prefix}{name} ")
+
+
+def test_the_command_tree() -> None:
+    """Each group registers its subcommands, and the tree comes out in the order --help lists."""
+    assert list(subcommands(build_parser())) == COMMANDS
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """'<command> --help' prints that command's usage and exits 0."""
+    with pytest.raises(SystemExit) as exited:
+        main([*command.split(), "--help"], io.StringIO())
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: openstack-agent {command} [-h]")
+
+
+@pytest.mark.parametrize("argv", [[], ["journal"]])
+def test_no_command_prints_the_help(argv: list[str]) -> None:
+    """Without a command (or a journal action), the help is printed and the exit code is 2."""
+    code, out = run(*argv)
+    assert code == 2
+    assert out.startswith("usage: openstack-agent [-h] [--version] COMMAND ...\n")
+    assert "    journal   inspect the journal\n" in out
+
+
+ERRORS = [
+    pytest.param(["journal", "list", "--state-dir", "{tmp}/none"], 4, "Error: no journal at {tmp}/none/journal"
+                 ".sqlite3; has the agent run here? Point --state-dir", id="no-journal"),
+    pytest.param(["journal", "show", "99", "--state-dir", "{journal}"], 6,
+                 "Error: no command 99 in the journal; 'openstack-agent journal list' shows the ids", id="no-id"),
+    pytest.param(["run", "--config", "{tmp}/missing.toml"], 2,
+                 "Error: configuration file {tmp}/missing.toml does not exist", id="no-config"),
+    pytest.param(["run", "--max-attempts", "zero"], 2, "Error: flag --max-attempts: invalid value 'zero'",
+                 id="bad-flag"),
+    pytest.param(["diagram", "reboot"], 1, "Error: no machine named 'reboot'", id="no-machine"),
+]
+
+
+@pytest.mark.parametrize(("argv", "code", "message"), ERRORS)
+def test_errors_name_the_problem_and_exit_with_its_code(
+        journal_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], code: int,
+        message: str) -> None:
+    """Failures print one 'Error: ...' line naming what failed and the fix, with a meaningful code."""
+    def fill(text: str) -> str:
+        return text.format(tmp=tmp_path, journal=journal_dir)
+
+    assert main([fill(a) for a in argv], io.StringIO()) == code
+    assert capsys.readouterr().err.startswith(fill(message))
+
+
+def test_config_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown key in the TOML file is named with its section."""
+    config = tmp_path / "agent.toml"
+    config.write_text('[policy]\nalow = ["version"]\n')
+    assert main(["run", "--config", str(config)], io.StringIO()) == 2
+    assert "unknown key policy.alow" in capsys.readouterr().err
