@@ -127,6 +127,8 @@ def create_readonly(database: Path) -> tuple[Engine, bool]:
                 probe.close()
         except sqlite3.OperationalError:
             immutable = True  # -shm missing and not creatable: a read-only mount
+        except sqlite3.DatabaseError:
+            pass  # not a database at all: reading it reports that, as for any damaged journal
     unread_wal = immutable and wal.exists() and wal.stat().st_size > 0
     uri = _readonly_uri(database, immutable)
     engine = create_engine("sqlite+pysqlite://", poolclass=NullPool, hide_parameters=True,

@@ -17,8 +17,8 @@ Validate, then act. ``transitions`` checks a trigger first (an illegal one raise
 nothing moves). The machine's ``before_state_change`` callback then commits the transition to the journal,
 with the audit detail, the working data, the reply and any rows of the command type's own tables, in one
 transaction; if that raises, the state stays as it was. Only then does the state change and
-``on_enter_<state>`` run. Triggers fired from inside a callback are queued (``queued="model"``) and taken
-one after the other when the callback returns, so a long machine is a loop, not a nested call stack.
+``on_enter_<state>`` run. Triggers fired from inside a callback are queued and taken one after the other
+when the callback returns, so a long machine is a loop, not a nested call stack.
 
 The words of recovery, which every machine shares:
 
@@ -42,6 +42,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -101,6 +102,7 @@ class Command:
     #: States the agent is restarted in on purpose: finding a command there at start is not a crash.
     PLANNED_RESTARTS: ClassVar[frozenset[str]] = frozenset()
     _machine: ClassVar[Machine]
+    _running: ClassVar[threading.RLock]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Check the declared machine and build it once, when the class is defined."""
@@ -119,12 +121,13 @@ class Command:
             # then run that attribute instead of the transition.
             if any(trigger in vars(klass) for klass in cls.__mro__):
                 raise TypeError(f"{cls.__name__}: trigger {trigger!r} collides with an attribute of the class")
-        # queued="model": a trigger fired from a callback waits for that callback to return (transitions
-        # accepts the string, its type hints say bool).
+        # queued: a trigger fired from a callback waits for that callback to return. The queue belongs to
+        # the machine, which every command of the type shares, so ``_attached`` lets one command of a type
+        # run at a time in a process (the daemon runs one anyway; tests run agents in threads).
         cls._machine = Machine(model=None, states=cls.states(), transitions=table, initial=cls.STATES[0],
-                               auto_transitions=False, send_event=True,
-                               queued="model",  # type: ignore[arg-type]
+                               auto_transitions=False, send_event=True, queued=True,
                                model_attribute="journaled_state", before_state_change="_journal")
+        cls._running = threading.RLock()
 
     def __init__(self, record: CommandRecord, ctx: Context) -> None:
         self.record = record
@@ -275,11 +278,12 @@ class Command:
         if any(model is self for model in self._machine.models):
             yield
             return
-        self._machine.add_model(self, initial=self.journaled_state)
-        try:
-            yield
-        finally:
-            self._machine.remove_model(self)
+        with self._running:
+            self._machine.add_model(self, initial=self.journaled_state)
+            try:
+                yield
+            finally:
+                self._machine.remove_model(self)
 
     @contextlib.contextmanager
     def _contained(self) -> Iterator[None]:

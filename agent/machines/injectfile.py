@@ -29,13 +29,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import hashlib
 import logging
+import os
+import re
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
+from agent.config import DEFAULT_CONFIG, rooted
 from agent.errors import CommandFailed, PlatformError
 from agent.machines.base import RESUME, Command, Event
 from agent.platform.files import Files, show
@@ -100,6 +104,10 @@ def capitalised(message: str) -> str:
     return message[:1].upper() + message[1:]
 
 
+#: A Windows drive path, which the files port refuses with its own clear message on Linux and FreeBSD.
+_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
+
+
 class _Injection(Command):
     """What both commands share: everything but how the value is decoded."""
 
@@ -123,14 +131,35 @@ class _Injection(Command):
         self.advance("write", detail={"path": data.path, "size": data.size, "sha256": data.sha256}, data=data)
 
     def _refuse_own(self, path: str) -> None:
-        """The agent's own state and install directories are not the host's to write: a file there could
-        replace the journal (the audit trail) or a release, whatever ``inject.allowed_paths`` says."""
+        """The agent's own state, install and configuration directories are not the host's to write: a file
+        there could replace the journal (the audit trail), a release or the agent's policy, whatever
+        ``inject.allowed_paths`` says.
+
+        Compared by device and inode, not by name: the state directory may be a link an operator made, or a
+        bind mount, and a path through its real name must be refused too.
+        """
         config = self.ctx.config
-        for directory, what in ((config.state_dir, "state"), (config.install_root, "install")):
-            own = PurePosixPath(directory)
-            if PurePosixPath(path) == own or own in PurePosixPath(path).parents:
+        names = ((config.state_dir, "state"), (config.install_root, "install"),
+                 (str(DEFAULT_CONFIG.parent), "configuration"))
+        own: dict[tuple[int, int], tuple[str, str]] = {}
+        for directory, what in names:
+            with contextlib.suppress(OSError):
+                found = os.stat(rooted(config.root, directory))
+                own[(found.st_dev, found.st_ino)] = (directory, what)
+        guest = PurePosixPath(path)
+        for directory, what in names:
+            if guest == PurePosixPath(directory) or PurePosixPath(directory) in guest.parents:
                 raise CommandFailed("500", f"Refused to write {show(path)}: it is inside the agent's own {what} "
                                            f"directory {directory}")
+        for ancestor in (guest, *guest.parents):
+            try:
+                found = os.stat(rooted(config.root, str(ancestor)), follow_symlinks=False)
+            except OSError:
+                continue  # not there yet: it will be created below an ancestor checked here
+            hit = own.get((found.st_dev, found.st_ino))
+            if hit is not None:
+                raise CommandFailed("500", f"Refused to write {show(path)}: it is inside the agent's own "
+                                           f"{hit[1]} directory {hit[0]}")
 
     def on_enter_writing(self, event: Event) -> None:
         data: InjectData = self.data
@@ -228,7 +257,12 @@ class InjectFile(_Injection):
             # Never quote the decoded value: without a comma there is no telling the path from a secret.
             raise CommandFailed("500", f"Invalid injectfile value: {LEGACY_USAGE}; the decoded value has no "
                                        "comma between the path and the contents")
-        return utf8_path(raw_path, "Invalid injectfile value"), contents
+        path = utf8_path(raw_path, "Invalid injectfile value")
+        if not path.startswith("/") and not _DRIVE.match(path):
+            # Nor a "path" that is no path: the value may be a secret that merely holds a comma.
+            raise CommandFailed("500", f"Invalid injectfile value: {LEGACY_USAGE}; the text before the first comma "
+                                       "is not an absolute path")
+        return path, contents
 
 
 class FileInject(_Injection):

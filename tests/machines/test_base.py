@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -360,3 +361,35 @@ def test_a_machine_without_working_data_has_none(journal: Journal) -> None:
     """Reading working data from a machine that declares none is a clear error, not a silent dict."""
     with pytest.raises(TypeError, match="keeps no working data"):
         _ = new_command(journal).data
+
+
+def test_commands_of_one_type_in_two_threads_each_finish(tmp_path: Path) -> None:
+    """Two commands of the same type run from two threads (agents in one process) each get their own reply:
+    the machine's trigger queue, shared by the type, never carries one command's trigger into the other."""
+    a_working, b_starting = threading.Event(), threading.Event()
+
+    class Slow(Sample):
+        def on_enter_working(self, event: Event) -> None:
+            if self.record.request_id == "a":
+                a_working.set()
+                b_starting.wait(10)  # the other command starts while this one is mid-transition
+            self.finish("complete", "0", self.record.request_id)
+
+    def run(journal: Journal, request_id: str) -> None:
+        record = journal.receive(request_id, "", "sample", "sample", "0" * 64, None)
+        command = Slow(record, Context(journal=journal, config=Config(),
+                                       request=Request(request_id, "sample", "v", "0" * 64)))
+        if request_id == "b":
+            b_starting.set()
+        command.run()
+
+    journals = [Journal.open(tmp_path / "a"), Journal.open(tmp_path / "b")]
+    first = threading.Thread(target=run, args=(journals[0], "a"))
+    first.start()
+    assert a_working.wait(10)
+    second = threading.Thread(target=run, args=(journals[1], "b"))
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert [j.get(1).reply for j in journals] == [{"returncode": "0", "message": "a"},
+                                                  {"returncode": "0", "message": "b"}]

@@ -374,7 +374,10 @@ def test_refused_paths(journal: Journal, root: Path, tmp_path: Path, machine: ty
     cmd.run()
     assert (cmd.state, cmd.record.reply_code) == ("failed", "500")
     message = cmd.record.reply_message or ""
-    assert message.startswith(f"Refused to write {path!r}: ") and reason in message, message
+    if case == "relative" and machine is InjectFile:  # legacy: never quoted, it may be no path at all
+        assert message.endswith("the text before the first comma is not an absolute path"), message
+    else:
+        assert message.startswith(f"Refused to write {path!r}: ") and reason in message, message
     assert snapshot(root) == before and snapshot(outside) == there
     assert "Marker" not in message
     checked_early = case not in setups  # the rest needs the disk: the write itself refuses
@@ -462,3 +465,32 @@ def test_the_agents_own_directories_are_refused(journal: Journal, root: Path, ma
     assert (cmd.state, cmd.record.reply_code) == ("failed", "500")
     assert cmd.record.reply_message == f"Refused to write '{path}': it is inside the agent's own {what}"
     assert snapshot(root) == before
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+@pytest.mark.parametrize("target", ["/srv/agentstate/journal.sqlite3", "/etc/openstack-agent/agent.toml"])
+def test_the_agents_own_directories_are_refused_by_their_real_names(journal: Journal, root: Path,
+                                                                     machine: type[Command], target: str) -> None:
+    """A state directory reached through a link an operator made, and the configuration directory, are
+    refused under their real names too: compared by device and inode, not by spelling."""
+    (root / "srv/agentstate").mkdir(parents=True)
+    (root / "var/lib").mkdir(parents=True, exist_ok=True)
+    (root / "var/lib/openstack-agent").symlink_to("../../srv/agentstate")
+    (root / "etc/openstack-agent").mkdir(parents=True, exist_ok=True)
+    before = snapshot(root)
+    record = journal.receive("own", "", machine.NAME, machine.NAME, "0" * 64, None)
+    ctx = Context(journal=journal, config=from_overrides(root=str(root)), ports=Ports(files=files_port(root)),
+                  request=Request("own", machine.NAME, value_for(machine, target, MARKER), "0" * 64))
+    cmd = machine(record, ctx)
+    cmd.run()
+    assert (cmd.state, cmd.record.reply_code) == ("failed", "500")
+    assert "it is inside the agent's own" in (cmd.record.reply_message or "")
+    assert snapshot(root) == before
+
+
+def test_a_legacy_value_without_a_path_is_never_quoted(journal: Journal, root: Path) -> None:
+    """A legacy value whose text before the comma is no absolute path (a secret holding a comma, say) is
+    refused without repeating any of it."""
+    cmd = command(journal, InjectFile, b64(b"Secret-Marker-Part,rest of it"), files_port(root))
+    cmd.run()
+    assert cmd.record.reply_code == "500" and "Secret-Marker" not in (cmd.record.reply_message or "")
