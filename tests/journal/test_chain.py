@@ -242,14 +242,18 @@ def test_damaged_pages_are_reported(tmp_path: Path) -> None:
         assert not result.ok, f"page {page + 1} overwritten, yet verified"
 
 
+@pytest.mark.parametrize("wal", [False, True], ids=["alone", "beside-a-wal"])
 @pytest.mark.parametrize("damage", ["header", "truncated", "garbage", "empty"])
-def test_unreadable_files_fail_verification_clearly(tmp_path: Path, damage: str) -> None:
-    """A file that is not (or no longer) a database fails verification with a reason, never a traceback."""
+def test_unreadable_files_fail_verification_clearly(tmp_path: Path, damage: str, wal: bool) -> None:
+    """A file that is not (or no longer) a database fails verification with a reason, never a traceback, also
+    with the WAL a killed agent leaves beside it."""
     database = build_journal(tmp_path, 50)
     content = database.read_bytes()
     damaged = {"header": b"\0" * 100 + content[100:], "truncated": content[: len(content) // 3],
                "garbage": random.Random(1).randbytes(len(content)), "empty": b""}[damage]
     database.write_bytes(damaged)
+    if wal:
+        database.with_name(database.name + "-wal").touch()
     result = Journal.open_readonly(tmp_path).verify()
     assert not result.ok
     assert result.problem
