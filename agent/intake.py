@@ -2,7 +2,7 @@
 
 Everything after ``received`` is journaled, so a command that crashes the agent is counted by the journal's
 attempt counter and given up after ``recovery.max_attempts``. The short stretch before it (parsing the body,
-classifying it, building its first row) has no row to count on. If a request kills the process there (a bug
+admitting it, building its first row) has no row to count on. If a request kills the process there (a bug
 in a library, the kernel's OOM killer), the start-up scan would read it first again and die again, and every
 request behind it would wait forever. This note names the request being taken in and how many times in a
 row the agent started taking it in, so the next start knows it was fatal before and answers it instead.

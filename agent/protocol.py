@@ -51,7 +51,8 @@ def digest(body: bytes) -> str:
 
 
 def for_log(name: str) -> str:
-    """A command name as quoted in a message: bounded, and printable whatever the host sent."""
+    """A command name or request id as quoted in a message or the log: bounded, and printable whatever the
+    host sent."""
     text = name if len(name) <= MAX_NAME_IN_MESSAGE else name[:MAX_NAME_IN_MESSAGE] + "..."
     # unicode_escape turns control characters and non-ASCII into escapes: no line breaks in replies or logs.
     return text.encode("unicode_escape").decode("ascii")

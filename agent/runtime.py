@@ -5,8 +5,9 @@ The daemon and the machines speak only to ``Runtime``. Restarting for an update 
 watchdog is answered by the supervisor, which watches the agent. ``SystemdRuntime`` is the Linux and FreeBSD one: the
 sd_notify protocol (``agent.notify``) to systemd or to the agent's own supervisor (``agent.supervisor``),
 which restarts the agent into a new release (with its pidfd, its ``current`` release link and its notify
-socket, all Linux-only, kept there). ``Standalone`` runs in the foreground under nothing (tests, the sandbox
-without a supervisor): it tells no one and cannot restart. A Windows service is a third implementation.
+socket, all Linux-only, kept there); run by hand it has no socket to tell and is not supervised.
+``Standalone`` is for an agent built in-process (tests on the in-memory XenStore): it tells no one and
+cannot restart. A Windows service will be another implementation of the same protocol.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Runtime(Protocol):
         ...
 
     def committed(self, version: str) -> None:
-        """An update to ``version`` was confirmed healthy and journaled: the supervisor may forget its watch."""
+        """An update to ``version`` was confirmed healthy and journaled (the supervisor logs it)."""
         ...
 
     def stopping(self) -> None:

@@ -2,7 +2,8 @@
 
 A command type owns everything about itself: its states and transitions, its recovery policy, its working
 data, its own records (a module of ``agent.journal``) and its timers. Adding one means writing its module,
-and its line here.
+and its line here; a type with a table of its own also writes that records module, its migration, and the
+import in ``agent/journal/__init__.py`` that registers its sealed table.
 """
 
 from __future__ import annotations

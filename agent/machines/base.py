@@ -62,8 +62,10 @@ FAILED = "failed"
 #: Recovery policies (see the module docstring).
 RESUME = "resume"
 ROLL_BACK = "rollback"
-#: The triggers every machine has.
+#: The trigger to ``failed``, which the base adds to every machine (with ``resume``).
 FAIL = "fail"
+#: ``resume`` re-enters the journaled state: it changes nothing the journal would record (recovery counts
+#: its attempts with rows of its own).
 _NOT_JOURNALED = frozenset({RESUME})
 
 Event = EventData
@@ -80,6 +82,11 @@ class Context:
     ports: Ports = dataclasses.field(default_factory=Ports)
     #: Names of the commands this agent offers (implemented and allowed), for ``features``.
     offered: Callable[[], Sequence[str]] = tuple
+
+
+def _sources(transition: dict[str, Any]) -> list[str]:
+    source = transition["source"]
+    return [source] if isinstance(source, str) else list(source)
 
 
 class Command:
@@ -115,7 +122,13 @@ class Command:
         missing = set(cls.STATES) - terminal - set(cls.RECOVERY)
         if missing:
             raise TypeError(f"{cls.__name__}: no recovery policy for {sorted(missing)}")
+        if cls.STATES[0] != "received":
+            raise TypeError(f"{cls.__name__}: the first state must be 'received', where the journal puts a request")
         table = cls.transition_table()
+        for state, policy in cls.RECOVERY.items():
+            rolls_back = any(t["trigger"] == ROLL_BACK and state in _sources(t) for t in table)
+            if policy == ROLL_BACK and not rolls_back:
+                raise TypeError(f"{cls.__name__}: {state!r} rolls back on recovery but has no 'rollback' transition")
         for trigger in {t["trigger"] for t in table}:
             # transitions would skip binding a trigger whose name the model already has, and calling it would
             # then run that attribute instead of the transition.

@@ -1,12 +1,11 @@
 """Operating-system effects, one module per system: what a machine asks of the OS, never how.
 
-Machines receive a ``Platform`` from the daemon and call it; a backend runs the system's own tool or API
-(``chpasswd`` on Linux, ``pw`` on FreeBSD, the NetUser API on Windows) and turns its failure into a
-``PlatformError`` whose message names the cause and holds no secret. ``password_is`` checks a password
-without setting it, so the agent can tell the host the truth about a password command it had to give up
+Machines reach a ``Platform`` through their ports (``ctx.ports.accounts``) and call it; a backend runs the
+system's own tool or API (``chpasswd`` on Linux, ``pw`` on FreeBSD, the NetUser API on Windows) and turns its
+failure into a ``PlatformError`` whose message names the cause and holds no secret. ``password_is`` checks a
+password without setting it, so the agent can tell the host the truth about a password command it had to give up
 on: by crypt(3) against the account files on Linux and FreeBSD, by a logon on Windows. Under ``--root DIR``
-every tool acts inside DIR, and every file read is DIR's. This package never imports the journal.
-"""
+every tool acts inside DIR, and every file read is DIR's. This package never imports the journal."""
 
 from __future__ import annotations
 

@@ -4,8 +4,10 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-24
 
-Additive: an agent that only knows 0004 runs on this schema and ignores the columns. Commands journaled
-before it have no working data; their machines read what they need from where older releases kept it.
+Additive: an agent that only knows 0004 runs on this schema and ignores the columns (its ``journal verify``,
+whose chain hash leaves working data out, reports the transitions that carry some as altered). Commands
+journaled before it have no working data; their machines read what they need from where older releases kept
+it.
 """
 
 import sqlalchemy as sa
