@@ -86,7 +86,8 @@ class Agent:
 
     def __init__(self, config: Config, on_ready: Callable[[], None] | None = None,
                  reload: Callable[[], Config] | None = None, *, transport: Transport | None = None,
-                 accounts: Platform | None = None, files: Any = None, runtime: Runtime | None = None) -> None:
+                 accounts: Platform | None = None, files: Files | None = None,
+                 runtime: Runtime | None = None) -> None:
         self.config = config
         self.xenstore: Transport = transport if transport is not None else XenStore(
             config.xenstore_address, config.domain_path, config.xenstore_timeout)

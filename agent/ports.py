@@ -4,7 +4,8 @@
 - ``files``: writing files into the guest, atomically and symlink-safely (``agent.platform.files``).
 - ``host_data``: a read-only view of what the host wrote for the guest in XenStore (``vm-data/...``).
 - ``runtime``: what runs the agent (``agent.runtime``): uptime, supervision, confirming an update.
-- ``clock``: the monotonic clock, for lifetimes and waits.
+- ``clock``: the wall clock, for times a command records (a key exchange's end); lifetimes already under
+  way run on the monotonic clock inside the records that keep them.
 
 A test builds a command with the ports it needs (a throw-away root, an in-memory XenStore) and nothing else;
 a port a command needs but was not given is a clear failure of that command, not a crash.
@@ -13,15 +14,17 @@ a port a command needs but was not given is a clear failure of that command, not
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import CommandFailed
+from agent.journal.times import wall_clock
 from agent.runtime import Runtime, Standalone
 
 if TYPE_CHECKING:
     from agent.platform import Platform
+    from agent.platform.files import Files
     from agent.xenstore import Transport
 
 #: Where the host writes data for the guest, relative to the domain home.
@@ -54,10 +57,10 @@ class Ports:
     """The ports a command may use; None where this agent (or test) provides none."""
 
     accounts: Platform | None = None
-    files: Any = None
+    files: Files | None = None
     host_data: HostData | None = None
     runtime: Runtime = dataclasses.field(default_factory=Standalone)
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], datetime] = wall_clock
 
     def require(self, name: str) -> Any:
         """The port ``name``, or a command failure saying this agent has none."""

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from agent import crypto
 from agent.errors import CommandFailed, JournalError
-from agent.journal import exchanges, iso, wall_clock
+from agent.journal import exchanges, iso
 from agent.machines.base import RESUME, Command, Event
 
 STATES = ["received", "exchanged", "done"]
@@ -45,7 +45,7 @@ class KeyInit(Command):
         private = crypto.private_key()
         public = str(crypto.public_key(private))
         secret = crypto.shared_secret(private, peer)
-        expires = iso(wall_clock() + timedelta(seconds=self.ctx.config.exchange_lifetime))
+        expires = iso(self.ctx.ports.clock() + timedelta(seconds=self.ctx.config.exchange_lifetime))
         detail = {"public_key": public, "group": "2^107-1", "group_bits": crypto.GROUP_BITS, "expires_at": expires}
         self.advance("exchange", detail=detail,
                      records=exchanges.opens(public, secret, expires, crypto.GROUP_BITS))
