@@ -1,11 +1,12 @@
 """``host``: the host side of the protocol from the command line, one subcommand per call nova makes.
 
-The subcommands are the table ``CALLS``: each row names a call, its help, the arguments it takes and how
-they become a request. ``cmd_host`` is their one dispatcher: it connects to XenStore, sends whatever request
-the row built, prints the reply and exits 0 on success and 1 on an error reply. A request is one of three
-kinds, each of which knows how it is sent: ``Call`` (``{"name", "value"}``, as nova sends nearly everything),
-``PasswordSet`` (nova's two calls, keyinit then password) and ``Raw`` (a body exactly as given, for trying
-bad requests). A new host call is one more row, and a new kind only if it is not sent as a plain call.
+The subcommands are the table ``CALLS``: each row names a call, its help, the arguments it takes and how they
+become a request. ``cmd_host`` is their one dispatcher: it connects to XenStore, sends whatever request the row
+built, prints the reply and exits 0 on success and 1 on an error reply. A request is one of four kinds, each of
+which knows how it is sent: ``Call`` (``{"name", "value"}``, as nova sends nearly everything), ``PasswordSet``
+(nova's two calls, keyinit then password), ``FileInjection`` (a file, as injectfile or file_inject) and ``Raw`` (a
+body exactly as given, for trying bad requests). A new host call is one more row, and a new kind only if it is not
+sent as a plain call.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 from agent import config, crypto
 from agent.cli import output
@@ -55,6 +56,18 @@ class PasswordSet:
 
     def send(self, host: Host, timeout: float) -> dict[str, Any]:
         return host.set_password(self.password, self.derivation, timeout=timeout)
+
+
+@dataclasses.dataclass(frozen=True)
+class FileInjection:
+    """A file to write in the guest; its contents are kept out of reprs (they may be keys)."""
+
+    path: str
+    contents: bytes = dataclasses.field(repr=False)
+    format: Literal["legacy", "new"]
+
+    def send(self, host: Host, timeout: float) -> dict[str, Any]:
+        return host.inject_file(self.path, self.contents, self.format, timeout=timeout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +113,29 @@ def _password_request(args: argparse.Namespace) -> PasswordSet:
     return PasswordSet(given, args.digest)
 
 
+def _inject_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="PATH", help="the file's absolute path in the guest")
+    parser.add_argument("file", metavar="FILE", nargs="?", default=FROM_STDIN,
+                        help="the local file whose contents to send, or '-' to read them from standard input "
+                             "(the default)")
+    parser.add_argument("--format", choices=("new", "legacy"), default="new",
+                        help='new: file_inject {"b64_path", "b64_file"}, what nova sends when features lists it '
+                             '(the default); legacy: injectfile, base64 of "<path>,<contents>"')
+
+
+def _inject_request(args: argparse.Namespace) -> FileInjection:
+    if args.file == FROM_STDIN:
+        contents = sys.stdin.buffer.read()
+    else:
+        try:
+            with open(args.file, "rb") as fh:
+                contents = fh.read()
+        except OSError as exc:
+            raise AgentError(f"cannot read {args.file}: {exc.strerror}; give a readable file, or '-' for "
+                             "standard input") from None
+    return FileInjection(args.path, contents, args.format)
+
+
 def _raw_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("body")
 
@@ -130,6 +166,10 @@ CALLS = (
         "'D0' reply, then send password + newline encrypted with AES-128-CBC under the shared secret, as "
         "single-line base64. Without NEWPASS (or with '-') the password is read from standard input, "
         "which keeps it out of the process list.")),
+    HostCall("injectfile", "write a file into the guest as nova does (file_inject, or injectfile with "
+             "--format legacy)", _inject_request, _inject_arguments, description=(
+        "Write FILE's contents to PATH in the guest as nova's dom0 plugin does. A XenStore request carries "
+        "under 4 KiB, so about 2.9 KiB of contents at most.")),
     HostCall("raw", "send BODY exactly as given (for testing bad requests)", lambda args: Raw(args.body),
              _raw_arguments),
 )

@@ -53,3 +53,25 @@ def test_host_reports_a_vanished_domain(xenstored, domain: str, guest,
     code = main(["host", "--xenstore", xenstored.address, "--domain-path", domain, "version"], io.StringIO())
     assert code == 7
     assert capsys.readouterr().err.startswith(f"Error: REBOOT: domain {domain} no longer present")
+
+
+@pytest.mark.parametrize("form", ["new", "legacy"])
+def test_host_injectfile_writes_the_file(run_agent, xenstored, domain: str, system_root: Path, tmp_path: Path,
+                                         form: str) -> None:
+    """'host injectfile PATH FILE' sends the file as nova does, in either format, and the guest has it."""
+    run_agent()
+    local = tmp_path / "key.pub"
+    local.write_bytes(b"ssh-ed25519 AAAA-cli-test operator@example\n")
+    code, out = run("host", "--xenstore", xenstored.address, "--domain-path", domain, "injectfile",
+                    "/root/.ssh/authorized_keys", str(local), "--format", form)
+    assert (code, out) == (0, "returncode  0\nmessage     \n")
+    assert (system_root / "root/.ssh/authorized_keys").read_bytes() == local.read_bytes()
+
+
+def test_host_injectfile_of_a_missing_file_is_a_clear_error(xenstored, domain: str,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A local file that cannot be read is an error naming it and the fix, before anything is sent."""
+    assert main(["host", "--xenstore", xenstored.address, "--domain-path", domain, "injectfile", "/etc/motd",
+                 "/nonexistent/file"]) == 1
+    assert capsys.readouterr().err == ("Error: cannot read /nonexistent/file: No such file or directory; give a "
+                                       "readable file, or '-' for standard input\n")
