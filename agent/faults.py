@@ -11,8 +11,10 @@
     holding ``crash``, the agent exits at once with status 3, and holding ``hang``, it sleeps forever
     (it never signals ready). It is a file shipped with the code rather than configuration, because a
     broken release fails whatever configuration and flags it is started with, and the supervisor passes
-    its own flags on. Only ``release.build(..., startup_fault=...)`` puts a marker into a bundle; it
-    refuses a source that already holds one, so a release built from a checkout never carries it.
+    its own flags on. Only ``release.build(..., startup_fault=...)`` puts a marker into a bundle: it
+    refuses a source that already holds one, builds from a clean copy (nothing from an old build/ gets in)
+    and checks that the wheel it built carries the fault asked for and no other, so a release built from a
+    checkout never carries one.
 """
 
 from __future__ import annotations

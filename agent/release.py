@@ -29,6 +29,7 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -180,9 +181,11 @@ def build(out_dir: Path, source: Path, version: str | None = None, sign_key: Pat
           startup_fault: str | None = None) -> Path:
     """Build the bundle of ``source`` (a checkout), as ``version`` when given; return its path.
 
-    ``startup_fault`` ("crash" or "hang") builds a release that fails at start, for the tests of update
-    rollbacks: the copy of the source gets the marker ``agent.faults.startup_fault`` looks for. The command
-    line does not offer it.
+    The wheels are built from a copy of the source without its build/, dist/ and caches, so that nothing an
+    earlier build left there gets in. ``startup_fault`` ("crash" or "hang") builds a release that fails at
+    start, for the tests of update rollbacks: the copy gets the marker ``agent.faults.startup_fault`` looks
+    for, and the agent's wheel is checked to carry that fault and no other. The command line does not offer
+    it.
     """
     source = source.resolve()
     if not (source / "pyproject.toml").is_file():
@@ -198,24 +201,27 @@ def build(out_dir: Path, source: Path, version: str | None = None, sign_key: Pat
     key = load_private_key(sign_key) if sign_key else None
     with tempfile.TemporaryDirectory(prefix="openstack-agent-release-") as scratch:
         work = Path(scratch)
-        if version is not None or startup_fault is not None:
-            copy = work / "source"
-            shutil.copytree(source, copy, ignore=_SOURCE_IGNORE, symlinks=True)
-            if version is not None:
-                init = copy / "agent" / "__init__.py"
-                init.write_text(_VERSION_LINE.sub(f'__version__ = "{version}"', init.read_text()))
-            if startup_fault is not None:
-                (copy / "agent" / faults.STARTUP_FAULT).write_text(f"{startup_fault}\n", encoding="utf-8")
-            source = copy
-        version = check_version(source_version(source))
+        # Built in place, the wheel would also get what an earlier build left in build/: modules removed
+        # since, a fault marker deleted since.
+        copy = work / "source"
+        shutil.copytree(source, copy, ignore=_SOURCE_IGNORE, symlinks=True)
+        if version is not None:
+            init = copy / "agent" / "__init__.py"
+            init.write_text(_VERSION_LINE.sub(f'__version__ = "{version}"', init.read_text()))
+        if startup_fault is not None:
+            (copy / "agent" / faults.STARTUP_FAULT).write_text(f"{startup_fault}\n", encoding="utf-8")
+        version = check_version(source_version(copy))
         wheels = work / WHEELS
         result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels),
-                                 str(source), "pip"], capture_output=True, text=True, check=False)
+                                 str(copy), "pip"], capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise ReleaseError(f"building the wheels failed: {result.stderr.strip()[-500:]}")
-        own = f"openstack_agent-{version}-"
-        if not any(p.name.startswith(own) for p in wheels.iterdir()):
+        own = [p for p in wheels.iterdir() if p.name.startswith(f"openstack_agent-{version}-")]
+        if not own:
             raise ReleaseError(f"pip built no wheel for {NAME} {version}")
+        if shipped_fault(own[0]) != startup_fault:
+            raise ReleaseError(f"the wheel of {NAME} {version} does not carry the start-up fault asked for "
+                               f"({startup_fault or 'none'}); refusing to bundle it")
         files = {f"{WHEELS}/{p.name}": sha256_file(p) for p in sorted(wheels.iterdir())}
         manifest = Manifest(version, python_tag(), platform_tag(), files).to_bytes()
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -229,6 +235,13 @@ def build(out_dir: Path, source: Path, version: str | None = None, sign_key: Pat
                 archive.add(work / name, arcname=name, recursive=False)
         partial.replace(target)
     return target
+
+
+def shipped_fault(wheel: Path) -> str | None:
+    """The start-up fault an agent wheel carries (``agent.faults``), or None: what the release will do."""
+    with zipfile.ZipFile(wheel) as contents:
+        name = f"agent/{faults.STARTUP_FAULT}"
+        return contents.read(name).decode().strip() if name in contents.namelist() else None
 
 
 def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -15,15 +16,15 @@ from agent.errors import ReleaseError
 from tests.releases import ROOT
 
 
-def shipped_marker(bundle: Path) -> str | None:
-    """The start-up fault marker in the bundle's own wheel, or None when it has none."""
+def own_wheel(bundle: Path, directory: Path) -> Path:
+    """The agent's own wheel from ``bundle``, extracted into ``directory``."""
     with tarfile.open(bundle, "r:gz") as archive:
         [member] = [m for m in archive.getmembers() if Path(m.name).name.startswith("openstack_agent-")]
         wheel = archive.extractfile(member)
         assert wheel is not None
-        with zipfile.ZipFile(io.BytesIO(wheel.read())) as contents:
-            name = f"agent/{faults.STARTUP_FAULT}"
-            return contents.read(name).decode() if name in contents.namelist() else None
+        target = directory / Path(member.name).name
+        target.write_bytes(wheel.read())
+    return target
 
 
 def test_the_checkout_holds_no_marker() -> None:
@@ -31,10 +32,25 @@ def test_the_checkout_holds_no_marker() -> None:
     assert not (ROOT / "agent" / faults.STARTUP_FAULT).exists()
 
 
-def test_only_the_faulty_test_releases_carry_a_marker(bundles) -> None:
+def test_only_the_faulty_test_releases_carry_a_marker(bundles, tmp_path: Path) -> None:
     """The checkout's bundle and its 0.2.0 have no marker; the crash and hang test releases have theirs."""
-    assert [shipped_marker(b) for b in (bundles.base, bundles.good, bundles.crash, bundles.hang)] == [
-        None, None, "crash\n", "hang\n"]
+    assert [release.shipped_fault(own_wheel(b, tmp_path))
+            for b in (bundles.base, bundles.good, bundles.crash, bundles.hang)] == [None, None, "crash", "hang"]
+
+
+def test_build_leaves_an_earlier_build_out(tmp_path: Path) -> None:
+    """What an earlier build left in the checkout's build/ (a module since removed, a marker since deleted)
+    does not get into the bundle: it is built from a clean copy."""
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
+                                                                "__pycache__", ".*_cache", ".hypothesis"))
+    stale = source / "build" / "lib" / "agent"
+    stale.mkdir(parents=True)
+    (stale / faults.STARTUP_FAULT).write_text("crash\n")
+    (stale / "removed.py").write_text("")
+    wheel = own_wheel(release.build(tmp_path / "out", source, "0.6.0"), tmp_path)
+    assert release.shipped_fault(wheel) is None
+    assert "agent/removed.py" not in zipfile.ZipFile(wheel).namelist()
 
 
 def test_build_refuses_a_source_with_a_marker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
