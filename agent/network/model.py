@@ -1,0 +1,235 @@
+"""The network model: nova's ``vm-data`` parsed once, checked, and matched to the guest's interfaces.
+
+nova writes one JSON object per interface under ``vm-data/networking/<mac>`` and the host name under
+``vm-data/hostname`` (``docs/protocol.md``, "Network data in vm-data"). ``parse`` turns that into a
+``Network`` whose every address, prefix and route is already valid, so renderers are pure functions of it
+and never meet bad data. Anything wrong is a ``NetworkDataError`` naming the entry and what is wrong; nothing
+is half-parsed.
+
+Interfaces are matched by MAC, without regard to case or colons, against the system's interfaces
+(``/sys/class/net/*/address`` under the agent's root). A MAC nova names that the guest lacks is an error
+naming it; an interface nova does not name is left alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agent.errors import AgentError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: What nova's MACs and the kernel's addresses look like once normalised: 12 lowercase hex digits.
+_MAC = re.compile(r"[0-9a-f]{12}")
+#: A host name: labels of letters, digits and hyphens (RFC 1123), 253 characters at most.
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+class NetworkDataError(AgentError):
+    """nova's network data is malformed or names an interface the guest does not have."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """A static route: ``destination`` via ``gateway``."""
+
+    destination: IPNetwork
+    gateway: IPAddress
+
+
+@dataclasses.dataclass(frozen=True)
+class Interface:
+    """One interface nova configures, matched to the guest's own by MAC."""
+
+    #: The guest's name for it (``eth0``, ``ens3``).
+    name: str
+    #: Colon-separated, lowercase (``fa:16:3e:0a:1b:2c``).
+    mac: str
+    #: nova's label (``public``, ``private``): for comments and connection names only.
+    label: str
+    #: Enabled addresses with their prefixes, IPv4 first, in nova's order.
+    addresses: tuple[IPInterface, ...] = ()
+    gateway4: ipaddress.IPv4Address | None = None
+    gateway6: ipaddress.IPv6Address | None = None
+    routes: tuple[Route, ...] = ()
+    dns: tuple[IPAddress, ...] = ()
+
+    @property
+    def ipv4(self) -> tuple[ipaddress.IPv4Interface, ...]:
+        return tuple(a for a in self.addresses if isinstance(a, ipaddress.IPv4Interface))
+
+    @property
+    def ipv6(self) -> tuple[ipaddress.IPv6Interface, ...]:
+        return tuple(a for a in self.addresses if isinstance(a, ipaddress.IPv6Interface))
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """Everything resetnetwork applies: the interfaces (sorted by name) and the host name (None: keep it)."""
+
+    interfaces: tuple[Interface, ...]
+    hostname: str | None = None
+
+    @property
+    def dns(self) -> tuple[IPAddress, ...]:
+        """Every interface's name servers, first seen first, without repeats."""
+        return tuple(dict.fromkeys(server for interface in self.interfaces for server in interface.dns))
+
+    @property
+    def gateway4(self) -> tuple[Interface, ipaddress.IPv4Address] | None:
+        """The interface that carries the IPv4 default route, and its gateway (the first that has one)."""
+        return next(((i, i.gateway4) for i in self.interfaces if i.gateway4 is not None), None)
+
+    @property
+    def gateway6(self) -> tuple[Interface, ipaddress.IPv6Address] | None:
+        return next(((i, i.gateway6) for i in self.interfaces if i.gateway6 is not None), None)
+
+
+def normal_mac(text: str) -> str:
+    """A MAC in the form nova's keys and the kernel's files may take, as 12 lowercase hex digits."""
+    return re.sub(r"[:\-.]", "", text.strip()).lower()
+
+
+def colon_mac(mac12: str) -> str:
+    return ":".join(mac12[i:i + 2] for i in range(0, 12, 2))
+
+
+def system_interfaces(root: str | Path = "/") -> dict[str, str]:
+    """The guest's interfaces by normalised MAC: ``{mac12: name}``, from ``<root>/sys/class/net/*/address``.
+    Interfaces without a MAC of their own (loopback, all zeros) are left out."""
+    found: dict[str, str] = {}
+    base = Path(root or "/") / "sys/class/net"
+    for entry in sorted(base.iterdir()) if base.is_dir() else []:
+        try:
+            mac = normal_mac((entry / "address").read_text())
+        except OSError:
+            continue
+        if _MAC.fullmatch(mac) and mac != "0" * 12:
+            found.setdefault(mac, entry.name)
+    return found
+
+
+def parse(entries: Mapping[str, Any], hostname: str | None, interfaces: Mapping[str, str]) -> Network:
+    """The ``Network`` for nova's entries (``{key: JSON text or object}``, as read from
+    ``vm-data/networking``), its host name (``vm-data/hostname``, None when absent) and the guest's
+    interfaces (``{mac12: name}``, see ``system_interfaces``)."""
+    parsed = [_interface(key, raw, interfaces) for key, raw in sorted(entries.items())]
+    names = [i.name for i in parsed]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise NetworkDataError(f"network data names interface {repeated[0]} more than once")
+    return Network(tuple(sorted(parsed, key=lambda i: i.name)), _hostname(hostname))
+
+
+def _interface(key: str, raw: Any, interfaces: Mapping[str, str]) -> Interface:
+    where = f"vm-data/networking/{key}"
+    if isinstance(raw, bytes | str):
+        try:
+            raw = json.loads(raw)
+        except (UnicodeDecodeError, ValueError):
+            raise NetworkDataError(f"{where} is not JSON") from None
+    if not isinstance(raw, dict):
+        raise NetworkDataError(f"{where} is not a JSON object")
+    mac_text = raw.get("mac")
+    if not isinstance(mac_text, str) or not _MAC.fullmatch(normal_mac(mac_text)):
+        raise NetworkDataError(f"{where} has no valid 'mac' (got {mac_text!r:.40})")
+    mac = normal_mac(mac_text)
+    name = interfaces.get(mac)
+    if name is None:
+        raise NetworkDataError(f"{where}: this guest has no interface with MAC {colon_mac(mac)}")
+    label = raw.get("label", "")
+    if not isinstance(label, str):
+        raise NetworkDataError(f"{where}: 'label' must be a string")
+    v4 = tuple(_address(where, item, 4) for item in _list(where, raw, "ips") if _enabled(item))
+    v6 = tuple(_address(where, item, 6) for item in _list(where, raw, "ip6s") if _enabled(item))
+    gateway4 = _optional_ip(where, raw, "gateway", 4)
+    gateway6 = _optional_ip(where, raw, "gateway_v6", 6)
+    routes = tuple(_route(where, item) for item in _list(where, raw, "routes"))
+    dns = tuple(_ip(where, "dns", server) for server in _list(where, raw, "dns"))
+    return Interface(name=name, mac=colon_mac(mac), label=label, addresses=(*v4, *v6),
+                     gateway4=gateway4, gateway6=gateway6, routes=routes, dns=dns)
+
+
+def _list(where: str, raw: Mapping[str, Any], key: str) -> list[Any]:
+    value = raw.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise NetworkDataError(f"{where}: '{key}' must be a list")
+    return value
+
+
+def _enabled(item: Any) -> bool:
+    # nova writes "1" for an enabled address; anything else (such as "0") is skipped.
+    return not isinstance(item, dict) or str(item.get("enabled", "1")) == "1"
+
+
+def _ip(where: str, key: str, value: Any, version: int | None = None) -> IPAddress:
+    try:
+        address = ipaddress.ip_address(str(value).strip()) if isinstance(value, str) else None
+    except ValueError:
+        address = None
+    if address is None or (version is not None and address.version != version):
+        kind = f"an IPv{version} address" if version else "an IP address"
+        raise NetworkDataError(f"{where}: '{key}' is not {kind} (got {value!r:.60})")
+    return address
+
+
+def _optional_ip(where: str, raw: Mapping[str, Any], key: str, version: int) -> Any:
+    value = raw.get(key)
+    return None if value in (None, "") else _ip(where, key, value, version)
+
+
+def _address(where: str, item: Any, version: int) -> IPInterface:
+    key = "ips" if version == 4 else "ip6s"
+    if not isinstance(item, dict):
+        raise NetworkDataError(f"{where}: each of '{key}' must be an object")
+    address = _ip(where, f"{key}[].ip", item.get("ip"), version)
+    netmask = item.get("netmask")
+    try:
+        if version == 4:
+            if not isinstance(netmask, str):
+                raise ValueError
+            interface: IPInterface = ipaddress.IPv4Interface(f"{address}/{netmask.strip()}")
+        else:
+            prefix = int(netmask) if isinstance(netmask, int | str) and not isinstance(netmask, bool) else -1
+            if not 0 <= prefix <= 128:
+                raise ValueError
+            interface = ipaddress.IPv6Interface(f"{address}/{prefix}")
+    except ValueError:
+        wanted = "a dotted netmask" if version == 4 else "a prefix length from 0 to 128"
+        raise NetworkDataError(f"{where}: the netmask of {address} is not {wanted} (got {netmask!r:.40})") from None
+    return interface
+
+
+def _route(where: str, item: Any) -> Route:
+    if not isinstance(item, dict):
+        raise NetworkDataError(f"{where}: each of 'routes' must be an object")
+    destination = _ip(where, "routes[].route", item.get("route"))
+    gateway = _ip(where, "routes[].gateway", item.get("gateway"), destination.version)
+    netmask = item.get("netmask")
+    try:
+        network = ipaddress.ip_network(f"{destination}/{str(netmask).strip()}", strict=False)
+    except ValueError:
+        raise NetworkDataError(f"{where}: the route to {destination} has no valid netmask "
+                               f"(got {netmask!r:.40})") from None
+    return Route(network, gateway)
+
+
+def _hostname(text: str | None) -> str | None:
+    if text is None:
+        return None
+    name = text.strip().rstrip(".")
+    if not name:
+        return None
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        raise NetworkDataError(f"vm-data/hostname is not a valid host name (got {name!r:.80})")
+    return name
