@@ -1,0 +1,38 @@
+"""The networks every renderer is golden-tested with (the issue's list), built from nova-shaped entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.network.model import Network, parse
+
+SYSTEM = {"fa163e0a1b2c": "eth0", "fa163e998877": "eth1"}
+
+_PUBLIC: dict[str, Any] = {
+    "label": "public", "mac": "fa:16:3e:0a:1b:2c", "broadcast": "203.0.113.255", "gateway": "203.0.113.1",
+    "ips": [{"ip": "203.0.113.10", "netmask": "255.255.255.0", "enabled": "1", "gateway": "203.0.113.1"}],
+    "gateway_v6": "2001:db8::1",
+    "ip6s": [{"ip": "2001:db8::10", "netmask": 64, "enabled": "1", "gateway": "2001:db8::1"}],
+    "dns": ["198.51.100.53", "198.51.100.54"]}
+_PRIVATE: dict[str, Any] = {
+    "label": "private", "mac": "fa:16:3e:99:88:77",
+    "ips": [{"ip": "10.1.2.3", "netmask": "255.255.0.0", "enabled": "1"}],
+    "routes": [{"route": "10.0.0.0", "netmask": "255.0.0.0", "gateway": "10.1.0.1"},
+               {"route": "192.168.0.0", "netmask": "255.255.0.0", "gateway": "10.1.0.1"}]}
+
+#: name -> Network: the scenarios every renderer's golden files cover.
+SCENARIOS: dict[str, Network] = {
+    # One NIC with IPv4 only, a gateway and one name server.
+    "one-nic-ipv4": parse({"fa163e0a1b2c": {
+        "label": "public", "mac": "fa:16:3e:0a:1b:2c", "gateway": "203.0.113.1",
+        "ips": [{"ip": "203.0.113.10", "netmask": "255.255.255.0", "enabled": "1"}],
+        "dns": ["198.51.100.53"]}}, "web-1", SYSTEM),
+    # Public (IPv4 + IPv6, gateways, DNS) and private (IPv4, extra routes).
+    "two-nics": parse({"fa163e0a1b2c": _PUBLIC, "fa163e998877": _PRIVATE}, "web-1.example.com", SYSTEM),
+    # A disabled address is not configured; the enabled one is.
+    "disabled-address": parse({"fa163e0a1b2c": {**_PUBLIC, "ip6s": [], "gateway_v6": None, "ips": [
+        {"ip": "203.0.113.10", "netmask": "255.255.255.0", "enabled": "1"},
+        {"ip": "203.0.113.99", "netmask": "255.255.255.0", "enabled": "0"}]}}, "web-1", SYSTEM),
+    # An address without any gateway (a private network only).
+    "no-gateway": parse({"fa163e998877": {**_PRIVATE, "routes": []}}, None, SYSTEM),
+}
