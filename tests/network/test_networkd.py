@@ -1,10 +1,15 @@
-"""The systemd-networkd renderer: golden files for every scenario, their structure, and networkd's own parser."""
+"""The systemd-networkd renderer: golden files for every scenario and their structure.
+
+Nothing on Debian 12 validates a .network file offline (``systemd-analyze verify`` refuses them, and
+systemd-networkd 252 has no check mode). Running the real networkd in private namespaces and reading its log
+was tried: whether it logged its parse of the files within its run was not reliable (a known-bad file went
+unreported under load), so a clean log proved nothing and that check is not kept. The end-to-end network
+tests of resetnetwork will run networkd for real where it can run."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +19,6 @@ from agent.network.renderers import networkd
 from tests.network.scenarios import SCENARIOS, SYSTEM
 
 GOLDEN = Path(__file__).parent / "golden" / "networkd"
-NETWORKD = Path("/lib/systemd/systemd-networkd")
 
 
 def _nothing(path: str) -> bytes | None:
@@ -106,54 +110,3 @@ def test_off_link_gateways_are_onlink_routes() -> None:
                             ("Route", [("Gateway", "198.51.100.1"), ("GatewayOnLink", "yes")]),
                             ("Route", [("Destination", "10.0.0.0/8"), ("Gateway", "198.51.100.2"),
                                        ("GatewayOnLink", "yes")])]
-
-
-def _networkd_parse(directory: Path) -> str:
-    """networkd's own log of reading ``directory`` as /etc/systemd/network, in private mount and network
-    namespaces (with its other directories emptied), so nothing on this machine changes."""
-    empty = directory.parent / "empty"
-    empty.mkdir()
-    script = ("set -e; mount --bind \"$1\" /etc/systemd/network; mount -t tmpfs tmpfs /run/systemd;"
-              " for d in /usr/lib/systemd/network /lib/systemd/network /usr/local/lib/systemd/network; do"
-              " [ -d $d ] && mount --bind \"$2\" $d; done;"
-              " SYSTEMD_LOG_LEVEL=info SYSTEMD_LOG_TARGET=console timeout 3 \"$3\" || true")
-    result = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", script, "sh",
-                             str(directory), str(empty), str(NETWORKD)],
-                            capture_output=True, text=True, timeout=60, check=False)
-    return result.stdout + result.stderr
-
-
-def _can_run_networkd() -> str | None:
-    if not NETWORKD.exists():
-        return f"{NETWORKD} is not installed"
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return "running systemd-networkd in private namespaces needs root and unshare"
-    if not Path("/etc/systemd/network").is_dir():
-        return "/etc/systemd/network does not exist to mount over"
-    return None
-
-
-def test_networkd_itself_rejects_a_bad_file(tmp_path: Path) -> None:
-    """The check below is real: networkd logs an unknown key and a bad MAC in a file it reads."""
-    reason = _can_run_networkd()
-    if reason:
-        pytest.skip(reason)
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "etc" / "50-bad.network").write_text("[Match]\nMACAddress=zz\n[Network]\nBogus=1\n")
-    log = _networkd_parse(tmp_path / "etc")
-    assert "Unknown key 'Bogus'" in log and "Not a valid hardware address" in log
-
-
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_networkd_reads_every_file_without_a_complaint(scenario: str, tmp_path: Path) -> None:
-    """systemd-networkd (Debian 12's, 252) parses each rendered file and logs nothing about it: every section,
-    key and value is one it knows."""
-    reason = _can_run_networkd()
-    if reason:
-        pytest.skip(reason)
-    (tmp_path / "etc").mkdir()
-    for path, data in networkd.render(SCENARIOS[scenario], _nothing).items():
-        (tmp_path / "etc" / Path(path).name).write_bytes(data)
-    log = _networkd_parse(tmp_path / "etc")
-    assert "Enumeration completed" in log, log
-    assert ".network" not in log, log
