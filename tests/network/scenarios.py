@@ -1,7 +1,15 @@
-"""The networks every renderer is golden-tested with (the issue's list), built from nova-shaped entries."""
+"""The networks every renderer is golden-tested with (the issue's list), built from nova-shaped entries, and
+the golden-file check they share.
+
+A case's golden directory mirrors the guest's root (``golden/<stack>/<scenario>[/<case>]/etc/...``) and holds
+exactly the files rendered. ``UPDATE_GOLDEN=1`` rewrites it instead of comparing, so a deliberate change to
+the output is one command and a reviewable diff."""
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 from agent.network.model import Network, parse
@@ -36,3 +44,25 @@ SCENARIOS: dict[str, Network] = {
     # An address without any gateway (a private network only).
     "no-gateway": parse({"fa163e998877": {**_PRIVATE, "routes": []}}, None, SYSTEM),
 }
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def nothing(path: str) -> bytes | None:
+    """A guest where no file the renderer asks about exists yet."""
+    return None
+
+
+def check_golden(directory: Path, files: dict[str, bytes]) -> None:
+    """``files`` ({guest path: bytes}) equal the golden files under ``directory``, none missing or extra."""
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        shutil.rmtree(directory, ignore_errors=True)
+        for path, data in files.items():
+            target = directory / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    expected = {"/" + p.relative_to(directory).as_posix(): p.read_bytes()
+                for p in sorted(directory.rglob("*")) if p.is_file()} if directory.is_dir() else {}
+    assert sorted(files) == sorted(expected), f"{directory}: set UPDATE_GOLDEN=1 to regenerate"
+    assert files == expected

@@ -12,8 +12,7 @@ import pytest
 
 from agent.network.model import Route
 from agent.network.renderers import freebsd
-from tests.network.scenarios import SCENARIOS
-from tests.network.test_names import GOLDEN, check_golden
+from tests.network.scenarios import GOLDEN, SCENARIOS, check_golden
 
 #: An installed system's rc.conf with an earlier network: the agent's stale variables among lines it must keep
 #: (a multi-line value holding text that looks like an assignment, a trailing comment, a foreign route).

@@ -11,30 +11,13 @@ import pytest
 
 from agent.network.model import Network, parse
 from agent.network.renderers import ifupdown
-from tests.network.scenarios import SCENARIOS, SYSTEM
+from tests.network.scenarios import GOLDEN as GOLDEN_ROOT
+from tests.network.scenarios import SCENARIOS, SYSTEM, check_golden, nothing
 
-GOLDEN = Path(__file__).parent / "golden" / "ifupdown"
+GOLDEN = GOLDEN_ROOT / "ifupdown"
 IFQUERY = shutil.which("ifquery") or (os.path.exists("/usr/sbin/ifquery") and "/usr/sbin/ifquery") or None
 NEEDS_IFQUERY = pytest.mark.skipif(
     not IFQUERY, reason="ifquery not found: install Debian's ifupdown package (scripts/bootstrap does)")
-
-
-def nothing(path: str) -> bytes | None:
-    """A guest with no /etc/network/interfaces at all."""
-    return None
-
-
-def check_golden(directory: Path, files: dict[str, bytes]) -> None:
-    """``files`` equal the golden files under ``directory`` (guest paths below it); UPDATE_GOLDEN=1 rewrites
-    them instead, so a deliberate change to the output is one command and a reviewable diff."""
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        shutil.rmtree(directory, ignore_errors=True)
-        for path, data in files.items():
-            target = directory / path.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-    golden = {"/" + str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
-    assert files == golden
 
 
 def single(extra: dict[str, object]) -> Network:

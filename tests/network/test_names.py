@@ -1,39 +1,13 @@
 """The host name and DNS files: golden files for every scenario, with and without present files, and the
-merge rules (the agent's own lines replaced, every other line kept).
-
-``check_golden`` is shared by the renderers' golden tests: a case's golden directory mirrors the guest's
-root (``golden/<stack>/<scenario>/<case>/etc/...``) and holds exactly the files rendered.
-``UPDATE_GOLDEN=1`` rewrites it instead of comparing."""
+merge rules (the agent's own lines replaced, every other line kept)."""
 
 from __future__ import annotations
-
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 
 from agent.network.model import Network, parse
 from agent.network.names import render_names
-from tests.network.scenarios import SCENARIOS, SYSTEM
-
-GOLDEN = Path(__file__).parent / "golden"
-
-
-def check_golden(directory: Path, files: dict[str, bytes]) -> None:
-    """``files`` ({guest path: bytes}) equal the golden files under ``directory``, none missing or extra."""
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        shutil.rmtree(directory, ignore_errors=True)
-        for path, data in files.items():
-            target = directory / path.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-    expected = {"/" + p.relative_to(directory).as_posix(): p.read_bytes()
-                for p in sorted(directory.rglob("*")) if p.is_file()} if directory.is_dir() else {}
-    assert sorted(files) == sorted(expected), f"{directory}: set UPDATE_GOLDEN=1 to regenerate"
-    for path, data in files.items():
-        assert data.decode() == expected[path].decode(), path
-
+from tests.network.scenarios import GOLDEN, SCENARIOS, SYSTEM, check_golden
 
 HOSTS = (b"127.0.0.1\tlocalhost\n"
          b"127.0.1.1\told-name.example.org\told-name\n"

@@ -11,10 +11,10 @@ import pytest
 
 from agent.network.model import Network, parse
 from agent.network.renderers import netplan
-from tests.network.scenarios import SCENARIOS, SYSTEM
-from tests.network.test_ifupdown import check_golden
+from tests.network.scenarios import GOLDEN as GOLDEN_ROOT
+from tests.network.scenarios import SCENARIOS, SYSTEM, check_golden, nothing
 
-GOLDEN = Path(__file__).parent / "golden" / "netplan"
+GOLDEN = GOLDEN_ROOT / "netplan"
 NETPLAN = shutil.which("netplan") or shutil.which("netplan", path="/usr/sbin:/sbin")
 NEEDS_NETPLAN = pytest.mark.skipif(
     not NETPLAN, reason="netplan not found: install Debian's netplan.io package (scripts/bootstrap does)")
@@ -30,11 +30,6 @@ def netplan_runs(tmp_path_factory: pytest.TempPathFactory) -> None:
         if probe.returncode != 0 and "libnetplan" in probe.stderr:
             last = probe.stderr.strip().splitlines()[-1]
             pytest.skip(f"netplan generate cannot start here (uid {os.getuid()}): {last}")
-
-
-def nothing(path: str) -> bytes | None:
-    """The netplan renderer reads no current file."""
-    return None
 
 
 def generate(network: Network, root: Path) -> subprocess.CompletedProcess[str]:

@@ -8,26 +8,14 @@ tests of resetnetwork will run networkd for real where it can run."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
 from agent.network.model import parse
 from agent.network.renderers import networkd
-from tests.network.scenarios import SCENARIOS, SYSTEM
+from tests.network.scenarios import GOLDEN as GOLDEN_ROOT
+from tests.network.scenarios import SCENARIOS, SYSTEM, check_golden, nothing
 
-GOLDEN = Path(__file__).parent / "golden" / "networkd"
-
-
-def _nothing(path: str) -> bytes | None:
-    return None
-
-
-def _golden(scenario: str) -> dict[str, bytes]:
-    base = GOLDEN / scenario
-    return {"/" + p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+GOLDEN = GOLDEN_ROOT / "networkd"
 
 
 def _ini(text: bytes) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -47,18 +35,11 @@ def _ini(text: bytes) -> list[tuple[str, list[tuple[str, str]]]]:
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_render_matches_golden_files(scenario: str) -> None:
     """Each scenario renders exactly its golden files (UPDATE_GOLDEN=1 rewrites them)."""
-    files = networkd.render(SCENARIOS[scenario], _nothing)
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        shutil.rmtree(GOLDEN / scenario, ignore_errors=True)
-        for path, data in files.items():
-            target = GOLDEN / scenario / path.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-    assert files == _golden(scenario)
+    check_golden(GOLDEN / scenario, networkd.render(SCENARIOS[scenario], nothing))
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_render_is_deterministic_and_reads_nothing(scenario: str) -> None:
+def test_render_is_deterministic_and_readsnothing(scenario: str) -> None:
     """Rendering twice gives the same bytes, and ``current`` is never consulted (the files are the agent's own)."""
     def forbidden(path: str) -> bytes | None:
         raise AssertionError(f"networkd read {path}")
@@ -67,7 +48,7 @@ def test_render_is_deterministic_and_reads_nothing(scenario: str) -> None:
 
 def test_two_nics_structure() -> None:
     """Match by MAC, addresses, default routes only on the interface carrying them, DNS, and [Route] sections."""
-    files = networkd.render(SCENARIOS["two-nics"], _nothing)
+    files = networkd.render(SCENARIOS["two-nics"], nothing)
     eth0 = _ini(files["/etc/systemd/network/50-openstack-agent-eth0.network"])
     eth1 = _ini(files["/etc/systemd/network/50-openstack-agent-eth1.network"])
     assert eth0 == [("Match", [("MACAddress", "fa:16:3e:0a:1b:2c")]),
@@ -82,7 +63,7 @@ def test_two_nics_structure() -> None:
 
 def test_header_says_who_wrote_it() -> None:
     """Every file starts with a comment naming openstack-agent resetnetwork."""
-    for files in (networkd.render(network, _nothing) for network in SCENARIOS.values()):
+    for files in (networkd.render(network, nothing) for network in SCENARIOS.values()):
         for data in files.values():
             assert data.startswith(b"# Written by openstack-agent resetnetwork")
 
@@ -93,7 +74,7 @@ def test_second_gateway_is_not_a_second_default_route() -> None:
                                 "ips": [{"ip": "203.0.113.10", "netmask": "255.255.255.0"}]},
                "fa163e998877": {"mac": "fa:16:3e:99:88:77", "gateway": "10.1.0.1",
                                 "ips": [{"ip": "10.1.2.3", "netmask": "255.255.0.0"}]}}
-    files = networkd.render(parse(entries, None, SYSTEM), _nothing)
+    files = networkd.render(parse(entries, None, SYSTEM), nothing)
     assert b"Gateway=203.0.113.1" in files["/etc/systemd/network/50-openstack-agent-eth0.network"]
     assert b"Gateway" not in files["/etc/systemd/network/50-openstack-agent-eth1.network"]
 
@@ -104,7 +85,7 @@ def test_off_link_gateways_are_onlink_routes() -> None:
     entries = {"fa163e0a1b2c": {"mac": "fa:16:3e:0a:1b:2c", "gateway": "198.51.100.1",
                                 "ips": [{"ip": "203.0.113.10", "netmask": "255.255.255.255"}],
                                 "routes": [{"route": "10.0.0.0", "netmask": "255.0.0.0", "gateway": "198.51.100.2"}]}}
-    sections = _ini(networkd.render(parse(entries, None, SYSTEM), _nothing)[
+    sections = _ini(networkd.render(parse(entries, None, SYSTEM), nothing)[
         "/etc/systemd/network/50-openstack-agent-eth0.network"])
     assert sections[1:] == [("Network", [("Address", "203.0.113.10/32")]),
                             ("Route", [("Gateway", "198.51.100.1"), ("GatewayOnLink", "yes")]),

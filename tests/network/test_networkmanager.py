@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,9 +10,10 @@ import pytest
 
 from agent.network.model import parse
 from agent.network.renderers import networkmanager
-from tests.network.scenarios import SCENARIOS, SYSTEM
+from tests.network.scenarios import GOLDEN as GOLDEN_ROOT
+from tests.network.scenarios import SCENARIOS, SYSTEM, check_golden, nothing
 
-GOLDEN = Path(__file__).parent / "golden" / "networkmanager"
+GOLDEN = GOLDEN_ROOT / "networkmanager"
 SYSTEM_PYTHON = "/usr/bin/python3"
 ETH0 = "/etc/NetworkManager/system-connections/openstack-agent-eth0.nmconnection"
 
@@ -46,15 +45,6 @@ print(json.dumps({"version": NM.utils_version(), "warnings": warnings, "error": 
 """
 
 
-def _nothing(path: str) -> bytes | None:
-    return None
-
-
-def _golden(scenario: str) -> dict[str, bytes]:
-    base = GOLDEN / scenario
-    return {"/" + p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
-
-
 def _keys(text: bytes) -> dict[str, dict[str, str]]:
     """The keyfile's groups and keys (comments and blank lines left out)."""
     groups: dict[str, dict[str, str]] = {}
@@ -72,18 +62,11 @@ def _keys(text: bytes) -> dict[str, dict[str, str]]:
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_render_matches_golden_files(scenario: str) -> None:
     """Each scenario renders exactly its golden keyfiles (UPDATE_GOLDEN=1 rewrites them)."""
-    files = networkmanager.render(SCENARIOS[scenario], _nothing)
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        shutil.rmtree(GOLDEN / scenario, ignore_errors=True)
-        for path, data in files.items():
-            target = GOLDEN / scenario / path.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-    assert files == _golden(scenario)
+    check_golden(GOLDEN / scenario, networkmanager.render(SCENARIOS[scenario], nothing))
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_render_is_byte_identical_again_and_reads_nothing(scenario: str) -> None:
+def test_render_is_byte_identical_again_and_readsnothing(scenario: str) -> None:
     """Re-rendering gives the same bytes (UUIDs included), and ``current`` is never consulted."""
     def forbidden(path: str) -> bytes | None:
         raise AssertionError(f"networkmanager read {path}")
@@ -93,15 +76,15 @@ def test_render_is_byte_identical_again_and_reads_nothing(scenario: str) -> None
 
 def test_uuid_follows_the_mac_not_the_rest() -> None:
     """The same MAC keeps its UUID when the addresses change; another MAC gets another UUID."""
-    one = _keys(networkmanager.render(SCENARIOS["one-nic-ipv4"], _nothing)[ETH0])
-    two = _keys(networkmanager.render(SCENARIOS["two-nics"], _nothing)[ETH0])
-    eth1 = _keys(networkmanager.render(SCENARIOS["no-gateway"], _nothing)[ETH0.replace("eth0", "eth1")])
+    one = _keys(networkmanager.render(SCENARIOS["one-nic-ipv4"], nothing)[ETH0])
+    two = _keys(networkmanager.render(SCENARIOS["two-nics"], nothing)[ETH0])
+    eth1 = _keys(networkmanager.render(SCENARIOS["no-gateway"], nothing)[ETH0.replace("eth0", "eth1")])
     assert one["connection"]["uuid"] == two["connection"]["uuid"] != eth1["connection"]["uuid"]
 
 
 def test_two_nics_structure() -> None:
     """Bound by MAC; IPv4 and IPv6 manual with the gateways on eth0 only; routes on eth1; no IPv6 is disabled."""
-    files = networkmanager.render(SCENARIOS["two-nics"], _nothing)
+    files = networkmanager.render(SCENARIOS["two-nics"], nothing)
     eth0, eth1 = _keys(files[ETH0]), _keys(files[ETH0.replace("eth0", "eth1")])
     assert eth0["connection"]["type"] == "ethernet" and "interface-name" not in eth0["connection"]
     assert eth0["ethernet"] == {"mac-address": "FA:16:3E:0A:1B:2C"}
@@ -121,11 +104,11 @@ def test_a_server_of_a_family_the_interface_lacks_moves_to_one_that_has_it() -> 
                                 "ip6s": [{"ip": "2001:db8::10", "netmask": 64}]},
                "fa163e998877": {"mac": "fa:16:3e:99:88:77", "dns": ["10.1.0.53", "2001:db8::53"],
                                 "ips": [{"ip": "10.1.2.3", "netmask": "255.255.0.0"}]}}
-    files = networkmanager.render(parse(entries, None, SYSTEM), _nothing)
+    files = networkmanager.render(parse(entries, None, SYSTEM), nothing)
     assert _keys(files[ETH0])["ipv6"]["dns"] == "2001:db8::53;"
     assert _keys(files[ETH0.replace("eth0", "eth1")])["ipv4"]["dns"] == "10.1.0.53;"
     alone = parse({"fa163e998877": entries["fa163e998877"]}, None, SYSTEM)
-    only = _keys(networkmanager.render(alone, _nothing)[ETH0.replace("eth0", "eth1")])
+    only = _keys(networkmanager.render(alone, nothing)[ETH0.replace("eth0", "eth1")])
     assert only["ipv6"] == {"method": "disabled"}
 
 
@@ -134,7 +117,7 @@ def test_off_link_gateways_are_onlink_routes() -> None:
     entries = {"fa163e0a1b2c": {"mac": "fa:16:3e:0a:1b:2c", "gateway": "198.51.100.1",
                                 "ips": [{"ip": "203.0.113.10", "netmask": "255.255.255.255"}],
                                 "routes": [{"route": "10.0.0.0", "netmask": "255.0.0.0", "gateway": "198.51.100.2"}]}}
-    ipv4 = _keys(networkmanager.render(parse(entries, None, SYSTEM), _nothing)[ETH0])["ipv4"]
+    ipv4 = _keys(networkmanager.render(parse(entries, None, SYSTEM), nothing)[ETH0])["ipv4"]
     assert ipv4 == {"method": "manual", "address1": "203.0.113.10/32",
                     "route1": "0.0.0.0/0,198.51.100.1", "route1_options": "onlink=true",
                     "route2": "10.0.0.0/8,198.51.100.2", "route2_options": "onlink=true"}
@@ -161,7 +144,7 @@ def _cases() -> list[tuple[str, bytes]]:
                                        "ips": [{"ip": "203.0.113.10", "netmask": "255.255.255.255"}]}}, None, SYSTEM)
     networks = {**SCENARIOS, "off-link": off_link}
     return [(f"{name}:{Path(path).name}", data) for name, network in sorted(networks.items())
-            for path, data in sorted(networkmanager.render(network, _nothing).items())]
+            for path, data in sorted(networkmanager.render(network, nothing).items())]
 
 
 @pytest.mark.parametrize(("case", "data"), _cases(), ids=[case for case, _ in _cases()])
@@ -191,6 +174,6 @@ def test_libnm_check_is_real() -> None:
     reason = _libnm_missing()
     if reason:
         pytest.skip(reason)
-    bad = networkmanager.render(SCENARIOS["no-gateway"], _nothing)[ETH0.replace("eth0", "eth1")]
+    bad = networkmanager.render(SCENARIOS["no-gateway"], nothing)[ETH0.replace("eth0", "eth1")]
     result = _libnm(bad.replace(b"[ipv6]\nmethod=disabled\n", b"[ipv6]\nmethod=disabled\ndns=2001:db8::53;\n"))
     assert result["error"] == "ipv6.dns: this property is not allowed for 'method=disabled'"

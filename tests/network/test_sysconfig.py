@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.network.renderers import sysconfig
-from tests.network.scenarios import SCENARIOS
-from tests.network.test_names import GOLDEN, check_golden
+from tests.network.scenarios import GOLDEN, SCENARIOS, check_golden
 
 D = "/etc/sysconfig/network-scripts"
 #: Files an image or an earlier writer left: unmanaged keys and comments to keep, stale managed keys to drop.
