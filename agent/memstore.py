@@ -32,7 +32,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from agent.errors import XenStoreError, XenStoreUnavailable
-from agent.xenstore import Transport, ascii_value, invalid, refused
+from agent.xenstore import Connection, Transport, ascii_value, invalid, refused
 
 #: What pyxs lets through before sending: path characters, value characters, sizes.
 _PATH = re.compile(r"[a-zA-Z0-9/_@-]+")
@@ -198,7 +198,7 @@ class MemoryStore:
                                 arrived=connection is actor)
 
 
-class MemoryXenStore:
+class MemoryXenStore(Connection):
     """A connection to a ``MemoryStore``, rooted at a domain home: the in-memory ``XenStore``.
 
     ``domain_path`` is as for ``XenStore``. Relative paths without one are taken, as xenstored does, from the
@@ -243,25 +243,7 @@ class MemoryXenStore:
             self.store._detach(self)
             self._events.put(_DEAD)
 
-    def __enter__(self) -> MemoryXenStore:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # -- paths ----------------------------------------------------------------------------------------
-
-    def absolute(self, path: str) -> str:
-        """The path as sent to xenstored: under the domain home, or as given."""
-        return f"{self.domain_path}/{path}" if self.domain_path else path
-
-    def relative(self, path: str) -> str:
-        """The inverse of ``absolute``, for watch event paths."""
-        prefix = self.domain_path + "/"
-        if self.domain_path and path.startswith(prefix):
-            return path[len(prefix):]
-        return path
 
     def _request(self, op: str, sent: str, *args: bytes) -> str:
         """xenstored's own name for a path sent with ``args``, after the checks ``XenStore`` makes, in its order:

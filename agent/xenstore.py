@@ -28,7 +28,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import pyxs
 import pyxs.client
@@ -258,7 +258,37 @@ def refused(op: str, full_path: str, code: int) -> XenStoreError:
                          code or None)
 
 
-class XenStore:
+class Connection:
+    """What every connection shares: the domain home its paths are relative to, and ``with`` connecting it."""
+
+    domain_path: str
+
+    def connect(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def absolute(self, path: str) -> str:
+        """The path as sent to xenstored: under the domain home, or relative in a guest."""
+        return f"{self.domain_path}/{path}" if self.domain_path else path
+
+    def relative(self, path: str) -> str:
+        """The inverse of ``absolute``, for watch event paths."""
+        prefix = self.domain_path + "/"
+        if self.domain_path and path.startswith(prefix):
+            return path[len(prefix):]
+        return path
+
+
+class XenStore(Connection):
     """A XenStore connection rooted at a domain home, with timeouts and one watch queue."""
 
     def __init__(self, address: str, domain_path: str = "", timeout: float = 10.0) -> None:
@@ -303,26 +333,6 @@ class XenStore:
         # A router that already died with its connection has nothing left to terminate.
         with contextlib.suppress(pyxs.exceptions.PyXSError, OSError, AttributeError):
             router.terminate()
-
-    def __enter__(self) -> XenStore:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # -- paths ----------------------------------------------------------------------------------------
-
-    def absolute(self, path: str) -> str:
-        """The path as sent to xenstored: under the domain home, or relative in a guest."""
-        return f"{self.domain_path}/{path}" if self.domain_path else path
-
-    def relative(self, path: str) -> str:
-        """The inverse of ``absolute``, for watch event paths."""
-        prefix = self.domain_path + "/"
-        if self.domain_path and path.startswith(prefix):
-            return path[len(prefix):]
-        return path
 
     # -- operations -----------------------------------------------------------------------------------
 
