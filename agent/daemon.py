@@ -99,9 +99,9 @@ class Agent:
         self._reload_requested = False
         self.signals = SignalInbox(self.note_signal)
         self.runtime = runtime if runtime is not None else runtime_module.for_this_process()
-        self.ports = Ports(accounts=accounts if accounts is not None else platform.for_system(config.root),
-                           host_data=HostData(self.xenstore), runtime=self.runtime)
         self._files = files
+        self.ports = Ports(accounts=accounts if accounts is not None else platform.for_system(config.root),
+                           files=files or self.files_port(), host_data=HostData(self.xenstore), runtime=self.runtime)
         #: Commands waiting in a state (agentupdate's probation): command id -> when to run them again.
         self._waiting: dict[int, float] = {}
         self.should_exit = False
@@ -236,6 +236,8 @@ class Agent:
         if not logs.reopen(config.log_level, config.log_file, self.config.log_level, self.config.log_file):
             config = dataclasses.replace(config, log_level=self.config.log_level, log_file=self.config.log_file)
         self.config = config
+        if self._files is None:  # the [inject] policy may have changed
+            self.ports = dataclasses.replace(self.ports, files=self.files_port())
         log.info("SIGHUP: log reopened%s", f"; configuration reloaded: {', '.join(applied)} changed" if applied
                  else "; configuration unchanged")
         if fixed:
@@ -497,12 +499,11 @@ class Agent:
         return False
 
     def context(self, request: Request) -> Context:
-        ports = dataclasses.replace(self.ports, files=self._files or self.files_port())
-        return Context(journal=self._journal(), config=self.config, request=request, ports=ports,
+        return Context(journal=self._journal(), config=self.config, request=request, ports=self.ports,
                        offered=self.offered)
 
     def files_port(self) -> Files | None:
-        """The files port under the current configuration (a reload may change its policy)."""
+        """The files port under the current configuration (built at start and again at each reload)."""
         if sys.platform == "win32":  # pragma: no cover - the Windows guest brings its own
             return None
         config = self.config
@@ -511,9 +512,8 @@ class Agent:
 
     def offered(self) -> list[str]:
         """Implemented commands that the policy allows and whose ports this agent has, for ``features``."""
-        ports = dataclasses.replace(self.ports, files=self._files or self.files_port())
         return [name for name in host_commands() if self.config.command_allowed(name)
-                and all(getattr(ports, port) is not None for port in REGISTRY[name].NEEDS)]
+                and all(getattr(self.ports, port) is not None for port in REGISTRY[name].NEEDS)]
 
     # -- recovery -------------------------------------------------------------------------------------
 

@@ -29,13 +29,13 @@ def memory_agent(memory_store: MemoryStore, system_root: Path) -> Iterator[Any]:
     """Start agents on the in-memory XenStore in threads: ``memory_agent(**config_overrides)``."""
     started: list[tuple[ThreadAgent, MemoryXenStore]] = []
 
-    def start(**overrides: Any) -> tuple[ThreadAgent, MemoryXenStore]:
+    def start(reload: Any = None, **overrides: Any) -> tuple[ThreadAgent, MemoryXenStore]:
         config = agent_config.from_overrides(**{"root": str(system_root), "state_dir": STATE_DIR,
                                                 "domain_path": HOME, **overrides})
         transport = memory_store.connection(HOME)
         ready = threading.Event()
-        agent = Agent(config, on_ready=ready.set, transport=transport, accounts=Linux(str(system_root)),
-                      runtime=Standalone())
+        agent = Agent(config, on_ready=ready.set, reload=reload, transport=transport,
+                      accounts=Linux(str(system_root)), runtime=Standalone())
         holder = ThreadAgent(agent, threading.Thread(target=agent.run, daemon=True))
         holder.thread.start()
         assert ready.wait(10), "the agent did not become ready"
@@ -98,3 +98,18 @@ def test_commands_whose_port_is_missing_are_not_offered(memory_store: MemoryStor
     agent = NoFiles(config, transport=memory_store.connection(HOME), accounts=Linux(str(system_root)),
                     runtime=Standalone())
     assert agent.offered() == ["version", "features", "keyinit", "password", "agentupdate"]
+
+
+def test_a_reload_gives_the_files_port_the_new_inject_policy(memory_agent, memory_host: Host,
+                                                              system_root: Path) -> None:
+    """SIGHUP's reload takes on a changed inject.allowed_paths: a path refused before is written after."""
+    options = {"root": str(system_root), "state_dir": STATE_DIR, "domain_path": HOME}
+    widened = agent_config.from_overrides(**options, inject_allowed_paths="/etc/*,/root/*")
+    holder, _transport = memory_agent(reload=lambda: widened, inject_allowed_paths="/etc/*")
+    refused = memory_host.inject_file("/root/notes", b"Reload-Marker\n", timeout=10)
+    assert refused["returncode"] == "500" and "the policy does not allow this path" in refused["message"]
+    holder.agent.request_reload()
+    wait_for(lambda: holder.agent.config.inject_allowed_paths == ("/etc/*", "/root/*"), timeout=10)
+    assert memory_host.inject_file("/root/notes", b"Reload-Marker\n", timeout=10) == {"returncode": "0",
+                                                                                      "message": ""}
+    assert (system_root / "root/notes").read_bytes() == b"Reload-Marker\n"
