@@ -109,8 +109,13 @@ _DRIVE = re.compile(r"[A-Za-z]:[\\/]")
 
 
 class _Injection(Command):
-    """What both commands share: everything but how the value is decoded."""
+    """What both commands share: everything but how the value is decoded. (Each subclass gets a machine of
+    its own from this table.)"""
 
+    STATES = STATES
+    TRANSITIONS = TRANSITIONS
+    TERMINAL = TERMINAL
+    RECOVERY = RECOVERY
     Data = InjectData
     SECRET_VALUE = True
     NEEDS = frozenset({"files"})
@@ -240,10 +245,6 @@ class InjectFile(_Injection):
     """``injectfile``: base64 of ``"<path>,<contents>"``."""
 
     NAME = "injectfile"
-    STATES = STATES
-    TRANSITIONS = TRANSITIONS
-    TERMINAL = TERMINAL
-    RECOVERY = RECOVERY
 
     def decode(self, value: Any) -> tuple[str, bytes]:
         if not isinstance(value, str):
@@ -269,10 +270,6 @@ class FileInject(_Injection):
     """``file_inject``: ``{"b64_path": <base64 path>, "b64_file": <base64 contents>}``."""
 
     NAME = "file_inject"
-    STATES = STATES
-    TRANSITIONS = TRANSITIONS
-    TERMINAL = TERMINAL
-    RECOVERY = RECOVERY
 
     def decode(self, value: Any) -> tuple[str, bytes]:
         if not isinstance(value, dict):
