@@ -90,6 +90,22 @@ def _bool(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
+#: The ``network.renderer`` values: ``auto`` (find the image's stack) or one stack by name.
+NETWORK_STACKS = ("auto", "ifupdown", "netplan", "networkd", "networkmanager", "sysconfig", "freebsd")
+#: The ``network.verify`` values: what must hold after resetnetwork applies a network, else it rolls back.
+NETWORK_CHECKS = ("addresses", "gateway")
+
+
+def _one_of(choices: Sequence[str]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text
+
+    return convert
+
+
 def _log_level(value: Any) -> str:
     level = str(value).lower()
     if level not in ("debug", "info", "warning", "error"):
@@ -188,6 +204,14 @@ OPTIONS: tuple[Option, ...] = (
            "/root/.ssh/* covers everything below it); default * allows every path, an empty list none"),
     Option("inject_max_size", "inject", "max_size", _positive(int),
            "largest file, in bytes, a file injection writes (a XenStore request carries under 4 KiB)"),
+    Option("network_renderer", "network", "renderer", _one_of(NETWORK_STACKS),
+           "network stack resetnetwork configures: auto (found from what the image has), ifupdown, netplan, "
+           "networkd, networkmanager, sysconfig or freebsd"),
+    Option("network_verify", "network", "verify", _one_of(NETWORK_CHECKS),
+           "what resetnetwork checks before it answers: addresses (every interface has its addresses and the "
+           "default routes are in place) or gateway (also, each default gateway answers a ping)"),
+    Option("network_verify_timeout", "network", "verify_timeout", _positive(float),
+           "seconds resetnetwork waits for the check to pass before it rolls the change back"),
     Option("crash_at", "testing", "crash_at", _fault_point,
            "fault injection for crash tests: SIGKILL the agent at this reply-protocol step, or at "
            "enter:<state> of a command"),
@@ -231,6 +255,10 @@ class Config:
     #: 1 MiB: far above what a XenStore request can carry, so it never refuses a real injection, while it
     #: bounds the memory and disk a larger channel or a mistake could take.
     inject_max_size: int = 1024 * 1024
+    network_renderer: str = "auto"
+    network_verify: str = "addresses"
+    #: nova waits longer than this for the reply, so a rollback's "500" still reaches it.
+    network_verify_timeout: float = 20.0
     crash_at: str = ""
     root: str = ""
 

@@ -16,6 +16,7 @@ them (``raise ... from``), so callers above that boundary only ever see this tre
     │   └── CommandFailed           a machine could not complete; carries the reply to send
     ├── PlatformError               the operating system refused an effect (setting a password, ...)
     │   └── FileRefused             a file write was refused before anything was written (bad or unsafe path)
+    ├── NetworkDataError            nova's network data is malformed or names an interface the guest lacks
     ├── ReleaseError                a release bundle could not be built, checked, downloaded or installed
     │   └── DownloadInterrupted     a download stopped short (timeout, dropped connection); it can resume
     ├── RestartRequested            not a failure: a command needs the agent restarted (the supervisor does it)
@@ -112,6 +113,13 @@ class PlatformError(AgentError):
 class FileRefused(PlatformError):
     """A file the host asked for cannot be written as asked (relative path, ``..``, a symlink on the way, a
     directory, a path the policy does not allow); nothing was written. The message names the path and why."""
+
+
+class NetworkDataError(AgentError):
+    """nova's network data (``vm-data/networking``, ``vm-data/hostname``) is malformed or names an interface
+    the guest does not have; the message names the entry and what is wrong."""
+
+    exit_code = 2
 
 
 class ReleaseError(AgentError):

@@ -67,6 +67,9 @@ FAIL = "fail"
 #: ``resume`` re-enters the journaled state: it changes nothing the journal would record (recovery counts
 #: its attempts with rows of its own).
 _NOT_JOURNALED = frozenset({RESUME})
+#: Errors no command may turn into a reply: without the journal or XenStore the daemon can neither record nor
+#: deliver one, and a requested restart is not a failure.
+MUST_PROPAGATE = (JournalError, XenStoreError, RestartRequested)
 
 Event = EventData
 
@@ -259,12 +262,17 @@ class Command:
                 # ``request_value``): work already done, such as a password already set, is finished truthfully.
                 raise rejection
             if recovery and self.RECOVERY.get(self.journaled_state) == ROLL_BACK:
-                self.advance(ROLL_BACK, detail={"from": self.journaled_state})
+                self.roll_back_after_stop()
             else:
                 crash_point(self.ctx.config, "in_machine")
                 self.advance(RESUME)
             if not self.finished and self.waiting is None:
                 raise MachineError(f"{self.NAME} stopped in working state {self.journaled_state!r}")
+
+    def roll_back_after_stop(self) -> None:
+        """Take ``rollback`` from a state whose recovery policy is ROLL_BACK; a machine whose compensating path
+        needs to know why (in its working data) overrides this."""
+        self.advance(ROLL_BACK, detail={"from": self.journaled_state})
 
     def give_up(self, attempts: int) -> None:
         """End a command that keeps being interrupted, instead of running it again (crash-loop stop).
@@ -303,7 +311,7 @@ class Command:
         """Any error ends the command with a reply, except the ones the daemon must see."""
         try:
             yield
-        except (JournalError, XenStoreError, RestartRequested):
+        except MUST_PROPAGATE:
             raise
         except CommandError as exc:
             self._fail(exc.returncode, exc.message, {"error": type(exc).__name__})

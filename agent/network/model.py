@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.errors import AgentError
+from agent.errors import NetworkDataError as NetworkDataError  # raised here; re-exported for callers
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -31,10 +31,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _MAC = re.compile(r"[0-9a-f]{12}")
 #: A host name: labels of letters, digits and hyphens (RFC 1123), 253 characters at most.
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-
-
-class NetworkDataError(AgentError):
-    """nova's network data is malformed or names an interface the guest does not have."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,6 +62,17 @@ def render_names(network: Network, current: Callable[[str], bytes | None], stack
     return files
 
 
+#: The longest host name the kernel keeps (HOST_NAME_MAX on Linux).
+KERNEL_MAX = 64
+
+
+def system_name(name: str, stack: str) -> str:
+    """The running host name for nova's ``name``: what ``/etc/hostname`` gets on ``stack`` (the full name or its
+    first label), cut back to the first label when the full name is longer than the kernel keeps."""
+    full = name if stack in FULL_NAME else name.split(".", 1)[0]
+    return full if len(full.encode()) <= KERNEL_MAX else name.split(".", 1)[0]
+
+
 def hosts(present: bytes | None, name: str) -> bytes:
     """``/etc/hosts`` with the ``127.0.1.1`` line naming ``name`` (the full name, then the first label when
     they differ) and every other line as it was."""
