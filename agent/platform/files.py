@@ -14,16 +14,21 @@ what already lies on it is trusted to be harmless, and a crash must never leave 
 * The contents go to a temporary file beside the target (``.<name>.openstack-agent-tmp``), which is
   written, given its owner and mode, fsynced and renamed over the target; then the directory is fsynced.
   The target is therefore always either the old file or the new one, whole. A replaced file keeps its mode,
-  owner and group (not its ACLs or other extended attributes); a new file is 0600 and owned by the owner of
-  its directory. The old file is kept beside it as ``<name>.bak.<UTC time>``, a hard link made before the
-  rename, unless backups are turned off. Nothing partial is left behind by an error: the temporary file,
-  a backup made for the failed write and directories made for it are removed again.
+  owner and group (not its ACLs or other extended attributes); a new file is 0600 (or the mode the caller
+  names) and owned by the owner of its directory. The old file is kept beside it as ``<name>.bak.<UTC
+  time>``, a hard link made before the rename, unless backups are turned off. Nothing partial is left
+  behind by an error: the temporary file, a backup made for the failed write and directories made for it
+  are removed again.
 * Where SELinux is enabled, ``restorecon`` labels the new file and the directories made for it.
 
 After a crash (SIGKILL) in the middle of a write, a resumed command compares ``digest`` of the target with
 the digest of the contents it is to write: equal means the write happened; otherwise ``discard_partial``
 removes the temporary file, which cannot be trusted to be whole, and the write is done again. A backup
 linked before the crash is found again (it is the same inode as the target) rather than made twice.
+
+``read`` and ``remove`` walk the same way, for callers that manage whole files of their own (the network
+configuration): a read is bounded by a size the caller gives, so a huge or endless file cannot exhaust the
+agent, and a removal is made durable like a write.
 
 Contents never appear in a message or a log line; only paths and sizes do. When the agent is not root, new
 files and directories belong to the agent's own user (it cannot give them away), and replacing another
@@ -66,6 +71,8 @@ NAME_MAX = 255
 #: Bytes a target's name leaves free for the names the agent puts beside it (``.bak.<stamp>-NN`` is longest).
 NAME_ROOM = len(".bak.20261124T051500Z-99")
 CHUNK = 1024 * 1024
+#: The mode of a file a write creates when the caller names none: only its owner may read what the host sent.
+NEW_FILE_MODE = 0o600
 
 if sys.platform == "win32":  # pragma: no cover - Files refuses to start there; the module stays importable
     _DIR_FLAGS = _READ_FLAGS = _CREATE_FLAGS = 0
@@ -127,36 +134,37 @@ def temp_name(name: str) -> str:
     return f".{name}{TEMP_SUFFIX}"
 
 
-def guest_path(path: str) -> GuestPath:
-    """``path`` checked and split into its directories and file name; FileRefused saying why it cannot be."""
+def guest_path(path: str, verb: str = "write") -> GuestPath:
+    """``path`` checked and split into its directories and file name; FileRefused saying why it cannot be
+    ``verb``-ed (the word messages use: write, read, remove)."""
     if not path:
-        raise FileRefused("refused to write '': the path is empty; give the file's absolute path")
+        raise FileRefused(f"refused to {verb} '': the path is empty; give the file's absolute path")
     shown = show(path)
     if "\0" in path:
-        raise FileRefused(f"refused to write {shown}: the path contains a NUL character")
+        raise FileRefused(f"refused to {verb} {shown}: the path contains a NUL character")
     if _WINDOWS_PATH.match(path):
-        raise FileRefused(f"refused to write {shown}: it is a Windows path, and Windows paths are only for "
+        raise FileRefused(f"refused to {verb} {shown}: it is a Windows path, and Windows paths are only for "
                           "Windows guests; this guest takes absolute POSIX paths such as /root/.ssh/authorized_keys")
     if not path.startswith("/"):
-        raise FileRefused(f"refused to write {shown}: the path is relative; give the file's absolute path")
+        raise FileRefused(f"refused to {verb} {shown}: the path is relative; give the file's absolute path")
     raw = path.split("/")
     if ".." in raw:
-        raise FileRefused(f"refused to write {shown}: the path has a '..' component")
+        raise FileRefused(f"refused to {verb} {shown}: the path has a '..' component")
     parts = [p for p in raw if p not in ("", ".")]
     if raw[-1] in ("", ".") or not parts:
-        raise FileRefused(f"refused to write {shown}: the path names a directory, not a file")
+        raise FileRefused(f"refused to {verb} {shown}: the path names a directory, not a file")
     try:
         sizes = [len(os.fsencode(p)) for p in parts]
     except UnicodeEncodeError:
-        raise FileRefused(f"refused to write {shown}: the path cannot be encoded as a file name") from None
+        raise FileRefused(f"refused to {verb} {shown}: the path cannot be encoded as a file name") from None
     if max(sizes) > NAME_MAX:
-        raise FileRefused(f"refused to write {shown}: a component is longer than {NAME_MAX} bytes")
+        raise FileRefused(f"refused to {verb} {shown}: a component is longer than {NAME_MAX} bytes")
     name = parts[-1]
     if sizes[-1] > NAME_MAX - NAME_ROOM:
-        raise FileRefused(f"refused to write {shown}: the file name is longer than {NAME_MAX - NAME_ROOM} "
+        raise FileRefused(f"refused to {verb} {shown}: the file name is longer than {NAME_MAX - NAME_ROOM} "
                           f"bytes, which leaves no room for the agent's temporary and backup names beside it")
     if name.endswith(TEMP_SUFFIX):
-        raise FileRefused(f"refused to write {shown}: names ending {TEMP_SUFFIX} are the agent's temporary files")
+        raise FileRefused(f"refused to {verb} {shown}: names ending {TEMP_SUFFIX} are the agent's temporary files")
     return GuestPath("/" + "/".join(parts), tuple(parts[:-1]), name)
 
 
@@ -213,31 +221,39 @@ class Files:
 
     def check(self, path: str, size: int) -> GuestPath:
         """Everything that can be said about a write of ``size`` bytes to ``path`` without touching the disk."""
-        target = guest_path(path)
-        if not any(fnmatch.fnmatchcase(target.path, glob) for glob in self.allowed_paths):
-            allowed = ", ".join(self.allowed_paths) or "none"
-            raise FileRefused(f"refused to write {target.shown}: the policy does not allow this path "
-                              f"(inject.allowed_paths: {scrub(allowed, '')})")
+        target = self._allowed(path, "write")
         if size > self.max_size:
             raise FileRefused(f"refused to write {target.shown}: {size} bytes is more than the {self.max_size} "
                               "bytes inject.max_size allows")
         return target
 
+    def _allowed(self, path: str, verb: str) -> GuestPath:
+        """``path`` checked, and allowed by the policy for a change (a write or a removal)."""
+        target = guest_path(path, verb)
+        if not any(fnmatch.fnmatchcase(target.path, glob) for glob in self.allowed_paths):
+            allowed = ", ".join(self.allowed_paths) or "none"
+            raise FileRefused(f"refused to {verb} {target.shown}: the policy does not allow this path "
+                              f"(inject.allowed_paths: {scrub(allowed, '')})")
+        return target
+
     # -- writing --------------------------------------------------------------------------------------
 
-    def write(self, path: str, contents: bytes) -> WrittenFile:
+    def write(self, path: str, contents: bytes, mode: int | None = None) -> WrittenFile:
         """Put ``contents`` at the guest ``path``, atomically and durably; see the module's description.
 
+        ``mode`` is the permission bits a new file gets (0600 when None); a replaced file keeps its own.
         FileRefused when the path is refused (nothing written); PlatformError when the system fails the
         write (nothing changed either: the old file, if any, is untouched), naming a full disk as such.
         """
+        if mode is not None and not 0 <= mode <= 0o7777:
+            raise ValueError(f"mode {mode:#o} is not a file's permission bits")
         target = self.check(path, len(contents))
         made_dirs: list[MadeDir] = []
         with ExitStack() as stack:
             try:
                 folder = self._walk(stack, target, "write", made_dirs)
                 assert folder is not None
-                written = self._replace(folder, target, contents)
+                written = self._replace(folder, target, contents, NEW_FILE_MODE if mode is None else mode)
             except BaseException as exc:
                 # Cleaning up must not hide the failure: a second error here would only mask the first.
                 for made in reversed(made_dirs):
@@ -251,7 +267,7 @@ class Files:
             self._relabel(target, made_dirs)
         return written
 
-    def _replace(self, folder: int, target: GuestPath, contents: bytes) -> WrittenFile:
+    def _replace(self, folder: int, target: GuestPath, contents: bytes, new_mode: int) -> WrittenFile:
         """Write the temporary file in ``folder``, back the old file up, rename, and sync the directory."""
         old = self._existing(folder, target, "write")
         temp = temp_name(target.name)
@@ -266,7 +282,7 @@ class Files:
                 uid, gid, mode = old.st_uid, old.st_gid, stat.S_IMODE(old.st_mode)
             else:
                 parent = os.fstat(folder)
-                uid, gid, mode = parent.st_uid, parent.st_gid, 0o600
+                uid, gid, mode = parent.st_uid, parent.st_gid, new_mode
             mine = os.fstat(fd)
             if (mine.st_uid, mine.st_gid) != (uid, gid) and (old is not None or os.geteuid() == 0):
                 try:
@@ -367,7 +383,7 @@ class Files:
     def digest(self, path: str) -> str | None:
         """SHA-256 (hex) of the file at the guest ``path``, read without following links; None when there is
         no such file. FileRefused when the path is refused or a link, directory or non-regular file is on it."""
-        target = guest_path(path)
+        target = guest_path(path, "read")
         with ExitStack() as stack:
             try:
                 folder = self._walk(stack, target, "read", None)
@@ -385,6 +401,58 @@ class Files:
                 return None
             except OSError as exc:
                 raise _failure(target, exc, "read", "") from None
+
+    def read(self, path: str, max_size: int | None = None) -> bytes | None:
+        """The bytes of the file at the guest ``path``, read without following links; None when there is no
+        such file. FileRefused when the path is refused, a link, directory or non-regular file is on it, or
+        the file is larger than ``max_size`` bytes (None: no bound)."""
+        target = guest_path(path, "read")
+        with ExitStack() as stack:
+            try:
+                folder = self._walk(stack, target, "read", None)
+                if folder is None or self._existing(folder, target, "read") is None:
+                    return None
+                fd = os.open(target.name, _READ_FLAGS, dir_fd=folder)
+                stack.callback(os.close, fd)
+                size = os.fstat(fd)
+                if not stat.S_ISREG(size.st_mode):
+                    raise FileRefused(f"refused to read {target.shown}: it is not a regular file")
+                if max_size is not None and size.st_size > max_size:
+                    raise FileRefused(f"refused to read {target.shown}: it is {size.st_size} bytes, more than "
+                                      f"the {max_size} bytes allowed")
+                chunks: list[bytes] = []
+                got = 0
+                # Read to the end, not to the size fstat gave: the file may be growing under us. The bound is
+                # kept while reading for the same reason.
+                while chunk := os.read(fd, CHUNK):
+                    got += len(chunk)
+                    if max_size is not None and got > max_size:
+                        raise FileRefused(f"refused to read {target.shown}: it grew past the {max_size} bytes "
+                                          "allowed while it was read")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise _failure(target, exc, "read", "") from None
+
+    def remove(self, path: str) -> bool:
+        """Remove the file at the guest ``path`` (a link on the path is refused, never followed) and make the
+        removal durable; whether there was a file. FileRefused when the path or policy refuses it."""
+        target = self._allowed(path, "remove")
+        with ExitStack() as stack:
+            try:
+                folder = self._walk(stack, target, "remove", None)
+                if folder is None or self._existing(folder, target, "remove") is None:
+                    return False
+                try:
+                    os.unlink(target.name, dir_fd=folder)
+                except FileNotFoundError:
+                    return False
+                os.fsync(folder)
+                return True
+            except OSError as exc:
+                raise _failure(target, exc, "remove", "") from None
 
     def discard_partial(self, path: str) -> bool:
         """Remove the temporary file an interrupted write of ``path`` left behind; whether there was one.

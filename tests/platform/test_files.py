@@ -466,3 +466,104 @@ def test_selinux_off_runs_nothing(root: Path, tmp_path: Path, monkeypatch: pytes
 def test_empty_root_means_slash() -> None:
     """An empty root (the configuration's default) is the real root, never the current directory."""
     assert Files("").root == Path("/")
+
+
+# -- new-file modes, reading, removing ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o644, 0o755, 0o4750])
+def test_a_new_file_gets_the_mode_asked(root: Path, strict_umask: None, mode: int) -> None:
+    """A new file gets exactly the mode the caller names, whatever the umask."""
+    written = Files(root).write("/etc/network/interfaces", b"auto lo\n", mode=mode)
+    assert owner(root / "etc/network/interfaces") == (mode, 0, 0)
+    assert (written.created, written.mode) == (True, mode)
+
+
+def test_a_replaced_file_keeps_its_mode_whatever_is_asked(root: Path) -> None:
+    """The mode asked is for new files only: a replaced file keeps the mode it had."""
+    (root / "etc/motd").chmod(0o640)
+    written = Files(root, keep_backups=False).write("/etc/motd", b"new motd\n", mode=0o600)
+    assert owner(root / "etc/motd")[0] == 0o640 and written.mode == 0o640
+
+
+@pytest.mark.parametrize("mode", [-1, 0o10000])
+def test_a_mode_that_is_no_mode_is_a_programming_error(root: Path, mode: int) -> None:
+    """Only permission bits are a mode; anything else is refused before the disk is touched."""
+    before = snapshot(root)
+    with pytest.raises(ValueError, match="permission bits"):
+        Files(root).write("/etc/new", b"x", mode=mode)
+    assert snapshot(root) == before
+
+
+def test_read(root: Path) -> None:
+    """read gives the file's bytes; None when it, or its directory, does not exist."""
+    files = Files(root)
+    assert files.read("/etc/motd") == b"old motd\n"
+    assert files.read("//etc/./motd") == b"old motd\n"
+    assert files.read("/etc/absent") is None
+    assert files.read("/no/such/dir/file") is None
+    (root / "etc/empty").write_bytes(b"")
+    assert files.read("/etc/empty") == b""
+
+
+@pytest.mark.parametrize(("size", "refused"), [(9, False), (8, True)])
+def test_read_is_bounded(root: Path, size: int, refused: bool) -> None:
+    """A file larger than max_size is refused, naming the path and both sizes; one within it is read."""
+    if not refused:
+        assert Files(root).read("/etc/motd", max_size=size) == b"old motd\n"
+        return
+    with pytest.raises(FileRefused, match=r"refused to read '/etc/motd': it is 9 bytes, more than the 8 bytes"):
+        Files(root).read("/etc/motd", max_size=size)
+
+
+@pytest.mark.parametrize("attack", [leaf_link, dangling_leaf_link, parent_link, relative_link_out_of_root,
+                                    link_within_root])
+def test_read_and_remove_follow_no_link(root: Path, outside: Path, attack: Callable[[Path, Path], str]) -> None:
+    """A link anywhere on the path is refused by read and remove: nothing is read or removed inside or
+    outside the root."""
+    path = attack(root, outside)
+    inside, there = snapshot(root), snapshot(outside)
+    with pytest.raises(FileRefused, match=r"refused to read .*symbolic link"):
+        Files(root).read(path)
+    with pytest.raises(FileRefused, match=r"refused to remove .*symbolic link"):
+        Files(root).remove(path)
+    assert snapshot(root) == inside
+    assert snapshot(outside) == there
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, os.mkdir])
+def test_read_and_remove_refuse_what_is_no_regular_file(root: Path, make: Callable[[Path], None]) -> None:
+    """A FIFO or directory on the path is refused by read (without blocking on it) and by remove."""
+    make(root / "etc/thing")
+    before = snapshot(root)
+    for call in (Files(root).read, Files(root).remove):
+        with pytest.raises(FileRefused, match=r"not a regular file|names a directory"):
+            call("/etc/thing")
+    assert snapshot(root) == before
+
+
+def test_remove(root: Path) -> None:
+    """remove deletes the file and says whether there was one; a missing file or directory is no error."""
+    files = Files(root)
+    assert files.remove("/etc/motd") is True
+    assert os.listdir(root / "etc") == []
+    assert files.remove("/etc/motd") is False
+    assert files.remove("/no/such/dir/file") is False
+
+
+def test_remove_obeys_the_policy(root: Path) -> None:
+    """A path the policy does not allow to be written is not removed either."""
+    before = snapshot(root)
+    with pytest.raises(FileRefused, match="refused to remove '/etc/motd': the policy does not allow"):
+        Files(root, allowed_paths=("/srv/*",)).remove("/etc/motd")
+    assert snapshot(root) == before
+
+
+def test_write_read_remove_round_trip(root: Path) -> None:
+    """What write puts in place read gives back, with the mode asked; remove takes it away again."""
+    files = Files(root, keep_backups=False)
+    files.write("/etc/network/interfaces.d/eth0", b"auto eth0\n", mode=0o644)
+    assert files.read("/etc/network/interfaces.d/eth0") == b"auto eth0\n"
+    assert owner(root / "etc/network/interfaces.d/eth0")[0] == 0o644
+    assert files.remove("/etc/network/interfaces.d/eth0") is True
+    assert files.read("/etc/network/interfaces.d/eth0") is None
