@@ -22,12 +22,15 @@ TOOL_TIMEOUT = 60.0
 MAX_TOOL_MESSAGE = 200
 
 
-def scrub(text: str, secret: str) -> str:
-    """``text`` on one bounded line, with every occurrence of ``secret`` masked."""
+def scrub(text: str, secret: str, *, tail: bool = False) -> str:
+    """``text`` on one bounded line, with every occurrence of ``secret`` masked; ``tail`` keeps the end of a
+    long text rather than its start (a tool's reason for failing usually comes last)."""
     if secret:
         text = text.replace(secret, "***")
     line = " ".join(text.split())
-    return line if len(line) <= MAX_TOOL_MESSAGE else line[:MAX_TOOL_MESSAGE] + "..."
+    if len(line) <= MAX_TOOL_MESSAGE:
+        return line
+    return "..." + line[-MAX_TOOL_MESSAGE:] if tail else line[:MAX_TOOL_MESSAGE] + "..."
 
 
 def check_user(user: str) -> None:
@@ -48,26 +51,36 @@ def dies_with_agent(argv: Sequence[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
 
 
-def run_tool(argv: Sequence[str], stdin: str, secret: str, package: str) -> None:
-    """Run a system tool, feeding ``stdin`` (which holds the secret: never argv); raise on failure."""
-    tool = argv[0]
-    if shutil.which(tool) is None:
-        raise PlatformError(f"{tool} is not installed; install the {package} package")
+def run_tool(argv: Sequence[str], stdin: str, secret: str, package: str, *, timeout: float | None = None,
+             tool: str | None = None) -> str:
+    """Run a system tool, feeding ``stdin`` (which holds the secret: never argv); its standard output, or
+    PlatformError naming the tool, its exit status and its message.
+
+    ``timeout`` bounds the run (TOOL_TIMEOUT by default). ``tool`` is the name messages give when ``argv[0]``
+    is only a wrapper around it (``ip netns exec NS ifup``, ``unshare ...``); ``package`` is the package that
+    provides ``argv[0]``.
+    """
+    program = argv[0]
+    name = tool or program
+    limit = TOOL_TIMEOUT if timeout is None else timeout
+    if shutil.which(program) is None:
+        raise PlatformError(f"{program} is not installed; install the {package} package")
     # A fixed locale keeps the tools' messages in the language of the agent's own.
     env = {**os.environ, "LC_ALL": "C"}
     try:
         result = subprocess.run(dies_with_agent(argv), input=stdin.encode("utf-8"), capture_output=True,
-                                timeout=TOOL_TIMEOUT, env=env, check=False)
+                                timeout=limit, env=env, check=False)
     except FileNotFoundError:
-        raise PlatformError(f"{tool} is not installed; install the {package} package") from None
+        raise PlatformError(f"{program} is not installed; install the {package} package") from None
     except subprocess.TimeoutExpired:
-        raise PlatformError(f"{tool} did not finish within {TOOL_TIMEOUT:g} s") from None
+        raise PlatformError(f"{name} did not finish within {limit:g} s") from None
     except OSError as exc:
-        raise PlatformError(f"cannot run {tool}: {exc.strerror}") from None
+        raise PlatformError(f"cannot run {name}: {exc.strerror}") from None
     if result.returncode != 0:
         output = (result.stderr or result.stdout).decode("utf-8", "replace")
-        raise PlatformError(f"{tool} failed with exit status {result.returncode}: "
-                            f"{scrub(output, secret) or 'no message'}")
+        raise PlatformError(f"{name} failed with exit status {result.returncode}: "
+                            f"{scrub(output, secret, tail=True) or 'no message'}")
+    return result.stdout.decode("utf-8", "replace")
 
 
 # crypt(3) returns a pointer into one static buffer. crypt_r would avoid it, but its ``struct crypt_data``
