@@ -15,7 +15,8 @@ from tests.cli.conftest import run
 
 COMMANDS = ["run", "supervise", "install", "release", "release build", "release verify", "journal",
             "journal list", "journal show", "journal export", "journal verify", "host", "host version",
-            "host features", "host call", "host password", "host injectfile", "host raw", "sandbox", "diagram"]
+            "host features", "host call", "host password", "host injectfile", "host raw",
+            "network", "network render", "sandbox", "diagram"]
 
 
 def subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[str]:
