@@ -1,10 +1,11 @@
 """``host``: the host side of the protocol from the command line, one subcommand per call nova makes.
 
-The subcommands are the table ``CALLS``: each row names a call, its help, the arguments it takes and how they
-become a request. ``cmd_host`` is their one dispatcher: it connects to XenStore, sends whatever request the row
-built, prints the reply and exits 0 on success and 1 on an error reply. A request is one of four kinds, each of
-which knows how it is sent: ``Call`` (``{"name", "value"}``, as nova sends nearly everything), ``PasswordSet``
-(nova's two calls, keyinit then password), ``FileInjection`` (a file, as injectfile or file_inject) and ``Raw`` (a
+The subcommands are the table ``CALLS``: each row names a call, its help, the arguments it takes, how they
+become a request and how long nova waits for its reply. ``cmd_host`` is their one dispatcher: it connects to
+XenStore, sends whatever request the row built, prints the reply and exits 0 on success and 1 on an error reply. A
+request is one of five kinds, each of which knows how it is sent: ``Call`` (``{"name", "value"}``, as nova sends
+nearly everything), ``PasswordSet`` (nova's two calls, keyinit then password), ``FileInjection`` (a file, as
+injectfile or file_inject), ``NetworkReset`` (nova's network data into ``vm-data``, then resetnetwork) and ``Raw`` (a
 body exactly as given, for trying bad requests). A new host call is one more row, and a new kind only if it is not
 sent as a plain call.
 """
@@ -15,11 +16,11 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 from agent import config, crypto
-from agent.cli import output
+from agent.cli import network, output
 from agent.errors import AgentError
 
 if TYPE_CHECKING:
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 FROM_STDIN = "-"
 #: What the agent answers when a call succeeded (keyinit's "D0" carries its public key).
 SUCCESS = ("0", "D0")
+#: How long nova waits for a reply: 30 s for a call, 60 s for resetnetwork (agent.host has the same defaults).
+CALL_TIMEOUT = 30.0
+RESET_NETWORK_TIMEOUT = 60.0
 
 
 class Request(Protocol):
@@ -68,6 +72,17 @@ class FileInjection:
 
     def send(self, host: Host, timeout: float) -> dict[str, Any]:
         return host.inject_file(self.path, self.contents, self.format, timeout=timeout)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkReset:
+    """nova's network data, written into ``vm-data`` before resetnetwork is called."""
+
+    networking: Mapping[str, Any]
+    hostname: str | None
+
+    def send(self, host: Host, timeout: float) -> dict[str, Any]:
+        return host.reset_network(self.networking, self.hostname, timeout=timeout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +151,15 @@ def _inject_request(args: argparse.Namespace) -> FileInjection:
     return FileInjection(args.path, contents, args.format)
 
 
+def _reset_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, metavar="FILE",
+                        help="the network description, or '-' to read it from standard input")
+
+
+def _reset_request(args: argparse.Namespace) -> NetworkReset:
+    return NetworkReset(*network.read_description(args.input))
+
+
 def _raw_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("body")
 
@@ -153,6 +177,8 @@ class HostCall:
     request: Callable[[argparse.Namespace], Request]
     arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
     description: str | None = None
+    #: The default of --timeout for this call: how long nova waits for it.
+    timeout: float = CALL_TIMEOUT
 
 
 CALLS = (
@@ -170,6 +196,13 @@ CALLS = (
              "--format legacy)", _inject_request, _inject_arguments, description=(
         "Write FILE's contents to PATH in the guest as nova's dom0 plugin does. A XenStore request carries "
         "under 4 KiB, so about 2.9 KiB of contents at most.")),
+    HostCall("resetnetwork", "write nova's network data into vm-data and call resetnetwork", _reset_request,
+             _reset_arguments, timeout=RESET_NETWORK_TIMEOUT, description=(
+        "Reconfigure the guest's network as nova's XenAPI driver does: remove every earlier entry under "
+        "vm-data/networking, write one JSON entry per interface there and the host name (if given) to "
+        "vm-data/hostname, call resetnetwork with the value \"\", and remove vm-data/hostname again once the "
+        "agent has answered. nova waits 60 s for this call, the default --timeout here. "
+        + network.DESCRIPTION_HELP)),
     HostCall("raw", "send BODY exactly as given (for testing bad requests)", lambda args: Raw(args.body),
              _raw_arguments),
 )
@@ -183,13 +216,15 @@ def register(commands: Subparsers) -> None:
     host.add_argument("--xenstore", metavar="ADDRESS",
                       help="'unix:PATH' (default: from XENSTORED_PATH) or 'xenbus[:PATH]'")
     host.add_argument("--domain-path", required=True, metavar="PATH", help="the guest's home, /local/domain/N")
-    host.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (nova: 30)")
+    host.add_argument("--timeout", type=float, metavar="SECONDS",
+                      help=f"seconds to wait for the reply (default, as nova waits: {RESET_NETWORK_TIMEOUT:g} for "
+                           f"resetnetwork, {CALL_TIMEOUT:g} for every other call)")
     output.json_flag(host, "print the reply as JSON")
     calls = host.add_subparsers(title="calls", metavar="CALL", required=True)
     for call in CALLS:
         parser = calls.add_parser(call.name, help=call.help, description=call.description)
         call.arguments(parser)
-        parser.set_defaults(handler=cmd_host, request=call.request)
+        parser.set_defaults(handler=cmd_host, request=call.request, call_timeout=call.timeout)
 
 
 def cmd_host(args: argparse.Namespace, out: TextIO) -> int:
@@ -198,8 +233,9 @@ def cmd_host(args: argparse.Namespace, out: TextIO) -> int:
 
     address = args.xenstore or config.Config().xenstore_address
     request: Request = args.request(args)
+    timeout = args.call_timeout if args.timeout is None else args.timeout
     with XenStore(address, args.domain_path) as xenstore:
-        reply = request.send(Host(xenstore), args.timeout)
+        reply = request.send(Host(xenstore), timeout)
     if args.json:
         output.as_json(reply, out)
     else:

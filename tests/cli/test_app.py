@@ -15,7 +15,7 @@ from tests.cli.conftest import run
 
 COMMANDS = ["run", "supervise", "install", "release", "release build", "release verify", "journal",
             "journal list", "journal show", "journal export", "journal verify", "host", "host version",
-            "host features", "host call", "host password", "host injectfile", "host raw",
+            "host features", "host call", "host password", "host injectfile", "host resetnetwork", "host raw",
             "network", "network render", "sandbox", "diagram"]
 
 

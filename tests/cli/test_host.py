@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent import __version__
 from agent.cli import main
+from agent.cli.app import build_parser
+from agent.xenstore import XenStore
 from tests.cli.conftest import run
+
+PUBLIC = {"label": "public", "mac": "fa:16:3e:0a:1b:2c", "gateway": "203.0.113.1",
+          "ips": [{"ip": "203.0.113.10", "netmask": "255.255.255.0", "enabled": "1", "gateway": "203.0.113.1"}],
+          "dns": ["198.51.100.53"]}
+PRIVATE = {"label": "private", "mac": "FA:16:3E:99:88:77",
+           "ips": [{"ip": "10.1.2.3", "netmask": "255.255.0.0", "enabled": "1"}]}
 
 
 def test_host_calls_a_running_agent(run_agent, xenstored, domain: str) -> None:
@@ -75,3 +87,128 @@ def test_host_injectfile_of_a_missing_file_is_a_clear_error(xenstored, domain: s
                  "/nonexistent/file"]) == 1
     assert capsys.readouterr().err == ("Error: cannot read /nonexistent/file: No such file or directory; give a "
                                        "readable file, or '-' for standard input\n")
+
+
+class Guest(threading.Thread):
+    """The guest's side of one call, played by the test where no agent runs resetnetwork: it answers the first
+    request with ``reply`` and records the request and what ``vm-data`` held when it arrived."""
+
+    def __init__(self, address: str, domain: str, reply: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.address, self.domain, self.reply = address, domain, reply
+        self.request: Any = None
+        self.networking: dict[str, str] = {}
+        self.hostname: bytes | None = None
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with XenStore(self.address, self.domain) as xs:
+            while not self.stopping.is_set():
+                pending = xs.list("data/host")
+                if pending:
+                    request_id = pending[0]
+                    self.request = json.loads(xs.read(f"data/host/{request_id}") or b"null")
+                    self.networking = {key: (xs.read(f"vm-data/networking/{key}") or b"").decode()
+                                       for key in xs.list("vm-data/networking")}
+                    self.hostname = xs.read("vm-data/hostname")
+                    xs.write(f"data/guest/{request_id}", json.dumps(self.reply))
+                    xs.delete(f"data/host/{request_id}")
+                    return
+                time.sleep(0.01)
+
+
+@pytest.fixture
+def answer(xenstored, domain: str) -> Iterator[Any]:
+    """``answer(reply)`` starts a Guest that answers the next call with ``reply``."""
+    started: list[Guest] = []
+
+    def start(reply: dict[str, str]) -> Guest:
+        guest = Guest(xenstored.address, domain, reply)
+        guest.start()
+        started.append(guest)
+        return guest
+
+    yield start
+    for guest in started:
+        guest.stopping.set()
+        guest.join(10)
+
+
+@pytest.mark.parametrize(("document", "hostname"), [
+    pytest.param({"networking": {"fa163e0a1b2c": PUBLIC, "FA163E998877": PRIVATE}, "hostname": "web-1"}, "web-1",
+                 id="keyed-with-hostname"),
+    pytest.param([PUBLIC, PRIVATE], None, id="bare-list-without-hostname"),
+])
+def test_host_resetnetwork_writes_vm_data_as_nova_does(xenstored, domain: str, guest, answer, tmp_path: Path,
+                                                       document: Any, hostname: str | None) -> None:
+    """'host resetnetwork --input' replaces vm-data/networking with one JSON entry per MAC-without-colons key,
+    written as nova's jsonutils.dumps writes it, puts the plain host name in vm-data/hostname (or removes an old
+    one), sends {"name": "resetnetwork", "value": ""}, prints the reply, and removes the host name after it."""
+    guest.write("vm-data/networking/fa163e000001", json.dumps({"label": "stale", "mac": "fa:16:3e:00:00:01"}))
+    guest.write("vm-data/hostname", "old-name")
+    description = tmp_path / "network.json"
+    description.write_text(json.dumps(document))
+    responder = answer({"returncode": "0", "message": ""})
+    code, out = run("host", "--xenstore", xenstored.address, "--domain-path", domain, "resetnetwork", "--input",
+                    str(description))
+    responder.join(10)
+    assert (code, out) == (0, "returncode  0\nmessage     \n")
+    assert responder.request == {"name": "resetnetwork", "value": ""}
+    assert responder.networking == {"fa163e0a1b2c": json.dumps(PUBLIC), "FA163E998877": json.dumps(PRIVATE)}
+    assert responder.hostname == (hostname.encode() if hostname else None)
+    assert guest.read("vm-data/hostname") is None
+    assert sorted(guest.list("vm-data/networking")) == ["FA163E998877", "fa163e0a1b2c"]
+
+
+def test_host_resetnetwork_reads_stdin_and_reports_an_error_reply(xenstored, domain: str, answer,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With '--input -' the description comes from standard input; an error reply is printed (here as JSON)
+    and exits 1."""
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(json.dumps([PUBLIC]).encode())))
+    answer({"returncode": "500", "message": "no interface with MAC fa:16:3e:0a:1b:2c"})
+    code, out = run("host", "--xenstore", xenstored.address, "--domain-path", domain, "--json", "resetnetwork",
+                    "--input", "-")
+    assert (code, json.loads(out)) == (1, {"returncode": "500", "message": "no interface with MAC fa:16:3e:0a:1b:2c"})
+
+
+def test_host_resetnetwork_to_an_agent_that_does_not_run_it(run_agent, xenstored, domain: str, guest,
+                                                            tmp_path: Path) -> None:
+    """A real agent that refuses resetnetwork (by policy, or because it lacks it) answers an error, which is
+    printed with exit 1; the data stays in vm-data but the host name is removed after the reply."""
+    run_agent(deny="resetnetwork")
+    description = tmp_path / "network.json"
+    description.write_text(json.dumps({"networking": [PUBLIC], "hostname": "web-1"}))
+    code, out = run("host", "--xenstore", xenstored.address, "--domain-path", domain, "--json", "resetnetwork",
+                    "--input", str(description))
+    assert (code, json.loads(out)) in [
+        (1, {"returncode": "403", "message": "Agent command 'resetnetwork' is refused by this agent's policy"}),
+        (1, {"returncode": "404", "message": "No such agent command 'resetnetwork'"})]
+    assert guest.list("vm-data/networking") == ["fa163e0a1b2c"]
+    assert guest.read("vm-data/hostname") is None
+
+
+def test_host_resetnetwork_refuses_a_bad_description_before_writing(xenstored, domain: str, guest, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A description that is not valid network data exits 2 naming the file, and XenStore is left untouched."""
+    description = tmp_path / "network.json"
+    description.write_text(json.dumps([{**PUBLIC, "ips": [{"ip": "203.0.113.10", "netmask": "255.255.255.300"}]}]))
+    code = main(["host", "--xenstore", xenstored.address, "--domain-path", domain, "resetnetwork", "--input",
+                 str(description)], io.StringIO())
+    assert (code, capsys.readouterr().err) == (2, f"Error: {description}: vm-data/networking/fa163e0a1b2c: the "
+                                                  "netmask of 203.0.113.10 is not a dotted netmask "
+                                                  "(got '255.255.255.300')\n")
+    assert guest.list("vm-data") == []
+    assert guest.list("data/host") == []
+
+
+@pytest.mark.parametrize(("argv", "timeout"), [
+    (["resetnetwork", "--input", "-"], 60.0),
+    (["version"], 30.0),
+    (["--timeout", "5", "resetnetwork", "--input", "-"], 5.0),
+    (["--timeout", "90", "version"], 90.0),
+])
+def test_host_timeout_defaults_per_call(argv: list[str], timeout: float) -> None:
+    """--timeout defaults to how long nova waits for the call (60 s for resetnetwork, 30 s otherwise), and a
+    given --timeout wins."""
+    args = build_parser().parse_args(["host", "--domain-path", "/local/domain/5", *argv])
+    assert (args.call_timeout if args.timeout is None else args.timeout) == timeout
