@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from agent.journal import Journal, exchanges, releases
 from agent.memstore import MemoryStore, MemoryXenStore
 from agent.sandbox import Xenstored, build_shim, create_domain, make_guest_root
 from agent.xenstore import XenStore
+from tests.netns import Lan
 
 DOMID = 5
 
@@ -74,6 +75,14 @@ def tmpfs() -> Iterator[Callable[[Path, str], Path]]:
     yield mount
     for path in reversed(mounted):
         subprocess.run(["umount", "--lazy", str(path)], check=True)
+
+
+@pytest.fixture
+def lan(tmp_path: Path) -> Iterator[Lan]:
+    """The lab network (``tests.netns``): a guest and a gateway namespace, and the guest's ifupdown image at
+    ``tmp_path / "lan-root"``; a failure to build it fails the test (never skips). Deleted at the end."""
+    with Lan(tmp_path / "lan-root") as made:
+        yield made
 
 
 #: Agents in tests act inside a throw-away system root (``--root``), as if it were the guest's: the real
@@ -177,9 +186,12 @@ def agent_process(xenstored: Xenstored, domain: str, system_root: Path, tmp_path
     """Factory of agent processes on this test's xenstored: ``agent_process(*flags)``."""
     made: list[AgentProcess] = []
 
-    def make(*flags: str, domain_path: str | None = None) -> AgentProcess:
-        args = [sys.executable, "-m", "agent", "run", "--xenstore", xenstored.address,
-                "--domain-path", domain_path or domain, "--root", str(system_root), "--state-dir", STATE_DIR,
+    def make(*flags: str, domain_path: str | None = None, prefix: Sequence[str] = (),
+             root: Path | None = None) -> AgentProcess:
+        """``prefix`` goes before the agent's argv (``lan.prefix`` runs it in the lab's guest namespace);
+        ``root`` is its ``--root`` (``system_root`` by default)."""
+        args = [*prefix, sys.executable, "-m", "agent", "run", "--xenstore", xenstored.address,
+                "--domain-path", domain_path or domain, "--root", str(root or system_root), "--state-dir", STATE_DIR,
                 "--log-level", "debug",
                 *flags]
         proc = AgentProcess(args, {**os.environ, **xenstored.env}, tmp_path / "agent.log")
