@@ -56,6 +56,7 @@ from agent.machines import REGISTRY, Command, Context, Rejected, host_commands
 from agent.machines.base import stored_value
 from agent.platform import Platform
 from agent.platform.files import Files
+from agent.platform.network import LiveNetwork
 from agent.ports import HostData, Ports
 from agent.protocol import GUEST_DIR, HOST_DIR, Request
 from agent.runtime import Runtime
@@ -87,7 +88,7 @@ class Agent:
     def __init__(self, config: Config, on_ready: Callable[[], None] | None = None,
                  reload: Callable[[], Config] | None = None, *, transport: Transport | None = None,
                  accounts: Platform | None = None, files: Files | None = None,
-                 runtime: Runtime | None = None) -> None:
+                 network: LiveNetwork | None = None, runtime: Runtime | None = None) -> None:
         self.config = config
         self.xenstore: Transport = transport if transport is not None else XenStore(
             config.xenstore_address, config.domain_path, config.xenstore_timeout)
@@ -101,7 +102,8 @@ class Agent:
         self.runtime = runtime if runtime is not None else runtime_module.for_this_process()
         self._files = files
         self.ports = Ports(accounts=accounts if accounts is not None else platform.for_system(config.root),
-                           files=files or self.files_port(), host_data=HostData(self.xenstore), runtime=self.runtime)
+                           files=files or self.files_port(), network=network or self.network_port(),
+                           host_data=HostData(self.xenstore), runtime=self.runtime)
         #: Commands waiting in a state (agentupdate's probation): command id -> when to run them again.
         self._waiting: dict[int, float] = {}
         self.should_exit = False
@@ -333,6 +335,11 @@ class Agent:
                 log.info("request %s already answered by command %d; delivering its reply again",
                          protocol.for_log(request_id), journaled.id)
                 self.deliver(journaled)
+            elif journaled.id in self._waiting:
+                # Waiting in this process (a verify under way): its timer resumes it. Running it as a
+                # recovery would take a state's rollback as if the agent had stopped.
+                log.debug("request %s is command %d, waiting in state %s", protocol.for_log(request_id),
+                          journaled.id, journaled.state)
             else:
                 self.execute(journaled, self.reload_request(journaled, body), recovery=True)
             return
@@ -509,6 +516,13 @@ class Agent:
         config = self.config
         return Files(config.root or "/", allowed_paths=config.inject_allowed_paths, max_size=config.inject_max_size,
                      keep_backups=config.inject_keep_backups)
+
+    def network_port(self) -> LiveNetwork | None:
+        """The live network port: the guest's own network, or under ``--root`` that root's files (which it applies
+        only from a network namespace of its own: see ``LiveNetwork.refusal``)."""
+        if sys.platform == "win32":  # pragma: no cover - the Windows guest brings its own
+            return None
+        return LiveNetwork(self.config.root or "/")
 
     def offered(self) -> list[str]:
         """Implemented commands that the policy allows and whose ports this agent has, for ``features``."""

@@ -2,6 +2,8 @@
 
 - ``accounts``: the operating system's accounts (``agent.platform``): set a password, check one.
 - ``files``: writing files into the guest, atomically and symlink-safely (``agent.platform.files``).
+- ``network``: the guest's live network (``agent.platform.network``): its configuration files, applying them
+  with the stack's own tools, what the kernel holds, the running host name.
 - ``host_data``: a read-only view of what the host wrote for the guest in XenStore (``vm-data/...``).
 - ``runtime``: what runs the agent (``agent.runtime``): uptime, supervision, confirming an update.
 - ``clock``: the wall clock, for times a command records (a key exchange's end); lifetimes already under
@@ -25,6 +27,7 @@ from agent.runtime import Runtime, Standalone
 if TYPE_CHECKING:
     from agent.platform import Platform
     from agent.platform.files import Files
+    from agent.platform.network import LiveNetwork
     from agent.xenstore import Transport
 
 #: Where the host writes data for the guest, relative to the domain home.
@@ -58,6 +61,7 @@ class Ports:
 
     accounts: Platform | None = None
     files: Files | None = None
+    network: LiveNetwork | None = None
     host_data: HostData | None = None
     runtime: Runtime = dataclasses.field(default_factory=Standalone)
     clock: Callable[[], datetime] = wall_clock

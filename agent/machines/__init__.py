@@ -15,6 +15,7 @@ from agent.machines.injectfile import FileInject, InjectFile
 from agent.machines.keyinit import KeyInit
 from agent.machines.password import Password
 from agent.machines.rejected import Rejected
+from agent.machines.resetnetwork import ResetNetwork
 from agent.machines.version import Version
 
 #: Every command type by machine name, in the order ``features`` lists the host's commands.
@@ -23,6 +24,7 @@ REGISTRY: dict[str, type[Command]] = {machine.NAME: machine for machine in (
     Features,
     KeyInit,
     Password,
+    ResetNetwork,
     AgentUpdate,
     InjectFile,
     FileInject,

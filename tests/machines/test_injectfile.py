@@ -19,11 +19,12 @@ from agent.config import from_overrides
 from agent.errors import CommandFailed, PlatformError
 from agent.journal import Journal
 from agent.machines import REGISTRY
-from agent.machines.base import Command, Context, Event, stored_value
+from agent.machines.base import Command, Context, stored_value
 from agent.machines.injectfile import BAD_BASE64, FileInject, InjectFile
 from agent.platform.files import Files, temp_name
 from agent.ports import Ports
 from agent.protocol import Request
+from tests.machines import stopping_at
 
 MARKER = b"ssh-ed25519 AAAAC3-InjectFile-Marker-7Qx9 operator@example\n"
 NOON = datetime(2026, 11, 24, 5, 15, tzinfo=UTC)
@@ -91,15 +92,6 @@ def command(journal: Journal, machine: type[Command], value: Any, files: Files |
     ctx = Context(journal=journal, config=from_overrides(), ports=Ports(files=files),
                   request=Request(request_id, machine.NAME, value, "0" * 64, rejection))
     return machine(record, ctx)
-
-
-def stopping_at(machine: type[Command], state: str) -> type[Command]:
-    """``machine`` whose process "dies" on entering ``state``: the transition is journaled, its work not done."""
-
-    def stop(self: Command, event: Event) -> None:
-        self.wait(0)
-
-    return type(f"{machine.__name__}StopsAt{state.title()}", (machine,), {f"on_enter_{state}": stop})
 
 
 def resume(journal: Journal, cmd: Command, machine: type[Command] | None = None, files: Files | None = None,
