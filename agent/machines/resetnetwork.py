@@ -34,13 +34,15 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from agent.errors import CommandFailed, ConfigError, NetworkDataError, PlatformError, where
 from agent.machines.base import MUST_PROPAGATE, RESUME, ROLL_BACK, Command, Event
 from agent.network import detect, names, plan
 from agent.network.model import Network, parse, system_interfaces
-from agent.platform.network import LiveNetwork, Observed
+
+if TYPE_CHECKING:
+    from agent.platform.network import LiveNetwork, Observed
 
 log = logging.getLogger(__name__)
 

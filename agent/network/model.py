@@ -144,6 +144,9 @@ def _interface(key: str, raw: Any, interfaces: Mapping[str, str]) -> Interface:
     label = raw.get("label", "")
     if not isinstance(label, str):
         raise NetworkDataError(f"{where}: 'label' must be a string")
+    if not label.isprintable() or len(label) > 64:
+        # Renderers quote the label in comments: a line break would start a configuration line of nova's making.
+        raise NetworkDataError(f"{where}: 'label' must be one line of printable text, at most 64 characters")
     v4 = tuple(_address(where, item, 4) for item in _list(where, raw, "ips") if _enabled(item))
     v6 = tuple(_address(where, item, 6) for item in _list(where, raw, "ip6s") if _enabled(item))
     gateway4 = _optional_ip(where, raw, "gateway", 4)
@@ -196,7 +199,10 @@ def _address(where: str, item: Any, version: int) -> IPInterface:
                 raise ValueError
             interface: IPInterface = ipaddress.IPv4Interface(f"{address}/{netmask.strip()}")
         else:
-            prefix = int(netmask) if isinstance(netmask, int | str) and not isinstance(netmask, bool) else -1
+            # int() would also take " +64" or digits of other scripts; nova writes a number or its ASCII digits.
+            if isinstance(netmask, str) and re.fullmatch(r"[0-9]{1,3}", netmask.strip()):
+                netmask = int(netmask)
+            prefix = netmask if isinstance(netmask, int) and not isinstance(netmask, bool) else -1
             if not 0 <= prefix <= 128:
                 raise ValueError
             interface = ipaddress.IPv6Interface(f"{address}/{prefix}")

@@ -50,6 +50,9 @@ def test_two_interfaces_are_parsed_matched_and_typed() -> None:
     ({**PRIVATE, "gateway": "2001:db8::1"}, "'gateway' is not an IPv4 address"),
     ({**PRIVATE, "routes": [{"route": "10.0.0.0", "netmask": "x", "gateway": "10.1.0.1"}]}, "no valid netmask"),
     ({**PRIVATE, "dns": "198.51.100.53"}, "'dns' must be a list"),
+    ({**PRIVATE, "label": "x\nauto eth9"}, "'label' must be one line of printable text"),
+    ({**PRIVATE, "ip6s": [{"ip": "2001:db8::1", "netmask": "\u0666\u0664"}]}, "not a prefix length from 0 to 128"),
+    ({**PRIVATE, "ip6s": [{"ip": "2001:db8::1", "netmask": True}]}, "not a prefix length from 0 to 128"),
 ])
 def test_bad_data_is_an_error_naming_what_is_wrong(entry: Any, problem: str) -> None:
     """Malformed data, or a MAC the guest lacks, is refused with the entry and the problem named."""
