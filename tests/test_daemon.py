@@ -19,7 +19,7 @@ from tests.conftest import open_journal, wait_for
 REPLIES = [
     pytest.param('{"name": "version", "value": "agent"}', "0", __version__, id="version"),
     pytest.param('{"name": "features", "value": ""}', "0",
-                 "version,features,keyinit,password,agentupdate,injectfile,file_inject", id="features"),
+                 "version,features,keyinit,password,resetnetwork,agentupdate,injectfile,file_inject", id="features"),
     pytest.param('{"name": "reboot", "value": ""}', "404", "No such agent command 'reboot'", id="unknown"),
     pytest.param("not json at all", "500", "Request is malformed", id="not-json"),
     pytest.param('{"name": "version"', "500", "Request is malformed", id="truncated-json"),
