@@ -104,8 +104,11 @@ class Agent:
         self.ports = Ports(accounts=accounts if accounts is not None else platform.for_system(config.root),
                            files=files or self.files_port(), network=network or self.network_port(),
                            host_data=HostData(self.xenstore), runtime=self.runtime)
-        #: Commands waiting in a state (agentupdate's probation): command id -> when to run them again.
+        #: Commands waiting in a state (agentupdate's probation, resetnetwork's verification or turn): command
+        #: id -> when to run them again.
         self._waiting: dict[int, float] = {}
+        #: Commands this process has run (or recovered): seen again unfinished, they are resumed, not recovered.
+        self._ran: set[int] = set()
         self.should_exit = False
         self._on_ready = on_ready
         self._next_housekeeping = 0.0
@@ -336,12 +339,15 @@ class Agent:
                          protocol.for_log(request_id), journaled.id)
                 self.deliver(journaled)
             elif journaled.id in self._waiting:
-                # Waiting in this process (a verify under way): its timer resumes it. Running it as a
-                # recovery would take a state's rollback as if the agent had stopped.
+                # Waiting in this process (a probation, a verification, its turn): its timer resumes it.
                 log.debug("request %s is command %d, waiting in state %s", protocol.for_log(request_id),
                           journaled.id, journaled.state)
             else:
-                self.execute(journaled, self.reload_request(journaled, body), recovery=True)
+                # Only a command an earlier process left is a recovery: one this process ran and lost to an
+                # error (a journal write that failed) is resumed, so a ROLL_BACK state does not claim that the
+                # agent stopped.
+                self.execute(journaled, self.reload_request(journaled, body),
+                             recovery=journaled.id not in self._ran)
             return
         record, request = self.take_in(request_id, body, body_digest)
         self.crash_point("after_received")
@@ -431,6 +437,7 @@ class Agent:
         machine = self.machine_for(record)
         if machine is None:
             return
+        self._ran.add(record.id)
         command = machine(record, self.context(request))
         if give_up:
             command.give_up(record.attempts)
@@ -440,6 +447,7 @@ class Agent:
             self._waiting[record.id] = time.monotonic() + command.waiting
             return
         self._waiting.pop(record.id, None)
+        self._ran.discard(record.id)  # finished: only unfinished ones need telling apart
         self.crash_point("after_reply_journaled")
         self.deliver(command.record, fresh=fresh)
 
@@ -522,7 +530,8 @@ class Agent:
         only from a network namespace of its own: see ``LiveNetwork.refusal``)."""
         if sys.platform == "win32":  # pragma: no cover - the Windows guest brings its own
             return None
-        return LiveNetwork(self.config.root or "/")
+        return LiveNetwork(self.config.root or "/", timeout=NETWORK_TOOL_TIMEOUT,
+                           backups=self.config.state_path / NETWORK_BACKUPS)
 
     def offered(self) -> list[str]:
         """Implemented commands that the policy allows and whose ports this agent has, for ``features``."""
@@ -676,6 +685,13 @@ class Agent:
 
     def crash_point(self, name: str) -> None:
         crash_point(self.config, name)
+
+
+#: Where resetnetwork keeps the contents of the files it changes until it ends, in the state directory.
+NETWORK_BACKUPS = "network-backups"
+#: Seconds one network tool (ifup, netplan apply, ...) may take: an apply and its rollback together still fit
+#: the 60 s nova waits for resetnetwork's reply.
+NETWORK_TOOL_TIMEOUT = 15.0
 
 
 def internal_error(doing: str, exc: BaseException) -> str:

@@ -46,8 +46,8 @@ def start(agent_process: Any, lan: Lan, *flags: str) -> Any:
 
 
 def test_nova_network_is_applied_and_verified(agent_process: Any, image: Lan, host: Host) -> None:
-    """Both interfaces get their addresses, the default route and the static route; the gateway and the private
-    network answer; the host gets "0"; features lists resetnetwork."""
+    """Both interfaces get their addresses, the default route and the static route; both gateways answer; the
+    host gets "0"; features lists resetnetwork."""
     start(agent_process, image)
     assert "resetnetwork" in host.call("features", "", timeout=30)["message"].split(",")
     assert host.reset_network(NETWORK, "web-1") == {"returncode": "0", "message": ""}
@@ -72,6 +72,7 @@ def test_a_gateway_that_never_answers_is_rolled_back_while_the_agent_keeps_servi
     with XenStore(xenstored.address, domain) as other:
         wait_for(lambda: image.addresses("eth0") == {"203.0.113.10/24"})  # applied, now being verified
         assert Host(other, poll_interval=0.01).call("version", "agent", timeout=10)["returncode"] == "0"
+        assert "reset" not in answers  # answered while the reset was still being verified
     caller.join(60)
     assert answers["reset"]["returncode"] == "500"
     assert "was rolled back" in answers["reset"]["message"] and "203.0.113.254" in answers["reset"]["message"]

@@ -26,7 +26,6 @@ shortly (``wait``), so other requests are served meanwhile; after ``network.veri
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import functools
@@ -79,21 +78,21 @@ HOSTNAME = "vm-data/hostname"
 
 @dataclasses.dataclass(frozen=True)
 class PlannedFile:
-    """One file the change writes: base64 of its old contents (None: it is new) and of its new ones."""
+    """One file the change writes, as the journal keeps it: digests only. The contents themselves wait in the
+    network port's keeping (``kept_as``) until the command ends: a configuration file may hold a secret."""
 
     path: str
+    #: SHA-256 of the old contents; None when the file is new.
     old: str | None
+    #: SHA-256 of the new contents.
     new: str
     #: The mode the file gets when it is new.
     mode: int
+    #: Its place in the change, which names what is kept of it.
+    index: int = 0
 
-    @property
-    def new_bytes(self) -> bytes:
-        return base64.b64decode(self.new)
-
-    @property
-    def old_bytes(self) -> bytes | None:
-        return None if self.old is None else base64.b64decode(self.old)
+    def kept_as(self, command_id: int, which: str) -> str:
+        return f"resetnetwork-{command_id}-{self.index}.{which}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +100,7 @@ class ResetData:
     """The change, as ``plan`` journals it: everything a rollback needs after a reboot."""
 
     stack: str = ""
-    #: ``PlannedFile`` fields, one dict per file that changes (JSON keeps no dataclasses).
+    #: ``PlannedFile`` fields, one dict per file that changes (JSON keeps no dataclasses): digests, never contents.
     files: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: The interfaces nova configures, by the guest's names.
     interfaces: list[str] = dataclasses.field(default_factory=list)
@@ -154,26 +153,40 @@ class ResetNetwork(Command):
         try:
             files = plan.render(wanted, stack, current)
             changed = plan.changed(files, current)
-            missing = "" if changed else self._missing(network, addresses, defaults)
             previous_hostname = network.hostname()
+            missing = "" if changed else self._missing(network, addresses, defaults)
+            running = None if wanted.hostname is None else names.system_name(wanted.hostname, stack)
+            if not missing and running is not None and previous_hostname not in (None, running):
+                missing = f"the running host name is not {running}"
         except PlatformError as exc:
             raise CommandFailed("500", f"resetnetwork: {exc}; nothing was changed") from None
         detail: dict[str, Any] = {"stack": stack, "interfaces": list(addresses),
                                   "hostname": wanted.hostname}
         if not changed:
             if not missing:
-                self.finish("unchanged", "0", "", detail={**detail, "files": "already as asked"})
+                self.finish("unchanged", "0", "", detail={**detail, "files": [], "unchanged": True})
                 return
             detail["applying_because"] = f"the files are as asked but the system is not: {missing}"
+        planned = [PlannedFile(path, _sha256(current(path)), hashlib.sha256(files[path].contents).hexdigest(),
+                               files[path].mode, index)
+                   for index, path in enumerate(changed)]
+        try:
+            self._forget_finished(network)
+            for file in planned:
+                network.keep(file.kept_as(self.record.id, "new"), files[file.path].contents)
+                old = current(file.path)
+                if old is not None:
+                    network.keep(file.kept_as(self.record.id, "old"), old)
+        except PlatformError as exc:
+            raise CommandFailed("500", f"resetnetwork: cannot keep the files it would change ({exc}); nothing was "
+                                       "changed") from None
         data = ResetData(
             stack=stack,
-            files=[dataclasses.asdict(PlannedFile(path, _b64(current(path)), _b64(files[path].contents) or "",
-                                                  files[path].mode)) for path in changed],
+            files=[dataclasses.asdict(file) for file in planned],
             interfaces=list(addresses), addresses=addresses, defaults=defaults, hostname=wanted.hostname,
             previous_hostname=previous_hostname)
-        detail["files"] = [{"path": path, "size": len(files[path].contents),
-                            "sha256": hashlib.sha256(files[path].contents).hexdigest(),
-                            "created": current(path) is None} for path in changed]
+        detail["files"] = [{"path": file.path, "size": len(files[file.path].contents), "sha256": file.new,
+                            "created": file.old is None} for file in planned]
         log.info("command %d resetnetwork: %s, %d file(s) to change for %s", self.record.id, stack, len(changed),
                  ", ".join(addresses))
         self.advance("plan", detail=detail, data=data)
@@ -219,7 +232,11 @@ class ResetNetwork(Command):
         network = self._network()
         with self._rolling_back_on_error():
             for planned in data.planned():
-                network.write(planned.path, planned.new_bytes, planned.mode)
+                contents = network.kept(planned.kept_as(self.record.id, "new"))
+                if contents is None or _sha256(contents) != planned.new:
+                    raise PlatformError(f"the new contents of {planned.path} kept for this change are missing or "
+                                        "damaged")
+                network.write(planned.path, contents, planned.mode)
             self.advance("switched", detail={"written": [p.path for p in data.planned()]})
 
     # -- applying: the stack's own tools, and the host name ------------------------------------------
@@ -301,12 +318,15 @@ class ResetNetwork(Command):
         for file in order:
             try:
                 network.discard_partial(file.path)
-                old, present = file.old_bytes, network.read(file.path)
+                present = _sha256(network.read(file.path))
                 # A file the change never replaced (its write failed, or the crash came first) is left alone: on
                 # a full disk, rewriting it would fail as its write did.
-                if old is None and present is not None:
+                if file.old is None and present is not None:
                     network.remove(file.path)
-                elif old is not None and present != old:
+                elif file.old is not None and present != file.old:
+                    old = network.kept(file.kept_as(self.record.id, "old"))
+                    if old is None or _sha256(old) != file.old:
+                        raise PlatformError("its old contents, kept for this change, are missing or damaged")
                     network.write(file.path, old, file.mode)
             except PlatformError as exc:
                 self.finish("fail", "500", f"resetnetwork failed ({data.why}) and restoring {file.path} failed too "
@@ -348,7 +368,39 @@ class ResetNetwork(Command):
     def _key(self) -> tuple[str, int]:
         return (self.ctx.journal.path, self.record.id)
 
+    # -- the end: what was kept for the change goes --------------------------------------------------------
 
-def _b64(contents: bytes | None) -> str | None:
-    return None if contents is None else base64.b64encode(contents).decode("ascii")
+    def on_enter_done(self, event: Event) -> None:
+        self._forget_own()
+
+    def on_enter_rolled_back(self, event: Event) -> None:
+        self._forget_own()
+
+    def on_enter_failed(self, event: Event) -> None:
+        self._forget_own()
+
+    def _forget_own(self) -> None:
+        """Remove this command's kept contents; a failure only leaves them for the next change to remove."""
+        network = self.ctx.ports.network
+        if network is None or network.backups is None:
+            return
+        prefix = f"resetnetwork-{self.record.id}-"
+        try:
+            for name in network.kept_names():
+                if name.startswith(prefix):
+                    network.forget(name)
+        except PlatformError as exc:
+            log.warning("command %d resetnetwork: its kept files were not removed: %s", self.record.id, exc)
+
+    def _forget_finished(self, network: LiveNetwork) -> None:
+        """Remove what earlier commands kept and could not remove (the agent stopped as they ended)."""
+        unfinished = {r.id for r in self.ctx.journal.unfinished() if r.machine == self.NAME}
+        for name in network.kept_names():
+            owner = name.split("-")[1] if name.startswith("resetnetwork-") else ""
+            if not owner.isdigit() or int(owner) not in unfinished:
+                network.forget(name)
+
+
+def _sha256(contents: bytes | None) -> str | None:
+    return None if contents is None else hashlib.sha256(contents).hexdigest()
 

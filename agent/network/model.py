@@ -173,7 +173,10 @@ def _enabled(item: Any) -> bool:
 
 def _ip(where: str, key: str, value: Any, version: int | None = None) -> IPAddress:
     try:
-        address = ipaddress.ip_address(str(value).strip()) if isinstance(value, str) else None
+        # No scope id ("fe80::1%eth0"): ipaddress takes any text after the "%", line breaks included, and the
+        # renderers write the address as it is, so it could add lines of its own to a configuration file.
+        text = value.strip() if isinstance(value, str) and "%" not in value else None
+        address = None if text is None else ipaddress.ip_address(text)
     except ValueError:
         address = None
     if address is None or (version is not None and address.version != version):
@@ -182,9 +185,21 @@ def _ip(where: str, key: str, value: Any, version: int | None = None) -> IPAddre
     return address
 
 
+def _usable(where: str, key: str, address: IPAddress, what: str) -> None:
+    """Refuse an address the guest could never use as ``what``; verification would only time out on it."""
+    if address.is_loopback or address.is_multicast or address.is_unspecified or (
+            what == "address" and address.is_link_local):
+        raise NetworkDataError(f"{where}: '{key}' {address} cannot be an interface's {what} (it is a loopback, "
+                               "multicast, unspecified or link-local address)")
+
+
 def _optional_ip(where: str, raw: Mapping[str, Any], key: str, version: int) -> Any:
     value = raw.get(key)
-    return None if value in (None, "") else _ip(where, key, value, version)
+    if value in (None, ""):
+        return None
+    gateway = _ip(where, key, value, version)
+    _usable(where, key, gateway, "gateway")
+    return gateway
 
 
 def _address(where: str, item: Any, version: int) -> IPInterface:
@@ -192,6 +207,7 @@ def _address(where: str, item: Any, version: int) -> IPInterface:
     if not isinstance(item, dict):
         raise NetworkDataError(f"{where}: each of '{key}' must be an object")
     address = _ip(where, f"{key}[].ip", item.get("ip"), version)
+    _usable(where, f"{key}[].ip", address, "address")
     netmask = item.get("netmask")
     try:
         if version == 4:
@@ -217,6 +233,7 @@ def _route(where: str, item: Any) -> Route:
         raise NetworkDataError(f"{where}: each of 'routes' must be an object")
     destination = _ip(where, "routes[].route", item.get("route"))
     gateway = _ip(where, "routes[].gateway", item.get("gateway"), destination.version)
+    _usable(where, "routes[].gateway", gateway, "gateway")
     netmask = item.get("netmask")
     try:
         network = ipaddress.ip_network(f"{destination}/{str(netmask).strip()}", strict=False)

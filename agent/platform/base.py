@@ -4,12 +4,14 @@ checking a password against a crypt(3) hash from the system's account files.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import hmac
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -51,6 +53,23 @@ def dies_with_agent(argv: Sequence[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
 
 
+def run_bounded(argv: Sequence[str], stdin: bytes, timeout: float, env: dict[str, str] | None = None
+                ) -> subprocess.CompletedProcess[bytes]:
+    """Run ``argv`` (as ``dies_with_agent``) in a process group of its own, capturing its output; past
+    ``timeout`` the whole group is killed (a tool's own children too, which ``subprocess.run`` would leave
+    running) and ``subprocess.TimeoutExpired`` raised."""
+    with subprocess.Popen(dies_with_agent(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env, start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 def run_tool(argv: Sequence[str], stdin: str, secret: str, package: str, *, timeout: float | None = None,
              tool: str | None = None) -> str:
     """Run a system tool, feeding ``stdin`` (which holds the secret: never argv); its standard output, or
@@ -68,8 +87,7 @@ def run_tool(argv: Sequence[str], stdin: str, secret: str, package: str, *, time
     # A fixed locale keeps the tools' messages in the language of the agent's own.
     env = {**os.environ, "LC_ALL": "C"}
     try:
-        result = subprocess.run(dies_with_agent(argv), input=stdin.encode("utf-8"), capture_output=True,
-                                timeout=limit, env=env, check=False)
+        result = run_bounded(argv, stdin.encode("utf-8"), limit, env)
     except FileNotFoundError:
         raise PlatformError(f"{program} is not installed; install the {package} package") from None
     except subprocess.TimeoutExpired:

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import PlatformError
-from agent.platform.base import dies_with_agent, run_tool, scrub
+from agent.platform.base import run_bounded, run_tool, scrub
 from agent.platform.files import Files, show
 
 log = logging.getLogger(__name__)
@@ -159,11 +159,14 @@ class LiveNetwork:
     run under ``prefix`` (each bounded by ``timeout`` seconds); see the module's description."""
 
     def __init__(self, root: str | os.PathLike[str] = "/", *, prefix: Sequence[str] = (),
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, backups: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(os.fspath(root) or "/")
         self.prefix = tuple(prefix)
         self.timeout = timeout
         self._files = Files(self.root, allowed_paths=("*",), max_size=MAX_FILE_SIZE, keep_backups=False)
+        #: Where a change's old and new file contents wait until it ends (in the agent's state directory, 0700):
+        #: the journal keeps only their digests, since a configuration file may hold a secret.
+        self.backups = None if backups is None else Path(backups)
 
     @property
     def rooted(self) -> bool:
@@ -198,6 +201,31 @@ class LiveNetwork:
 
     def discard_partial(self, path: str) -> bool:
         return self._files.discard_partial(path)
+
+    # -- the contents a change keeps until it ends ---------------------------------------------------------
+
+    def keep(self, name: str, contents: bytes) -> None:
+        """Keep ``contents`` as ``name`` (0600, written atomically and durably) until ``forget``."""
+        kept = self._kept()
+        self.backups.mkdir(mode=0o700, parents=True, exist_ok=True)  # type: ignore[union-attr]
+        kept.write(f"/{name}", contents, 0o600)
+
+    def kept(self, name: str) -> bytes | None:
+        """What was kept as ``name``, None when nothing was."""
+        return self._kept().read(f"/{name}", MAX_FILE_SIZE)
+
+    def kept_names(self) -> list[str]:
+        backups = self._kept().root
+        return sorted(p.name for p in backups.iterdir()) if backups.is_dir() else []
+
+    def forget(self, name: str) -> bool:
+        """Remove what was kept as ``name``; whether there was such a thing."""
+        return self._kept().remove(f"/{name}")
+
+    def _kept(self) -> Files:
+        if self.backups is None:
+            raise PlatformError("this agent has no directory to keep a network change's files in")
+        return Files(self.backups, allowed_paths=("*",), max_size=MAX_FILE_SIZE, keep_backups=False, selinux=False)
 
     # -- the stack ----------------------------------------------------------------------------------------
 
@@ -291,8 +319,7 @@ class LiveNetwork:
         self._check(command, tool, package)
         log.debug("asking %s", shlex.join(command))
         try:
-            result = subprocess.run(dies_with_agent(command), capture_output=True, timeout=self.timeout,
-                                    env={**os.environ, "LC_ALL": "C"}, check=False)
+            result = run_bounded(command, b"", self.timeout, {**os.environ, "LC_ALL": "C"})
         except subprocess.TimeoutExpired:
             raise PlatformError(f"{tool} did not finish within {self.timeout:g} s") from None
         except OSError as exc:

@@ -71,10 +71,15 @@ def command(journal: Journal, lan: Lan, store: MemoryXenStore, machine: type[Com
     record = journal.find_request(request_id)
     if record is None:
         record = journal.receive(request_id, "", machine.NAME, machine.NAME, "0" * 64, '""')
-    ports = Ports(network=network or LiveNetwork(lan.root, prefix=lan.prefix), host_data=HostData(store))
+    kept = journal_dir(journal) / "network-backups"
+    ports = Ports(network=network or LiveNetwork(lan.root, prefix=lan.prefix, backups=kept), host_data=HostData(store))
     ctx = Context(journal=journal, config=from_overrides(**{"network_verify_timeout": 10, **config}),
                   ports=ports, request=Request(request_id, machine.NAME, "", "0" * 64, None))
     return machine(record, ctx)
+
+
+def journal_dir(journal: Journal) -> Path:
+    return Path(journal.path).parent
 
 
 def drive(cmd: Command, recovery: bool = False) -> Command:
@@ -136,7 +141,7 @@ def test_each_state_in_order(journal: Journal, image: Lan, memory_guest: MemoryX
 def test_the_plan_is_journaled_with_the_backup_and_an_audit_of_every_file(journal: Journal, image: Lan,
                                                                           memory_guest: MemoryXenStore) -> None:
     """``plan`` journals the stack and, per file, the size, digest and whether it is new; the working data holds
-    the old contents a rollback needs."""
+    the digests of the old and new contents (the contents themselves are kept outside the journal)."""
     publish(memory_guest, public())
     cmd = drive(command(journal, image, memory_guest))
     planned = detail(journal, cmd, "plan")
@@ -144,8 +149,10 @@ def test_the_plan_is_journaled_with_the_backup_and_an_audit_of_every_file(journa
     files = {f["path"]: f for f in planned["files"]}
     assert files[ifupdown.PATH]["created"] is False
     assert files["/etc/hostname"]["sha256"] == hashlib.sha256(b"web-1\n").hexdigest()
-    data = json.loads(journal.get(cmd.record.id).data or "{}")
-    assert {f["path"] for f in data["files"]} == set(files)
+    data = {f["path"]: f for f in json.loads(journal.get(cmd.record.id).data or "{}")["files"]}
+    assert set(data) == set(files)
+    assert data[ifupdown.PATH]["old"] == hashlib.sha256(BEFORE).hexdigest()
+    assert data[ifupdown.PATH]["new"] == files[ifupdown.PATH]["sha256"]
 
 
 def test_a_second_reset_with_the_same_data_is_answered_without_touching_the_interfaces(
@@ -219,9 +226,11 @@ def test_no_stack_in_the_image_is_refused(journal: Journal, image: Lan, memory_g
     """An image with none of the stacks' signs, and no stack named: "500" saying so; nothing changed."""
     publish(memory_guest, public())
     (image.root / "etc/network/interfaces").unlink()
+    before = tree(image.root)
     cmd = drive(command(journal, image, memory_guest))
-    assert reply(journal, cmd)[0] == "500"
-    assert "no network stack found" in (reply(journal, cmd)[1] or "")
+    code, message = reply(journal, cmd)
+    assert code == "500" and "no network stack found" in (message or "")
+    assert (message or "").endswith("; nothing was changed") and tree(image.root) == before
 
 
 def test_an_agent_under_a_root_outside_a_namespace_of_its_own_refuses(
@@ -232,7 +241,8 @@ def test_an_agent_under_a_root_outside_a_namespace_of_its_own_refuses(
     before = tree(image.root)
     cmd = drive(command(journal, image, memory_guest, network=LiveNetwork(image.root)))
     code, message = reply(journal, cmd)
-    assert code == "500" and (message or "").endswith("; nothing was changed")
+    assert code == "500" and "would change this machine's own interfaces" in (message or "")
+    assert (message or "").endswith("; nothing was changed")
     assert tree(image.root) == before
 
 
@@ -275,21 +285,64 @@ def test_a_failed_write_rolls_back_without_applying(journal: Journal, image: Lan
     assert image.addresses("eth0") == {"203.0.113.20/24"}
 
 
+def failing_ifup(directory: Path, monkeypatch: pytest.MonkeyPatch, times: int) -> None:
+    """Put first on PATH an ``ifup`` that fails its first ``times`` runs (a real process exiting 1), then runs
+    the real one."""
+    directory.mkdir()
+    script = directory / "ifup"
+    script.write_text(f"""#!/bin/sh
+runs=$(cat "{directory}/runs" 2>/dev/null || echo 0)
+echo $((runs + 1)) > "{directory}/runs"
+if [ "$runs" -lt {times} ]; then echo 'ifup: no carrier on eth0' >&2; exit 1; fi
+exec /usr/sbin/ifup "$@"
+""")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
+
+
 def test_a_failed_apply_rolls_back(journal: Journal, image: Lan, memory_guest: MemoryXenStore,
                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """ifup failing (a real process exiting 1) rolls the change back and names the tool in the reply."""
+    """ifup failing on the new configuration rolls the change back: the old files, the old address applied
+    again, and the tool's message in the reply."""
     publish(memory_guest, public())
     before = tree(image.root)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "ifup").write_text("#!/bin/sh\necho 'ifup: no carrier on eth0' >&2\nexit 1\n")
-    (bin_dir / "ifup").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    failing_ifup(tmp_path / "bin", monkeypatch, times=1)
     cmd = drive(command(journal, image, memory_guest))
-    code, message = reply(journal, cmd)
-    assert cmd.state in ("rolled_back", "failed") and code == "500"
-    assert "ifup" in (message or "") and "no carrier on eth0" in (message or "")
+    assert reply(journal, cmd) == ("500", "resetnetwork failed and was rolled back: ifup failed with exit status 1: "
+                                          "ifup: no carrier on eth0; the previous network configuration is restored")
     assert tree(image.root) == before
+    assert image.addresses("eth0") == {"203.0.113.20/24"}
+
+
+def test_a_rollback_whose_apply_fails_too_says_so(journal: Journal, image: Lan, memory_guest: MemoryXenStore,
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When applying the old configuration fails as well, the files are restored and the reply says that the
+    old configuration could not be applied, rather than claiming it is restored."""
+    publish(memory_guest, public())
+    before = tree(image.root)
+    failing_ifup(tmp_path / "bin", monkeypatch, times=2)
+    cmd = drive(command(journal, image, memory_guest))
+    assert cmd.state == "failed"
+    assert reply(journal, cmd) == ("500", "resetnetwork failed (ifup failed with exit status 1: ifup: no carrier on "
+                                          "eth0); its files were restored, but applying the previous configuration "
+                                          "failed too (ifup failed with exit status 1: ifup: no carrier on eth0)")
+    assert tree(image.root) == before
+
+
+@pytest.mark.parametrize("outcome", ["done", "rolled_back"])
+def test_no_file_contents_reach_the_journal(journal: Journal, image: Lan, memory_guest: MemoryXenStore,
+                                            outcome: str) -> None:
+    """The journal keeps digests of the files a change replaces, never their contents (a configuration file
+    may hold a secret); the contents kept for a rollback are removed when the command ends."""
+    marker = "options secret-marker-5e1f"
+    (image.root / "etc/resolv.conf").write_text(f"{marker}\nnameserver 192.0.2.53\n")
+    publish(memory_guest, public(**({"gateway": "203.0.113.254"} if outcome == "rolled_back" else {})))
+    cmd = drive(command(journal, image, memory_guest, network_verify="gateway", network_verify_timeout=1))
+    assert cmd.state == outcome
+    assert marker in (image.root / "etc/resolv.conf").read_text()
+    state = journal_dir(journal)
+    assert [p.name for p in state.iterdir() if p.is_file() and marker.encode() in p.read_bytes()] == []
+    assert list((state / "network-backups").iterdir()) == []
 
 
 @pytest.mark.parametrize("state", STATES_TO_ROLL_BACK)
@@ -343,9 +396,12 @@ def test_giving_up_says_where_it_stopped(journal: Journal, image: Lan, memory_gu
 
 
 def test_a_second_reset_waits_for_the_first(journal: Journal, image: Lan, memory_guest: MemoryXenStore) -> None:
-    """One network change at a time: a resetnetwork arriving while another is unfinished waits in ``received``."""
+    """One network change at a time: a resetnetwork arriving while another is unfinished waits in ``received``,
+    and goes on once the first has ended."""
     publish(memory_guest, public())
     drive(command(journal, image, memory_guest, stopping_at(ResetNetwork, "verifying")))
     second = command(journal, image, memory_guest, request_id="r2")
     second.run()
     assert second.state == "received" and second.waiting == BUSY_INTERVAL
+    drive(command(journal, image, memory_guest), recovery=True)  # the first, rolled back by the next process
+    assert drive(second).state == "done" and image.addresses("eth0") == {"203.0.113.10/24"}

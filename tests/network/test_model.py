@@ -51,6 +51,16 @@ def test_two_interfaces_are_parsed_matched_and_typed() -> None:
     ({**PRIVATE, "routes": [{"route": "10.0.0.0", "netmask": "x", "gateway": "10.1.0.1"}]}, "no valid netmask"),
     ({**PRIVATE, "dns": "198.51.100.53"}, "'dns' must be a list"),
     ({**PRIVATE, "label": "x\nauto eth9"}, "'label' must be one line of printable text"),
+    # A scope id would carry a line break into the rendered files: an "up" command of the host's making.
+    ({**PRIVATE, "dns": ["2001:db8::53%x\n    up touch /PWNED"]}, "'dns' is not an IP address"),
+    ({**PRIVATE, "gateway_v6": "2001:db8::1%x\n    pre-up touch /PWNED"}, "'gateway_v6' is not an IPv6 address"),
+    ({**PRIVATE, "routes": [{"route": "2001:db8:1::", "netmask": "48", "gateway": "fe80::1%eth0"}]},
+     "'routes[].gateway' is not an IPv6 address"),
+    ({**PRIVATE, "ip6s": [{"ip": "fe80::10%eth0", "netmask": 64}]}, "'ip6s[].ip' is not an IPv6 address"),
+    ({**PRIVATE, "ips": [{"ip": "127.0.0.5", "netmask": "255.0.0.0"}]}, "cannot be an interface's address"),
+    ({**PRIVATE, "ip6s": [{"ip": "fe80::10", "netmask": 64}]}, "cannot be an interface's address"),
+    ({**PRIVATE, "gateway": "224.0.0.1"}, "cannot be an interface's gateway"),
+    ({**PRIVATE, "gateway": "0.0.0.0"}, "cannot be an interface's gateway"),
     ({**PRIVATE, "ip6s": [{"ip": "2001:db8::1", "netmask": "\u0666\u0664"}]}, "not a prefix length from 0 to 128"),
     ({**PRIVATE, "ip6s": [{"ip": "2001:db8::1", "netmask": True}]}, "not a prefix length from 0 to 128"),
 ])
