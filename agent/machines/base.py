@@ -28,10 +28,12 @@ The words of recovery, which every machine shares:
 - **RESUME** (a state's policy): take the ``resume`` trigger, which re-enters the journaled state through the
   library, so its ``on_enter`` does the state's work again. Every such callback must therefore be idempotent,
   or guarded by what the journal and the command's records already say; ``resumed`` tells it that the state
-  was re-entered rather than reached. A re-sent request and the end of a wait resume the same way.
-- **ROLL_BACK** (a state's policy): take the ``rollback`` trigger instead, to the machine's compensating path.
-- **wait**: a state that must come back later (agentupdate's probation) calls ``wait(seconds)``; the daemon
-  resumes it then.
+  was re-entered rather than reached. The end of a wait resumes the same way, and so does a re-sent request
+  for a command this process already ran (one waiting here is left to its timer).
+- **ROLL_BACK** (a state's policy): take the ``rollback`` trigger instead, to the machine's compensating path,
+  through ``roll_back_after_stop`` (which resetnetwork overrides to journal why).
+- **wait**: a state that must come back later (agentupdate's probation, resetnetwork's verification) calls
+  ``wait(seconds)``; the daemon resumes it then.
 - **give up**: a command that keeps being interrupted is not run again; ``give_up`` ends it with a reply
   that says what actually happened (``on_give_up``).
 """

@@ -41,9 +41,9 @@ OWNS_DNS = frozenset({"sysconfig", "netplan", "networkd", "networkmanager"})
 FULL_NAME = frozenset({"sysconfig", "networkmanager"})
 #: The stacks whose host name is not in /etc/hostname.
 NO_HOSTNAME_FILE = frozenset({"freebsd"})
-#: Put as the first line of a resolver file the agent writes from nothing, so a reader knows who wrote it.
 #: What /etc/hosts starts from when there is none, so the agent's line does not leave localhost unnamed.
 LOCALHOST = b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+#: Put as the first line of a resolver file the agent writes from nothing, so a reader knows who wrote it.
 HEADER = b"# Name servers set by openstack-agent (resetnetwork); other lines are kept.\n"
 
 

@@ -4,8 +4,8 @@
 (``agent.network.renderers``) and the shared host name and DNS files (``agent.network.names``), each with the
 mode a new file gets. Like the renderers it is a pure function: ``current(path)`` is how it learns what a file
 holds now (the renderers that edit a shared file keep what they do not manage), and it touches nothing.
-``changed`` says which of those files differ from what is there; the resetnetwork machine backs up, switches
-and applies only through its port.
+``changed`` says which of those files differ from what is there; the resetnetwork machine keeps the old
+contents, then switches and applies the files through the network port.
 """
 
 from __future__ import annotations
