@@ -17,6 +17,10 @@ from agent.errors import CommandError, RequestRejected
 
 HOST_DIR = "data/host"
 GUEST_DIR = "data/guest"
+#: Where nova puts the network data resetnetwork reads: one JSON entry per interface (keyed by the MAC without
+#: colons), and the host name as plain text.
+NETWORKING = "vm-data/networking"
+HOSTNAME = "vm-data/hostname"
 
 #: Reply node values stay far below xenstored's 2048-byte node limit.
 MAX_MESSAGE = 1000

@@ -21,18 +21,16 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 from agent import config, crypto
 from agent.cli import network, output
+from agent.cli.network import FROM_STDIN
 from agent.errors import AgentError
+from agent.host import CALL_TIMEOUT, RESET_NETWORK_TIMEOUT, Host  # agent.host imports no pyxs: --help stays light
+from agent.network.description import FORMAT
 
 if TYPE_CHECKING:
     from agent.cli.app import Subparsers
-    from agent.host import Host
 
-FROM_STDIN = "-"
 #: What the agent answers when a call succeeded (keyinit's "D0" carries its public key).
 SUCCESS = ("0", "D0")
-#: How long nova waits for a reply: 30 s for a call, 60 s for resetnetwork (agent.host has the same defaults).
-CALL_TIMEOUT = 30.0
-RESET_NETWORK_TIMEOUT = 60.0
 
 
 class Request(Protocol):
@@ -202,7 +200,7 @@ CALLS = (
         "vm-data/networking, write one JSON entry per interface there and the host name (if given) to "
         "vm-data/hostname, call resetnetwork with the value \"\", and remove vm-data/hostname again once the "
         "agent has answered. nova waits 60 s for this call, the default --timeout here. "
-        + network.DESCRIPTION_HELP)),
+        + FORMAT)),
     HostCall("raw", "send BODY exactly as given (for testing bad requests)", lambda args: Raw(args.body),
              _raw_arguments),
 )
@@ -228,7 +226,6 @@ def register(commands: Subparsers) -> None:
 
 
 def cmd_host(args: argparse.Namespace, out: TextIO) -> int:
-    from agent.host import Host
     from agent.xenstore import XenStore
 
     address = args.xenstore or config.Config().xenstore_address

@@ -1,48 +1,42 @@
 """``network``: the files resetnetwork would write, rendered into a directory for review; nothing is applied.
 
 ``network render`` is an image builder's or operator's dry run: it reads a network description (nova's
-``vm-data`` entries, in the format ``agent.host.load_network_description`` documents), matches the MACs to
-the guest's interfaces (``--interfaces``, else ``<root>/sys/class/net``), picks the stack as the agent would
-(``--renderer``, else what the image under ``--root`` has), renders the files with ``agent.network.plan``
-and writes them under ``--out`` (``DIR/etc/...``), each with the mode the agent gives a new file. It reads
-the present files under ``--root`` (read-only; symbolic links are followed as inside a chroot, so an
-image's links never lead to this machine's files) only to keep what the renderers keep and to say which
-files would change. ``--out`` must be new or empty, so a dry run can never write over a real ``/etc``.
+``vm-data`` entries, in the format ``agent.network.description`` states), matches the MACs to the guest's
+interfaces (``--interfaces``, else ``<root>/sys/class/net``), picks the stack as the agent does
+(``agent.network.detect.choose``: ``--renderer``, else what the image under ``--root`` has), renders the files
+with ``agent.network.plan`` and writes them under ``--out`` (``DIR/etc/...``), each with the mode the agent
+gives a new file. It reads the present files under ``--root`` only to keep what the renderers keep and to say
+which files would change, and reads them as the agent's network port does (``agent.platform.files``, bounded
+by ``plan.MAX_FILE_SIZE``): a file the agent would refuse to read (a symbolic link on its path, anything but a
+regular file, a file too large) is an error here too, so the dry run never succeeds where resetnetwork would
+fail. ``--out`` must be new or empty, so a dry run can never write over a real ``/etc``.
 
 ``read_description`` is the one reader of a description file (or standard input), shared with
-``host resetnetwork``.
+``host resetnetwork``; ``FROM_STDIN`` is the '-' every command that reads standard input takes. Importing this
+module imports neither the host side nor pyxs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TextIO
 
 from agent.cli import output
-from agent.errors import AgentError, ConfigError, NetworkDataError
+from agent.errors import AgentError, ConfigError, FileRefused, NetworkDataError, PlatformError
+from agent.network.description import FORMAT, is_interface_name, load_network_description, mac_key
 from agent.network.detect import AUTO, RENDERERS
 
 if TYPE_CHECKING:
     from agent.cli.app import Subparsers
     from agent.network.plan import File
 
+#: The file name that means standard input.
 FROM_STDIN = "-"
 STDIN_NAME = "<stdin>"
-#: How many symbolic links one path may pass through inside --root (as the kernel's MAXSYMLINKS).
-MAX_LINKS = 40
-
-DESCRIPTION_HELP = (
-    "The description is JSON: an object {\"networking\": ..., \"hostname\": \"web-1\"} whose 'networking' is "
-    "either an object keyed as vm-data/networking is (the MAC without colons) with nova's entry for each "
-    "interface as the value, or a list of nova's entries (each keyed by its 'mac' without colons); 'hostname' "
-    "is optional. A bare list of entries is accepted too. An entry is what nova writes, e.g. "
-    "{\"label\": \"public\", \"mac\": \"fa:16:3e:0a:1b:2c\", \"gateway\": \"203.0.113.1\", \"ips\": [{\"ip\": "
-    "\"203.0.113.10\", \"netmask\": \"255.255.255.0\", \"enabled\": \"1\"}], \"dns\": [\"198.51.100.53\"]}.")
 
 
 def register(commands: Subparsers) -> None:
@@ -55,7 +49,8 @@ def register(commands: Subparsers) -> None:
         "FILE (or standard input) and write them under DIR (DIR/etc/...), each with the mode the agent gives a "
         "new file. Nothing is applied, and nothing outside DIR is written; DIR must be new or empty. Prints the "
         "stack, then each file with its size, mode and whether it is new, changed or the same as the present "
-        "file under --root. " + DESCRIPTION_HELP))
+        "file under --root. A present file the agent would refuse to read (a symbolic link on its path, "
+        "not a regular file, one larger than the agent reads) is an error here too. " + FORMAT))
     render.add_argument("--input", required=True, metavar="FILE",
                         help="the network description, or '-' to read it from standard input")
     render.add_argument("--out", required=True, metavar="DIR", type=Path,
@@ -83,8 +78,6 @@ def read_description(source: str) -> tuple[dict[str, Any], str | None]:
         except OSError as exc:
             raise ConfigError(f"cannot read {source}: {exc.strerror}; give a readable file, or '-' for standard "
                               "input") from None
-    from agent.host import load_network_description
-
     try:
         return load_network_description(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -94,21 +87,20 @@ def read_description(source: str) -> tuple[dict[str, Any], str | None]:
 
 
 def interface_map(text: str) -> dict[str, str]:
-    """``--interfaces``: ``MAC=NAME,...`` as ``{mac12: name}``, the form ``system_interfaces`` gives."""
-    from agent.network.model import normal_mac
-
+    """``--interfaces``: ``MAC=NAME,...`` as ``{mac12: name}``, the form ``system_interfaces`` gives. The MAC
+    and the name are checked as the description's MACs and the agent's interface names are."""
     found: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         mac_text, equals, name = item.partition("=")
-        mac = normal_mac(mac_text)
-        if not equals or len(mac) != 12 or any(c not in "0123456789abcdef" for c in mac):
+        key = mac_key(mac_text)
+        if not equals or key is None:
             raise argparse.ArgumentTypeError(f"{item!r} is not MAC=NAME (e.g. fa:16:3e:0a:1b:2c=eth0)")
-        if not name or len(name) > 15 or name in (".", "..") or any(c in "/:" or c.isspace() for c in name):
+        if not is_interface_name(name):
             raise argparse.ArgumentTypeError(f"{name!r} is not an interface name (1 to 15 characters, no '/', ':' "
-                                             "or spaces)")
-        if mac in found:
+                                             "or spaces, not starting with '-')")
+        if key.lower() in found:
             raise argparse.ArgumentTypeError(f"MAC {mac_text.strip()} is given twice")
-        found[mac] = name
+        found[key.lower()] = name
     if not found:
         raise argparse.ArgumentTypeError("give at least one MAC=NAME")
     return found
@@ -120,21 +112,29 @@ def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
     root: Path = args.root
     target: Path = args.out
     _check_out(target)
+    if not root.is_dir():
+        raise ConfigError(f"--root {root} is not a directory; give the guest's root")
     entries, hostname = read_description(args.input)
     interfaces = args.interfaces if args.interfaces is not None else model.system_interfaces(root)
     try:
         network = model.parse(entries, hostname, interfaces)
     except NetworkDataError as exc:
         raise NetworkDataError(f"{STDIN_NAME if args.input == FROM_STDIN else args.input}: {exc}") from None
-    stack = args.renderer if args.renderer != AUTO else detect.detect(root)
-    if stack is None:
-        raise ConfigError(f"no network stack found under {root} (none of netplan, ifupdown, sysconfig, "
-                          "NetworkManager, systemd-networkd, FreeBSD's rc.conf); name one with --renderer")
+    for interface in network.interfaces:
+        if not is_interface_name(interface.name):
+            raise AgentError(f"the guest's interface {interface.name!r:.40} (MAC {interface.mac}) is not a name "
+                             "the agent applies a network to; resetnetwork would refuse it too")
+    try:
+        stack = detect.choose(args.renderer, root)
+    except ConfigError as exc:  # its wording names the option; here it is the flag, and the root is given
+        raise ConfigError(str(exc).replace("in this image", f"under {root}").replace("network.renderer",
+                                                                                      "--renderer")) from None
     current = present_files(root, plan.MAX_FILE_SIZE)
     files = plan.render(network, stack, current)
-    _write(target, files)
+    # Every file is read before anything is written, as the agent reads each file it would change first.
     rows = [{"path": f.path, "bytes": len(f.contents), "mode": f"{f.mode:04o}", "status": _status(f, current)}
             for f in files.values()]
+    _write(target, files)
     if args.json:
         output.as_json({"stack": stack, "files": rows}, out)
     else:
@@ -145,60 +145,25 @@ def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
 
 def present_files(root: Path, limit: int) -> Callable[[str], bytes | None]:
     """``current(path)`` for the renderers: the bytes of the guest file ``path`` under ``root``, None when it
-    does not exist; read once each, never written. A file over ``limit`` bytes is an error, as it is for the
-    agent."""
+    does not exist; read once each, never written, and read as the agent's network port reads it (no symbolic
+    link followed anywhere on the path, a regular file of at most ``limit`` bytes). A file the agent would
+    refuse is an AgentError naming it."""
+    from agent.platform.files import Files
+
+    files = Files(root, allowed_paths=(), max_size=limit, keep_backups=False, selinux=False)
     cache: dict[str, bytes | None] = {}
 
     def current(path: str) -> bytes | None:
         if path not in cache:
-            cache[path] = _read(root, path, limit)
+            try:
+                cache[path] = files.read(path, limit)
+            except FileRefused as exc:
+                raise AgentError(f"--root {root}: {exc}; resetnetwork would refuse it too") from None
+            except PlatformError as exc:
+                raise AgentError(f"--root {root}: {exc}") from None
         return cache[path]
 
     return current
-
-
-def _read(root: Path, path: str, limit: int) -> bytes | None:
-    local = _inside(root, path)
-    try:
-        fd = os.open(local, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise AgentError(f"cannot read {local}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise AgentError(f"{local} is not a regular file; resetnetwork would not write over it either")
-        if info.st_size > limit:
-            raise AgentError(f"{local} is {info.st_size} bytes, over the {limit} a network file may have; "
-                             "resetnetwork would refuse it too")
-        return fh.read(limit + 1)
-
-
-def _inside(root: Path, path: str) -> Path:
-    """``path`` under ``root`` as a process chrooted there finds it: symbolic links are followed, but an
-    absolute target starts again at ``root`` and '..' stops at it, so the result is always inside ``root``."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = root.joinpath(*resolved, part)
-        if candidate.is_symlink():
-            links += 1
-            if links > MAX_LINKS:
-                raise AgentError(f"too many symbolic links in {root.joinpath(*resolved)} resolving {path}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    return root.joinpath(*resolved)
 
 
 def _check_out(target: Path) -> None:

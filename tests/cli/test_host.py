@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
-from agent import __version__
+from agent import __version__, host, protocol
 from agent.cli import main
 from agent.cli.app import build_parser
+from agent.errors import NetworkDataError
+from agent.network.description import FORMAT
 from agent.xenstore import XenStore
 from tests.cli.conftest import run
 
@@ -212,3 +214,36 @@ def test_host_timeout_defaults_per_call(argv: list[str], timeout: float) -> None
     given --timeout wins."""
     args = build_parser().parse_args(["host", "--domain-path", "/local/domain/5", *argv])
     assert (args.call_timeout if args.timeout is None else args.timeout) == timeout
+
+
+def test_host_resetnetwork_help_states_the_description_format(capsys: pytest.CaptureFixture[str]) -> None:
+    """The help of 'host resetnetwork' quotes the format from agent.network.description, as render's does."""
+    with pytest.raises(SystemExit):
+        main(["host", "--domain-path", "/local/domain/5", "resetnetwork", "--help"], io.StringIO())
+    assert "".join(FORMAT.split()) in "".join(capsys.readouterr().out.split())  # argparse rewraps it
+
+
+def test_the_host_sides_constants_are_one_set() -> None:
+    """The command line takes nova's timeouts from agent.host and '-' from the network command line; the
+    vm-data paths are the protocol's."""
+    from agent.cli import host as cli_host
+    from agent.cli import network as cli_network
+
+    assert (cli_host.CALL_TIMEOUT, cli_host.RESET_NETWORK_TIMEOUT) == (host.CALL_TIMEOUT, host.RESET_NETWORK_TIMEOUT)
+    assert (host.CALL_TIMEOUT, host.RESET_NETWORK_TIMEOUT) == (30.0, 60.0)
+    assert cli_host.FROM_STDIN is cli_network.FROM_STDIN == "-"
+    assert (protocol.NETWORKING, protocol.HOSTNAME) == ("vm-data/networking", "vm-data/hostname")
+
+
+class Untouchable:
+    """A XenStore that fails the test if anything is written or deleted."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"XenStore touched ({name})")
+
+
+@pytest.mark.parametrize("key", ["fa:16:3e:0a:1b:2c", "fa163e0a1b2", "eth0"])
+def test_reset_network_refuses_a_key_that_is_no_mac_before_writing(key: str) -> None:
+    """Host.reset_network checks every key as the description does before touching XenStore."""
+    with pytest.raises(NetworkDataError, match="is not a MAC without colons"):
+        host.Host(Untouchable()).reset_network({key: PUBLIC})  # type: ignore[arg-type]

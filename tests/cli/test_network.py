@@ -6,12 +6,17 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from agent.cli import main
+from agent.cli.network import interface_map
+from agent.network.description import FORMAT
 from agent.network.detect import RENDERERS
 from tests.cli.conftest import run
 from tests.network.scenarios import GOLDEN
@@ -165,34 +170,15 @@ def test_a_mac_the_guest_lacks_is_an_error_naming_it(tmp_path: Path, root: Path,
     pytest.param('{"networking": [', "the description is not JSON (Expecting value: line 1 column 17 (char 16))",
                  id="not-json"),
     pytest.param(b"\xff[]", "the description is not UTF-8 text", id="not-utf8"),
-    pytest.param('"eth0"', "the description must be a JSON object with 'networking', or a list of entries",
-                 id="not-an-object"),
-    pytest.param({"hostname": "web-1"}, "the description has no 'networking' (an object keyed by MAC without "
-                 "colons, or a list of nova's entries)", id="no-networking"),
     pytest.param({"networking": [PUBLIC], "hostnme": "web-1"}, "unknown key 'hostnme' in the description; it "
                  "holds 'networking' and, optionally, 'hostname'", id="unknown-key"),
-    pytest.param({"networking": []}, "'networking' names no interface; give nova's entry for each interface to "
-                 "configure", id="empty"),
-    pytest.param({"networking": {"fa:16:3e:0a:1b:2c": PUBLIC}}, "networking key 'fa:16:3e:0a:1b:2c' is not a MAC "
-                 "without colons (12 hex digits), as nova writes the keys of vm-data/networking", id="colon-key"),
-    pytest.param({"networking": {"fa163e998877": PUBLIC}}, "networking['fa163e998877'] is the entry of MAC "
-                 "fa:16:3e:0a:1b:2c; its key must be that MAC without colons", id="key-not-its-mac"),
-    pytest.param([PUBLIC, PUBLIC], "networking[1] repeats the MAC fa:16:3e:0a:1b:2c of an earlier entry",
-                 id="repeated-mac"),
-    pytest.param('{"networking": [], "networking": []}', "the description repeats the key 'networking' in one "
-                 "object", id="repeated-key"),
-    pytest.param([{"label": "x"}], "networking[0] has no valid 'mac' (six hex pairs, colon-separated; got None)",
-                 id="no-mac"),
     pytest.param([{**PUBLIC, "gateway": "203.0.113.300"}], "vm-data/networking/fa163e0a1b2c: 'gateway' is not an "
                  "IPv4 address (got '203.0.113.300')", id="bad-address"),
-    pytest.param({"networking": [PUBLIC], "hostname": "web_1"}, "vm-data/hostname is not a valid host name (got "
-                 "'web_1')", id="bad-hostname"),
-    pytest.param('[{"mac": "fa:16:3e:0a:1b:2c", "label": NaN}]', "the description holds NaN, which is not JSON",
-                 id="nan"),
 ])
 def test_bad_input_exits_2_naming_the_file(tmp_path: Path, root: Path, content: object, message: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    """A description that is not valid network data exits 2 with 'Error: <file>: <what is wrong>'."""
+    """A description that is not valid network data exits 2 with 'Error: <file>: <what is wrong>' (every
+    mistake the description can hold is in tests/network/test_description.py)."""
     description = tmp_path / "network.json"
     if isinstance(content, bytes):
         description.write_bytes(content)
@@ -201,6 +187,7 @@ def test_bad_input_exits_2_naming_the_file(tmp_path: Path, root: Path, content: 
     code = main(["network", "render", "--input", str(description), "--out", str(tmp_path / "out"), "--root",
                  str(root), "--renderer", "netplan"], io.StringIO())
     assert (code, capsys.readouterr().err) == (2, f"Error: {description}: {message}\n")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_missing_input_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -262,29 +249,62 @@ def test_statuses_against_the_present_files_and_the_root_left_untouched(tmp_path
     assert tree(root) == before
 
 
-def test_a_link_in_the_root_is_followed_inside_the_root(tmp_path: Path, root: Path) -> None:
-    """An absolute symbolic link in --root (an image's /etc/hostname -> /data/hostname) is read inside --root,
-    never from this machine's file of that name."""
+@pytest.mark.parametrize(("link", "where"), [
+    pytest.param("etc/hostname", "'/etc/hostname': it is", id="the-file"),
+    pytest.param("etc", "'/etc/hosts': '/etc' is", id="a-directory-on-its-path"),  # the first file read
+])
+def test_a_link_in_the_root_is_refused_as_the_agent_refuses_it(tmp_path: Path, root: Path, link: str, where: str,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A present file that is a symbolic link, or whose path goes through one, under --root (here pointing
+    inside the root, where a chroot would find a file) is an error naming it, as the agent's network port
+    refuses to read it: exit 1, nothing written, the root untouched."""
+    (root / "data/etc").mkdir(parents=True)
+    (root / "data/etc/hostname").write_text("web-1\n")
     (root / "etc").mkdir()
-    (root / "data").mkdir()
-    (root / "data/hostname").write_text("web-1\n")
-    (root / "etc/hostname").symlink_to("/data/hostname")
-    code, out = run("network", "render", "--input", str(describe(tmp_path, TWO_NICS)), "--out",
-                    str(tmp_path / "out"), "--root", str(root), "--renderer", "networkd", "--json")
-    assert code == 0
-    assert {f["path"]: f["status"] for f in json.loads(out)["files"]}["/etc/hostname"] == "same"
+    if link == "etc":
+        (root / "etc").rmdir()
+    (root / link).symlink_to("/data/" + link)
+    before = tree(root)
+    out = tmp_path / "out"
+    assert main(["network", "render", "--input", str(describe(tmp_path, TWO_NICS)), "--out", str(out), "--root",
+                 str(root), "--renderer", "networkd"], io.StringIO()) == 1
+    assert capsys.readouterr().err == (f"Error: --root {root}: refused to read {where} a symbolic link, "
+                                       "and the agent follows none; resetnetwork would refuse it too\n")
+    assert not out.exists()
+    assert tree(root) == before
 
 
-def test_a_present_file_over_the_size_limit_is_refused(tmp_path: Path, root: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """A present file larger than resetnetwork would read is an error naming it, and nothing is written."""
+def test_the_same_refusal_as_the_agents_network_port(tmp_path: Path, root: Path) -> None:
+    """The dry run reads as the live network port does: where LiveNetwork.read refuses a file, render fails."""
+    from agent.errors import FileRefused
+    from agent.platform.network import LiveNetwork
+
     (root / "etc").mkdir()
-    (root / "etc/hosts").write_bytes(b"#" * (256 * 1024 + 1))
+    (root / "etc/resolv.conf").symlink_to("/run/resolv.conf")
+    with pytest.raises(FileRefused, match=re.escape("refused to read '/etc/resolv.conf': it is a symbolic link")):
+        LiveNetwork(root=root).read("/etc/resolv.conf")
+    assert main(["network", "render", "--input", str(describe(tmp_path, TWO_NICS)), "--out", str(tmp_path / "out"),
+                 "--root", str(root), "--renderer", "ifupdown"], io.StringIO()) == 1
+
+
+@pytest.mark.parametrize(("path", "make", "what"), [
+    pytest.param("etc/hosts", lambda p: p.write_bytes(b"#" * (256 * 1024 + 1)),
+                 "it is 262145 bytes, more than the 262144 bytes allowed", id="over-the-size-limit"),
+    pytest.param("etc/hosts", lambda p: p.mkdir(), "the path names a directory, not a file", id="a-directory"),
+    pytest.param("etc/hosts", lambda p: os.mkfifo(p), "it is not a regular file (a device, FIFO or socket)",
+                 id="a-fifo"),
+])
+def test_a_present_file_the_agent_would_refuse_is_refused(tmp_path: Path, root: Path, path: str, make, what: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A present file larger than resetnetwork reads, or no regular file, is an error naming it (exit 1), and
+    nothing is written."""
+    (root / "etc").mkdir()
+    make(root / path)
     out = tmp_path / "out"
     assert main(["network", "render", "--input", str(describe(tmp_path, TWO_NICS)), "--out", str(out), "--root",
                  str(root), "--renderer", "netplan"], io.StringIO()) == 1
-    assert capsys.readouterr().err == (f"Error: {root}/etc/hosts is 262145 bytes, over the 262144 a network file "
-                                       "may have; resetnetwork would refuse it too\n")
+    assert capsys.readouterr().err == (f"Error: --root {root}: refused to read '/{path}': {what}; resetnetwork would "
+                                       "refuse it too\n")
     assert not out.exists()
 
 
@@ -335,7 +355,17 @@ def test_no_stack_found_exits_2(tmp_path: Path, root: Path, capsys: pytest.Captu
 @pytest.mark.parametrize(("flag", "value", "message"), [
     ("--renderer", "systemd", "argument --renderer: invalid choice: 'systemd'"),
     ("--interfaces", "fa:16:3e:0a:1b=eth0", "argument --interfaces: 'fa:16:3e:0a:1b=eth0' is not MAC=NAME"),
+    ("--interfaces", "fa:16:3e:0a:1b:2g=eth0", "argument --interfaces: 'fa:16:3e:0a:1b:2g=eth0' is not MAC=NAME"),
+    ("--interfaces", "eth0", "argument --interfaces: 'eth0' is not MAC=NAME"),
     ("--interfaces", "fa:16:3e:0a:1b:2c=a/b", "argument --interfaces: 'a/b' is not an interface name"),
+    ("--interfaces", "fa:16:3e:0a:1b:2c=-eth0", "argument --interfaces: '-eth0' is not an interface name"),
+    ("--interfaces", "fa:16:3e:0a:1b:2c=eth:0", "argument --interfaces: 'eth:0' is not an interface name"),
+    ("--interfaces", "fa:16:3e:0a:1b:2c=a234567890123456", "argument --interfaces: 'a234567890123456' is not an "
+     "interface name"),
+    ("--interfaces", "fa:16:3e:0a:1b:2c=", "argument --interfaces: '' is not an interface name"),
+    ("--interfaces", "fa:16:3e:0a:1b:2c=eth0,FA163E0A1B2C=eth1", "argument --interfaces: MAC FA163E0A1B2C is given "
+     "twice"),
+    ("--interfaces", " , ", "argument --interfaces: give at least one MAC=NAME"),
 ])
 def test_bad_flags_exit_2(tmp_path: Path, flag: str, value: str, message: str,
                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -345,3 +375,51 @@ def test_bad_flags_exit_2(tmp_path: Path, flag: str, value: str, message: str,
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_interfaces_takes_the_descriptions_mac_spellings_and_the_agents_names() -> None:
+    """--interfaces checks MACs as the description does (any case; colons, hyphens, dots or none) and names as
+    the agent does (up to 15 characters, no '/', ':' or space, no leading '-')."""
+    assert interface_map("FA:16:3E:0A:1B:2C=eth0,fa-16-3e-99-88-77=enp0s3.100,fa16.3e00.0001=a23456789012345,"
+                         "fa163e000002=br-lan") == {
+        "fa163e0a1b2c": "eth0", "fa163e998877": "enp0s3.100", "fa163e000001": "a23456789012345",
+        "fa163e000002": "br-lan"}
+
+
+def test_a_root_that_is_not_a_directory_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--root must be a directory: a missing one is a usage error, before the description is read."""
+    assert main(["network", "render", "--input", "-", "--out", str(tmp_path / "out"), "--root",
+                 str(tmp_path / "none"), "--renderer", "netplan"], io.StringIO()) == 2
+    assert capsys.readouterr().err == f"Error: --root {tmp_path}/none is not a directory; give the guest's root\n"
+
+
+def test_an_interface_name_the_agent_would_not_apply_to_is_refused(tmp_path: Path, root: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A guest interface (from <root>/sys/class/net) whose name the agent refuses to apply a network to is an
+    error naming it, exit 1, as resetnetwork would fail on it."""
+    (root / "sys/class/net/eth0").rename(root / "sys/class/net/-eth0")
+    out = tmp_path / "out"
+    assert main(["network", "render", "--input", str(describe(tmp_path, TWO_NICS)), "--out", str(out), "--root",
+                 str(root), "--renderer", "networkd"], io.StringIO()) == 1
+    assert capsys.readouterr().err == ("Error: the guest's interface '-eth0' (MAC fa:16:3e:0a:1b:2c) is not a name "
+                                       "the agent applies a network to; resetnetwork would refuse it too\n")
+    assert not out.exists()
+
+
+def test_the_help_states_the_format_of_agent_network_description(capsys: pytest.CaptureFixture[str]) -> None:
+    """The help quotes the format from agent.network.description, the one place that states it."""
+    with pytest.raises(SystemExit):
+        main(["network", "render", "--help"], io.StringIO())
+    assert FORMAT.startswith("The description is JSON: ")
+    assert "".join(FORMAT.split()) in "".join(capsys.readouterr().out.split())  # argparse rewraps it
+
+
+def test_render_imports_neither_the_host_side_nor_pyxs() -> None:
+    """The network command line reads a description without agent.host and pyxs; --help of render (and of
+    host) loads no pyxs."""
+    code = ("import sys; import agent.network.description, agent.cli.network; "
+            "from agent.cli.app import build_parser; build_parser(); "
+            "assert 'pyxs' not in sys.modules and 'agent.xenstore' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+    source = (Path(__file__).parents[2] / "agent/cli/network.py").read_text()
+    assert "agent.host" not in source
