@@ -73,7 +73,7 @@ def test_denied_command_is_refused_and_not_offered(run_agent, host: Host) -> Non
     assert host.call("version", "agent", timeout=10) == {
         "returncode": "403", "message": "Agent command 'version' is refused by this agent's policy"}
     assert host.call("features", "", timeout=10) == {
-        "returncode": "0", "message": "features,keyinit,agentupdate,injectfile,file_inject"}
+        "returncode": "0", "message": "features,keyinit,resetnetwork,agentupdate,injectfile,file_inject"}
 
 
 def test_allow_list_limits_commands(run_agent, host: Host) -> None:

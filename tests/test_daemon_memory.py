@@ -88,10 +88,14 @@ def test_a_dropped_connection_is_reconnected(memory_agent, memory_host: Host, me
 
 def test_commands_whose_port_is_missing_are_not_offered(memory_store: MemoryStore, memory_host: Host,
                                                         system_root: Path) -> None:
-    """An agent without a files port (as on a guest with no file backend) does not list injectfile."""
+    """An agent without a files port or a network port (as on a guest with no such backend) lists neither the
+    file injections nor resetnetwork."""
 
     class NoFiles(Agent):
         def files_port(self) -> None:
+            return None
+
+        def network_port(self) -> None:
             return None
 
     config = agent_config.from_overrides(root=str(system_root), state_dir=STATE_DIR, domain_path=HOME)
