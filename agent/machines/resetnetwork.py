@@ -39,6 +39,7 @@ from agent.errors import CommandFailed, ConfigError, NetworkDataError, PlatformE
 from agent.machines.base import MUST_PROPAGATE, RESUME, ROLL_BACK, Command, Event
 from agent.network import detect, names, plan
 from agent.network.model import Network, parse, system_interfaces
+from agent.protocol import HOSTNAME, NETWORKING
 
 if TYPE_CHECKING:
     from agent.platform.network import LiveNetwork, Observed
@@ -72,8 +73,6 @@ RECOVERY = {
 VERIFY_INTERVAL = 0.25
 #: How soon a resetnetwork asks again while an earlier one is still under way (one network change at a time).
 BUSY_INTERVAL = 0.5
-NETWORKING = "vm-data/networking"
-HOSTNAME = "vm-data/hostname"
 
 
 @dataclasses.dataclass(frozen=True)
