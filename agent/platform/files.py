@@ -386,13 +386,10 @@ class Files:
         target = guest_path(path, "read")
         with ExitStack() as stack:
             try:
-                folder = self._walk(stack, target, "read", None)
-                if folder is None or self._existing(folder, target, "read") is None:
+                opened = self._open_regular(stack, target)
+                if opened is None:
                     return None
-                fd = os.open(target.name, _READ_FLAGS, dir_fd=folder)
-                stack.callback(os.close, fd)
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise FileRefused(f"refused to read {target.shown}: it is not a regular file")
+                fd, _ = opened
                 hashed = hashlib.sha256()
                 while chunk := os.read(fd, CHUNK):
                     hashed.update(chunk)
@@ -409,14 +406,10 @@ class Files:
         target = guest_path(path, "read")
         with ExitStack() as stack:
             try:
-                folder = self._walk(stack, target, "read", None)
-                if folder is None or self._existing(folder, target, "read") is None:
+                opened = self._open_regular(stack, target)
+                if opened is None:
                     return None
-                fd = os.open(target.name, _READ_FLAGS, dir_fd=folder)
-                stack.callback(os.close, fd)
-                size = os.fstat(fd)
-                if not stat.S_ISREG(size.st_mode):
-                    raise FileRefused(f"refused to read {target.shown}: it is not a regular file")
+                fd, size = opened
                 if max_size is not None and size.st_size > max_size:
                     raise FileRefused(f"refused to read {target.shown}: it is {size.st_size} bytes, more than "
                                       f"the {max_size} bytes allowed")
@@ -435,6 +428,19 @@ class Files:
                 return None
             except OSError as exc:
                 raise _failure(target, exc, "read", "") from None
+
+    def _open_regular(self, stack: ExitStack, target: GuestPath) -> tuple[int, os.stat_result] | None:
+        """The guest file opened for reading without following links (closed with ``stack``), and its status;
+        None when there is no such file. FileRefused when a link, directory or non-regular file is in the way."""
+        folder = self._walk(stack, target, "read", None)
+        if folder is None or self._existing(folder, target, "read") is None:
+            return None
+        fd = os.open(target.name, _READ_FLAGS, dir_fd=folder)
+        stack.callback(os.close, fd)
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise FileRefused(f"refused to read {target.shown}: it is not a regular file")
+        return fd, status
 
     def remove(self, path: str) -> bool:
         """Remove the file at the guest ``path`` (a link on the path is refused, never followed) and make the
