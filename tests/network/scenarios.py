@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,13 @@ def check_golden(directory: Path, files: dict[str, bytes]) -> None:
                 for p in sorted(directory.rglob("*")) if p.is_file()} if directory.is_dir() else {}
     assert sorted(files) == sorted(expected), f"{directory}: set UPDATE_GOLDEN=1 to regenerate"
     assert files == expected
+
+
+def sh_values(path: Path, data: bytes, names: list[str]) -> dict[str, str]:
+    """``names``' values after sh sources ``data``, written to ``path`` (which must also pass ``sh -n``), as
+    rc(8) and Red Hat's network scripts do."""
+    path.write_bytes(data)
+    subprocess.run(["sh", "-n", str(path)], check=True)
+    script = '. "$1"; shift; for n; do eval "printf \'%s\\0\' \\"\\${$n}\\""; done'
+    out = subprocess.run(["sh", "-c", script, "sh", str(path), *names], check=True, capture_output=True).stdout
+    return dict(zip(names, out.decode().split("\0")[:-1], strict=True))

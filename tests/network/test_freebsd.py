@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from agent.network.model import Route
 from agent.network.renderers import freebsd
-from tests.network.scenarios import GOLDEN, SCENARIOS, check_golden
+from tests.network.scenarios import GOLDEN, SCENARIOS, check_golden, sh_values
 
 #: An installed system's rc.conf with an earlier network: the agent's stale variables among lines it must keep
 #: (a multi-line value holding text that looks like an assignment, a trailing comment, a foreign route).
@@ -48,13 +47,7 @@ def test_rc_conf_matches_the_golden_files(scenario: str, case: str) -> None:
 
 
 def source(tmp_path: Path, data: bytes, names: list[str]) -> dict[str, str]:
-    """``names``' values after sh sources ``data`` as rc(8) does (which must also pass ``sh -n``)."""
-    path = tmp_path / "rc.conf"
-    path.write_bytes(data)
-    subprocess.run(["sh", "-n", str(path)], check=True)
-    script = '. "$1"; shift; for n; do eval "printf \'%s\\0\' \\"\\${$n}\\""; done'
-    out = subprocess.run(["sh", "-c", script, "sh", str(path), *names], check=True, capture_output=True).stdout
-    return dict(zip(names, out.decode().split("\0")[:-1], strict=True))
+    return sh_values(tmp_path / "rc.conf", data, names)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

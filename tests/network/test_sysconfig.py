@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from agent.network.renderers import sysconfig
-from tests.network.scenarios import GOLDEN, SCENARIOS, check_golden
+from tests.network.scenarios import GOLDEN, SCENARIOS, check_golden, sh_values
 
 D = "/etc/sysconfig/network-scripts"
 #: Files an image or an earlier writer left: unmanaged keys and comments to keep, stale managed keys to drop.
@@ -36,13 +35,7 @@ def test_sysconfig_matches_the_golden_files(scenario: str, case: str) -> None:
 
 
 def source(tmp_path: Path, data: bytes, names: list[str]) -> dict[str, str]:
-    """``names``' values after sh sources ``data`` (which must also pass ``sh -n``)."""
-    path = tmp_path / "ifcfg"
-    path.write_bytes(data)
-    subprocess.run(["sh", "-n", str(path)], check=True)
-    script = '. "$1"; shift; for n; do eval "printf \'%s\\0\' \\"\\${$n}\\""; done'
-    out = subprocess.run(["sh", "-c", script, "sh", str(path), *names], check=True, capture_output=True).stdout
-    return dict(zip(names, out.decode().split("\0")[:-1], strict=True))
+    return sh_values(tmp_path / "ifcfg", data, names)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
