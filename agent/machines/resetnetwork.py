@@ -138,7 +138,8 @@ class ResetNetwork(Command):
         network = self._network()
         if network.refusal is not None:
             raise CommandFailed("500", f"resetnetwork: {network.refusal}; nothing was changed")
-        earlier = [r.id for r in self.ctx.journal.unfinished() if r.machine == self.NAME and r.id < self.record.id]
+        unfinished = {r.id for r in self.ctx.journal.unfinished() if r.machine == self.NAME}
+        earlier = sorted(i for i in unfinished if i < self.record.id)
         if earlier:
             log.info("command %d resetnetwork: waiting for command %d to finish first", self.record.id, earlier[0])
             self.wait(BUSY_INTERVAL)
@@ -170,7 +171,7 @@ class ResetNetwork(Command):
                                files[path].mode, index)
                    for index, path in enumerate(changed)]
         try:
-            self._forget_finished(network)
+            self._forget_finished(network, unfinished)
             for file in planned:
                 network.keep(file.kept_as(self.record.id, "new"), files[file.path].contents)
                 old = current(file.path)
@@ -391,9 +392,8 @@ class ResetNetwork(Command):
         except PlatformError as exc:
             log.warning("command %d resetnetwork: its kept files were not removed: %s", self.record.id, exc)
 
-    def _forget_finished(self, network: LiveNetwork) -> None:
+    def _forget_finished(self, network: LiveNetwork, unfinished: set[int]) -> None:
         """Remove what earlier commands kept and could not remove (the agent stopped as they ended)."""
-        unfinished = {r.id for r in self.ctx.journal.unfinished() if r.machine == self.NAME}
         for name in network.kept_names():
             owner = name.split("-")[1] if name.startswith("resetnetwork-") else ""
             if not owner.isdigit() or int(owner) not in unfinished:
