@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from agent import __version__
-from agent.cli import diagram, host, journal, network, release, sandbox, service
+from agent.cli import collect, configuration, diagram, host, journal, network, release, sandbox, service, status
 from agent.errors import AgentError
 
 if TYPE_CHECKING:
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace, TextIO], int]
 
 GROUPS: tuple[Callable[[Subparsers], None], ...] = (
-    service.register, release.register, journal.register, host.register, network.register, sandbox.register,
-    diagram.register)
+    service.register, release.register, status.register, configuration.register, journal.register,
+    collect.register, host.register, network.register, sandbox.register, diagram.register)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
