@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import io
-from collections.abc import Iterator
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from agent.cli import main
-from agent.cli.app import build_parser
+from agent.cli.app import BROKEN_PIPE, build_parser
 from tests.cli.conftest import run
 
 COMMANDS = ["run", "supervise", "install", "release", "release build", "release verify", "journal",
@@ -82,3 +85,69 @@ def test_config_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     config.write_text('[policy]\nalow = ["version"]\n')
     assert main(["run", "--config", str(config)], io.StringIO()) == 2
     assert "unknown key policy.alow" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    pytest.param(["diagram", "resetnetwork"], id="diagram"),
+    pytest.param(["journal", "export", "--state-dir", "{journal}"], id="journal-export"),
+    pytest.param(["--help"], id="help"),
+])
+def test_output_to_a_closed_pipe_ends_quietly(journal_dir: Path, argv: list[str]) -> None:
+    """Output into a pipe whose reader has gone (as after '| head') exits 141 with nothing on stderr."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first byte is written
+    try:
+        result = subprocess.run([sys.executable, "-m", "agent", *(a.format(journal=journal_dir) for a in argv)],
+                                stdout=write, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
+    finally:
+        os.close(write)
+    assert (result.returncode, result.stderr.decode()) == (BROKEN_PIPE, "")
+
+
+def _usage(*command: str) -> str:
+    """The usage line argparse prints for ``command``, as wrapped at 80 columns."""
+    parser = build_parser()
+    for name in command:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return parser.format_usage()
+
+
+def _choices(*command: str) -> str:
+    parser = build_parser()
+    for name in command:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return ", ".join(repr(name) for name in action.choices)
+
+
+HOST_USAGE = ("usage: openstack-agent host [-h] [--xenstore ADDRESS] --domain-path PATH\n"
+              "                            [--timeout SECONDS] [--json]\n"
+              "                            CALL ...\n")
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    pytest.param(["run", "--state-dirr", "x"], lambda: _usage("run") + "openstack-agent run: error: unrecognized "
+                 "arguments: --state-dirr x; did you mean --state-dir?\n", id="option"),
+    pytest.param(["hots"], lambda: _usage() + f"openstack-agent: error: argument COMMAND: invalid choice: 'hots' "
+                 f"(choose from {_choices()}); did you mean 'host'?\n", id="command"),
+    pytest.param(["host", "--domain-path", "/local/domain/5", "versoin"], lambda: HOST_USAGE + (
+        "openstack-agent host: error: argument CALL: invalid choice: 'versoin' (choose from 'version', 'features', "
+        "'call', 'password', 'injectfile', 'resetnetwork', 'raw'); did you mean 'version'?\n"), id="call"),
+    pytest.param(["host", "--domain-path", "/local/domain/5", "version", "--jsn"], lambda: (
+        "usage: openstack-agent host version [-h]\nopenstack-agent host version: error: unrecognized arguments: "
+        "--jsn; did you mean --json? 'openstack-agent host' takes it, before its subcommand\n"), id="parent-option"),
+    pytest.param(["host", "--domain-path", "/local/domain/5", "version", "--json"], lambda: (
+        "usage: openstack-agent host version [-h]\nopenstack-agent host version: error: unrecognized arguments: "
+        "--json; 'openstack-agent host' takes --json, before its subcommand\n"), id="parent-option-after"),
+    pytest.param(["diagram", "version", "--foo"], lambda: (
+        "usage: openstack-agent diagram [-h] [command]\nopenstack-agent diagram: error: unrecognized arguments: "
+        "--foo\n"), id="no-close-match"),
+])
+def test_usage_errors_show_the_subcommand_and_a_suggestion(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: Callable[[], str]) -> None:
+    """A refused command line shows the meant subcommand's usage and a "did you mean", and exits 2."""
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exited:
+        main(argv, io.StringIO())
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == expected()
