@@ -144,7 +144,8 @@ HOST_USAGE = ("usage: openstack-agent host [-h] [--xenstore ADDRESS] --domain-pa
         "--foo\n"), id="no-close-match"),
 ])
 def test_usage_errors_show_the_subcommand_and_a_suggestion(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: Callable[[], str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str],
+        expected: Callable[[], str]) -> None:
     """A refused command line shows the meant subcommand's usage and a "did you mean", and exits 2."""
     monkeypatch.setenv("COLUMNS", "80")
     with pytest.raises(SystemExit) as exited:
