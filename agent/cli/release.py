@@ -1,8 +1,10 @@
-"""``release build`` and ``release verify``: the bundles agentupdate and ``install`` take (``agent.release``)."""
+"""``release build`` and ``release verify``: the bundles agentupdate and ``install`` take (``agent.release``);
+``release deb`` and ``release rpm``: distribution packages of a bundle (``agent.packages``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -34,6 +36,35 @@ def register(commands: Subparsers) -> None:
     output.json_flag(verify, "print the manifest summary as JSON")
     verify.set_defaults(handler=cmd_release_verify)
 
+    deb = actions.add_parser("deb", help="build a Debian package from a bundle", description=(
+        "Build openstack-agent_<version>_<arch>.deb with dpkg-deb: the bundle, and maintainer scripts that "
+        "install it offline as the service ('openstack-agent install BUNDLE --service') and run 'uninstall' "
+        "on removal; purge also removes the journal and the configuration. Depends on the Python the "
+        "bundle's wheels are for; the architecture is the bundle's platform ('all' if its wheels are pure)."))
+    _package_flags(deb)
+    deb.add_argument("--maintainer", default=_debian_maintainer(), metavar="'NAME <EMAIL>'",
+                     help="the control file's Maintainer (default: $DEBFULLNAME <$DEBEMAIL>, as Debian's tools)")
+    deb.set_defaults(handler=cmd_release_deb)
+
+    rpm = actions.add_parser("rpm", help="build an rpm from a bundle", description=(
+        "Build openstack-agent-<version>-1.<arch>.rpm with rpmbuild from packaging/rpm/openstack-agent.spec: "
+        "the bundle, %%post 'openstack-agent install BUNDLE --service' (offline), %%preun 'uninstall' when "
+        "the package is erased."))
+    _package_flags(rpm)
+    rpm.set_defaults(handler=cmd_release_rpm)
+
+
+def _package_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", metavar="BUNDLE", help="the .tar.gz made by 'openstack-agent release build'")
+    parser.add_argument("--out", required=True, metavar="DIR", help="directory to write the package to")
+    parser.add_argument("--source", default=".", metavar="DIR",
+                        help="the source checkout whose packaging/ holds the templates (default: .)")
+
+
+def _debian_maintainer() -> str | None:
+    name, email = os.environ.get("DEBFULLNAME"), os.environ.get("DEBEMAIL")
+    return f"{name} <{email}>" if name and email else None
+
 
 def cmd_release_build(args: argparse.Namespace, out: TextIO) -> int:
     from agent import release
@@ -54,4 +85,22 @@ def cmd_release_verify(args: argparse.Namespace, out: TextIO) -> int:
         output.as_json(summary, out)
     else:
         output.fields(list(summary.items()), out)
+    return 0
+
+
+def cmd_release_deb(args: argparse.Namespace, out: TextIO) -> int:
+    from agent import packages
+    from agent.errors import ReleaseError
+
+    if args.maintainer is None:
+        raise ReleaseError("a Debian package needs a maintainer: pass --maintainer 'Name <email>', or set "
+                           "DEBFULLNAME and DEBEMAIL")
+    out.write(f"{packages.build_deb(Path(args.bundle), Path(args.out), Path(args.source), args.maintainer)}\n")
+    return 0
+
+
+def cmd_release_rpm(args: argparse.Namespace, out: TextIO) -> int:
+    from agent import packages
+
+    out.write(f"{packages.build_rpm(Path(args.bundle), Path(args.out), Path(args.source))}\n")
     return 0
