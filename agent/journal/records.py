@@ -82,7 +82,8 @@ class RecordWrite:
 
 @dataclasses.dataclass(frozen=True)
 class Verification:
-    """What ``verify`` found: ``rows`` transitions checked, and every problem (the first in ``problem``)."""
+    """What ``verify`` found: ``rows`` transitions checked (every one the journal holds, also those of a chain
+    that failed), ``commands`` commands, and every problem (the first in ``problem``)."""
 
     ok: bool
     rows: int

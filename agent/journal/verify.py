@@ -69,6 +69,8 @@ class _Verifier:
     """One pass over a snapshot of the journal, collecting problems rather than stopping at the first."""
 
     def __init__(self) -> None:
+        # Every transition row the pass read and held against its chain, also those past a break or without
+        # their command: a failed verification says how much of the journal it looked at.
         self.rows = 0
         self.commands = 0
         self.problems: list[str] = []
@@ -145,11 +147,13 @@ class _Verifier:
             orphans: set[int] = set()
             while pending is not None and pending["command_id"] < command["id"]:
                 orphans.add(pending["command_id"])
+                self.rows += 1
                 pending = next(transitions, None)
             self._orphans(orphans)
             rows: list[dict[str, Any]] = []
             while pending is not None and pending["command_id"] == command["id"]:
                 rows.append(pending)
+                self.rows += 1
                 pending = next(transitions, None)
             if chain_from is not None and command["id"] >= chain_from:
                 genesis = genesis_hash(command, anchors.get(command["id"], link))
@@ -163,6 +167,7 @@ class _Verifier:
         orphans = set()
         while pending is not None:
             orphans.add(pending["command_id"])
+            self.rows += 1
             pending = next(transitions, None)
         self._orphans(orphans)
         return last
@@ -180,7 +185,6 @@ class _Verifier:
         attempts, finished_at, replied_at, removed_at = 1, None, None, None
         data: str | None = None
         for expected_seq, row in enumerate(rows, start=1):
-            self.rows += 1
             if row["seq"] != expected_seq or row["prev_hash"] != prev:
                 if expected_seq == 1 and linked and row["prev_hash"] == legacy_genesis_hash(command):
                     self.fail(f"command {cid}: it is not in the command chain: journaled by an agent that does "

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from agent.cli import main
 from agent.journal import Journal
+from agent.journal import times as journal_times
 from tests.cli.conftest import run
 
 
@@ -112,6 +114,24 @@ def test_journal_verify_lists_every_problem(journal_dir: Path, capsys: pytest.Ca
     assert document["problems"][1].startswith("command 2: its attempts 3")
 
 
+@pytest.mark.parametrize("tamper", [
+    pytest.param("UPDATE transitions SET trigger = 'forged' WHERE id = 2", id="transition-edited"),
+    pytest.param("DELETE FROM commands WHERE id = 1", id="command-deleted"),
+])
+def test_journal_verify_json_counts_every_transition_of_a_tampered_journal(
+        journal_dir: Path, capsys: pytest.CaptureFixture[str], tamper: str) -> None:
+    """On a journal tampered through sqlite3, verify --json reports the 5 transitions it checked (also those
+    past the break, or left without their command), exit code 5 and the message on stderr."""
+    with sqlite3.connect(journal_dir / "journal.sqlite3") as conn:
+        conn.execute(tamper)
+    code, out = run("journal", "verify", "--json", "--state-dir", str(journal_dir))
+    document = json.loads(out)
+    assert (code, document["ok"], document["rows"]) == (5, False, 5)
+    err = capsys.readouterr().err
+    assert err.startswith(f"Error: journal verification failed: {document['problem']}")
+    assert err.endswith("the journal was changed outside the agent or damaged, keep a copy for investigation\n")
+
+
 def test_journal_verify_of_a_file_that_is_not_a_database(tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """A journal file overwritten with something else fails verification (exit 5) with a reason, no traceback;
@@ -150,3 +170,45 @@ def test_journal_list_says_a_broken_journal_was_replaced(tmp_path: Path,
         assert err.startswith("Note: this journal was started on ")
         assert err.endswith(f"because the previous one was unusable (the file is empty); it was moved aside to "
                             f"{moved}\n")
+
+
+NOW = datetime(2026, 11, 23, 10, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+def timed_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A journal whose commands took known times, with the wall clock at 10:05: a version (1.5 s), a password
+    (5 s, mostly applying), a resetnetwork still switching, the version's request id used again (0.1 s), a
+    request named 'verison' (rejected) and a request whose id is all digits."""
+    clock: list[str] = []
+    monkeypatch.setattr(journal_times, "utcnow", lambda: clock.pop(0))
+    monkeypatch.setattr(journal_times, "wall_clock", lambda: NOW)
+    journal = Journal.open(tmp_path / "timed")
+
+    def command(request_id: str, name: str | None, machine: str, steps: list[tuple[str, str]],
+                reply: dict[str, str] | None = None, delivered: str | None = None) -> None:
+        """Receive at the first step's time, then move through the others; the last one journals ``reply``."""
+        clock.extend(f"2026-11-23T{at}Z" for _, at in steps)
+        record = journal.receive(request_id, "/local/domain/5", name, machine, "d" * 64, None)
+        for number, (dest, _) in enumerate(steps[1:], start=2):
+            record = journal.transition(record, "go", dest, reply=reply if number == len(steps) else None)
+        if delivered:
+            clock.append(f"2026-11-23T{delivered}Z")
+            journal.mark_replied(record)
+
+    answer = {"returncode": "0", "message": "ok"}
+    command("req-a", "version", "version", [("received", "10:00:00.000000"), ("done", "10:00:01.500000")],
+            answer, delivered="10:00:03.000000")
+    command("req-p", "password", "password", [
+        ("received", "10:01:00.000000"), ("applying", "10:01:00.250000"), ("applied", "10:01:04.250000"),
+        ("done", "10:01:05.000000")], answer, delivered="10:01:06.000000")
+    command("req-n", "resetnetwork", "resetnetwork", [("received", "10:02:00.000000"),
+                                                      ("switching", "10:02:30.000000")])
+    command("req-a", "version", "version", [("received", "10:03:00.000000"), ("done", "10:03:00.100000")],
+            answer, delivered="10:03:00.200000")
+    command("req-v", "verison", "rejected", [("received", "10:04:00.000000"), ("failed", "10:04:00.010000")],
+            {"returncode": "404", "message": "No such agent command 'verison'"})
+    command("4242", "features", "features", [("received", "10:04:30.000000"), ("done", "10:04:30.020000")],
+            answer)
+    journal.close()
+    return tmp_path / "timed"
