@@ -1,6 +1,7 @@
 """The host side of the protocol, as nova's dom0 plugin speaks it.
 
-Write ``data/host/<uuid>``; then, until the timeout, read ``data/guest/<uuid>`` every 0.5 s and check that
+A domain that does not exist (no ``name`` node) is refused before anything is written. Otherwise write
+``data/host/<uuid>``; then, until the timeout, read ``data/guest/<uuid>`` every 0.5 s and check that
 the domain's ``name`` node still exists. On timeout, or when the domain is gone (it rebooted and got a new
 domid), delete the request and fail with ``TIMEOUT: ...`` or ``REBOOT: ...``, as the plugin does. Replies
 are left in ``data/guest``: the host side never removes them (the agent collects its own).
@@ -90,6 +91,7 @@ class Host:
         """
         for key in networking:
             check_key(key)
+        self.check_domain()
         self.xenstore.delete(NETWORKING)
         for key, entry in networking.items():
             self.xenstore.write(f"{NETWORKING}/{key}", entry if isinstance(entry, str) else protocol.encode(entry))
@@ -101,10 +103,19 @@ class Host:
         self.xenstore.delete(HOSTNAME)
         return reply
 
+    def check_domain(self) -> None:
+        """Fail unless the domain exists (its ``name`` node is there), before anything is written: dom0 may
+        write anywhere, and a request to a domid that does not exist would create that domain's tree."""
+        if not self.xenstore.exists("name"):
+            raise HostCallError(f"no domain at {self.xenstore.domain_path or 'this domain path'}: its 'name' "
+                                "node does not exist; check the domid ('xenstore-ls /local/domain' lists the "
+                                "domains, 'xl list' their ids)")
+
     def raw(self, body: str, timeout: float = CALL_TIMEOUT, request_id: str | None = None) -> dict[str, Any]:
         """Send an arbitrary request body (for testing how the agent treats bad requests)."""
         request_id = request_id or str(uuid.uuid4())
         request_path = f"{protocol.HOST_DIR}/{request_id}"
+        self.check_domain()
         self.xenstore.write(request_path, body)
         deadline = time.monotonic() + timeout
         while True:

@@ -19,6 +19,7 @@ from agent.errors import NetworkDataError
 from agent.network.description import FORMAT
 from agent.xenstore import XenStore
 from tests.cli.conftest import run
+from tests.conftest import wait_for
 
 PUBLIC = {"label": "public", "mac": "fa:16:3e:0a:1b:2c", "gateway": "203.0.113.1",
           "ips": [{"ip": "203.0.113.10", "netmask": "255.255.255.0", "enabled": "1", "gateway": "203.0.113.1"}],
@@ -62,11 +63,36 @@ def test_host_times_out_and_removes_its_request(xenstored, domain: str, guest,
 
 def test_host_reports_a_vanished_domain(xenstored, domain: str, guest,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    """When the domain's name node disappears (a reboot), the call fails with REBOOT, as nova's plugin does."""
-    guest.delete("name")
+    """When the domain's name node disappears while a call waits (a reboot), the call fails with REBOOT, as
+    nova's plugin does."""
+    def reboot() -> None:
+        with XenStore(xenstored.address, domain) as toolstack:
+            wait_for(lambda: toolstack.list("data/host"))
+            toolstack.delete("name")
+
+    rebooting = threading.Thread(target=reboot)
+    rebooting.start()
     code = main(["host", "--xenstore", xenstored.address, "--domain-path", domain, "version"], io.StringIO())
+    rebooting.join(10)
     assert code == 7
     assert capsys.readouterr().err.startswith(f"Error: REBOOT: domain {domain} no longer present")
+
+
+@pytest.mark.parametrize("call", [["version"], ["resetnetwork", "--input", "{description}"]])
+def test_host_refuses_a_domain_that_does_not_exist(xenstored, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   call: list[str]) -> None:
+    """A domain path with no domain there fails at once, exit 7, naming the path and how to find the domid,
+    and writes nothing (dom0 would otherwise create that domain's tree)."""
+    description = tmp_path / "network.json"
+    description.write_text(json.dumps([PUBLIC]))
+    argv = ["host", "--xenstore", xenstored.address, "--domain-path", "/local/domain/99",
+            *(a.format(description=description) for a in call)]
+    assert main(argv, io.StringIO()) == 7
+    assert capsys.readouterr().err == (
+        "Error: no domain at /local/domain/99: its 'name' node does not exist; check the domid ('xenstore-ls "
+        "/local/domain' lists the domains, 'xl list' their ids)\n")
+    with XenStore(xenstored.address, "") as dom0:
+        assert not dom0.exists("/local/domain/99")
 
 
 @pytest.mark.parametrize("form", ["new", "legacy"])
