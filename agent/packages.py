@@ -168,7 +168,8 @@ def build_deb(bundle_path: Path, out_dir: Path, source: Path, maintainer: str) -
             "INSTALLED_SIZE": str(installed_kib), "DEPENDS": f"python3 (>= {python}), python3 (<< {python_next})",
         }), 0o644)
         built = Path(scratch) / f"{release.NAME}_{bundle.version}_{architecture}.deb"
-        _run([dpkg_deb, "--root-owner-group", "--build", str(tree), str(built)], "dpkg-deb --build")
+        # gzip, not dpkg-deb's xz: the payload is a gzipped bundle already, which xz takes seconds to not shrink.
+        _run([dpkg_deb, "--root-owner-group", "-Zgzip", "--build", str(tree), str(built)], "dpkg-deb --build")
         return _publish(built, out_dir)
 
 
