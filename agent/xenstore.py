@@ -232,6 +232,46 @@ def _connection(address: str) -> Any:
     raise XenStoreError(f"unknown XenStore address {address!r}; use 'unix:PATH' or 'xenbus[:PATH]'")
 
 
+def unreachable(address: str, path: str, cause: BaseException | None, root: str = "/") -> str:
+    """Why XenStore at ``address`` (``path`` being its socket or XenBus device) could not be reached, and what
+    to check: one message, as specific as the error and this machine allow. ``root`` is where ``/proc`` and
+    ``/sys`` are looked for (the tests' throw-away roots)."""
+    code = cause.errno if isinstance(cause, OSError) else None
+    head = f"cannot connect to XenStore at {address}"
+    if code in (errno.EACCES, errno.EPERM):
+        return (f"{head}: permission denied on {path}; the agent needs read and write access to it: run it as "
+                "root")
+    if address.startswith("unix"):
+        if code == errno.ENOENT:
+            return (f"{head}: no xenstored socket at {path}; start xenstored, or point --xenstore at its socket "
+                    "('unix:PATH'; XENSTORED_PATH sets the default)")
+        if code == errno.ECONNREFUSED:
+            return (f"{head}: nothing answers on {path} (a socket a stopped xenstored left behind?); start "
+                    "xenstored, or point --xenstore at a running one's socket ('unix:PATH')")
+    elif code == errno.ENOENT:
+        if not _xen_guest(root):
+            return (f"{head}: {path} does not exist, and this does not look like a Xen guest (no /proc/xen, and "
+                    "/sys/hypervisor/type does not say xen); run the agent in a Xen guest, or point --xenstore "
+                    "at a xenstored socket ('unix:PATH')")
+        return (f"{head}: {path} does not exist though this is a Xen guest; load the Xen modules that provide it "
+                "('modprobe xenfs xen-evtchn', then 'mount -t xenfs xenfs /proc/xen' if /proc/xen is empty), or "
+                "point --xenstore at a xenstored socket ('unix:PATH')")
+    reason = os.strerror(code) if code else str(cause or "unknown error")
+    return (f"{head}: {path}: {reason}; check --xenstore ('unix:PATH' for a xenstored socket, 'xenbus[:PATH]' "
+            "in a guest)")
+
+
+def _xen_guest(root: str) -> bool:
+    """Whether this system shows the signs of running on Xen: /proc/xen, or /sys/hypervisor/type saying xen."""
+    if os.path.isdir(os.path.join(root, "proc/xen")):
+        return True
+    try:
+        with open(os.path.join(root, "sys/hypervisor/type"), encoding="ascii", errors="replace") as kind:
+            return kind.read().strip() == "xen"
+    except OSError:
+        return False
+
+
 def ascii_value(full_path: str, value: str) -> bytes:
     """The value as XenStore takes it here: 7-bit ASCII, or a XenStoreError naming the path.
 
@@ -307,12 +347,15 @@ class XenStore(Connection):
         if self.connected:
             return
         self.close()
-        router = _Router(_connection(self.address), self.timeout)
+        connection = _connection(self.address)
+        router = _Router(connection, self.timeout)
         client = pyxs.Client(router=router)
         try:
             client.connect()
         except (pyxs.exceptions.PyXSError, OSError) as exc:
-            raise XenStoreUnavailable(f"cannot connect to XenStore at {self.address}: {exc}") from exc
+            # pyxs raises its own error inside the handler of the OSError that says what actually failed.
+            cause = exc if isinstance(exc, OSError) else exc.__context__
+            raise XenStoreUnavailable(unreachable(self.address, connection.path, cause)) from exc
         # pyxs refuses monitor() over XenBus; the Monitor itself works on any connection.
         monitor = pyxs.client.Monitor(client)
         monitor.events = self._events = queue.Queue()
