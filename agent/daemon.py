@@ -32,7 +32,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent import __version__, logs, platform, protocol, signals
+from agent import __version__, logs, platform, protocol, signals, status
 from agent import runtime as runtime_module
 from agent.config import Config, reloaded
 from agent.errors import (
@@ -94,6 +94,8 @@ class Agent:
             config.xenstore_address, config.domain_path, config.xenstore_timeout)
         self.journal: Journal | None = None
         self.lock = StateLock(config.state_path, "agent")
+        #: What ``openstack-agent status`` reads of this process (written only while it holds the lock).
+        self.status = status.Publisher(config.state_path)
         self.intake: Intake | None = None
         #: Re-reads the configuration file and flags, for SIGHUP; None where there is nothing to re-read.
         self._reload = reload
@@ -179,17 +181,19 @@ class Agent:
         # A supervised agent may be starting while its predecessor, killed with the old supervisor, is still
         # on its way out: give it the time a clean stop takes. Run by hand, a second agent stops at once.
         self.lock.acquire(wait=self.config.shutdown_timeout if self.runtime.supervised else 0.0)
+        self.status.starting()
         if not (self.config.state_path / DATABASE_NAME).exists() and (self.config.state_path / INTAKE).exists():
             log.error("the journal %s is missing although an agent ran here (its intake note is there): its "
                       "audit trail is gone; starting a new journal", self.config.state_path / DATABASE_NAME)
         self.journal = Journal.open(self.config.state_path)
         self.intake = Intake(self.config.state_path)
         self._started, self._start_row = time.monotonic(), self.journal.last_transition()
-        log.info("openstack-agent starting: journal %s, XenStore %s%s", self.journal.path,
+        log.info("openstack-agent %s starting: journal %s, XenStore %s%s", __version__, self.journal.path,
                  self.config.xenstore_address,
                  f", domain {self.config.domain_path}" if self.config.domain_path else "")
         self.connect(first=True)
         self.runtime.ready(f"openstack-agent {__version__} serving")
+        self.status.ready()
         if self._on_ready is not None:
             self._on_ready()
 
@@ -212,6 +216,7 @@ class Agent:
                 if self.should_exit:
                     break
                 log.warning("XenStore connection lost (%s); reconnecting", exc)
+                self.status.xenstore(connected=False)
                 self.connect()
             except AgentError as exc:
                 # The daemon keeps serving; the request stays in data/host and is retried on the next scan.
@@ -269,6 +274,7 @@ class Agent:
             if self.should_exit:
                 self.intake.clear()  # a stop that was asked for: no request killed this process
             self.intake.close()
+        self.status.stopped()  # before the lock goes: the next agent's file is its own
         self.lock.release()
 
     # -- XenStore connection --------------------------------------------------------------------------
@@ -290,6 +296,7 @@ class Agent:
                 time.sleep(delay)
         if self.should_exit:
             return
+        self.status.xenstore(connected=True)
         if attempt or not first:
             log.info("connected to XenStore again")
         self._own_deletes.clear()  # events of the old connection are gone with it

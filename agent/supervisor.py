@@ -232,8 +232,12 @@ class Supervisor:
         if fields.get("READY") == "1":
             log.info("openstack-agent %s is ready", version)
             self._child_ready = True
+            # The status names the release that serves: after a rollback it is another one.
+            status = f"STATUS=supervising openstack-agent {version}"
             if not self._told_ready:
-                self._told_ready = notify.send("READY=1", "STATUS=supervising openstack-agent")
+                self._told_ready = notify.send("READY=1", status)
+            else:
+                notify.send(status)
             return True
         return False
 
