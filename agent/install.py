@@ -5,15 +5,25 @@
     <install root>/previous -> releases/<version>
     <install root>/downloads/            bundles being downloaded (``.part``) or downloaded
 
+    <install root>/shipped-agent.toml    the annotated configuration the last ``install --service`` shipped
+
 A link is switched atomically: created under a temporary name, renamed over the old one, and the directory
 fsynced, so that after a power cut ``current`` is either the old release or the new one, never missing. A
 release directory counts only once its ``.complete`` marker exists: staging that was interrupted is redone.
+
+The service (``install --service``, ``uninstall``) is the bundle's systemd unit in /etc/systemd/system, its
+annotated configuration in /etc/openstack-agent (never replacing an operator's) and its README in
+/usr/share/doc/openstack-agent, all inside ``--root`` when one is given. ``systemctl`` enables and disables
+it; it starts or stops it only when systemd runs this machine and no ``--root`` is given, so that an image
+build (a chroot, a directory) is set up offline and the service starts at the image's first boot.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +31,9 @@ import tempfile
 from pathlib import Path
 
 from agent import release
-from agent.errors import ReleaseError
+from agent.config import rooted
+from agent.errors import PlatformError, ReleaseError
+from agent.lock import StateLock
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +171,226 @@ def install(bundle: release.Bundle, layout: Layout) -> str:
     layout.stage(bundle)
     layout.activate(bundle.version)
     return bundle.version
+
+
+# -- the service ----------------------------------------------------------------------------------------
+
+UNIT = "openstack-agent.service"
+UNIT_PATH = "/etc/systemd/system/openstack-agent.service"
+CONFIG_PATH = "/etc/openstack-agent/agent.toml"
+DOC_DIR = "/usr/share/doc/openstack-agent"
+#: Kept in the install root so that an operator's configuration is told from the shipped one: only the
+#: latter is upgraded by the next ``install --service`` or removed by ``uninstall``.
+SHIPPED_CONFIG = "shipped-agent.toml"
+#: The install root the bundle's unit names; another one (``update.install_root``) is written into it.
+UNIT_INSTALL_ROOT = "/opt/openstack-agent"
+_EXEC_START = f"ExecStart={UNIT_INSTALL_ROOT}/current/bin/openstack-agent "
+#: An install root systemd takes in ExecStart= as it is: no quoting, no specifiers (%), no variables ($).
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9._+/-]*")
+#: What the install root holds: ``uninstall`` removes these and keeps (and names) anything else.
+_OWN = ("releases", "downloads", "current", "previous", ".current.new", ".previous.new", SHIPPED_CONFIG,
+        "supervisor.pid")
+
+#: What install_service and uninstall did, a (verb, what) line each, for the command's output.
+Report = list[tuple[str, str]]
+
+
+def systemd_running() -> bool:
+    """Whether systemd manages this machine's services now (``sd_booted``): not in a chroot or a container
+    without it, such as an image build."""
+    return os.path.isdir("/run/systemd/system")
+
+
+def install_service(bundle: release.Bundle, layout: Layout, root: str, install_root: str,
+                    changed_release: bool) -> Report:
+    """Put the bundle's unit, configuration and README in place and enable the service (idempotent).
+
+    ``root`` is ``--root`` ("" for this machine); ``install_root`` the configured one, as the unit must name
+    it; ``changed_release`` whether this installation switched ``current``, so that a running service is
+    restarted onto it.
+    """
+    systemctl = _systemctl_path()  # before anything is written: without systemd there is no service
+    if not _PLAIN_PATH.fullmatch(install_root):
+        raise ReleaseError(f"the install root {install_root!r} cannot be written into the unit's ExecStart=; "
+                           "use a path of letters, digits and ._+-/ only")
+    unit = release.read_member(bundle, f"{release.SERVICE}/openstack-agent.service").decode()
+    if _EXEC_START not in unit:
+        raise ReleaseError(f"release {bundle.version}'s unit does not start {_EXEC_START.removeprefix('ExecStart=')}"
+                           "; it cannot be pointed at this install root")
+    unit = unit.replace(_EXEC_START, f"ExecStart={install_root}/current/bin/openstack-agent ")
+    shipped = release.read_member(bundle, f"{release.SERVICE}/agent.toml")
+    readme = release.read_member(bundle, f"{release.SERVICE}/README.md")
+
+    unit_path, doc_path = rooted(root, UNIT_PATH), rooted(root, DOC_DIR) / "README.md"
+    unit_verb = _put(unit_path, unit.encode())
+    report: Report = [(unit_verb, str(unit_path)), _put_config(rooted(root, CONFIG_PATH), shipped, layout),
+                      (_put(doc_path, readme), str(doc_path))]
+    _write(layout.root / SHIPPED_CONFIG, shipped)
+    report.append(_enable(systemctl, root, restart=changed_release or unit_verb != "unchanged"))
+    return report
+
+
+def _put(path: Path, data: bytes) -> str:
+    """Write ``path`` unless it already holds ``data``; say which."""
+    try:
+        present: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        present = None
+    if present == data:
+        return "unchanged"
+    _write(path, data)
+    return "installed" if present is None else "updated"
+
+
+def _put_config(path: Path, shipped: bytes, layout: Layout) -> tuple[str, str]:
+    """The annotated configuration, where there is none; an operator's is never replaced."""
+    try:
+        present = path.read_bytes()
+    except FileNotFoundError:
+        _write(path, shipped)
+        return "installed", f"{path} (the annotated defaults)"
+    if present == shipped:
+        return "unchanged", str(path)
+    try:
+        before = (layout.root / SHIPPED_CONFIG).read_bytes()
+    except FileNotFoundError:
+        before = None
+    if present == before:
+        # Nobody edited what the last install --service shipped: this release's comments replace it.
+        _write(path, shipped)
+        return "updated", f"{path} (unchanged since the last install)"
+    return "kept", f"{path} (an existing configuration is never replaced; the shipped one is " \
+                   f"{layout.root / SHIPPED_CONFIG})"
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Replace ``path`` whole (a temporary file renamed over it), world-readable like the rest of /etc."""
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as temporary:
+        try:
+            temporary.write(data)
+            temporary.flush()
+            os.fsync(temporary.fileno())
+            os.fchmod(temporary.fileno(), 0o644)
+        except BaseException:
+            os.unlink(temporary.name)
+            raise
+    os.replace(temporary.name, path)
+    fsync_directory(path.parent)
+
+
+def _enable(systemctl: str, root: str, restart: bool) -> tuple[str, str]:
+    if root:
+        _systemctl(systemctl, f"--root={os.path.abspath(root)}", "enable", UNIT)
+        return "enabled", f"{UNIT} in {root} (not started: that system is not running)"
+    if not systemd_running():
+        _systemctl(systemctl, "enable", UNIT)
+        return "enabled", f"{UNIT} (systemd is not running here, as in an image build: it starts at the next boot)"
+    _systemctl(systemctl, "enable", UNIT)
+    # A new release or unit reaches a running service only by a restart; otherwise start it if it is not.
+    _systemctl(systemctl, "restart" if restart else "start", UNIT)
+    return "enabled", f"{UNIT}, and {'restarted' if restart else 'started'} it"
+
+
+def _systemctl_path() -> str:
+    found = shutil.which("systemctl")
+    if found is None:
+        raise ReleaseError("systemctl is not on PATH: --service sets up a systemd service; on a system without "
+                           "systemd, install without --service and start 'openstack-agent supervise' as it starts "
+                           "its services")
+    return found
+
+
+def _systemctl(systemctl: str, *argv: str) -> None:
+    result = subprocess.run([systemctl, *argv], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise PlatformError(f"systemctl {' '.join(argv)} failed: {(result.stderr or result.stdout).strip()[-500:]}")
+
+
+def uninstall(layout: Layout, root: str, state_dir: Path, purge: bool) -> Report:
+    """Disable and remove the service, the releases and links, and the configuration if it is the shipped
+    one; keep the journal. ``purge`` also removes a changed configuration and the journal."""
+    report: Report = []
+    unit_path = rooted(root, UNIT_PATH)
+    systemctl = _systemctl_path() if unit_path.exists() else ""
+    if systemctl and not root and systemd_running():
+        _systemctl(systemctl, "disable", "--now", UNIT)  # stopped first: its supervisor holds the install root
+        report.append(("disabled", f"{UNIT}, and stopped it"))
+    # Held while the files go: an agent or supervisor started by hand (or starting now) is refused, not
+    # left running on removed releases or a removed journal.
+    locks = [StateLock(layout.root, "supervisor", what="install root")] if layout.root.is_dir() else []
+    if purge and state_dir.is_dir():
+        locks.append(StateLock(state_dir, "agent"))
+    try:
+        for lock in locks:
+            lock.acquire()
+        if systemctl and not report:
+            if root:
+                _systemctl(systemctl, f"--root={os.path.abspath(root)}", "disable", UNIT)
+                report.append(("disabled", f"{UNIT} in {root}"))
+            else:
+                _systemctl(systemctl, "disable", UNIT)
+                report.append(("disabled", f"{UNIT} (systemd is not running here: nothing to stop)"))
+        report += _remove_files(layout, root, state_dir, purge)
+    finally:
+        for lock in locks:
+            lock.release()
+    if systemctl and not root and systemd_running():
+        _systemctl(systemctl, "daemon-reload")  # so that systemd forgets the removed unit
+    return report
+
+
+def _remove_files(layout: Layout, root: str, state_dir: Path, purge: bool) -> Report:
+    report: Report = []
+    for path in (rooted(root, UNIT_PATH), rooted(root, DOC_DIR)):
+        if _remove(path):
+            report.append(("removed", str(path)))
+    config = rooted(root, CONFIG_PATH)
+    try:
+        shipped: bytes | None = (layout.root / SHIPPED_CONFIG).read_bytes()
+    except FileNotFoundError:
+        shipped = None
+    if config.exists():
+        unchanged = shipped is not None and config.read_bytes() == shipped
+        if unchanged or purge:
+            _remove(config)
+            with contextlib.suppress(OSError):
+                config.parent.rmdir()  # only when nothing else (a release key, say) is in it
+            report.append(("removed", f"{config} ({'unchanged from the shipped one' if unchanged else '--purge'})"))
+        else:
+            report.append(("kept", f"{config} (changed from the shipped one; --purge removes it)"))
+    if layout.root.is_dir():
+        report += _remove_install_root(layout)
+    if state_dir.is_dir():
+        if purge:
+            shutil.rmtree(state_dir)
+            report.append(("removed", f"{state_dir} (the journal: --purge)"))
+        else:
+            report.append(("kept", f"{state_dir} (the journal; --purge removes it)"))
+    return report
+
+
+def _remove_install_root(layout: Layout) -> Report:
+    versions = sorted(p.name for p in layout.releases.iterdir()) if layout.releases.is_dir() else []
+    links = [name for name in ("current", "previous") if (layout.root / name).is_symlink()]
+    for name in _OWN:
+        _remove(layout.root / name)
+    others = sorted(p.name for p in layout.root.iterdir())
+    removed = ", ".join(filter(None, [f"releases {', '.join(versions)}" if versions else "",
+                                      f"links {', '.join(links)}" if links else ""])) or "empty"
+    if others:
+        return [("removed", f"{layout.root}/: {removed}"),
+                ("kept", f"{layout.root} (it also holds {', '.join(others)})")]
+    layout.root.rmdir()
+    return [("removed", f"{layout.root} ({removed})")]
+
+
+def _remove(path: Path) -> bool:
+    """Remove a file, link or directory tree; whether there was one."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+    else:
+        return False
+    return True

@@ -6,13 +6,17 @@ A bundle ``openstack-agent-<version>.tar.gz`` holds::
     manifest.json.sig   optional: an Ed25519 signature of manifest.json's exact bytes (base64)
     wheels/*.whl        the agent's wheel, its dependencies' wheels, and pip's (so each release can
                         install the next one)
+    service/            what ``install --service`` puts in place: the systemd unit, the annotated
+                        configuration and the README the unit's Documentation= names (from the checkout's
+                        packaging/ and README.md), so that a guest needs the bundle alone
 
 ``build`` makes one from a source checkout, optionally under another version number (the documented way
 to make test and candidate releases) and, for the update tests only, with a start-up fault built in
 (``agent.faults.startup_fault``); it refuses a source that holds a fault marker itself, so that no other
 release can carry one. ``open_bundle`` refuses anything but regular files and directories with plain
 relative names (no absolute paths, ``..``, links or devices) before it reads a byte, then checks the
-manifest, the signature (required when policy says so) and every file's digest.
+manifest, the signature (required when policy says so) and every file's digest; ``read_member`` reads one
+file again and checks it against its digest once more, for whoever uses it after the bundle was opened.
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"
 WHEELS = "wheels"
+SERVICE = "service"
+#: The service's files in a bundle (``service/<name>``) and where each comes from in a checkout.
+SERVICE_FILES = {"openstack-agent.service": "packaging/openstack-agent.service",
+                 "agent.toml": "packaging/agent.toml",
+                 "README.md": "README.md"}
 MAX_MANIFEST = 1024 * 1024
 #: Versions are dotted numbers: what nova compares with LooseVersion, and a safe directory name.
 VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
@@ -222,7 +231,14 @@ def build(out_dir: Path, source: Path, version: str | None = None, sign_key: Pat
         if shipped_fault(own[0]) != startup_fault:
             raise ReleaseError(f"the wheel of {NAME} {version} does not carry the start-up fault asked for "
                                f"({startup_fault or 'none'}); refusing to bundle it")
+        service = work / SERVICE
+        service.mkdir()
+        for name, origin in SERVICE_FILES.items():
+            if not (copy / origin).is_file():
+                raise ReleaseError(f"{source} lacks {origin}, which every bundle carries for 'install --service'")
+            shutil.copyfile(copy / origin, service / name)
         files = {f"{WHEELS}/{p.name}": sha256_file(p) for p in sorted(wheels.iterdir())}
+        files.update({f"{SERVICE}/{name}": sha256_file(service / name) for name in SERVICE_FILES})
         manifest = Manifest(version, python_tag(), platform_tag(), files).to_bytes()
         out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / f"{NAME}-{version}.tar.gz"
@@ -328,6 +344,25 @@ def _check_signature(manifest: bytes, signature: bytes | None, trusted_keys: lis
     if required:
         raise ReleaseError("the bundle's signature does not verify with any trusted key")
     return None
+
+
+def read_member(bundle: Bundle, name: str) -> bytes:
+    """The bytes of the bundle's file ``name`` (``service/agent.toml``), checked against the manifest again:
+    the archive could have been replaced since ``open_bundle`` read it."""
+    digest = bundle.manifest.files.get(name)
+    if digest is None:
+        raise ReleaseError(f"release {bundle.version}'s bundle carries no {name} (bundles built before the "
+                           "service files travelled in them do not); use a bundle built by this release")
+    try:
+        with tarfile.open(bundle.path, "r:gz") as archive:
+            members = {PurePosixPath(m.name).as_posix(): m for m in archive.getmembers() if m.isfile()}
+            data = _read(archive, members, name, MAX_MANIFEST)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ReleaseError(f"{bundle.path.name} is not a readable release bundle: {exc}") from None
+    if data is None or hashlib.sha256(data).hexdigest() != digest:
+        raise ReleaseError(f"{name} in {bundle.path.name} no longer matches its manifest; the bundle was altered "
+                           "after it was checked")
+    return data
 
 
 def extract(bundle: Bundle, destination: Path) -> None:

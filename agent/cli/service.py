@@ -1,4 +1,5 @@
-"""The service's commands: ``run`` (the agent), ``supervise`` (what the unit runs) and ``install``.
+"""The service's commands: ``run`` (the agent), ``supervise`` (what the unit runs), ``install`` (with
+``--service``, also the systemd unit) and ``uninstall``.
 
 ``run`` and ``supervise`` set up the process's log (``agent.logs``) from the configuration before they start
 anything, so that the agent's and the supervisor's lines go to ``daemon.log_file`` from the first one.
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from agent import config, faults, logs
+from agent.cli import output
 from agent.errors import AgentError, RestartRequested
 
 if TYPE_CHECKING:
@@ -45,8 +47,23 @@ def register(commands: Subparsers) -> None:
     install.add_argument("bundle", metavar="BUNDLE", help="the .tar.gz made by 'openstack-agent release build'")
     install.add_argument("--key", action="append", default=[], metavar="PUB",
                          help="also trust this Ed25519 public key (PEM); may be repeated")
+    install.add_argument("--service", action="store_true", help=(
+        "also install the bundle's systemd unit in /etc/systemd/system, its annotated configuration in "
+        "/etc/openstack-agent/agent.toml (only where there is none) and its README, and enable the service; "
+        "it is started (or restarted onto a new release) only when systemd runs this machine and no --root "
+        "is given"))
     config.add_flags(install, only=("state_dir", "install_root", "require_signature", "trusted_keys"))
     install.set_defaults(handler=cmd_install)
+
+    uninstall = commands.add_parser("uninstall", help="remove the service and the releases, keeping the journal",
+                                    description=(
+        "Disable the service (and stop it when systemd runs this machine), remove its unit and README, the "
+        "install root's releases and links, and the configuration if it is unchanged from the shipped one. "
+        "The journal (the state directory) and a changed configuration are kept unless --purge."))
+    uninstall.add_argument("--purge", action="store_true",
+                           help="also remove the configuration, changed or not, and the journal")
+    config.add_flags(uninstall, only=("state_dir", "install_root"))
+    uninstall.set_defaults(handler=cmd_uninstall)
 
 
 def _configure(args: argparse.Namespace) -> config.Config:
@@ -87,10 +104,24 @@ def cmd_install(args: argparse.Namespace, out: TextIO) -> int:
     keys = release.load_public_keys([*settings.trusted_key_paths, *(Path(k) for k in args.key)])
     bundle = release.open_bundle(Path(args.bundle), keys, settings.require_signature)
     layout = install.Layout(settings.install_path)
+    before = layout.current
     version = install.install(bundle, layout)
     journal = Journal.open(settings.state_path)
     releases.mark(journal, version, releases.GOOD, "installed by 'openstack-agent install'")
     journal.close()
     out.write(f"openstack-agent {version} installed in {layout.release_dir(version)}; current -> {version}"
               f"{f', previous -> {layout.previous}' if layout.previous else ''}\n")
+    if args.service:
+        output.fields(install.install_service(bundle, layout, settings.root, settings.install_root,
+                                              changed_release=before != version), out)
+    return 0
+
+
+def cmd_uninstall(args: argparse.Namespace, out: TextIO) -> int:
+    from agent import install
+
+    settings = config.load(args)
+    report = install.uninstall(install.Layout(settings.install_path), settings.root, settings.state_path,
+                               args.purge)
+    output.fields(report or [("nothing", "openstack-agent is not installed here")], out)
     return 0
