@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import glob
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from agent import __version__, status
+from agent.cli.status import NOT_READY, NOT_RUNNING
 from agent.host import Host
 from agent.protocol import GUEST_DIR
+from agent.sandbox import Xenstored, create_domain
 from agent.xenstore import XenStore
 from tests import fuzzing
-from tests.conftest import AgentProcess, exchange_state, holding, open_journal, wait_for
+from tests.conftest import (
+    DOMID,
+    STATE_DIR,
+    AgentProcess,
+    Service,
+    exchange_state,
+    holding,
+    open_journal,
+    wait_for,
+)
 
 
 def test_a_second_agent_on_the_same_journal_exits(agent_process, host: Host, state_dir: Path) -> None:
@@ -137,3 +152,62 @@ def test_a_signal_storm_under_load_neither_hangs_nor_kills_the_agent(agent_proce
     assert (result.answered, dict(result.returncodes)) == (3000, {"0": 3000})
     agent.process.send_signal(signal.SIGTERM)
     assert agent.wait(30) == 0
+
+
+# -- what status sees ----------------------------------------------------------------------------------
+
+def test_the_start_line_names_the_version(agent_process, host: Host) -> None:
+    """The agent's first line says which release starts."""
+    agent = agent_process().start()
+    assert host.call("version", "agent", timeout=20)["returncode"] == "0"
+    assert f"openstack-agent {__version__} starting: journal " in agent.log()
+
+
+def test_the_published_status_follows_the_agent(agent_process, xenstored: Xenstored, state_dir: Path,
+                                                system_root: Path) -> None:
+    """The agent publishes ready with its pid and version, reconnecting while xenstored is gone, connected
+    again once it is back, and stopped at SIGTERM; status's exit code follows (0, 21, 0, 20)."""
+    def status_code() -> int:
+        return subprocess.run([sys.executable, "-m", "agent", "status", "--root", str(system_root),
+                               "--state-dir", STATE_DIR], capture_output=True, check=False).returncode
+
+    agent = agent_process().start()
+    ready = wait_for(lambda: status.observe(state_dir).ready and status.observe(state_dir))
+    assert (ready.pid, ready.live.version, ready.live.pid) == (agent.process.pid, __version__, agent.process.pid)
+    assert status_code() == 0
+    xenstored.stop()
+    wait_for(lambda: status.observe(state_dir).state == "reconnecting")
+    assert status_code() == NOT_READY
+    xenstored.start()
+    create_domain(xenstored.address, DOMID)
+    wait_for(lambda: status.observe(state_dir).ready)
+    assert status_code() == 0
+    assert agent.stop() == 0
+    stopped = status.observe(state_dir)
+    assert (stopped.running, stopped.last.state, stopped.last.pid) == (False, "stopped", agent.process.pid)
+    assert status_code() == NOT_RUNNING
+
+
+def test_a_killed_agent_is_not_running_whatever_its_file_says(agent_process, state_dir: Path) -> None:
+    """SIGKILL leaves the file saying ready; the free lock says not running, and the run did not stop cleanly."""
+    agent = agent_process().start()
+    wait_for(lambda: status.observe(state_dir).ready)
+    agent.process.send_signal(signal.SIGKILL)
+    agent.wait()
+    seen = status.observe(state_dir)
+    assert (seen.running, seen.state, seen.last.state) == (False, "not-running", "ready")
+
+
+def test_the_supervisor_status_names_the_release(service: Service, host: Host, tmp_path: Path) -> None:
+    """systemd's STATUS= line says which release the supervisor runs."""
+    path = tmp_path / "systemd-notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.settimeout(30)
+    service.env["NOTIFY_SOCKET"] = str(path)
+    service.start()
+    messages: list[str] = []
+    while "READY=1" not in messages:
+        messages.extend(listener.recv(4096).decode().splitlines())
+    listener.close()
+    assert f"STATUS=supervising openstack-agent {__version__}" in messages
