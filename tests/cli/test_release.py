@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import platform
 import shutil
 import tarfile
 import zipfile
@@ -13,6 +14,7 @@ import pytest
 from agent import faults, release
 from agent.cli import main
 from agent.errors import ReleaseError
+from tests.cli.conftest import run
 from tests.releases import ROOT
 
 
@@ -70,3 +72,65 @@ def test_build_refuses_an_unknown_fault(tmp_path: Path) -> None:
     """Only the faults the agent knows can be built in."""
     with pytest.raises(ReleaseError, match="no start-up fault 'explode'; choose one of crash, hang"):
         release.build(tmp_path, ROOT, "0.5.0", startup_fault="explode")
+
+
+@pytest.mark.parametrize(("action", "flags", "name"), [
+    ("deb", ["--maintainer", "Release Engineering <release@example.org>"], "openstack-agent_{v}_{deb}.deb"),
+    ("rpm", [], "openstack-agent-{v}-1.{rpm}.rpm"),
+])
+def test_package_prints_its_path(bundles, tmp_path: Path, action: str, flags: list[str], name: str) -> None:
+    """'release deb' and 'release rpm' print the one path of the package they built, in --out."""
+    from agent import __version__
+    from agent.packages import DEB_ARCHITECTURES, RPM_ARCHITECTURES
+
+    machine = platform.machine()
+    expected = tmp_path / name.format(v=__version__, deb=DEB_ARCHITECTURES[machine], rpm=RPM_ARCHITECTURES[machine])
+    assert run("release", action, str(bundles.base), "--out", str(tmp_path), "--source", str(ROOT), *flags) == (
+        0, f"{expected}\n")
+    assert sorted(tmp_path.iterdir()) == [expected]
+
+
+@pytest.mark.parametrize(("flags", "env", "message"), [
+    ([], {}, "a Debian package needs a maintainer: pass --maintainer 'Name <email>', or set DEBFULLNAME and "
+             "DEBEMAIL"),
+    (["--maintainer", "nobody"], {}, "the maintainer 'nobody' is not 'Name <email>', as Debian's control file "
+                                     "needs it"),
+    ([], {"DEBFULLNAME": "Ann", "DEBEMAIL": "ann"}, "the maintainer 'Ann <ann>' is not 'Name <email>', as "
+                                                   "Debian's control file needs it"),
+])
+def test_deb_needs_a_maintainer(bundles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str], flags: list[str], env: dict[str, str],
+                                message: str) -> None:
+    """Without a 'Name <email>' maintainer, from the flag or Debian's variables, 'release deb' builds nothing."""
+    for variable in ("DEBFULLNAME", "DEBEMAIL"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    assert run("release", "deb", str(bundles.base), "--out", str(tmp_path / "out"), *flags) == (10, "")
+    assert capsys.readouterr().err == f"Error: {message}\n"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("action", ["deb", "rpm"])
+def test_package_needs_a_checkout(bundles, tmp_path: Path, capsys: pytest.CaptureFixture[str], action: str) -> None:
+    """Outside a checkout, 'release deb' and 'release rpm' say where the templates are looked for."""
+    flags = ["--maintainer", "A <a@example.org>"] if action == "deb" else []
+    code, _ = run("release", action, str(bundles.base), "--out", str(tmp_path / "out"), "--source", str(tmp_path),
+                  *flags)
+    missing = ("cannot read the packaging template {p}/packaging/debian/setup: No such file or directory"
+               if action == "deb" else "{p}/packaging/rpm/openstack-agent.spec does not exist")
+    assert code == 10
+    assert capsys.readouterr().err == (f"Error: {missing.format(p=tmp_path)}; pass --source with an "
+                                       "openstack-agent checkout\n")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("action", ["deb", "rpm"])
+def test_package_of_a_file_not_a_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str], action: str) -> None:
+    """A file that is not a bundle is refused before any package is built."""
+    bundle = tmp_path / "openstack-agent-1.0.0.tar.gz"
+    bundle.write_text("not a bundle\n")
+    flags = ["--maintainer", "A <a@example.org>"] if action == "deb" else []
+    assert run("release", action, str(bundle), "--out", str(tmp_path / "out"), *flags) == (10, "")
+    assert capsys.readouterr().err.startswith("Error: openstack-agent-1.0.0.tar.gz is not a readable release bundle: ")
+    assert not (tmp_path / "out").exists()
