@@ -291,7 +291,7 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("xenstore", "xenstore", "address", str,
            "XenStore to use: 'unix:PATH' (xenstored's socket; the default when XENSTORED_PATH is set) "
-           "or 'xenbus[:PATH]' (the default in a guest)", empty="unix:$XENSTORED_PATH if set, else xenbus"),
+           "or 'xenbus[:PATH]' (the default in a guest)", empty="auto"),
     Option("domain_path", "xenstore", "domain_path", str,
            "domain home such as /local/domain/5 (dom0, sandbox, tests); empty means relative paths",
            empty="relative paths"),
