@@ -61,6 +61,19 @@ _FIND_REQUEST = Compiled(select(_commands).where(_commands.c.request_id == bindp
                          .order_by(_commands.c.id.desc()).limit(1))
 
 
+def command_filter(name: str | None = None, state: str | None = None, since: str | None = None) -> list[Any]:
+    """The conditions on the commands table that ``journal list`` and ``journal timing`` filter with."""
+    conditions: list[Any] = []
+    if name:
+        conditions.append(_commands.c.name == storable(name))
+    if state:
+        conditions.append(_commands.c.state == state)
+    if since:
+        # Journal times are fixed-width UTC text, so text order is time order.
+        conditions.append(_commands.c.received_at >= since)
+    return conditions
+
+
 class _StaleHead(Exception):
     """The head seal is not what this handle remembered: reload it and journal the command again."""
 
@@ -348,17 +361,24 @@ class Journal:
         return self.records(select(_commands).where(_commands.c.finished_at.is_not(None),
                                                     _commands.c.replied_at.is_(None)).order_by(_commands.c.id))
 
-    def commands(self, limit: int | None = None, name: str | None = None,
-                 state: str | None = None) -> list[CommandRecord]:
-        """Commands, newest first."""
-        query = select(_commands).order_by(_commands.c.id.desc())
-        if name:
-            query = query.where(_commands.c.name == name)
-        if state:
-            query = query.where(_commands.c.state == state)
+    def commands(self, limit: int | None = None, name: str | None = None, state: str | None = None,
+                 since: str | None = None) -> list[CommandRecord]:
+        """Commands, newest first; ``since`` (a journal time) keeps those received at or after it."""
+        query = select(_commands).where(*command_filter(name, state, since)).order_by(_commands.c.id.desc())
         if limit:
             query = query.limit(limit)
         return self.records(query)
+
+    def by_request(self, request_id: str) -> list[CommandRecord]:
+        """Every command journaled for this request id, oldest first: the host may reuse an id for a new
+        request once the agent has answered the old one."""
+        return self.records(select(_commands).where(_commands.c.request_id == storable(request_id))
+                            .order_by(_commands.c.id))
+
+    def journaled(self, column: str) -> set[str]:
+        """The distinct values of a commands column (``name``, ``state``) in the journal, NULL left out."""
+        values = self.read(select(_commands.c[column]).where(_commands.c[column].is_not(None)).distinct())
+        return {row[0] for row in values}
 
     def transitions(self, command_id: int) -> list[TransitionRecord]:
         rows = self.read(select(_transitions).where(_transitions.c.command_id == command_id)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
+from agent.cli.journal import duration
 from agent.journal import Journal
 from agent.journal import times as journal_times
 from tests.cli.conftest import run
@@ -179,7 +180,7 @@ NOW = datetime(2026, 11, 23, 10, 5, tzinfo=UTC)
 def timed_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A journal whose commands took known times, with the wall clock at 10:05: a version (1.5 s), a password
     (5 s, mostly applying), a resetnetwork still switching, the version's request id used again (0.1 s), a
-    request named 'verison' (rejected) and a request whose id is all digits."""
+    request named 'verison' (rejected), and two whose request ids are all digits: 4242, and 1 (command 1's id)."""
     clock: list[str] = []
     monkeypatch.setattr(journal_times, "utcnow", lambda: clock.pop(0))
     monkeypatch.setattr(journal_times, "wall_clock", lambda: NOW)
@@ -210,5 +211,249 @@ def timed_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             {"returncode": "404", "message": "No such agent command 'verison'"})
     command("4242", "features", "features", [("received", "10:04:30.000000"), ("done", "10:04:30.020000")],
             answer)
+    command("1", "features", "features", [("received", "10:04:40.000000"), ("done", "10:04:40.030000")], answer)
     journal.close()
     return tmp_path / "timed"
+
+
+STATES = ("applied, applying, committed, confirming, done, downloading, exchanged, failed, received, restarting, "
+          "rolled_back, rolling_back, staging, switching, verifying, writing, written")
+COMMANDS = "agentupdate, features, file_inject, injectfile, keyinit, password, resetnetwork, version"
+
+
+STATE_ERROR = f"--state 'bogus' is not a state of any command; the states are: {STATES}"
+NAME_ERROR = f"--name 'nope' is not a command the agent knows or the journal holds; the commands are: {COMMANDS}"
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    pytest.param(["list", "--state", "bogus"], STATE_ERROR, id="list-state"),
+    pytest.param(["list", "--name", "nope"], NAME_ERROR, id="list-name"),
+    pytest.param(["timing", "--name", "nope"], NAME_ERROR, id="timing-name"),
+])
+def test_journal_filters_refuse_what_cannot_exist(timed_dir: Path, capsys: pytest.CaptureFixture[str],
+                                                  argv: list[str], error: str) -> None:
+    """An unknown --state or --name is an error (exit 2) naming what exists, not an empty table."""
+    assert run("journal", *argv, "--state-dir", str(timed_dir)) == (2, "")
+    assert capsys.readouterr().err == f"Error: {error}\n"
+
+
+@pytest.mark.parametrize(("flag", "value", "ids"), [
+    pytest.param("--state", "switching", [3], id="state-of-a-machine"),
+    pytest.param("--state", "written", [], id="state-no-command-is-in"),
+    pytest.param("--name", "verison", [5], id="unknown-name-the-host-sent"),
+    pytest.param("--name", "keyinit", [], id="name-never-journaled"),
+])
+def test_journal_list_filters_by_what_exists(timed_dir: Path, flag: str, value: str, ids: list[int]) -> None:
+    """A state or command of some machine filters, matching or not, and so does a name only the journal holds
+    (a request for an unknown command)."""
+    code, out = run("journal", "list", "--json", flag, value, "--state-dir", str(timed_dir))
+    assert (code, [c["id"] for c in json.loads(out)]) == (0, ids)
+
+
+def test_journal_show_by_request_id_shows_each_command_oldest_first(timed_dir: Path) -> None:
+    """A request id the host used twice shows both commands, oldest first, under a line that says so."""
+    code, out = run("journal", "show", "req-a", "--state-dir", str(timed_dir))
+    block = (
+        "command        {id}\n"
+        "name           version\n"
+        "machine        version\n"
+        "state          done\n"
+        "request        req-a\n"
+        "domain         /local/domain/5\n"
+        f"digest         {'d' * 64}\n"
+        "attempts       1\n"
+        "received       2026-11-23T10:{minute}:00.000000Z\n"
+        "finished       2026-11-23T10:{minute}:{finished}Z\n"
+        "reply          0 'ok'\n"
+        "replied        2026-11-23T10:{minute}:{replied}Z\n"
+        "reply removed  -\n"
+        "\n"
+        "seq  at                           trigger  source    dest      detail\n"
+        "1    2026-11-23T10:{minute}:00.000000Z  receive  -         received  -\n"
+        "2    2026-11-23T10:{minute}:{finished}Z  go       received  done      "
+        '{{"reply": {{"message": "ok", "returncode": "0"}}}}\n'
+        "3    2026-11-23T10:{minute}:{replied}Z  deliver  done      done      -\n")
+    assert code == 0
+    assert out == (
+        "request   req-a\n"
+        "commands  1, 4 (each shown below, oldest first)\n"
+        "\n"
+        + block.format(id=1, minute="00", finished="01.500000", replied="03.000000") + "\n"
+        + block.format(id=4, minute="03", finished="00.100000", replied="00.200000"))
+
+
+@pytest.mark.parametrize(("wanted", "ids"), [
+    pytest.param("req-a", [1, 4], id="request-used-twice"),
+    pytest.param("req-p", [2], id="request-used-once"),
+    pytest.param("4242", [6], id="digits-that-are-no-command-id"),
+])
+def test_journal_show_json_by_request_id_is_a_list(timed_dir: Path, wanted: str, ids: list[int]) -> None:
+    """By request id, --json is always a list of commands with their transitions, oldest first (an id of
+    digits that no command has is a request id)."""
+    code, out = run("journal", "show", wanted, "--json", "--state-dir", str(timed_dir))
+    document = json.loads(out)
+    assert (code, [c["id"] for c in document], {c["request_id"] for c in document}) == (0, ids, {wanted})
+    assert all(c["transitions"][0]["trigger"] == "receive" for c in document)
+
+
+@pytest.mark.parametrize(("wanted", "request_id"), [("1", "req-a"), ("7", "1")])
+def test_journal_show_command_ids_stay_command_ids(timed_dir: Path, wanted: str, request_id: str) -> None:
+    """An integer that is a command id shows that command, as one object, even when a request used the same
+    digits as its id (request '1' is command 7)."""
+    code, out = run("journal", "show", wanted, "--json", "--state-dir", str(timed_dir))
+    document = json.loads(out)
+    assert (code, document["id"], document["request_id"]) == (0, int(wanted), request_id)
+
+
+@pytest.mark.parametrize(("wanted", "error"), [
+    pytest.param("nope", "no command with the request id 'nope'", id="request-id"),
+    pytest.param("999", "no command 999 and no request id '999'", id="digits"),
+])
+def test_journal_show_unknown_id(timed_dir: Path, capsys: pytest.CaptureFixture[str], wanted: str,
+                                 error: str) -> None:
+    """An id that is neither a command's nor a request's is exit 6, naming what was looked for and the fix."""
+    assert run("journal", "show", wanted, "--state-dir", str(timed_dir)) == (6, "")
+    assert capsys.readouterr().err == (f"Error: {error} in the journal; 'openstack-agent journal list' shows the "
+                                       "command ids and request ids\n")
+
+
+@pytest.mark.parametrize(("when", "ids"), [
+    pytest.param("2026-11-23T10:03:00Z", [7, 6, 5, 4], id="utc-time"),
+    pytest.param("2026-11-23T11:01:00+01:00", [7, 6, 5, 4, 3, 2], id="time-with-offset"),
+    pytest.param("2026-11-23T10:04:30", [7, 6], id="time-without-zone-is-utc"),
+    pytest.param("2026-11-23", [7, 6, 5, 4, 3, 2, 1], id="date"),
+    pytest.param("2026-11-24", [], id="date-after-every-command"),
+    pytest.param("0900-01-01", [7, 6, 5, 4, 3, 2, 1], id="long-ago"),
+    pytest.param("30s", [7, 6], id="seconds"),
+    pytest.param("4m", [7, 6, 5, 4, 3, 2], id="minutes"),
+    pytest.param("1h30m", [7, 6, 5, 4, 3, 2, 1], id="hours-and-minutes"),
+    pytest.param("7d", [7, 6, 5, 4, 3, 2, 1], id="days"),
+])
+def test_journal_list_since(timed_dir: Path, when: str, ids: list[int]) -> None:
+    """--since keeps the commands received at or after a time, a date, or a duration back from now (10:05)."""
+    code, out = run("journal", "list", "--json", "--since", when, "--state-dir", str(timed_dir))
+    assert (code, [c["id"] for c in json.loads(out)]) == (0, ids)
+
+
+@pytest.mark.parametrize(("when", "error"), [
+    *(pytest.param(when, f"--since {when!r} is neither a time nor a duration: give an ISO-8601 time or date "
+                   "(2026-11-23T10:00:00Z, 2026-11-23) or a duration back from now (30m, 2h, 7d)", id=when or "empty")
+      for when in ("yesterday", "30x", "5min", "2026-13-01", "")),
+    pytest.param("99999999999d", "--since '99999999999d' reaches back further than dates go; give a shorter "
+                 "duration", id="too-long"),
+])
+@pytest.mark.parametrize("action", ["list", "timing"])
+def test_journal_since_refuses_what_is_no_time(timed_dir: Path, capsys: pytest.CaptureFixture[str], action: str,
+                                               when: str, error: str) -> None:
+    """A --since that is neither a time nor a duration is an error (exit 2) that shows both forms."""
+    assert run("journal", action, "--since", when, "--state-dir", str(timed_dir)) == (2, "")
+    assert capsys.readouterr().err == f"Error: {error}\n"
+
+
+TIMING_HEADER = "id  name          state      duration          received_at                  states\n"
+TIMING_LINES = {
+    3: "3   resetnetwork  switching  3m00.000s so far  2026-11-23T10:02:00.000000Z  switching 2m30.000s, "
+       "received 30.000s\n",
+    2: "2   password      done       5.000s            2026-11-23T10:01:00.000000Z  applying 4.000s, applied "
+       "0.750s, received 0.250s\n",
+    1: "1   version       done       1.500s            2026-11-23T10:00:00.000000Z  received 1.500s\n",
+    4: "4   version       done       0.100s            2026-11-23T10:03:00.000000Z  received 0.100s\n",
+    7: "7   features      done       0.030s            2026-11-23T10:04:40.000000Z  received 0.030s\n",
+    6: "6   features      done       0.020s            2026-11-23T10:04:30.000000Z  received 0.020s\n",
+    5: "5   verison       failed     0.010s            2026-11-23T10:04:00.000000Z  received 0.010s\n",
+}
+
+
+def test_journal_timing_table(timed_dir: Path) -> None:
+    """timing lists commands slowest first, each with its duration (received to finished, or so far while
+    unfinished) and its states slowest first; the reply's delivery after it is not the command's time; --limit
+    keeps the slowest."""
+    assert run("journal", "timing", "--state-dir", str(timed_dir)) == (
+        0, TIMING_HEADER + "".join(TIMING_LINES.values()))
+    assert run("journal", "timing", "--limit", "2", "--state-dir", str(timed_dir)) == (
+        0, TIMING_HEADER + TIMING_LINES[3] + TIMING_LINES[2])
+
+
+@pytest.mark.parametrize(("argv", "ids"), [
+    pytest.param(["--limit", "0"], [3, 2, 1, 4, 7, 6, 5], id="limit-0-is-all"),
+    pytest.param(["--name", "version"], [1, 4], id="name"),
+    pytest.param(["--since", "2026-11-23T10:03:00Z"], [4, 7, 6, 5], id="since"),
+    pytest.param(["--name", "features", "--since", "25s", "--limit", "5"], [7], id="together"),
+])
+def test_journal_timing_filters(timed_dir: Path, argv: list[str], ids: list[int]) -> None:
+    """--name and --since narrow what is timed, --limit 0 times everything, and they combine."""
+    code, out = run("journal", "timing", *argv, "--json", "--state-dir", str(timed_dir))
+    assert (code, [c["id"] for c in json.loads(out)]) == (0, ids)
+
+
+def test_journal_timing_json(timed_dir: Path) -> None:
+    """timing --json gives each command's identity, whether it finished, and seconds for it and each state."""
+    code, out = run("journal", "timing", "--json", "--limit", "2", "--state-dir", str(timed_dir))
+    assert code == 0
+    assert json.loads(out) == [
+        {"id": 3, "request_id": "req-n", "name": "resetnetwork", "machine": "resetnetwork", "state": "switching",
+         "received_at": "2026-11-23T10:02:00.000000Z", "finished_at": None, "finished": False, "seconds": 180.0,
+         "states": [{"state": "switching", "seconds": 150.0}, {"state": "received", "seconds": 30.0}]},
+        {"id": 2, "request_id": "req-p", "name": "password", "machine": "password", "state": "done",
+         "received_at": "2026-11-23T10:01:00.000000Z", "finished_at": "2026-11-23T10:01:05.000000Z",
+         "finished": True, "seconds": 5.0, "states": [{"state": "applying", "seconds": 4.0},
+                                                      {"state": "applied", "seconds": 0.75},
+                                                      {"state": "received", "seconds": 0.25}]},
+    ]
+
+
+def test_journal_timing_of_an_empty_journal(tmp_path: Path) -> None:
+    """A journal without commands times nothing: the header alone, or an empty list."""
+    Journal.open(tmp_path).close()
+    assert run("journal", "timing", "--state-dir", str(tmp_path)) == (
+        0, "id  name  state  duration  received_at  states\n")
+    assert run("journal", "timing", "--json", "--state-dir", str(tmp_path)) == (0, "[]\n")
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0.0, "0.000s"), (1.5, "1.500s"), (59.9996, "1m00.000s"), (125.25, "2m05.250s"), (3599.9996, "1h00m00s"),
+    (3723.5, "1h02m03s"), (93784.0, "1d02h03m"),
+])
+def test_durations_read_as_time(seconds: float, text: str) -> None:
+    """timing shows milliseconds under an hour, then hours, minutes and seconds, then days."""
+    assert duration(seconds) == text
+
+
+def _files(directory: Path, names: tuple[str, ...] | None = None) -> dict[str, tuple[bytes, int, int]]:
+    """Each file's bytes, mtime and mode, to compare before and after a command."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_mode) for p in sorted(directory.iterdir())
+            if names is None or p.name in names}
+
+
+EVERY_JOURNAL_COMMAND = [
+    pytest.param(argv, id="-".join(argv) or "list") for argv in (
+        ["list"], ["list", "--state", "done"], ["list", "--name", "verison"], ["list", "--since", "4m"],
+        ["list", "--state", "bogus"], ["list", "--since", "yesterday"],
+        ["show", "1"], ["show", "req-a"], ["show", "4242", "--json"], ["show", "nope"],
+        ["timing"], ["timing", "--json", "--name", "password", "--since", "2026-11-23"], ["timing", "--name", "nope"],
+        ["export"], ["verify"], ["verify", "--json"])]
+
+
+@pytest.mark.parametrize("argv", EVERY_JOURNAL_COMMAND)
+def test_every_journal_command_leaves_the_journal_as_it_was(timed_dir: Path, argv: list[str]) -> None:
+    """Whatever it shows or refuses, a journal command changes no byte, mtime or mode of any file in the state
+    directory, and creates none."""
+    before = _files(timed_dir)
+    run("journal", *argv, "--state-dir", str(timed_dir))
+    assert _files(timed_dir) == before
+
+
+@pytest.mark.parametrize("argv", EVERY_JOURNAL_COMMAND)
+def test_journal_commands_beside_a_running_agent_leave_its_files_as_they_were(timed_dir: Path,
+                                                                             argv: list[str]) -> None:
+    """With the agent's journal open (its WAL beside the database), a journal command changes neither the
+    database file nor the WAL."""
+    agent = Journal.open(timed_dir)
+    try:
+        agent.command_count()  # the agent's connection is open, as while it serves
+        before = _files(timed_dir, ("journal.sqlite3", "journal.sqlite3-wal"))
+        assert set(before) == {"journal.sqlite3", "journal.sqlite3-wal"}
+        run("journal", *argv, "--state-dir", str(timed_dir))
+        assert _files(timed_dir, ("journal.sqlite3", "journal.sqlite3-wal")) == before
+    finally:
+        agent.close()
