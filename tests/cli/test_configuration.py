@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,15 @@ def test_help_shows_each_default_and_unit(command: str, capsys: pytest.CaptureFi
                  "Durations are a number of seconds (of days for --retention-days) or a number with units: 250ms, "
                  "30s, 5m, 1h30m, 2d."]:
         assert line in out
+
+
+def test_the_annotated_example_is_valid(tmp_path: Path) -> None:
+    """The annotated configuration that ships in packaging/ passes 'config check' with every key uncommented."""
+    example = Path(__file__).parents[2] / "packaging/agent.toml"
+    assert run("config", "check", str(example))[0] == 0
+    uncommented = tmp_path / "agent.toml"
+    uncommented.write_text(re.sub(r"(?m)^# ?([a-z_]+ = )", r"\1", example.read_text()))
+    code, out = run("config", "check", str(uncommented))
+    assert code == 0
+    assert out.startswith(f"{uncommented}: valid; sets ")
+    assert "sets no key" not in out
