@@ -1,19 +1,24 @@
 """``sandbox``: Debian's real xenstored, a guest domain node and the agent on this machine (``agent.sandbox``).
 
 ``--demo`` plays the host: a few calls, good and bad, then the journal they left, printed by the same
-``journal list`` and ``journal show`` an operator would run.
+``journal list`` and ``journal show`` an operator would run. Without it the sandbox runs until Ctrl-C, SIGINT
+or SIGTERM, and then stops everything it started and removes its temporary directory (a --dir is kept).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from agent.cli.host import Call, PasswordSet, Raw, Request
-from agent.errors import HostCallError
+from agent.errors import HostCallError, SandboxError
 
 if TYPE_CHECKING:
     from agent.cli.app import Subparsers
@@ -35,8 +40,8 @@ def register(commands: Subparsers) -> None:
 def cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
     from agent.sandbox import Sandbox
 
-    with tempfile.TemporaryDirectory(prefix="openstack-agent-sandbox-") as scratch:
-        directory = Path(args.dir or scratch)
+    with _stopped_by_signals(), tempfile.TemporaryDirectory(prefix="openstack-agent-sandbox-") as scratch:
+        directory = _directory(args.dir) if args.dir else Path(scratch)
         with Sandbox(directory, domid=args.domid) as sandbox:
             env = sandbox.xenstored.env
             out.write(f"Sandbox: a real xenstored and the agent, in {directory}\n\n"
@@ -54,9 +59,49 @@ def cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
                     time.sleep(0.5)
             except KeyboardInterrupt:
                 out.write("\nStopping the sandbox.\n")
+                out.flush()
                 return 0
             raise HostCallError(f"the agent exited with status {sandbox.agent_exited()}; "
                                 f"see {sandbox.agent_log}")
+
+
+def _directory(given: str) -> Path:
+    """The working directory --dir names, created if it is new; a SandboxError naming it if it cannot be."""
+    path = Path(given)
+    if path.exists() and not path.is_dir():
+        reason = "it exists and is not a directory"
+    else:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+    raise SandboxError(f"cannot use {path} as the sandbox's directory: {reason}; give --dir a directory (new or "
+                       "existing), or leave --dir out for a temporary one")
+
+
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT stop the sandbox as Ctrl-C does: as KeyboardInterrupt, so that every ``with`` on the
+    way out stops the agent and xenstored and removes the temporary directory. SIGINT is taken over even when
+    it was ignored (a script's '&' or nohup ignores it), so 'kill -INT' works there too. Later signals are
+    ignored until the cleanup is over, so that a second Ctrl-C cannot cut it short (each child gets a bounded
+    time to stop)."""
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _demo(sandbox: Any, out: TextIO) -> int:
