@@ -168,7 +168,7 @@ def test_deb_needs_its_python(deb: Path, tmp_path: Path) -> None:
 
 def test_deb_installs_removes_and_purges(deb: Path, tmp_path: Path) -> None:
     """dpkg -i installs the bundle's release as the enabled service inside the root (twice gives the same),
-    -r leaves the journal and the configuration, -P removes them too."""
+    -r leaves the journal alone (the configuration too, had it been changed), -P removes it too."""
     root = empty_root(tmp_path / "root", with_python=True)
     install = dpkg(root, "--install", str(deb))
     assert install.returncode == 0, install.stderr
@@ -176,6 +176,7 @@ def test_deb_installs_removes_and_purges(deb: Path, tmp_path: Path) -> None:
     assert (root / "opt/openstack-agent/current").readlink() == Path("releases") / __version__
     assert (root / "opt/openstack-agent/releases" / __version__ / ".complete").is_file()
     assert (root / "etc/openstack-agent/agent.toml").is_file()
+    assert (root / "etc/systemd/system/openstack-agent.service").is_file()
     assert (root / "etc/systemd/system/multi-user.target.wants/openstack-agent.service").is_symlink()
     out = io.StringIO()
     assert main(["status", "--root", str(root), "--json"], out) == NOT_RUNNING
@@ -193,8 +194,8 @@ def test_deb_installs_removes_and_purges(deb: Path, tmp_path: Path) -> None:
     assert remove.returncode == 0, remove.stderr
     assert package_state(root) == "rc"
     left = files_under(root)
-    assert "etc/openstack-agent/agent.toml" in left
-    assert [p for p in left if not p.startswith(("etc/openstack-agent/", "var/lib/openstack-agent/"))] == []
+    assert "var/lib/openstack-agent/journal.sqlite3" in left
+    assert [p for p in left if not p.startswith("var/lib/openstack-agent/")] == []
 
     purge = dpkg(root, "--purge", "openstack-agent")
     assert purge.returncode == 0, purge.stderr
