@@ -160,12 +160,21 @@ def lock_holder(state_dir: Path) -> int | None:
         table = PROC_LOCKS.read_text(encoding="ascii", errors="replace")
     except OSError:
         return _pid_file_alive(state_dir)  # no /proc/locks (FreeBSD): the pid file, if that process exists
-    device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}"
+    recorded = _pid_from_file(state_dir)
     for line in table.splitlines():
         fields = line.split()
         # "1: FLOCK  ADVISORY  WRITE 1234 00:2d:5678 0 EOF"; a waiter's line has "->" after the number.
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device:
-            return max(0, int(fields[4])) if fields[4].lstrip("-").isdigit() else 0
+        if len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        lock_device, _, inode = fields[5].rpartition(":")
+        pid = int(fields[4]) if fields[4].lstrip("-").isdigit() else 0
+        if inode != str(stat.st_ino):
+            continue
+        # The same device, or (btrfs, whose stat shows a subvolume's device, not the one /proc/locks names)
+        # the same inode held by the very pid the pid file names.
+        if lock_device == device or (recorded is not None and pid == recorded):
+            return max(0, pid)
     return None
 
 
