@@ -209,10 +209,7 @@ def install_service(bundle: release.Bundle, layout: Layout, root: str, install_r
     it; ``changed_release`` whether this installation switched ``current``, so that a running service is
     restarted onto it.
     """
-    systemctl = _systemctl_path()  # before anything is written: without systemd there is no service
-    if not _PLAIN_PATH.fullmatch(install_root):
-        raise ReleaseError(f"the install root {install_root!r} cannot be written into the unit's ExecStart=; "
-                           "use a path of letters, digits and ._+-/ only")
+    systemctl = check_service(install_root)
     unit = release.read_member(bundle, f"{release.SERVICE}/openstack-agent.service").decode()
     if _EXEC_START not in unit:
         raise ReleaseError(f"release {bundle.version}'s unit does not start {_EXEC_START.removeprefix('ExecStart=')}"
@@ -228,6 +225,14 @@ def install_service(bundle: release.Bundle, layout: Layout, root: str, install_r
     _write(layout.root / SHIPPED_CONFIG, shipped)
     report.append(_enable(systemctl, root, restart=changed_release or unit_verb != "unchanged"))
     return report
+
+
+def check_service(install_root: str) -> str:
+    """What ``install --service`` checks before anything is installed; returns systemctl's path."""
+    if not _PLAIN_PATH.fullmatch(install_root):
+        raise ReleaseError(f"the install root {install_root!r} cannot be written into the unit's ExecStart=; "
+                           "use a path of letters, digits and ._+-/ only")
+    return _systemctl_path()
 
 
 def _put(path: Path, data: bytes) -> str:

@@ -101,6 +101,8 @@ def cmd_install(args: argparse.Namespace, out: TextIO) -> int:
     from agent.journal import Journal, releases
 
     settings = config.load(args)
+    if args.service:
+        install.check_service(settings.install_root)  # refused before a release is installed, not after
     keys = release.load_public_keys([*settings.trusted_key_paths, *(Path(k) for k in args.key)])
     bundle = release.open_bundle(Path(args.bundle), keys, settings.require_signature)
     layout = install.Layout(settings.install_path)

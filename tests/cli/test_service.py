@@ -1,14 +1,19 @@
-"""run: its start-up fault point comes first, and does nothing in a release built without a fault."""
+"""run: its start-up fault point comes first, and does nothing in a release built without a fault; install
+--service and uninstall, in throw-away roots."""
 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
 
-from agent import faults
+from agent import __version__, faults
 from agent.cli import main
+from agent.lock import StateLock
+from tests.cli.conftest import run
+from tests.releases import ROOT
 
 
 class Slept(Exception):
@@ -55,3 +60,145 @@ def test_hang_never_gets_ready(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(Slept):
         main(["run", "--config", str(tmp_path / "missing.toml")], io.StringIO())
     assert naps == [3600, 3600, 3600]
+
+
+# -- install --service and uninstall, in a throw-away root ----------------------------------------------
+
+def service_paths(root: Path) -> dict[str, Path]:
+    return {"unit": root / "etc/systemd/system/openstack-agent.service",
+            "wants": root / "etc/systemd/system/multi-user.target.wants/openstack-agent.service",
+            "config": root / "etc/openstack-agent/agent.toml", "doc": root / "usr/share/doc/openstack-agent",
+            "install": root / "opt/openstack-agent", "state": root / "var/lib/openstack-agent"}
+
+
+def test_install_service_puts_everything_in_place_and_is_idempotent(bundles, tmp_path: Path) -> None:
+    """install --service writes the bundle's unit, configuration and README and enables the service offline
+    under --root; a second run reports everything unchanged."""
+    root = tmp_path / "root"
+    paths = service_paths(root)
+    head = (f"openstack-agent {__version__} installed in {paths['install']}/releases/{__version__}; "
+            f"current -> {__version__}\n")
+    enabled = f"enabled    openstack-agent.service in {root} (not started: that system is not running)\n"
+    assert run("install", str(bundles.base), "--service", "--root", str(root)) == (0, head + (
+        f"installed  {paths['unit']}\n"
+        f"installed  {paths['config']} (the annotated defaults)\n"
+        f"installed  {paths['doc']}/README.md\n") + enabled)
+    assert run("install", str(bundles.base), "--service", "--root", str(root)) == (0, head + (
+        f"unchanged  {paths['unit']}\n"
+        f"unchanged  {paths['config']}\n"
+        f"unchanged  {paths['doc']}/README.md\n") + enabled)
+    assert os.readlink(paths["wants"]) == "/etc/systemd/system/openstack-agent.service"
+    assert paths["config"].read_bytes() == (ROOT / "packaging/agent.toml").read_bytes()
+    assert paths["unit"].read_bytes() == (ROOT / "packaging/openstack-agent.service").read_bytes()
+    assert (paths["doc"] / "README.md").read_bytes() == (ROOT / "README.md").read_bytes()
+    assert {p.stat().st_mode & 0o777 for p in (paths["unit"], paths["config"])} == {0o644}
+
+
+def test_install_service_keeps_an_operator_configuration(bundles, tmp_path: Path) -> None:
+    """An existing configuration is never replaced, and the output says so and where the shipped one is."""
+    root = tmp_path / "root"
+    paths = service_paths(root)
+    paths["config"].parent.mkdir(parents=True)
+    paths["config"].write_text('[policy]\ndeny = ["features"]\n')
+    code, out = run("install", str(bundles.base), "--service", "--root", str(root))
+    assert code == 0
+    assert out.splitlines()[2] == (f"kept       {paths['config']} (an existing configuration is never replaced; "
+                                   f"the shipped one is {paths['install']}/shipped-agent.toml)")
+    assert paths["config"].read_text() == '[policy]\ndeny = ["features"]\n'
+
+
+def test_install_service_updates_a_configuration_nobody_edited(bundles, tmp_path: Path) -> None:
+    """A configuration still as the last install --service shipped it takes the new release's."""
+    root = tmp_path / "root"
+    paths = service_paths(root)
+    for path in (paths["config"], paths["install"] / "shipped-agent.toml"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("# the annotated configuration of an older release\n")
+    code, out = run("install", str(bundles.base), "--service", "--root", str(root))
+    assert code == 0
+    assert out.splitlines()[2] == f"updated    {paths['config']} (unchanged since the last install)"
+    assert paths["config"].read_bytes() == (ROOT / "packaging/agent.toml").read_bytes()
+
+
+def test_install_service_names_the_configured_install_root(bundles, tmp_path: Path) -> None:
+    """The unit's ExecStart points at update.install_root when it is not the default."""
+    root = tmp_path / "root"
+    assert run("install", str(bundles.base), "--service", "--root", str(root), "--install-root", "/srv/agent")[0] == 0
+    unit = service_paths(root)["unit"].read_text()
+    assert "\nExecStart=/srv/agent/current/bin/openstack-agent supervise\n" in unit
+    assert (root / "srv/agent/current/bin/openstack-agent").exists()
+
+
+def test_install_service_refuses_an_install_root_systemd_would_misread(bundles, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """An install root with a space cannot go into ExecStart= unquoted: refused before anything is installed."""
+    root = tmp_path / "root"
+    flags = ("--service", "--root", str(root), "--install-root", "/srv/my agent")
+    assert run("install", str(bundles.base), *flags)[0] == 10
+    assert capsys.readouterr().err == ("Error: the install root '/srv/my agent' cannot be written into the unit's "
+                                       "ExecStart=; use a path of letters, digits and ._+-/ only\n")
+    assert not root.exists()
+
+
+def test_install_service_without_systemctl(bundles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Without systemctl on PATH, --service says what to do instead, before anything is installed."""
+    root = tmp_path / "root"
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert run("install", str(bundles.base), "--service", "--root", str(root))[0] == 10
+    assert capsys.readouterr().err == (
+        "Error: systemctl is not on PATH: --service sets up a systemd service; on a system without systemd, "
+        "install without --service and start 'openstack-agent supervise' as it starts its services\n")
+    assert not root.exists()
+
+
+@pytest.mark.parametrize(("edit", "purge", "config_line", "state_line"), [
+    (False, False, "removed   {config} (unchanged from the shipped one)",
+     "kept      {state} (the journal; --purge removes it)"),
+    (True, False, "kept      {config} (changed from the shipped one; --purge removes it)",
+     "kept      {state} (the journal; --purge removes it)"),
+    (True, True, "removed   {config} (--purge)", "removed   {state} (the journal: --purge)"),
+])
+def test_uninstall_removes_the_service_and_keeps_what_it_should(bundles, tmp_path: Path, edit: bool, purge: bool,
+                                                                config_line: str, state_line: str) -> None:
+    """uninstall disables and removes the unit, README, releases and links; the configuration goes only when
+    unchanged (or with --purge), the journal only with --purge."""
+    root = tmp_path / "root"
+    paths = service_paths(root)
+    assert run("install", str(bundles.base), "--service", "--root", str(root))[0] == 0
+    if edit:
+        paths["config"].write_text("[daemon]\nlog_level = \"debug\"\n")
+    assert run("uninstall", "--root", str(root), *(["--purge"] if purge else [])) == (0, "\n".join([
+        f"disabled  openstack-agent.service in {root}",
+        f"removed   {paths['unit']}",
+        f"removed   {paths['doc']}",
+        config_line.format(config=paths["config"]),
+        f"removed   {paths['install']} (releases {__version__}, links current)",
+        state_line.format(state=paths["state"])]) + "\n")
+    assert not any(paths[k].exists() or paths[k].is_symlink() for k in ("unit", "wants", "doc", "install"))
+    assert paths["config"].exists() == (edit and not purge)
+    assert paths["state"].exists() == (not purge)
+    assert run("uninstall", "--root", str(root), "--purge")[0] == 0
+
+
+def test_uninstall_with_nothing_installed(tmp_path: Path) -> None:
+    """uninstall where nothing is installed says so and succeeds."""
+    assert run("uninstall", "--root", str(tmp_path)) == (0, "nothing  openstack-agent is not installed here\n")
+
+
+def test_uninstall_refuses_while_a_supervisor_serves_the_install_root(bundles, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A supervisor holding the install root's lock (started by hand) stops uninstall before anything goes."""
+    root = tmp_path / "root"
+    paths = service_paths(root)
+    assert run("install", str(bundles.base), "--service", "--root", str(root))[0] == 0
+    lock = StateLock(paths["install"], "supervisor", what="install root")
+    lock.acquire()
+    try:
+        assert run("uninstall", "--root", str(root))[0] == 11
+    finally:
+        lock.release()
+    assert capsys.readouterr().err == (
+        f"Error: another openstack-agent supervisor (pid {os.getpid()}) is using the install root "
+        f"{paths['install']}; stop it first, or give this one another --install-root\n")
+    assert paths["unit"].exists() and paths["install"].is_dir() and os.path.islink(paths["wants"])
