@@ -26,6 +26,8 @@ from agent.xenstore import XenStore
 XENSTORED = Path("/usr/lib/xen-4.17/bin/xenstored")
 INSTALL_HINT = "install it with: apt-get install xen-utils-4.17 xenstore-utils gcc"
 START_TIMEOUT = 10.0
+#: The longest path a Unix socket address holds (sun_path is 108 bytes with its terminating NUL).
+SOCKET_PATH_MAX = 107
 
 
 def build_shim(directory: Path) -> Path:
@@ -85,6 +87,10 @@ class Xenstored:
     def start(self) -> None:
         if not XENSTORED.exists():
             raise SandboxError(f"{XENSTORED} is missing; {INSTALL_HINT}")
+        if len(bytes(self.socket_path)) > SOCKET_PATH_MAX:
+            # xenstored only says "too long: No such file or directory" and exits.
+            raise SandboxError(f"xenstored's socket {self.socket_path} is longer than a Unix socket address "
+                               f"allows ({SOCKET_PATH_MAX} bytes); use a shorter directory (--dir, or TMPDIR)")
         self.rundir.mkdir(parents=True, exist_ok=True)
         shim = self.shim or build_shim(self.rundir)
         with contextlib.suppress(FileNotFoundError):
