@@ -220,6 +220,9 @@ def build(out_dir: Path, source: Path, version: str | None = None, sign_key: Pat
         if startup_fault is not None:
             (copy / "agent" / faults.STARTUP_FAULT).write_text(f"{startup_fault}\n", encoding="utf-8")
         version = check_version(source_version(copy))
+        for origin in SERVICE_FILES.values():
+            if not (copy / origin).is_file():
+                raise ReleaseError(f"{source} lacks {origin}, which every bundle carries for 'install --service'")
         wheels = work / WHEELS
         result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels),
                                  str(copy), "pip"], capture_output=True, text=True, check=False)
@@ -234,8 +237,6 @@ def build(out_dir: Path, source: Path, version: str | None = None, sign_key: Pat
         service = work / SERVICE
         service.mkdir()
         for name, origin in SERVICE_FILES.items():
-            if not (copy / origin).is_file():
-                raise ReleaseError(f"{source} lacks {origin}, which every bundle carries for 'install --service'")
             shutil.copyfile(copy / origin, service / name)
         files = {f"{WHEELS}/{p.name}": sha256_file(p) for p in sorted(wheels.iterdir())}
         files.update({f"{SERVICE}/{name}": sha256_file(service / name) for name in SERVICE_FILES})

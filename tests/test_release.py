@@ -1,9 +1,12 @@
-"""Release bundles: what build puts in them, signatures, and the archives verification refuses."""
+"""Release bundles: what build puts in them (wheels and the service's files), signatures, and the archives
+verification refuses."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent import __version__, release
 from agent.cli import main
 from agent.errors import ReleaseError
+from tests.releases import ROOT
 
 
 def write_keys(directory: Path, name: str) -> tuple[Path, Path]:
@@ -137,3 +141,33 @@ def test_build_refuses_a_bad_version(tmp_path: Path, version: str) -> None:
     """Versions are dotted numbers (what nova compares, and a safe directory name)."""
     with pytest.raises(ReleaseError, match="invalid release version"):
         release.build(tmp_path, Path(__file__).resolve().parents[1], version)
+
+
+@pytest.mark.parametrize(("name", "origin"), release.SERVICE_FILES.items())
+def test_bundle_carries_the_service_files(bundles, name: str, origin: str) -> None:
+    """The unit, the annotated configuration and the README travel in the bundle as the checkout has them,
+    under the manifest's digests."""
+    bundle = release.open_bundle(bundles.base)
+    assert f"service/{name}" in bundle.manifest.files
+    assert release.read_member(bundle, f"service/{name}") == (ROOT / origin).read_bytes()
+
+
+@pytest.mark.parametrize("name", [f"service/{n}" for n in release.SERVICE_FILES])
+def test_altered_service_file_is_detected(bundles, tmp_path: Path, name: str) -> None:
+    """A service file whose bytes differ from the manifest's SHA-256 fails verification, and reading it from a
+    bundle replaced after it was checked fails too."""
+    altered = copy_with(bundles.good, tmp_path / "altered.tar.gz", replace=name)
+    with pytest.raises(ReleaseError, match="does not match the manifest"):
+        release.open_bundle(altered)
+    swapped = release.Bundle(altered, release.open_bundle(bundles.good).manifest, None)
+    with pytest.raises(ReleaseError, match=re.escape(f"{name} in altered.tar.gz no longer matches")):
+        release.read_member(swapped, name)
+
+
+def test_build_refuses_a_source_without_the_unit(tmp_path: Path) -> None:
+    """A checkout without packaging/openstack-agent.service cannot make a bundle that installs itself."""
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*cache*",
+                                                                "openstack-agent.service"))
+    with pytest.raises(ReleaseError, match=re.escape("lacks packaging/openstack-agent.service, which every bundle")):
+        release.build(tmp_path / "out", source)
