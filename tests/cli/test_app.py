@@ -16,10 +16,11 @@ from agent.cli import main
 from agent.cli.app import BROKEN_PIPE, build_parser
 from tests.cli.conftest import run
 
-COMMANDS = ["run", "supervise", "install", "release", "release build", "release verify", "journal",
-            "journal list", "journal show", "journal export", "journal verify", "host", "host version",
-            "host features", "host call", "host password", "host injectfile", "host resetnetwork", "host raw",
-            "network", "network render", "sandbox", "diagram"]
+COMMANDS = ["run", "supervise", "install", "uninstall", "release", "release build", "release verify", "release deb",
+            "release rpm", "status", "config", "config check", "config show", "journal", "journal list",
+            "journal show", "journal timing", "journal export", "journal verify", "collect-logs", "host",
+            "host version", "host features", "host call", "host password", "host injectfile", "host resetnetwork",
+            "host raw", "network", "network render", "sandbox", "diagram"]
 
 
 def subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[str]:
@@ -51,14 +52,15 @@ def test_no_command_prints_the_help(argv: list[str]) -> None:
     code, out = run(*argv)
     assert code == 2
     assert out.startswith("usage: openstack-agent [-h] [--version] COMMAND ...\n")
-    assert "    journal   inspect the journal\n" in out
+    assert "    journal     inspect the journal\n" in out
 
 
 ERRORS = [
     pytest.param(["journal", "list", "--state-dir", "{tmp}/none"], 4, "Error: no journal at {tmp}/none/journal"
                  ".sqlite3; has the agent run here? Point --state-dir", id="no-journal"),
     pytest.param(["journal", "show", "99", "--state-dir", "{journal}"], 6,
-                 "Error: no command 99 in the journal; 'openstack-agent journal list' shows the ids", id="no-id"),
+                 "Error: no command 99 and no request id '99' in the journal; 'openstack-agent journal list' shows "
+                 "the command ids and request ids", id="no-id"),
     pytest.param(["run", "--config", "{tmp}/missing.toml"], 2,
                  "Error: configuration file {tmp}/missing.toml does not exist", id="no-config"),
     pytest.param(["run", "--max-attempts", "zero"], 2, "Error: flag --max-attempts: invalid value 'zero'",
