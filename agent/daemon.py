@@ -34,7 +34,7 @@ from typing import Any
 
 from agent import __version__, logs, platform, protocol, signals, status
 from agent import runtime as runtime_module
-from agent.config import Config, reloaded
+from agent.config import Config, reloaded, validate
 from agent.errors import (
     AgentError,
     CommandFailed,
@@ -178,6 +178,9 @@ class Agent:
 
     def startup(self) -> None:
         os.umask(0o077)
+        # What a value alone cannot show (a policy naming no command, a missing release key) stops the start
+        # here, before the lock or the journal, as a bad value in the file does.
+        validate(self.config, host_commands())
         # A supervised agent may be starting while its predecessor, killed with the old supervisor, is still
         # on its way out: give it the time a clean stop takes. Run by hand, a second agent stops at once.
         self.lock.acquire(wait=self.config.shutdown_timeout if self.runtime.supervised else 0.0)
@@ -239,6 +242,7 @@ class Agent:
         if self._reload is not None:
             try:
                 new = self._reload()
+                validate(new, host_commands())
             except ConfigError as exc:
                 log.error("configuration not reloaded, the agent keeps its current one: %s", exc)
                 new = self.config

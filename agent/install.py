@@ -347,9 +347,13 @@ def uninstall(layout: Layout, root: str, state_dir: Path, purge: bool) -> Report
 
 def _remove_files(layout: Layout, root: str, state_dir: Path, purge: bool) -> Report:
     report: Report = []
-    for path in (rooted(root, UNIT_PATH), rooted(root, DOC_DIR)):
+    # Only the README this command put there: a package may own other files in the doc directory (the .deb's
+    # copyright), and dpkg removes those itself.
+    for path in (rooted(root, UNIT_PATH), rooted(root, DOC_DIR) / "README.md"):
         if _remove(path):
             report.append(("removed", str(path)))
+    with contextlib.suppress(OSError):
+        rooted(root, DOC_DIR).rmdir()
     config = rooted(root, CONFIG_PATH)
     try:
         shipped: bytes | None = (layout.root / SHIPPED_CONFIG).read_bytes()

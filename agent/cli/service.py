@@ -67,10 +67,14 @@ def register(commands: Subparsers) -> None:
 
 
 def _configure(args: argparse.Namespace) -> config.Config:
-    """The configuration from the file and the flags, with the process's log set up as it says."""
-    settings = config.load(args)
-    logs.setup(settings.log_level, settings.log_file)
-    return settings
+    """The configuration from the file and the flags, checked as a whole (its errors naming the file or flag at
+    fault), with the process's log set up as it says."""
+    from agent.machines import host_commands
+
+    resolved = config.resolve(args)
+    config.validate(resolved.config, host_commands(), resolved.sources)
+    logs.setup(resolved.config.log_level, resolved.config.log_file)
+    return resolved.config
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:

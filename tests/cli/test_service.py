@@ -171,7 +171,7 @@ def test_uninstall_removes_the_service_and_keeps_what_it_should(bundles, tmp_pat
     assert run("uninstall", "--root", str(root), *(["--purge"] if purge else [])) == (0, "\n".join([
         f"disabled  openstack-agent.service in {root}",
         f"removed   {paths['unit']}",
-        f"removed   {paths['doc']}",
+        f"removed   {paths['doc'] / 'README.md'}",
         config_line.format(config=paths["config"]),
         f"removed   {paths['install']} (releases {__version__}, links current)",
         state_line.format(state=paths["state"])]) + "\n")
@@ -202,3 +202,19 @@ def test_uninstall_refuses_while_a_supervisor_serves_the_install_root(bundles, t
         f"Error: another openstack-agent supervisor (pid {os.getpid()}) is using the install root "
         f"{paths['install']}; stop it first, or give this one another --install-root\n")
     assert paths["unit"].exists() and paths["install"].is_dir() and os.path.islink(paths["wants"])
+
+
+@pytest.mark.parametrize("command", ["run", "supervise"])
+def test_run_and_supervise_refuse_a_policy_naming_no_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             command: str) -> None:
+    """run and supervise stop before anything starts when the configuration names a command that does not
+    exist, saying which file and key, and exit 2 (which the unit does not restart on)."""
+    file = tmp_path / "agent.toml"
+    file.write_text('[policy]\nallow = ["verison"]\n')
+    state = tmp_path / "state"
+    code = main([command, "--config", str(file), "--state-dir", str(state)], io.StringIO())
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"Error: {file}: policy.allow: 'verison' is not a command of this agent (did you mean "
+                            "'version'?)")
+    assert not state.exists()
