@@ -372,4 +372,7 @@ def extract(bundle: Bundle, destination: Path) -> None:
     with tarfile.open(bundle.path, "r:gz") as archive:
         for member in archive.getmembers():
             _check_member(member)
-        archive.extractall(destination, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))  # noqa: S202 - members checked above
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(destination, filter="data")
+        else:
+            archive.extractall(destination)  # noqa: S202 - every member was checked above
