@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 from agent import release
-from agent.config import rooted
+from agent.config import DEFAULT_STATE_DIR, rooted
 from agent.errors import PlatformError, ReleaseError
 from agent.lock import StateLock
 
@@ -108,8 +108,12 @@ class Layout:
 
     # -- staging ----------------------------------------------------------------------------------------
 
-    def stage(self, bundle: release.Bundle) -> None:
-        """Install a checked bundle into ``releases/<version>/`` offline (idempotent; redoes a partial one)."""
+    def stage(self, bundle: release.Bundle, image: Path | None = None) -> None:
+        """Install a checked bundle into ``releases/<version>/`` offline (idempotent; redoes a partial one).
+
+        ``image`` is the system root the install root lives in when that is not this machine's (``--root``):
+        the release's scripts then name their paths as that system will see them once it runs.
+        """
         version = bundle.version
         if self.installed(version):
             return
@@ -133,9 +137,21 @@ class Layout:
             _run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "install",
                   "--quiet", "--no-index", "--no-compile", "--find-links", str(Path(unpacked) / release.WHEELS),
                   f"{release.NAME}=={version}", "pip"], f"installing release {version}", offline=True)
+        if image is not None:
+            _relocate(target, Path("/") / target.relative_to(image))
         (target / COMPLETE).write_text(f"{version}\n")
         fsync_directory(self.releases)
         log.info("release %s installed in %s", version, target)
+
+    def interpreter(self, version: str) -> str:
+        """The Python a release runs, as an absolute path: what its venv's ``bin/python`` finally names."""
+        path = self.release_dir(version) / "bin" / "python"
+        while path.is_symlink():
+            target = Path(os.readlink(path))
+            if target.is_absolute():
+                return str(target)
+            path = path.parent / target
+        return str(path)
 
     def prune(self, keep: int) -> list[str]:
         """Keep ``keep`` releases: current and previous always, then the most recently installed others.
@@ -154,6 +170,18 @@ class Layout:
         return removed
 
 
+def _relocate(target: Path, seen_as: Path) -> None:
+    """Make a venv built at ``target`` work at ``seen_as``: a venv names its own path in its scripts' ``#!`` lines
+    and in ``pyvenv.cfg``, and an image built in a directory boots with that directory as ``/``."""
+    old, new = str(target).encode(), str(seen_as).encode()
+    for path in [*(target / "bin").iterdir(), target / "pyvenv.cfg"]:
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if old in data:
+            path.write_bytes(data.replace(old, new))
+
+
 def _run(argv: list[str], what: str, offline: bool = False) -> None:
     env = dict(os.environ)
     if offline:
@@ -165,10 +193,10 @@ def _run(argv: list[str], what: str, offline: bool = False) -> None:
         raise ReleaseError(f"{what} failed: {(result.stderr or result.stdout).strip()[-500:]}")
 
 
-def install(bundle: release.Bundle, layout: Layout) -> str:
-    """A first (or manual) installation: stage the bundle and make it current."""
+def install(bundle: release.Bundle, layout: Layout, image: Path | None = None) -> str:
+    """A first (or manual) installation: stage the bundle and make it current (``image``: see ``stage``)."""
     layout.root.mkdir(parents=True, exist_ok=True)
-    layout.stage(bundle)
+    layout.stage(bundle, image)
     layout.activate(bundle.version)
     return bundle.version
 
@@ -202,19 +230,26 @@ def systemd_running() -> bool:
 
 
 def install_service(bundle: release.Bundle, layout: Layout, root: str, install_root: str,
-                    changed_release: bool) -> Report:
+                    changed_release: bool, state_dir: str = DEFAULT_STATE_DIR) -> Report:
     """Put the bundle's unit, configuration and README in place and enable the service (idempotent).
 
-    ``root`` is ``--root`` ("" for this machine); ``install_root`` the configured one, as the unit must name
-    it; ``changed_release`` whether this installation switched ``current``, so that a running service is
-    restarted onto it.
+    ``root`` is ``--root`` ("" for this machine); ``install_root`` and ``state_dir`` the configured ones, as
+    the unit must name them (as flags of ``supervise`` when they are not the defaults, so the service uses
+    the releases and the journal this installation made); ``changed_release`` whether this installation
+    switched ``current``, so that a running service is restarted onto it.
     """
-    systemctl = check_service(install_root)
+    systemctl = check_service(install_root, state_dir)
     unit = release.read_member(bundle, f"{release.SERVICE}/openstack-agent.service").decode()
     if _EXEC_START not in unit:
         raise ReleaseError(f"release {bundle.version}'s unit does not start {_EXEC_START.removeprefix('ExecStart=')}"
                            "; it cannot be pointed at this install root")
-    unit = unit.replace(_EXEC_START, f"ExecStart={install_root}/current/bin/openstack-agent ")
+    flags = "".join(f" --{flag}={value}" for flag, value, default in (
+        ("install-root", install_root, UNIT_INSTALL_ROOT), ("state-dir", state_dir, DEFAULT_STATE_DIR))
+        if value != default)
+    start = unit.index(_EXEC_START)
+    end = unit.index("\n", start)
+    exec_start = unit[start:end].replace(_EXEC_START, f"ExecStart={install_root}/current/bin/openstack-agent ")
+    unit = unit[:start] + exec_start + flags + unit[end:]
     shipped = release.read_member(bundle, f"{release.SERVICE}/agent.toml")
     readme = release.read_member(bundle, f"{release.SERVICE}/README.md")
 
@@ -227,11 +262,12 @@ def install_service(bundle: release.Bundle, layout: Layout, root: str, install_r
     return report
 
 
-def check_service(install_root: str) -> str:
+def check_service(install_root: str, state_dir: str = DEFAULT_STATE_DIR) -> str:
     """What ``install --service`` checks before anything is installed; returns systemctl's path."""
-    if not _PLAIN_PATH.fullmatch(install_root):
-        raise ReleaseError(f"the install root {install_root!r} cannot be written into the unit's ExecStart=; "
-                           "use a path of letters, digits and ._+-/ only")
+    for what, path in (("install root", install_root), ("state directory", state_dir)):
+        if not _PLAIN_PATH.fullmatch(path):
+            raise ReleaseError(f"the {what} {path!r} cannot be written into the unit's ExecStart=; use a path of "
+                               "letters, digits and ._+-/ only")
     return _systemctl_path()
 
 
@@ -372,11 +408,29 @@ def _remove_files(layout: Layout, root: str, state_dir: Path, purge: bool) -> Re
         report += _remove_install_root(layout)
     if state_dir.is_dir():
         if purge:
-            shutil.rmtree(state_dir)
-            report.append(("removed", f"{state_dir} (the journal: --purge)"))
+            report += _remove_state(state_dir)
         else:
             report.append(("kept", f"{state_dir} (the journal; --purge removes it)"))
     return report
+
+
+#: What the agent keeps in its state directory; ``--purge`` removes these and nothing else, so a state directory
+#: configured as /, /home or a shared directory loses only the agent's files.
+STATE_FILES = ("journal.sqlite3", "journal.sqlite3-wal", "journal.sqlite3-shm", "journal.sqlite3.broken-*",
+               "agent.pid", "agent.status", "supervisor.pid", "supervisor.sock", "intake*", "network-backups",
+               ".agent.status.*")
+
+
+def _remove_state(state_dir: Path) -> Report:
+    removed = [path for pattern in STATE_FILES for path in sorted(state_dir.glob(pattern))]
+    for path in removed:
+        _remove(path)
+    left = sorted(p.name for p in state_dir.iterdir())
+    if not left:
+        state_dir.rmdir()
+        return [("removed", f"{state_dir} (the journal: --purge)")]
+    return [("removed", f"the journal and the agent's files in {state_dir} (--purge)"),
+            ("kept", f"{state_dir}: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''} (not the agent's)")]
 
 
 def _remove_install_root(layout: Layout) -> Report:

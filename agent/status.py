@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,12 @@ PROC_LOCKS = Path("/proc/locks")
 STARTING, READY, STOPPED = "starting", "ready", "stopped"
 #: ``xenstore``: before the first connection; up; lost, and being re-established.
 CONNECTING, CONNECTED, RECONNECTING = "connecting", "connected", "reconnecting"
+
+#: What the agent's small files are read with: never through a link, never blocking on a FIFO planted there.
+_READ_FLAGS = (os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+               | getattr(os, "O_NONBLOCK", 0))
+#: The most of such a file read: the agent writes a few hundred bytes; anything larger is not its file.
+MAX_READ = 64 * 1024
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
@@ -138,10 +145,22 @@ class Publisher:
         self._warned = False
 
 
+def read_small(path: Path) -> str:
+    """A small regular file's text (OSError or UnicodeDecodeError otherwise): the state directory may hold
+    anything planted in it, and an inspection must neither hang on a FIFO nor read a device without end."""
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return os.read(fd, MAX_READ).decode("utf-8")
+    finally:
+        os.close(fd)
+
+
 def read_published(state_dir: Path) -> Published | None:
     """What the last agent of this state directory published, or None."""
     try:
-        text = (state_dir / STATUS_FILE).read_text(encoding="utf-8")
+        text = read_small(state_dir / STATUS_FILE)
     except (OSError, UnicodeDecodeError):
         return None
     return Published.from_json(text)
@@ -180,9 +199,9 @@ def lock_holder(state_dir: Path) -> int | None:
 
 def _pid_file_alive(state_dir: Path) -> int | None:
     try:
-        pid = int((state_dir / PID_FILE).read_text(encoding="ascii").strip())
+        pid = int(read_small(state_dir / PID_FILE).strip())
         os.kill(pid, 0)
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return None
     return pid
 
@@ -228,7 +247,7 @@ def observe(state_dir: Path) -> Observed:
 
 def _pid_from_file(state_dir: Path) -> int | None:
     with contextlib.suppress(OSError, ValueError):
-        return int((state_dir / PID_FILE).read_text(encoding="ascii").strip())
+        return int(read_small(state_dir / PID_FILE).strip())
     return None
 
 

@@ -28,7 +28,9 @@ def test_install_cli(bundles, tmp_path: Path) -> None:
     assert os.readlink(layout.root / "current") == f"releases/{__version__}"
     assert out.getvalue() == (f"openstack-agent {__version__} installed in {layout.release_dir(__version__)}; "
                               f"current -> {__version__}\n")
-    version = subprocess.run([str(layout.agent_command()), "--version"], capture_output=True, text=True,
+    # The scripts name the paths the root will have once it is the system's /; from here, the venv's Python.
+    python = layout.root / "current" / "bin" / "python"
+    version = subprocess.run([str(python), "-m", "agent", "--version"], capture_output=True, text=True,
                              check=True, env={"PATH": "/usr/bin:/bin"})
     assert version.stdout.strip() == f"openstack-agent {__version__}"
     assert verdict_of(Journal.open(root / "var/lib/openstack-agent"), __version__) == (

@@ -93,3 +93,17 @@ def test_the_file_is_trusted_only_from_the_lock_holder(tmp_path: Path) -> None:
     finally:
         lock.release()
     assert (held.running, held.ready, held.state, held.pid) == (True, True, "ready", os.getpid())
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_planted_file_neither_hangs_nor_floods_status(tmp_path: Path, kind: str) -> None:
+    """A FIFO or a link to an endless device planted as agent.status or agent.pid is no account: reading them
+    returns at once, with nothing."""
+    for name in (status.STATUS_FILE, status.PID_FILE):
+        path = tmp_path / name
+        if kind == "fifo":
+            os.mkfifo(path)
+        else:
+            path.symlink_to("/dev/zero")
+    assert status.read_published(tmp_path) is None
+    assert status.observe(tmp_path).pid is None

@@ -20,6 +20,7 @@ import dataclasses
 import io
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -77,6 +78,10 @@ def cmd_collect_logs(args: argparse.Namespace, out: TextIO) -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     name = f"openstack-agent-logs-{stamp}"
     target = Path(args.out) if args.out else Path(f"{name}.tar.gz")
+    if target.exists() or target.is_symlink():
+        # Never over something: --out could name the journal itself.
+        raise PlatformError(f"{target} already exists; collect-logs never writes over a file: give --out a new "
+                            "name, or remove it first")
     flags = config.flags_of(args)
     journal_flags = [f for f in flags if f.startswith(JOURNAL_FLAGS)]
     parts = [
@@ -170,12 +175,17 @@ def _log_file(member: str, what: str, log_file: str) -> Part:
                                         "the service manager keeps: see journalctl.txt)")
     path = Path(log_file)
     try:
-        with path.open("rb") as fh:
+        # Only the log the agent writes: a regular file, never through a link (the configuration could point
+        # at /etc/shadow), never a FIFO that would hold the archive up.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return Part(member, what, None, f"failed: {path} is not a regular file; the agent's log is one")
             size = fh.seek(0, os.SEEK_END)
             fh.seek(max(0, size - MAX_LOG_BYTES))
             data = fh.read(MAX_LOG_BYTES)
     except OSError as exc:
-        return Part(member, what, None, f"failed: cannot read {path}: {exc.strerror}")
+        return Part(member, what, None, f"failed: cannot read {path}: {exc.strerror or exc}")
     if size > MAX_LOG_BYTES:
         return Part(member, what, data, f"collected (its last {MAX_LOG_BYTES // 2**20} MiB of {size} bytes)")
     return Part(member, what, data, "collected")

@@ -69,7 +69,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     if args.file and not Path(args.file).exists():
         default = config.rooted(args.root or "", config.DEFAULT_CONFIG)
         raise ConfigError(f"configuration file {args.file} does not exist; check the path (without FILE, "
-                          f"'config check' checks {default})")
+                          f"'config check' checks {default}, where no file means the defaults)")
     resolved = config.resolve(argparse.Namespace(root=args.root, config=args.file))
     config.validate(resolved.config, _commands(), resolved.sources)
     keys = list(resolved.file_keys)

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 def register(commands: Subparsers) -> None:
     diagram = commands.add_parser("diagram", help="print a command's state diagram (mermaid)", description=(
         "Print the mermaid state diagram of one command's machine. Without a name, list the machines."))
-    diagram.add_argument("command", nargs="?", help="the machine's name (without it: the list of machines)")
+    diagram.add_argument("command", metavar="MACHINE", nargs="?",
+                         help="the machine's name (without it: the list of machines)")
     diagram.set_defaults(handler=cmd_diagram)
 
 

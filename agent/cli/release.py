@@ -48,7 +48,7 @@ def register(commands: Subparsers) -> None:
 
     rpm = actions.add_parser("rpm", help="build an rpm from a bundle", description=(
         "Build openstack-agent-<version>-1.<arch>.rpm with rpmbuild from packaging/rpm/openstack-agent.spec: "
-        "the bundle, %%post 'openstack-agent install BUNDLE --service' (offline), %%preun 'uninstall' when "
+        "the bundle, %post 'openstack-agent install BUNDLE --service' (offline), %preun 'uninstall' when "
         "the package is erased."))
     _package_flags(rpm)
     rpm.set_defaults(handler=cmd_release_rpm)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -106,20 +107,28 @@ def cmd_install(args: argparse.Namespace, out: TextIO) -> int:
 
     settings = config.load(args)
     if args.service:
-        install.check_service(settings.install_root)  # refused before a release is installed, not after
+        # Refused before a release is installed, not after.
+        install.check_service(settings.install_root, settings.state_dir)
     keys = release.load_public_keys([*settings.trusted_key_paths, *(Path(k) for k in args.key)])
     bundle = release.open_bundle(Path(args.bundle), keys, settings.require_signature)
     layout = install.Layout(settings.install_path)
     before = layout.current
-    version = install.install(bundle, layout)
+    image = Path(settings.root) if settings.root else None
+    version = install.install(bundle, layout, image)
     journal = Journal.open(settings.state_path)
     releases.mark(journal, version, releases.GOOD, "installed by 'openstack-agent install'")
     journal.close()
     out.write(f"openstack-agent {version} installed in {layout.release_dir(version)}; current -> {version}"
               f"{f', previous -> {layout.previous}' if layout.previous else ''}\n")
+    python = layout.interpreter(version)
+    if image is not None and not config.rooted(settings.root, python).exists():
+        # The release is a venv of the Python that ran this install; an image without it cannot start it.
+        sys.stderr.write(f"Warning: the release runs {python}, which {image} does not have; install from the "
+                         "Python the image has (its /usr/bin/python3), or the agent will not start there\n")
     if args.service:
         output.fields(install.install_service(bundle, layout, settings.root, settings.install_root,
-                                              changed_release=before != version), out)
+                                              changed_release=before != version, state_dir=settings.state_dir),
+                      out)
     return 0
 
 

@@ -142,7 +142,7 @@ HOST_USAGE = ("usage: openstack-agent host [-h] [--xenstore ADDRESS] --domain-pa
         "usage: openstack-agent host version [-h]\nopenstack-agent host version: error: unrecognized arguments: "
         "--json; 'openstack-agent host' takes --json, before its subcommand\n"), id="parent-option-after"),
     pytest.param(["diagram", "version", "--foo"], lambda: (
-        "usage: openstack-agent diagram [-h] [command]\nopenstack-agent diagram: error: unrecognized arguments: "
+        "usage: openstack-agent diagram [-h] [MACHINE]\nopenstack-agent diagram: error: unrecognized arguments: "
         "--foo\n"), id="no-close-match"),
 ])
 def test_usage_errors_show_the_subcommand_and_a_suggestion(

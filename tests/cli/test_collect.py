@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import tarfile
 from pathlib import Path
@@ -191,3 +192,35 @@ def test_never_a_secret_after_a_password_flow(agent_process, host: Host, state_d
                              ("the compressed file", archive.read_bytes())]:
             for what, value in values.items():
                 assert value.encode() not in data, f"the {what} is in {member} ({moment})"
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_the_log_is_read_only_as_the_agents_regular_file(tmp_path: Path, kind: str) -> None:
+    """daemon.log_file naming a link (to a secret) or a FIFO is refused as a part: nothing is read through the
+    link, nothing hangs, and the archive is still made."""
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret-hash:19000::::::\n")
+    log = tmp_path / "agent.log"
+    if kind == "link":
+        log.symlink_to(secret)
+    else:
+        os.mkfifo(log)
+    archive = tmp_path / "bug.tar.gz"
+    code, _ = collect_in(tmp_path, "--log-file", str(log), "--out", str(archive))
+    found = members(archive)
+    assert code == 0
+    assert "agent.log" not in found
+    assert manifest_results(found["MANIFEST.txt"])["agent.log"].startswith("failed: ")
+    assert all(b"secret-hash" not in data for data in found.values())
+
+
+def test_an_existing_out_is_never_written_over(journal_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """--out naming a file that exists (the journal itself, say) is refused and the file is left as it was."""
+    database = journal_dir / "journal.sqlite3"
+    before = database.read_bytes()
+    code, _ = run("collect-logs", "--state-dir", str(journal_dir), "--out", str(database))
+    assert code == 9
+    assert capsys.readouterr().err == (f"Error: {database} already exists; collect-logs never writes over a file: "
+                                       "give --out a new name, or remove it first\n")
+    assert database.read_bytes() == before

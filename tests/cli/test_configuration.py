@@ -79,7 +79,7 @@ def test_a_missing_explicit_file_is_an_error(tmp_path: Path, capsys: pytest.Capt
     """A FILE that does not exist is an error (exit 2) naming it and the default path."""
     assert run_err(capsys, "config", "check", str(tmp_path / "agnet.toml"), "--root", str(tmp_path)) == (
         2, "", f"Error: configuration file {tmp_path}/agnet.toml does not exist; check the path (without FILE, "
-               f"'config check' checks {tmp_path}/etc/openstack-agent/agent.toml)\n")
+               f"'config check' checks {tmp_path}/etc/openstack-agent/agent.toml, where no file means the defaults)\n")
 
 
 COMMANDS = ", ".join(host_commands())

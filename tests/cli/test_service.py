@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,13 +121,41 @@ def test_install_service_updates_a_configuration_nobody_edited(bundles, tmp_path
     assert paths["config"].read_bytes() == (ROOT / "packaging/agent.toml").read_bytes()
 
 
-def test_install_service_names_the_configured_install_root(bundles, tmp_path: Path) -> None:
-    """The unit's ExecStart points at update.install_root when it is not the default."""
+@pytest.mark.parametrize(("flags", "exec_start"), [
+    (["--install-root", "/srv/agent"], "/srv/agent/current/bin/openstack-agent supervise --install-root=/srv/agent"),
+    (["--install-root", "/srv/agent", "--state-dir", "/srv/state"],
+     "/srv/agent/current/bin/openstack-agent supervise --install-root=/srv/agent --state-dir=/srv/state"),
+    (["--state-dir", "/srv/state"],
+     "/opt/openstack-agent/current/bin/openstack-agent supervise --state-dir=/srv/state"),
+])
+def test_install_service_names_the_configured_install_root(bundles, tmp_path: Path, flags: list[str],
+                                                           exec_start: str) -> None:
+    """The unit runs the release it installed, and on the journal it marked good: ExecStart names the install
+    root and passes update.install_root and journal.state_dir when they are not the defaults."""
     root = tmp_path / "root"
-    assert run("install", str(bundles.base), "--service", "--root", str(root), "--install-root", "/srv/agent")[0] == 0
+    assert run("install", str(bundles.base), "--service", "--root", str(root), *flags)[0] == 0
     unit = service_paths(root)["unit"].read_text()
-    assert "\nExecStart=/srv/agent/current/bin/openstack-agent supervise\n" in unit
-    assert (root / "srv/agent/current/bin/openstack-agent").exists()
+    assert f"\nExecStart={exec_start}\n" in unit
+    install_root = flags[flags.index("--install-root") + 1] if "--install-root" in flags else "/opt/openstack-agent"
+    assert (root / install_root.lstrip("/") / "current/bin/openstack-agent").exists()
+
+
+def test_a_release_installed_under_root_names_the_paths_the_image_will_see(bundles, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """An image built in a directory boots with it as /: the release's scripts and pyvenv.cfg name
+    /opt/openstack-agent/..., never the directory it was built in; and a Python the image lacks is named."""
+    root = tmp_path / "root"
+    assert run("install", str(bundles.base), "--root", str(root))[0] == 0
+    python = os.path.realpath(sys.executable)
+    assert capsys.readouterr().err == (f"Warning: the release runs {python}, which {root} does not have; install "
+                                       "from the Python the image has (its /usr/bin/python3), or the agent will "
+                                       "not start there\n")
+    release = root / "opt/openstack-agent/releases" / __version__
+    shebang = (release / "bin/openstack-agent").read_text().splitlines()[0]
+    assert shebang == f"#!/opt/openstack-agent/releases/{__version__}/bin/python"
+    for path in [*(release / "bin").iterdir(), release / "pyvenv.cfg"]:
+        if path.is_file() and not path.is_symlink():
+            assert str(root).encode() not in path.read_bytes(), path
 
 
 def test_install_service_refuses_an_install_root_systemd_would_misread(bundles, tmp_path: Path,
@@ -192,6 +221,7 @@ def test_uninstall_refuses_while_a_supervisor_serves_the_install_root(bundles, t
     root = tmp_path / "root"
     paths = service_paths(root)
     assert run("install", str(bundles.base), "--service", "--root", str(root))[0] == 0
+    capsys.readouterr()  # the install's own warnings
     lock = StateLock(paths["install"], "supervisor", what="install root")
     lock.acquire()
     try:
@@ -218,3 +248,21 @@ def test_run_and_supervise_refuse_a_policy_naming_no_command(tmp_path: Path, cap
     assert error.startswith(f"Error: {file}: policy.allow: 'verison' is not a command of this agent (did you mean "
                             "'version'?)")
     assert not state.exists()
+
+
+@pytest.mark.parametrize("state_dir", ["/", "/home"])
+def test_purge_removes_only_the_agents_files_from_its_state_directory(bundles, tmp_path: Path,
+                                                                      state_dir: str) -> None:
+    """uninstall --purge with a state directory that holds other files (a mistaken /, a shared directory)
+    removes the journal and the agent's own files and keeps everything else."""
+    root = tmp_path / "root"
+    assert run("install", str(bundles.base), "--root", str(root), "--state-dir", state_dir)[0] == 0
+    state = root / state_dir.lstrip("/")
+    (root / "home/user").mkdir(parents=True)
+    (root / "home/user/data").write_text("the operator's\n")
+    assert (state / "journal.sqlite3").exists()
+    code, out = run("uninstall", "--root", str(root), "--state-dir", state_dir, "--purge")
+    assert code == 0
+    assert f"the journal and the agent's files in {state} (--purge)\n" in out
+    assert (root / "home/user/data").read_text() == "the operator's\n"
+    assert not list(state.glob("journal.sqlite3*"))
