@@ -145,13 +145,21 @@ class Publisher:
         self._warned = False
 
 
-def read_small(path: Path) -> str:
-    """A small regular file's text (OSError or UnicodeDecodeError otherwise): the state directory may hold
-    anything planted in it, and an inspection must neither hang on a FIFO nor read a device without end."""
+def open_regular(path: Path) -> int:
+    """A file descriptor on ``path`` for reading, only if it is a regular file reached without a link
+    (OSError otherwise): what an inspection reads may have been planted, and it must neither hang on a FIFO,
+    read a device without end, nor follow a link to a file it should not show."""
     fd = os.open(path, _READ_FLAGS)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is not a regular file")
+    return fd
+
+
+def read_small(path: Path) -> str:
+    """A small regular file's text (OSError or UnicodeDecodeError otherwise), as ``open_regular`` opens it."""
+    fd = open_regular(path)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path} is not a regular file")
         return os.read(fd, MAX_READ).decode("utf-8")
     finally:
         os.close(fd)
@@ -172,14 +180,14 @@ def lock_holder(state_dir: Path) -> int | None:
     """The pid of the process holding the state directory's lock, 0 when one holds it whose pid cannot be
     seen (another pid namespace), or None when the lock is free. Never takes the lock."""
     try:
-        stat = os.stat(state_dir)
+        info = os.stat(state_dir)
     except OSError:
         return None
     try:
         table = PROC_LOCKS.read_text(encoding="ascii", errors="replace")
     except OSError:
         return _pid_file_alive(state_dir)  # no /proc/locks (FreeBSD): the pid file, if that process exists
-    device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}"
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}"
     recorded = _pid_from_file(state_dir)
     for line in table.splitlines():
         fields = line.split()
@@ -188,7 +196,7 @@ def lock_holder(state_dir: Path) -> int | None:
             continue
         lock_device, _, inode = fields[5].rpartition(":")
         pid = int(fields[4]) if fields[4].lstrip("-").isdigit() else 0
-        if inode != str(stat.st_ino):
+        if inode != str(info.st_ino):
             continue
         # The same device, or (btrfs, whose stat shows a subvolume's device, not the one /proc/locks names)
         # the same inode held by the very pid the pid file names.
@@ -198,10 +206,11 @@ def lock_holder(state_dir: Path) -> int | None:
 
 
 def _pid_file_alive(state_dir: Path) -> int | None:
+    pid = _pid_from_file(state_dir)
     try:
-        pid = int(read_small(state_dir / PID_FILE).strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
+        if pid is not None:
+            os.kill(pid, 0)
+    except OSError:
         return None
     return pid
 
@@ -246,7 +255,7 @@ def observe(state_dir: Path) -> Observed:
 
 
 def _pid_from_file(state_dir: Path) -> int | None:
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return int(read_small(state_dir / PID_FILE).strip())
     return None
 

@@ -20,7 +20,6 @@ import dataclasses
 import io
 import os
 import shutil
-import stat
 import subprocess
 import tarfile
 import tempfile
@@ -170,6 +169,8 @@ def release_listing(install_root: Path) -> str:
 
 
 def _log_file(member: str, what: str, log_file: str) -> Part:
+    from agent.status import open_regular
+
     if not log_file:
         return Part(member, what, None, "absent: daemon.log_file is not set (the agent logs to stderr, which "
                                         "the service manager keeps: see journalctl.txt)")
@@ -177,10 +178,7 @@ def _log_file(member: str, what: str, log_file: str) -> Part:
     try:
         # Only the log the agent writes: a regular file, never through a link (the configuration could point
         # at /etc/shadow), never a FIFO that would hold the archive up.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return Part(member, what, None, f"failed: {path} is not a regular file; the agent's log is one")
+        with os.fdopen(open_regular(path), "rb") as fh:
             size = fh.seek(0, os.SEEK_END)
             fh.seek(max(0, size - MAX_LOG_BYTES))
             data = fh.read(MAX_LOG_BYTES)
