@@ -17,13 +17,12 @@ the timeouts) does not import pyxs.
 from __future__ import annotations
 
 import base64
-import json
 import time
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from agent import crypto, protocol
+from agent import crypto, jsontext, protocol
 from agent.errors import HostCallError
 from agent.network.description import check_key
 from agent.protocol import HOSTNAME, NETWORKING
@@ -35,6 +34,8 @@ POLL_INTERVAL = 0.5
 #: nova's default wait for resetnetwork (``agent_resetnetwork_timeout``), and for every other call.
 RESET_NETWORK_TIMEOUT = 60.0
 CALL_TIMEOUT = 30.0
+#: A reply is a flat object; deeper text is refused before it is parsed.
+REPLY_DEPTH = 8
 
 
 class Host:
@@ -155,7 +156,7 @@ def _b64(data: bytes) -> str:
 def decode_reply(answer: bytes) -> dict[str, Any]:
     """The reply object, or an error naming what the agent wrote instead."""
     try:
-        reply = json.loads(answer.decode("utf-8"))
+        reply = jsontext.loads(answer, REPLY_DEPTH)
     except (UnicodeDecodeError, ValueError) as exc:
         raise HostCallError(f"the agent's reply is not JSON: {answer[:100]!r}") from exc
     if not isinstance(reply, dict):

@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from agent import jsontext
 from agent.errors import CommandError, RequestRejected
 
 HOST_DIR = "data/host"
@@ -70,11 +71,11 @@ def parse(request_id: str, body: bytes) -> Request:
         return Request(request_id, name, None, body_digest, RequestRejected("500", message))
 
     try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):  # also huge integers: int() refuses over 4300 digits
+        document = jsontext.loads(body, MAX_DEPTH)
+    except jsontext.TooDeep as exc:
+        return rejected(f"{MALFORMED}: {exc}")
+    except ValueError:  # also not UTF-8, and huge integers: int() refuses over 4300 digits
         return rejected(MALFORMED)
-    except RecursionError:
-        return rejected(f"{MALFORMED}: nested deeper than {MAX_DEPTH} levels")
     problem = _unusable(document)
     if problem:
         return rejected(f"{MALFORMED}: {problem}")
@@ -94,25 +95,25 @@ def answerable(request_id: str) -> bool:
 
 
 def _unusable(document: Any) -> str:
-    """Why a parsed document cannot travel further (too deep, or text that is not Unicode), or "".
+    """Why a parsed document cannot travel further, or "".
 
     JSON escapes can spell lone UTF-16 surrogates (``"\\ud800"``), which are not Unicode: no UTF-8 text,
-    journal row or hash can hold them. The walk is iterative, so depth itself cannot break it.
+    journal row or hash can hold them. The walk is iterative (the depth is bounded before parsing anyway).
     """
-    pending: list[tuple[Any, int]] = [(document, 1)]
+    pending: list[Any] = [document]
     while pending:
-        item, depth = pending.pop()
+        item = pending.pop()
         if isinstance(item, str):
             if not item.isascii():
                 try:
                     item.encode("utf-8")
                 except UnicodeEncodeError:
                     return "text is not valid Unicode (a lone surrogate)"
-        elif isinstance(item, (dict, list)):
-            if depth > MAX_DEPTH:
-                return f"nested deeper than {MAX_DEPTH} levels"
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children)
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return ""
 
 

@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from agent import faults
+from agent import faults, jsontext
 from agent.errors import ReleaseError
 
 if TYPE_CHECKING:  # cryptography is imported where keys are used: the daemon need not carry it
@@ -55,6 +55,8 @@ SERVICE_FILES = {"openstack-agent.service": "packaging/openstack-agent.service",
                  "agent.toml": "packaging/agent.toml",
                  "README.md": "README.md"}
 MAX_MANIFEST = 1024 * 1024
+#: A manifest nests two levels (the files' digests); deeper text is refused before it is parsed.
+MANIFEST_DEPTH = 8
 #: Versions are dotted numbers: what nova compares with LooseVersion, and a safe directory name.
 VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
 _VERSION_LINE = re.compile(r'^__version__ = "[^"]*"$', re.MULTILINE)
@@ -100,7 +102,7 @@ class Manifest:
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
         try:
-            document = json.loads(data)
+            document = jsontext.loads(data, MANIFEST_DEPTH)
         except (UnicodeDecodeError, ValueError) as exc:
             raise ReleaseError(f"the bundle's manifest is not JSON: {exc}") from None
         if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("name") != NAME:

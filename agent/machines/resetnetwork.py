@@ -207,10 +207,7 @@ class ResetNetwork(Command):
                 name = None if raw_name is None else raw_name.decode("utf-8")
             except UnicodeDecodeError:
                 raise NetworkDataError(f"{HOSTNAME} is not UTF-8 text") from None
-            try:
-                return parse(entries, name, system_interfaces(self._network().root))
-            except RecursionError:
-                raise NetworkDataError(f"{NETWORKING} is nested too deeply to be network data") from None
+            return parse(entries, name, system_interfaces(self._network().root))
         except NetworkDataError as exc:
             raise CommandFailed("500", f"Invalid network data: {exc}; nothing was changed") from None
 

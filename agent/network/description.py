@@ -24,10 +24,10 @@ and ``is_interface_name`` are the one MAC and interface-name validators of the c
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+from agent import jsontext
 from agent.errors import NetworkDataError
 from agent.network import model
 
@@ -79,8 +79,9 @@ def load_network_description(text: str) -> tuple[dict[str, Any], str | None]:
     description ``text`` (the format is in the module's docstring); a NetworkDataError saying what is wrong
     otherwise."""
     try:
-        document = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-    except RecursionError:
+        document = jsontext.loads(text, model.MAX_DEPTH, object_pairs_hook=_unique_keys,
+                                  parse_constant=_no_constant)
+    except jsontext.TooDeep:
         raise NetworkDataError("the description is nested too deeply to be network data") from None
     except ValueError as exc:
         raise NetworkDataError(f"the description is not JSON ({exc})") from None

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agent import jsontext
 from agent.errors import NetworkDataError as NetworkDataError  # raised here; re-exported for callers
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -28,6 +28,8 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: What nova's MACs and the kernel's addresses look like once normalised: 12 lowercase hex digits.
+#: nova's entries nest three levels; text deep enough to trouble the parser is refused before parsing.
+MAX_DEPTH = 32
 _MAC = re.compile(r"[0-9a-f]{12}")
 #: A host name: labels of letters, digits and hyphens (RFC 1123), 253 characters at most.
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
@@ -129,8 +131,10 @@ def _interface(key: str, raw: Any, interfaces: Mapping[str, str]) -> Interface:
     where = f"vm-data/networking/{key}"
     if isinstance(raw, bytes | str):
         try:
-            raw = json.loads(raw)
-        except (UnicodeDecodeError, ValueError):
+            raw = jsontext.loads(raw, MAX_DEPTH)
+        except jsontext.TooDeep:
+            raise NetworkDataError(f"{where} is nested too deeply to be network data") from None
+        except ValueError:
             raise NetworkDataError(f"{where} is not JSON") from None
     if not isinstance(raw, dict):
         raise NetworkDataError(f"{where} is not a JSON object")

@@ -153,10 +153,11 @@ def test_the_format_is_the_docstrings_paragraph_and_its_example_is_valid() -> No
 
 
 def test_the_module_is_pure() -> None:
-    """Importing it loads nothing of the agent's but agent.errors and agent.network.model: no XenStore, no pyxs,
-    no host side, no platform."""
+    """Importing it loads nothing of the agent's but agent.errors, agent.jsontext and agent.network.model: no
+    XenStore, no pyxs, no host side, no platform."""
     code = ("import sys, agent.network.description; "
             "print(' '.join(sorted(m for m in sys.modules if m.startswith(('agent', 'pyxs')))))")
     loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                             cwd=Path(__file__).parents[2]).stdout.split()
-    assert loaded == ["agent", "agent.errors", "agent.network", "agent.network.description", "agent.network.model"]
+    assert loaded == ["agent", "agent.errors", "agent.jsontext", "agent.network", "agent.network.description",
+                      "agent.network.model"]
