@@ -14,6 +14,17 @@ The reply protocol: a request is journaled ``received`` before anything else; it
 journaling every transition; the terminal transition journals the reply; then the reply is written to
 ``data/guest/<id>``, the request is deleted from ``data/host/<id>``, and the delivery is journaled. A crash
 between any two steps is finished from the journal at the next start; nothing runs twice.
+
+Two ways of committing keep that contract at the cost of as few disk flushes as it allows:
+
+- **Pure commands in one commit.** A command with no effect outside the journal (``version``, ``features``,
+  every rejection: ``Command.PURE``) is journaled ``received`` and answered in one transaction. A crash before
+  that commit leaves nothing a second run could repeat; commands with effects still commit ``received`` before
+  their work starts.
+- **Group commit.** Requests that arrive together (the watch events queued by the time the agent looks, or a
+  scan of ``data/host``) are taken in together, up to ``BATCH`` at a time: one transaction journals them all
+  and answers the pure ones, and one more journals their deliveries. Deliveries are committed without
+  waiting for the disk: a delivery lost in a power cut is only made again at the next start.
 """
 
 from __future__ import annotations
@@ -75,6 +86,9 @@ WIPE_RETRY = 1.0
 PRUNE_AT = 1.02
 #: The reply nova never gets, rather than an error every few seconds: the reply path would be too long.
 UNWRITABLE = (errno.EINVAL, errno.ENAMETOOLONG, errno.E2BIG)
+#: Requests taken in together at most (group commit): enough to amortise a commit over a flood, few enough
+#: that the first reply of a flood does not wait for all of it.
+BATCH = 128
 
 
 class Agent:
@@ -203,14 +217,16 @@ class Agent:
     def main_loop(self) -> None:
         while not self.should_exit:
             try:
-                event = self.xenstore.next_event(timeout=max(0.0, self._next_timer() - time.monotonic()))
+                # A reload asked for while a burst was drained has had its wake-up taken: do not block then.
+                wait = 0.0 if self._reload_requested else max(0.0, self._next_timer() - time.monotonic())
+                event = self.xenstore.next_event(timeout=wait)
                 self.take_signals()
                 if self.should_exit:
                     break
                 if self._reload_requested:
                     self.reload()
                 if event is not None:
-                    self.on_event(event[0])
+                    self.on_events(self._burst(event[0]))
                 if time.monotonic() >= self._next_timer():
                     self.timers()
             except RestartRequested:
@@ -316,10 +332,26 @@ class Agent:
 
     # -- requests -------------------------------------------------------------------------------------
 
-    def on_event(self, path: str) -> None:
-        if path == HOST_DIR:
-            self.scan()
-        elif path.startswith(HOST_DIR + "/"):
+    def _burst(self, first: str) -> list[str]:
+        """The path of ``first`` and of every watch event already queued behind it (at most ``BATCH``): the
+        requests that arrived together, to be taken in together."""
+        paths = [first]
+        while len(paths) < BATCH:
+            event = self.xenstore.next_event(timeout=0.0)
+            if event is None:
+                break
+            paths.append(event[0])
+        return paths
+
+    def on_events(self, paths: list[str]) -> None:
+        """Handle the requests a run of watch events names, each once, in the order they came."""
+        if HOST_DIR in paths:
+            self.scan()  # the directory itself: whatever it holds, these requests included
+            return
+        request_ids: dict[str, None] = {}
+        for path in paths:
+            if not path.startswith(HOST_DIR + "/"):
+                continue
             # A host that writes below a request (data/host/<id>/<child>) still made a request: <id>.
             request_id, _, below = path[len(HOST_DIR) + 1:].partition("/")
             if not below and self._own_deletes[request_id]:
@@ -327,44 +359,75 @@ class Agent:
                 if not self._own_deletes[request_id]:
                     del self._own_deletes[request_id]
             elif request_id:
-                self.handle(request_id)
+                request_ids[request_id] = None
+        self.handle(list(request_ids))
 
     def scan(self) -> None:
         """Handle every request waiting in ``data/host`` (at start, after a reconnect, periodically)."""
-        for request_id in self.xenstore.list(HOST_DIR):
+        self.handle(self.xenstore.list(HOST_DIR))
+
+    def handle(self, request_ids: list[str]) -> None:
+        """Take requests through the reply protocol, ``BATCH`` at a time (group commit)."""
+        for start in range(0, len(request_ids), BATCH):
             if self.should_exit:
                 return
-            self.handle(request_id)
-
-    def handle(self, request_id: str) -> None:
-        """Take one request through the reply protocol, unless the journal already has it."""
-        body = self.xenstore.read(f"{HOST_DIR}/{request_id}")
-        if body is None:
-            return  # already handled and deleted (our own delete fires the watch too)
-        journal = self._journal()
-        body_digest = protocol.digest(body)
-        journaled = journal.find_request(request_id)
-        if journaled is not None and journaled.digest == body_digest:
-            if journaled.finished:
-                log.info("request %s already answered by command %d; delivering its reply again",
-                         protocol.for_log(request_id), journaled.id)
-                self.deliver(journaled)
-            elif journaled.id in self._waiting:
-                # Waiting in this process (a probation, a verification, its turn): its timer resumes it.
-                log.debug("request %s is command %d, waiting in state %s", protocol.for_log(request_id),
-                          journaled.id, journaled.state)
-            else:
-                # Only a command an earlier process left is a recovery: one this process ran and lost to an
-                # error (a journal write that failed) is resumed, so a ROLL_BACK state does not claim that the
-                # agent stopped.
-                self.execute(journaled, self.reload_request(journaled, body),
-                             recovery=journaled.id not in self._ran)
-            return
-        record, request = self.take_in(request_id, body, body_digest)
-        self.crash_point("after_received")
-        self.execute(record, request, fresh=True)
-        if journal.command_count() > self.config.max_commands * PRUNE_AT:
+            self._handle_batch(request_ids[start:start + BATCH])
+        if self._journal().command_count() > self.config.max_commands * PRUNE_AT:
             self.prune()
+
+    def _handle_batch(self, request_ids: list[str]) -> None:
+        """Journal the batch's new requests in one transaction, answering the pure ones in it; then deliver
+        those answers, run the other new commands one by one, and see to requests the journal already has."""
+        journal = self._journal()
+        answered: list[CommandRecord] = []
+        received: list[tuple[CommandRecord, Request]] = []
+        known: list[tuple[CommandRecord, bytes]] = []
+        with journal.batch():
+            for request_id in request_ids:
+                if self.should_exit:
+                    break
+                body = self.xenstore.read(f"{HOST_DIR}/{request_id}")
+                if body is None:
+                    continue  # already handled and deleted (our own delete fires the watch too)
+                body_digest = protocol.digest(body)
+                journaled = journal.find_request(request_id)
+                if journaled is not None and journaled.digest == body_digest:
+                    known.append((journaled, body))
+                    continue
+                record, request = self.take_in(request_id, body, body_digest)
+                if REGISTRY[record.machine].PURE:
+                    command = self.run_command(record, request)
+                    if command is not None:
+                        answered.append(command.record)
+                else:
+                    received.append((record, request))
+            # From here on nothing is taken in: a crash in the commit is no request's doing.
+            self._intake().clear()
+        if answered or received:
+            self.crash_point("after_received")
+        if answered:
+            self.crash_point("after_reply_journaled")
+            self.deliver(answered, fresh=True)
+        for record, request in received:
+            self.execute(record, request, fresh=True)
+        for journaled, body in known:
+            self._handle_known(journaled, body)
+
+    def _handle_known(self, journaled: CommandRecord, body: bytes) -> None:
+        """A request the journal already has (a re-sent one, or one an earlier process left)."""
+        shown_id = protocol.for_log(journaled.request_id)
+        if journaled.finished:
+            log.info("request %s already answered by command %d; delivering its reply again", shown_id,
+                     journaled.id)
+            self.deliver([journaled])
+        elif journaled.id in self._waiting:
+            # Waiting in this process (a probation, a verification, its turn): its timer resumes it.
+            log.debug("request %s is command %d, waiting in state %s", shown_id, journaled.id, journaled.state)
+        else:
+            # Only a command an earlier process left is a recovery: one this process ran and lost to an error
+            # (a journal write that failed) is resumed, so a ROLL_BACK state does not claim that the agent
+            # stopped.
+            self.execute(journaled, self.reload_request(journaled, body), recovery=journaled.id not in self._ran)
 
     def take_in(self, request_id: str, body: bytes, body_digest: str) -> tuple[CommandRecord, Request]:
         """Journal a new request as ``received``, the first durable fact about it, whatever its body.
@@ -440,14 +503,25 @@ class Agent:
 
     def execute(self, record: CommandRecord, request: Request, recovery: bool = False,
                 give_up: bool = False, fresh: bool = False) -> None:
-        """Run the command's machine to a terminal state or a wait (or end a crash-looping one), then deliver.
+        """Run the command (``run_command``); once it has its reply, deliver it.
 
-        ``recovery``: an earlier process left the command unfinished. ``fresh``: the request was read from
-        XenStore at the start of this handling (see ``deliver``).
+        ``fresh``: the request was read from XenStore at the start of this handling (see ``deliver``).
+        """
+        command = self.run_command(record, request, recovery=recovery, give_up=give_up)
+        if command is not None:
+            self.crash_point("after_reply_journaled")
+            self.deliver([command.record], fresh=fresh)
+
+    def run_command(self, record: CommandRecord, request: Request, recovery: bool = False,
+                    give_up: bool = False) -> Command | None:
+        """Run the command's machine to a terminal state or a wait (or end a crash-looping one): the
+        finished command, or None when it waits or only a newer release can run it.
+
+        ``recovery``: an earlier process left the command unfinished.
         """
         machine = self.machine_for(record)
         if machine is None:
-            return
+            return None
         self._ran.add(record.id)
         command = machine(record, self.context(request))
         if give_up:
@@ -456,11 +530,10 @@ class Agent:
             command.run(recovery=recovery)
         if not command.finished and command.waiting is not None:
             self._waiting[record.id] = time.monotonic() + command.waiting
-            return
+            return None
         self._waiting.pop(record.id, None)
         self._ran.discard(record.id)  # finished: only unfinished ones need telling apart
-        self.crash_point("after_reply_journaled")
-        self.deliver(command.record, fresh=fresh)
+        return command
 
     @staticmethod
     def machine_for(record: CommandRecord) -> type[Command] | None:
@@ -476,8 +549,27 @@ class Agent:
             return None
         return machine
 
-    def deliver(self, record: CommandRecord, fresh: bool = False) -> None:
-        """Write the journaled reply, delete the request (if it is still this one), journal the delivery."""
+    def deliver(self, records: list[CommandRecord], fresh: bool = False) -> None:
+        """For each command: write the journaled reply and delete the request (if it is still this one); then
+        journal the deliveries, in one commit that does not wait for the disk (see the module docstring).
+        Those made before an error are journaled all the same."""
+        delivered: list[tuple[CommandRecord, bool]] = []
+        try:
+            for record in records:
+                delivered.append((record, self._send_reply(record, fresh)))
+        finally:
+            if delivered:
+                journal = self._journal()
+                with journal.batch(durable=False):
+                    for record, written in delivered:
+                        journal.mark_replied(record, written=written)
+                for record, written in delivered:
+                    log.info("request %s answered: %s", protocol.for_log(record.request_id),
+                             record.reply_code if written else "(not written)")
+        self.crash_point("after_replied")
+
+    def _send_reply(self, record: CommandRecord, fresh: bool) -> bool:
+        """Write the reply and delete the request; whether the reply could be written."""
         reply = record.reply
         if reply is None:
             raise JournalError(f"command {record.id} finished without a journaled reply")
@@ -500,9 +592,7 @@ class Agent:
             self.xenstore.delete(f"{HOST_DIR}/{record.request_id}")
             self._own_deletes[record.request_id] += 1
         self.crash_point("after_request_deleted")
-        self._journal().mark_replied(record, written=written)
-        log.info("request %s answered: %s", shown_id, reply["returncode"] if written else "(not written)")
-        self.crash_point("after_replied")
+        return written
 
     def _still_ours(self, record: CommandRecord, fresh: bool) -> bool:
         """Whether ``data/host/<id>`` still holds this command's request, so deleting it loses nothing.
@@ -568,9 +658,11 @@ class Agent:
                      record.state, record.attempts)
             self.execute(record, self.reload_request(record), recovery=True,
                          give_up=record.attempts > self.config.max_attempts)
-        for record in journal.undelivered():
+        undelivered = journal.undelivered()
+        for record in undelivered:
             log.info("delivering the journaled reply of command %d", record.id)
-            self.deliver(record)
+        if undelivered:
+            self.deliver(undelivered)
 
     def reload_request(self, record: CommandRecord, body: bytes | None = None) -> Request:
         """The request of an interrupted command: from the journal, or re-read when its value is secret.

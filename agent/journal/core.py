@@ -1,7 +1,9 @@
 """The journal core: the agent's handle on its database, the commands and their transitions.
 
 Every write is one ``BEGIN IMMEDIATE`` transaction, run by ``transaction``, the one write helper, and
-committed before the method returns: when a method returns, the fact is on disk. Writes run on the
+committed before the method returns: when a method returns, the fact is on disk. Inside ``batch`` (group
+commit), the writes of the block share one transaction instead, each of them still whole or absent, and the
+facts are on disk when the block ends. Writes run on the
 connection's DB-API cursor with statements SQLAlchemy compiled once at import (``agent.journal.sql``): the
 request hot path would otherwise spend ten times a statement's cost building it. Reads for listing, audit and
 recovery go through SQLAlchemy Core (``read``).
@@ -17,12 +19,13 @@ The chains, seals, retention and verification are in ``chain``, ``seals``, ``ret
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -101,6 +104,8 @@ class Journal:
         #: What a command type's records module keeps in memory for this handle (exchange deadlines, say),
         #: by module name; see ``agent.journal.exchanges``.
         self.cache: dict[str, Any] = {}
+        #: Inside ``batch``: what the batch's writes do once it is committed, in order; None outside a batch.
+        self._after_commit: list[Callable[[], None]] | None = None
 
     @classmethod
     def open(cls, state_dir: Path) -> Journal:
@@ -158,8 +163,11 @@ class Journal:
                             f"of {self.path}")
 
     def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work(cursor)`` in one BEGIN IMMEDIATE transaction and commit it: the one way to write."""
+        """Run ``work(cursor)`` in one BEGIN IMMEDIATE transaction and commit it: the one way to write.
+        Inside ``batch`` it runs in a savepoint of the batch's transaction instead."""
         driver = self.driver
+        if self._after_commit is not None:
+            return self._in_savepoint(driver, work)
         try:
             driver.execute("BEGIN IMMEDIATE")
             try:
@@ -172,6 +180,73 @@ class Journal:
         except sqlite3.Error as exc:
             raise self.write_failed(exc) from exc
         return result
+
+    def _in_savepoint(self, driver: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            driver.execute("SAVEPOINT write")
+            try:
+                result = work(driver)
+            except BaseException:
+                driver.execute("ROLLBACK TO write")
+                raise
+            finally:
+                driver.execute("RELEASE write")
+        except sqlite3.Error as exc:
+            raise self.write_failed(exc) from exc
+        return result
+
+    @contextlib.contextmanager
+    def batch(self, durable: bool = True) -> Iterator[None]:
+        """Group commit: every write inside the block joins one transaction, committed when the block ends.
+
+        Each write is still whole or absent (a savepoint): one that fails is undone alone and raises to its
+        caller, and the others stay. The block's writes are committed also when it ends by an exception (they
+        are facts all the same), then the exception goes on. What a write does once committed (a records
+        module's ``committed``, a wipe) runs after the commit. If the commit fails, none of the block's writes
+        is journaled, and JournalError says so.
+
+        ``durable=False`` commits without waiting for the disk (SQLite's ``synchronous=NORMAL``): only for
+        facts whose loss in a power cut merely repeats harmless work, such as a reply's delivery (delivered
+        again at the next start). The next durable commit takes them to the disk with its own.
+        """
+        if self._after_commit is not None:
+            yield  # already in a batch: its commit is this block's too
+            return
+        driver = self.driver
+        after: list[Callable[[], None]] = []
+        try:
+            if not durable:
+                driver.execute("PRAGMA synchronous=NORMAL")
+            driver.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                driver.execute("PRAGMA synchronous=FULL")
+            raise self.write_failed(exc) from exc
+        self._after_commit = after
+        try:
+            yield
+        finally:
+            self._after_commit = None
+            try:
+                driver.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if driver.in_transaction:
+                    driver.execute("ROLLBACK")
+                # What this handle remembers of the chain may be ahead of the journal now: read it again.
+                self._head, self._count = None, None
+                raise self.write_failed(exc) from exc
+            finally:
+                if not durable:
+                    driver.execute("PRAGMA synchronous=FULL")
+        for callback in after:
+            callback()
+
+    def _committed(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the current write is committed: now, or at the end of the batch."""
+        if self._after_commit is not None:
+            self._after_commit.append(callback)
+        else:
+            callback()
 
     def read(self, statement: Any) -> Any:
         """The rows of a SQLAlchemy statement, ending the read transaction at once (an open one would hold off
@@ -285,9 +360,10 @@ class Journal:
         moved = self.transaction(work)
         if records is not None:
             if records.committed is not None:
-                records.committed(self)
+                committed = records.committed
+                self._committed(lambda: committed(self))
             if records.wipes:
-                self.wipe()
+                self._committed(self.wipe)
         return moved
 
     def record_attempt(self, record: CommandRecord) -> CommandRecord:

@@ -109,6 +109,10 @@ class Command:
     #: The ports (``agent.ports.Ports`` fields) the command cannot work without: an agent that lacks one
     #: does not offer the command in ``features``.
     NEEDS: ClassVar[frozenset[str]] = frozenset()
+    #: Whether the command has no effect outside the journal (it only answers): then it is journaled
+    #: ``received`` and answered in one transaction, since a crash before that commit leaves nothing that a
+    #: second run could repeat. A command with any effect of its own commits ``received`` before it.
+    PURE: ClassVar[bool] = False
     #: Whether the request's value is a secret: if so it is never stored, only its digest.
     SECRET_VALUE: ClassVar[bool] = False
     #: States the agent is restarted in on purpose: finding a command there at start is not a crash.

@@ -18,6 +18,7 @@ class Features(Command):
     TRANSITIONS = TRANSITIONS
     TERMINAL = TERMINAL
     RECOVERY = RECOVERY
+    PURE = True
 
     def on_enter_received(self, event: Event) -> None:
         self.finish("answer", "0", ",".join(self.ctx.offered()))

@@ -30,6 +30,7 @@ class Rejected(Command):
     TERMINAL = TERMINAL
     RECOVERY = RECOVERY
     HOST_COMMAND = False
+    PURE = True
     # The request's own value is never kept: see ``journaled``.
     SECRET_VALUE = True
 

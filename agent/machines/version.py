@@ -19,6 +19,7 @@ class Version(Command):
     TRANSITIONS = TRANSITIONS
     TERMINAL = TERMINAL
     RECOVERY = RECOVERY
+    PURE = True
 
     def on_enter_received(self, event: Event) -> None:
         # The Windows agent also answered "xentools" and "updater"; this agent has one version.

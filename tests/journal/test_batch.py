@@ -1,0 +1,101 @@
+"""Group commit: the writes of a batch share one transaction, each still whole or absent."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.errors import JournalError
+from agent.journal import CommandRecord, Journal, RecordWrite
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    journal = Journal.open(tmp_path / "state")
+    yield journal
+    journal.close()
+
+
+def receive(journal: Journal, request_id: str) -> CommandRecord:
+    return journal.receive(request_id, "/local/domain/5", "version", "version", "d" * 64, '"agent"')
+
+
+def on_disk(journal: Journal) -> list[str]:
+    """The request ids another connection sees committed."""
+    with sqlite3.connect(journal.path) as other:
+        return [row[0] for row in other.execute("SELECT request_id FROM commands ORDER BY id")]
+
+
+def test_a_batch_is_committed_when_it_ends_and_not_before(journal: Journal) -> None:
+    """Inside a batch, other connections see none of its writes; when it ends, they see them all, and the
+    journal's chains verify."""
+    with journal.batch():
+        first = receive(journal, "r1")
+        journal.transition(first, "answer", "done", reply={"returncode": "0", "message": "1"})
+        receive(journal, "r2")
+        assert on_disk(journal) == []
+    assert on_disk(journal) == ["r1", "r2"]
+    assert journal.verify().ok
+
+
+def test_a_failed_write_is_undone_alone(journal: Journal) -> None:
+    """A write that fails inside a batch leaves no trace, raises to its caller, and the batch's other writes
+    are committed."""
+    def broken(_cursor: sqlite3.Connection, _command: CommandRecord, _at: str) -> None:
+        raise RuntimeError("the records module failed")
+
+    with journal.batch():
+        first = receive(journal, "r1")
+        with pytest.raises(RuntimeError):
+            journal.transition(first, "answer", "done", records=RecordWrite(broken))
+        receive(journal, "r2")
+    assert on_disk(journal) == ["r1", "r2"]
+    assert [t.trigger for t in journal.transitions(first.id)] == ["receive"]
+    assert journal.get(first.id).state == "received"
+    assert journal.verify().ok
+
+
+def test_the_writes_are_committed_when_the_block_ends_by_an_exception(journal: Journal) -> None:
+    """What was written before an error in the block (a lost XenStore connection, say) is journaled."""
+    with pytest.raises(ConnectionError), journal.batch():
+        receive(journal, "r1")
+        raise ConnectionError("XenStore went away")
+    assert on_disk(journal) == ["r1"]
+
+
+def test_what_follows_a_commit_waits_for_the_batch(journal: Journal) -> None:
+    """A records module's ``committed`` runs after the batch's commit, not when its write is made."""
+    seen: list[list[str]] = []
+    with journal.batch():
+        record = receive(journal, "r1")
+        journal.transition(record, "answer", "done",
+                           records=RecordWrite(lambda *_: None, committed=lambda j: seen.append(on_disk(j))))
+        assert seen == []
+    assert seen == [["r1"]]
+
+
+def test_a_failed_commit_journals_nothing_and_says_so(journal: Journal) -> None:
+    """When the commit itself fails, none of the batch is journaled, JournalError says so, and the handle
+    goes on journaling correctly afterwards."""
+    with pytest.raises(JournalError, match="journal write failed"), journal.batch():
+        receive(journal, "r1")
+        # A deferred foreign key that the commit checks: the commit fails as a full disk would make it fail.
+        journal.driver.execute("PRAGMA defer_foreign_keys=ON")
+        journal.driver.execute("INSERT INTO transitions (command_id, seq, trigger, source, dest, at, detail, "
+                               "prev_hash, hash) VALUES (999, 1, 't', NULL, 'd', 'now', '{}', '', '')")
+    assert on_disk(journal) == []
+    receive(journal, "r2")
+    assert on_disk(journal) == ["r2"]
+    assert journal.verify().ok
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_batch_leaves_the_connection_durable(journal: Journal, durable: bool) -> None:
+    """A batch that commits without waiting for the disk (deliveries) sets synchronous=FULL back after it."""
+    with journal.batch(durable=durable):
+        receive(journal, "r1")
+    assert journal.driver.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert on_disk(journal) == ["r1"]
