@@ -7,8 +7,9 @@ in a library, the kernel's OOM killer), the start-up scan would read it first ag
 request behind it would wait forever. This note names the request being taken in and how many times in a
 row the agent started taking it in, so the next start knows it was fatal before and answers it instead.
 
-The note is written for every new request, so it costs one small write and no fsync: a process crash keeps
-it (the page cache survives), and a power cut losing it only restarts the count.
+The note is written for every new request, so it costs one ``pwrite`` and no fsync: a process crash keeps
+it (the page cache survives), and a power cut losing it only restarts the count. A shorter note is padded with
+blanks over a longer one before it (JSON allows them), which saves truncating the file on every request.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Intake:
                                "must be a writable directory (check --state-dir and its permissions)") from exc
         if hasattr(os, "fchmod"):
             os.fchmod(self._fd, 0o600)  # it names requests: private, like the journal
+        #: How many bytes of the file the last note covered (what a shorter one must blank out).
+        self._written = os.fstat(self._fd).st_size
         #: What the previous process was taking in last: (request id, digest, attempts), or None. If that
         #: request is still unjournaled when this process meets it, the previous process died taking it in.
         self.inherited: tuple[str, str, int] | None = self._read()
@@ -59,19 +62,27 @@ class Intake:
             attempts = self.inherited[2] + 1
         note = json.dumps({"request": request_id, "digest": digest, "attempts": attempts}, ensure_ascii=True)
         try:
-            os.ftruncate(self._fd, 0)
-            os.lseek(self._fd, 0, os.SEEK_SET)
-            os.write(self._fd, note.encode("ascii"))
+            self._put(note.encode("ascii"))
         except OSError as exc:
             # Without the note a fatal request could stop the agent again at the next start, but refusing
             # every request because a note cannot be written would be worse.
             log.warning("cannot write the intake note %s: %s", self.path, exc.strerror)
         return attempts
 
+    def _put(self, note: bytes) -> None:
+        padded = note.ljust(self._written)
+        if hasattr(os, "pwrite"):
+            os.pwrite(self._fd, padded, 0)
+        else:  # Windows has no pwrite
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            os.write(self._fd, padded)
+        self._written = max(self._written, len(note))
+
     def clear(self) -> None:
-        """Forget the note (a clean stop): the next process then counts no death against any request."""
+        """Forget the note (a clean stop, or nothing being taken in): the next process then counts no death
+        against any request."""
         with contextlib.suppress(OSError):
-            os.ftruncate(self._fd, 0)
+            self._put(b"")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

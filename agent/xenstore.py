@@ -21,6 +21,7 @@ as ``/local/domain/5``.
 from __future__ import annotations
 
 import builtins
+import collections
 import contextlib
 import errno
 import logging
@@ -328,6 +329,28 @@ class Connection:
         return path
 
 
+class _EventQueue(queue.Queue[Any]):
+    """The watch events, counted by path as they come and go, so that ``event_pending`` costs the same with
+    thousands of events queued (a flood) as with none. The hooks run under the queue's own lock."""
+
+    def _init(self, maxsize: int) -> None:
+        super()._init(maxsize)
+        self.paths: collections.Counter[bytes] = collections.Counter()
+
+    def _put(self, item: Any) -> None:
+        super()._put(item)
+        if isinstance(item, tuple):
+            self.paths[item[0]] += 1
+
+    def _get(self) -> Any:
+        item = super()._get()
+        if isinstance(item, tuple):
+            self.paths[item[0]] -= 1
+            if not self.paths[item[0]]:
+                del self.paths[item[0]]
+        return item
+
+
 class XenStore(Connection):
     """A XenStore connection rooted at a domain home, with timeouts and one watch queue."""
 
@@ -337,7 +360,7 @@ class XenStore(Connection):
         self.timeout = timeout
         self._client: Any = None
         self._monitor: Any = None
-        self._events: queue.Queue[Any] = queue.Queue()
+        self._events = _EventQueue()
         self._lock = threading.Lock()
 
     # -- connection -----------------------------------------------------------------------------------
@@ -358,7 +381,7 @@ class XenStore(Connection):
             raise XenStoreUnavailable(unreachable(self.address, connection.path, cause)) from exc
         # pyxs refuses monitor() over XenBus; the Monitor itself works on any connection.
         monitor = pyxs.client.Monitor(client)
-        monitor.events = self._events = queue.Queue()
+        monitor.events = self._events = _EventQueue()
         self._client, self._monitor = client, monitor
         log.debug("connected to XenStore at %s", self.address)
 
@@ -537,7 +560,7 @@ class XenStore(Connection):
         """Whether a watch event for ``path`` has arrived and is waiting to be taken by ``next_event``."""
         wanted = self.absolute(path).encode("ascii")
         with self._events.mutex:
-            return any(isinstance(e, tuple) and e[0] == wanted for e in self._events.queue)
+            return wanted in self._events.paths
 
     def wake(self) -> None:
         """Make a blocked ``next_event`` return None (used by signal handlers)."""

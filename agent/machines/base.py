@@ -220,7 +220,9 @@ class Command:
         self.record = self.ctx.journal.transition(
             self.record, event.event.name, dest, detail=args.get("detail"), reply=args.get("reply"),
             records=args.get("records"), data=None if data is None else canonical(dataclasses.asdict(data)))
-        log.info("command %d %s: %s -> %s (%s)", self.record.id, self.NAME, source, dest, event.event.name)
+        # A pure command's one step is in the "received" and "answered" lines already.
+        log.log(logging.DEBUG if self.PURE else logging.INFO, "command %d %s: %s -> %s (%s)", self.record.id,
+                self.NAME, source, dest, event.event.name)
         self.resumed = False
         crash_point(self.ctx.config, f"enter:{dest}")
 
