@@ -321,14 +321,9 @@ class Agent:
             log.info("connected to XenStore again")
         self._own_deletes.clear()  # events of the old connection are gone with it
         self.recover(count_attempt=first)
-        try:
-            self.housekeeping()
-        except RestartRequested:
-            raise
-        except Exception as exc:  # the main loop tries again shortly; the agent serves meanwhile
-            log.error("housekeeping failed: %s", exc if isinstance(exc, AgentError)
-                      else f"{type(exc).__name__} at {where(exc)}")
-            self._retry_soon()
+        # The watch's first event scans data/host as soon as the main loop runs; housekeeping (old replies, old
+        # commands) comes right after, so requests waiting since before the start are not held up by it.
+        self._next_housekeeping = time.monotonic()
 
     # -- requests -------------------------------------------------------------------------------------
 
