@@ -251,7 +251,8 @@ def journal_settings() -> str:
         try:
             driver = journal.driver
             mode = driver.execute("PRAGMA journal_mode").fetchone()[0]
-            sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(driver.execute("PRAGMA synchronous").fetchone()[0])
+            level = driver.execute("PRAGMA synchronous").fetchone()[0]
+            sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(level, level)
         finally:
             journal.close()
     return f"journal_mode={mode}, synchronous={sync}"
@@ -267,6 +268,21 @@ def _filesystem(path: Path) -> str:
     return best[0]
 
 
+def agent_source() -> str:
+    """Where the agent under measurement comes from: its package directory, and its commit when in a checkout."""
+    import agent
+
+    package = Path(agent.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(package), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--", "."], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return str(package)
+    return f"{package} at {commit}{' with uncommitted changes' if dirty else ''}"
+
+
 def conditions(**extra: object) -> str:
     """One block naming the machine and the run's conditions, printed with the figures."""
     from agent import __version__
@@ -274,7 +290,8 @@ def conditions(**extra: object) -> str:
     lines = [
         f"machine: {_cpu_model()}, {os.cpu_count()} CPUs; kernel {platform.release()}; "
         f"Python {platform.python_version()}; SQLite {sqlite3.sqlite_version}",
-        f"agent {__version__}; journal {journal_settings()}; scratch {tempfile.gettempdir()} "
+        f"agent {__version__} from {agent_source()}",
+        f"journal {journal_settings()}; scratch {tempfile.gettempdir()} "
         f"({_filesystem(Path(tempfile.gettempdir()))}); xenstored from the sandbox (C, with its trace file)",
     ]
     if extra:
@@ -296,7 +313,7 @@ class Figure:
         verdict = "" if self.met is None else ("  [met]" if self.met else "  [NOT met]")
         goal = f"   goal {self.goal}" if self.goal else ""
         note = f"   ({self.note})" if self.note else ""
-        return f"{self.name:<46} {self.measured:>22}{goal}{verdict}{note}"
+        return f"{self.name:<58} {self.measured:>24}{goal}{verdict}{note}"
 
 
 def print_report(title: str, figures: list[Figure], run_conditions: str) -> None:

@@ -1,62 +1,99 @@
-"""Round-trip latency of `version`: the agent (journal with synchronous=FULL) against a bare pyxs echo floor.
+"""Round-trip latency of `version`: the agent (its journal as it runs it, synchronous=FULL) against a bare pyxs
+echo responder (the floor), in two modes, both printed:
 
-Both run as processes on the same real xenstored in the same run, called alternately, and a client times
-each call from the request's write to the reply's appearance (through a watch, not nova's 0.5 s polling).
-Prints p50 and p99 of each and the ratios. Usage: python bench/roundtrip.py [CALLS]
+    clean                    the caller deletes each reply once read, as nova's dom0 plugin does (the figure
+                             that counts; goals p50 <= 1.3x floor, p99 <= 2x floor)
+    replies left in place    the replies stay in data/guest until the agent collects them (replies.max_age)
+
+Echo and agent run as processes on the same real xenstored in the same run, each in its own domain, and are
+called alternately, call by call, so that both see the same machine load. A client times each call from the
+request's write to the reply's appearance (through a watch on the reply's path, not nova's 0.5 s polling).
+
+Usage: python bench/roundtrip.py [CALLS]    (calls per side and mode; default 1000)
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Caller, bench_xenstored, new_domain, percentile, start_agent
+from common import (
+    VERSION_BODY,
+    Caller,
+    Figure,
+    bench_xenstored,
+    conditions,
+    ms,
+    new_domain,
+    percentile,
+    print_report,
+    start_agent,
+    start_echo,
+    stop,
+)
 
-BODY = json.dumps({"name": "version", "value": "agent"}).encode()
+GOAL_P50, GOAL_P99 = 1.3, 2.0
 
 
 def measure(floor: Caller, agent: Caller, calls: int) -> tuple[list[float], list[float]]:
-    """Alternate the two sides call by call, so that both see the same machine load."""
+    """Alternate the two sides call by call."""
     for _ in range(max(20, calls // 10)):  # warm-up
-        floor.call(BODY)
-        agent.call(BODY)
+        floor.call(VERSION_BODY)
+        agent.call(VERSION_BODY)
     floor_times, agent_times = [], []
     for _ in range(calls):
-        floor_times.append(floor.call(BODY))
-        agent_times.append(agent.call(BODY))
+        floor_times.append(floor.call(VERSION_BODY))
+        agent_times.append(agent.call(VERSION_BODY))
     return floor_times, agent_times
 
 
+def mode_figures(label: str, floor: list[float], agent: list[float], goals: bool) -> list[Figure]:
+    f50, f99 = percentile(floor, 0.5), percentile(floor, 0.99)
+    a50, a99 = percentile(agent, 0.5), percentile(agent, 0.99)
+    r50, r99 = a50 / f50, a99 / f99
+    return [
+        Figure(f"round trip, {label}: echo floor p50 / p99", f"{ms(f50)} / {ms(f99)}"),
+        Figure(f"round trip, {label}: agent p50 / p99", f"{ms(a50)} / {ms(a99)}",
+               note=f"max {ms(max(agent))}"),
+        Figure(f"round trip, {label}: agent/floor p50", f"{r50:.2f}x",
+               f"<= {GOAL_P50}x" if goals else "", r50 <= GOAL_P50 if goals else None,
+               note="" if goals else "the goal applies to clean"),
+        Figure(f"round trip, {label}: agent/floor p99", f"{r99:.2f}x",
+               f"<= {GOAL_P99}x" if goals else "", r99 <= GOAL_P99 if goals else None,
+               note="" if goals else "the goal applies to clean"),
+    ]
+
+
+def run(calls: int = 1000) -> tuple[list[Figure], str]:
+    figures: list[Figure] = []
+    # Each mode gets fresh domains, agent and echo, so that replies left by one mode do not weigh on the other.
+    for label, clean, domid in (("clean", True, 1), ("replies left in place", False, 3)):
+        with bench_xenstored() as (daemon, directory):
+            echo_domain, agent_domain = new_domain(daemon, domid), new_domain(daemon, domid + 1)
+            echo = start_echo(daemon, echo_domain)
+            agent = start_agent(daemon, agent_domain, directory / "state", directory / "agent.log")
+            callers: list[Caller] = []
+            try:
+                time.sleep(1.0)
+                callers = [Caller(daemon, echo_domain, clean), Caller(daemon, agent_domain, clean)]
+                floor, agent_times = measure(callers[0], callers[1], calls)
+            finally:
+                for caller in callers:
+                    caller.close()
+                stop(echo)
+                stop(agent)
+        figures += mode_figures(label, floor, agent_times, goals=clean)
+    return figures, conditions(calls_per_side_and_mode=calls, warm_up=max(20, calls // 10),
+                               journal="fresh", sides="alternated call by call")
+
+
 def main() -> None:
-    calls = int(sys.argv[1]) if len(sys.argv) > 1 else 500
-    with bench_xenstored() as (daemon, directory):
-        echo_domain, agent_domain = new_domain(daemon, 1), new_domain(daemon, 2)
-        echo = subprocess.Popen([sys.executable, str(Path(__file__).with_name("echo_responder.py")),
-                                 str(daemon.socket_path), echo_domain])
-        agent = start_agent(daemon, agent_domain, directory / "state", directory / "agent.log")
-        callers: list[Caller] = []
-        try:
-            time.sleep(1.0)
-            callers = [Caller(daemon, echo_domain), Caller(daemon, agent_domain)]
-            floor, agent_times = measure(callers[0], callers[1], calls)
-        finally:
-            for caller in callers:
-                caller.close()
-            echo.terminate()
-            agent.terminate()
-            echo.wait()
-            agent.wait()
-    f50, f99 = percentile(floor, 0.5) * 1e3, percentile(floor, 0.99) * 1e3
-    a50, a99 = percentile(agent_times, 0.5) * 1e3, percentile(agent_times, 0.99) * 1e3
-    print(f"calls per side: {calls}")
-    print(f"bare echo (floor): p50 {f50:.3f} ms  p99 {f99:.3f} ms")
-    print(f"agent version:     p50 {a50:.3f} ms  p99 {a99:.3f} ms")
-    print(f"ratio agent/floor: p50 {a50 / f50:.2f}x  p99 {a99 / f99:.2f}x  (targets: <= 2x, <= 3x)")
+    calls = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    figures, run_conditions = run(calls)
+    print_report("version round trip: agent vs bare echo floor", figures, run_conditions)
 
 
 if __name__ == "__main__":
