@@ -377,11 +377,11 @@ class Agent:
         answered: list[CommandRecord] = []
         received: list[tuple[CommandRecord, Request]] = []
         known: list[tuple[CommandRecord, bytes]] = []
+        bodies = self.xenstore.read_many([f"{HOST_DIR}/{request_id}" for request_id in request_ids])
         with journal.batch():
-            for request_id in request_ids:
+            for request_id, body in zip(request_ids, bodies, strict=True):
                 if self.should_exit:
                     break
-                body = self.xenstore.read(f"{HOST_DIR}/{request_id}")
                 if body is None:
                     continue  # already handled and deleted (our own delete fires the watch too)
                 body_digest = protocol.digest(body)
@@ -545,49 +545,47 @@ class Agent:
         return machine
 
     def deliver(self, records: list[CommandRecord], fresh: bool = False) -> None:
-        """For each command: write the journaled reply and delete the request (if it is still this one); then
-        journal the deliveries, in one commit that does not wait for the disk (see the module docstring).
-        Those made before an error are journaled all the same."""
-        delivered: list[tuple[CommandRecord, bool]] = []
-        try:
-            for record in records:
-                delivered.append((record, self._send_reply(record, fresh)))
-        finally:
-            if delivered:
-                journal = self._journal()
-                with journal.batch(durable=False):
-                    for record, written in delivered:
-                        journal.mark_replied(record, written=written)
-                for record, written in delivered:
-                    log.info("request %s answered: %s", protocol.for_log(record.request_id),
-                             record.reply_code if written else "(not written)")
-        self.crash_point("after_replied")
-
-    def _send_reply(self, record: CommandRecord, fresh: bool) -> bool:
-        """Write the reply and delete the request; whether the reply could be written."""
-        reply = record.reply
-        if reply is None:
-            raise JournalError(f"command {record.id} finished without a journaled reply")
-        shown_id = protocol.for_log(record.request_id)
-        written = protocol.answerable(record.request_id)  # if not, take_in said so already
-        try:
-            if written:
-                self.xenstore.write(f"{GUEST_DIR}/{record.request_id}", protocol.encode(reply))
-        except XenStoreUnavailable:
-            raise
-        except XenStoreError as exc:
-            if exc.code not in UNWRITABLE:
-                raise
-            # Retrying could never succeed; an error every few seconds forever would help nobody.
-            log.warning("the reply to request %s cannot be written (%s); removing the request unanswered",
-                        shown_id, exc)
-            written = False
+        """Write the commands' journaled replies, delete their requests (each one still this command's), then
+        journal the deliveries. Each step is taken for all of them at once (``write_many``, ``delete_many``),
+        and the deliveries are journaled in one commit that does not wait for the disk (see the module
+        docstring). A reply xenstored refuses for good is noted and its request removed unanswered; one refused
+        otherwise stays undelivered, its error raised once the others are journaled."""
+        for record in records:
+            if record.reply is None:
+                raise JournalError(f"command {record.id} finished without a journaled reply")
+        answerable = [r for r in records if protocol.answerable(r.request_id)]  # if not, take_in said so already
+        outcomes = self.xenstore.write_many([(f"{GUEST_DIR}/{r.request_id}", protocol.encode(r.reply or {}))
+                                             for r in answerable])
+        written = {r.id for r, error in zip(answerable, outcomes, strict=True) if error is None}
+        failure: XenStoreError | None = None
+        stuck: set[int] = set()
+        for record, error in zip(answerable, outcomes, strict=True):
+            if error is None:
+                continue
+            if error.code in UNWRITABLE:
+                # Retrying could never succeed; an error every few seconds forever would help nobody.
+                log.warning("the reply to request %s cannot be written (%s); removing the request unanswered",
+                            protocol.for_log(record.request_id), error)
+            else:
+                failure = failure or error
+                stuck.add(record.id)
         self.crash_point("after_reply_written")
-        if self._still_ours(record, fresh):
-            self.xenstore.delete(f"{HOST_DIR}/{record.request_id}")
+        done = [r for r in records if r.id not in stuck]
+        ours = [r for r in done if self._still_ours(r, fresh)]
+        self.xenstore.delete_many([f"{HOST_DIR}/{r.request_id}" for r in ours])
+        for record in ours:
             self._own_deletes[record.request_id] += 1
         self.crash_point("after_request_deleted")
-        return written
+        journal = self._journal()
+        with journal.batch(durable=False):
+            for record in done:
+                journal.mark_replied(record, written=record.id in written)
+        for record in done:
+            log.info("request %s answered: %s", protocol.for_log(record.request_id),
+                     record.reply_code if record.id in written else "(not written)")
+        self.crash_point("after_replied")
+        if failure is not None:
+            raise failure
 
     def _still_ours(self, record: CommandRecord, fresh: bool) -> bool:
         """Whether ``data/host/<id>`` still holds this command's request, so deleting it loses nothing.

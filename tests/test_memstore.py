@@ -142,6 +142,18 @@ def test_delete_removes_the_subtree_and_missing_nodes_are_fine(xs: Transport) ->
     xs.delete("data/guest/x/y/z")
 
 
+def test_batched_calls_do_each_call_in_order(xs: Transport) -> None:
+    """read_many, write_many and delete_many act as the single calls one after the other would: each item
+    gets its own answer, a missing node reads as None and deletes without error."""
+    paths = [f"data/host/r{i}" for i in range(50)]
+    assert xs.write_many([(path, f"value {i}") for i, path in enumerate(paths)]) == [None] * 50
+    assert xs.read_many([*paths[:3], "data/host/missing", paths[49]]) == [b"value 0", b"value 1", b"value 2", None,
+                                                                         b"value 49"]
+    assert xs.read_many([]) == [] and xs.write_many([]) == []
+    xs.delete_many([*paths[:25], "data/host/missing"])
+    assert sorted(xs.list("data/host")) == sorted(path.rsplit("/", 1)[1] for path in paths[25:])
+
+
 def test_missing_node_lists_as_empty_and_does_not_exist(xs: Transport) -> None:
     """A missing node has no children and does not exist; an empty one exists."""
     assert xs.list("data/nothing") == [] and not xs.exists("data/nothing")
@@ -167,11 +179,15 @@ BAD_VALUES = [
 ]
 
 
+@pytest.mark.parametrize("many", [False, True], ids=["write", "write_many"])
 @pytest.mark.parametrize(("value", "message"), BAD_VALUES)
-def test_bad_values_are_refused_before_sending(xs: Transport, value: str, message: str) -> None:
+def test_bad_values_are_refused_before_sending(xs: Transport, value: str, message: str, many: bool) -> None:
     """A value XenStore cannot carry is a XenStoreError without errno or the value's text; nothing is written."""
     with pytest.raises(XenStoreError, match=message) as error:
-        xs.write("data/guest/bad", value)
+        if many:
+            first_error(xs.write_many([("data/guest/good", "fine"), ("data/guest/bad", value)]))
+        else:
+            xs.write("data/guest/bad", value)
     assert error.value.code is None and not isinstance(error.value, XenStoreUnavailable)
     assert "s3cret" not in str(error.value) and error.value.__cause__ is None
     assert xs.read("data/guest/bad") is None
@@ -186,10 +202,21 @@ def test_a_value_may_fill_the_payload_to_4096_bytes(backend: Backend, xs: Transp
         xs.write("data/guest/big", "x" * (room + 1))
 
 
+def first_error(outcomes: list[XenStoreError | None]) -> None:
+    """Raise the first error ``write_many`` gave, as ``write`` would have raised it."""
+    for outcome in outcomes:
+        if outcome is not None:
+            raise outcome
+
+
 CALLS: dict[str, Callable[[Transport, str], object]] = {
     "read": lambda xs, path: xs.read(path),
     "write": lambda xs, path: xs.write(path, "v"),
     "delete": lambda xs, path: xs.delete(path),
+    # The batched calls, with a good path before the bad one: each item meets its own fate.
+    "read_many": lambda xs, path: xs.read_many(["data/fine", path]),
+    "write_many": lambda xs, path: first_error(xs.write_many([("data/fine", "v"), (path, "v")])),
+    "delete_many": lambda xs, path: xs.delete_many(["data/fine", path]),
     "list": lambda xs, path: xs.list(path),
     "exists": lambda xs, path: xs.exists(path),
     "mkdir": lambda xs, path: xs.mkdir(path),
