@@ -66,9 +66,12 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout: float) -> Non
 class Xenstored:
     """One xenstored process with its own run directory and socket."""
 
-    def __init__(self, rundir: Path, shim: Path | None = None) -> None:
+    def __init__(self, rundir: Path, shim: Path | None = None, trace: bool = True) -> None:
         self.rundir = Path(rundir)
         self.shim = shim
+        #: Whether xenstored logs every operation to ``trace.log`` (the sandbox's record of the conversation);
+        #: benchmarks turn it off, as a production xenstored runs.
+        self.trace = trace
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -99,7 +102,8 @@ class Xenstored:
         env = {**os.environ, **self.env, "LD_PRELOAD": str(shim)}
         with log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
-                [str(XENSTORED), "--no-fork", "--trace-file", str(self.rundir / "trace.log")],
+                [str(XENSTORED), "--no-fork",
+                 *(["--trace-file", str(self.rundir / "trace.log")] if self.trace else [])],
                 env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + START_TIMEOUT
