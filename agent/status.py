@@ -12,7 +12,8 @@ find it taken and exit with AlreadyRunning's status): it looks the directory's `
 what the last agent did, nothing about the one that runs.
 
 Everything here only reads what it inspects: the journal through ``Journal.open_readonly``, the install root
-through ``os.readlink`` and directory listings.
+through ``os.readlink`` and directory listings. The daemon imports this module for ``Publisher``: nothing at
+its top level loads SQLAlchemy (the journal is read with literal SQL) or the install layout.
 """
 
 from __future__ import annotations
@@ -26,12 +27,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from agent import __version__
 from agent.config import Config
 from agent.errors import AgentError
-from agent.install import COMPLETE, Layout
 from agent.journal import Journal, releases, times
 from agent.journal.engine import COMPANIONS, DATABASE_NAME
 
@@ -285,6 +283,8 @@ def agent_report(observed: Observed) -> dict[str, Any]:
 
 
 def releases_report(install_root: Path, state_dir: Path) -> dict[str, Any]:
+    from agent.install import COMPLETE, Layout  # the report's side only: the daemon's Publisher needs none of it
+
     layout = Layout(install_root)
     installed: list[str] = []
     with contextlib.suppress(OSError):
@@ -304,12 +304,11 @@ def _verdicts(state_dir: Path) -> dict[str, releases.Verdict]:
     except AgentError:
         return {}
     try:
-        rows = journal.read(select(releases.table))
+        return releases.verdicts(journal)
     except AgentError:
         return {}  # a journal too old to have verdicts, or unreadable: the journal report says which
     finally:
         journal.close()
-    return {r.version: releases.Verdict(r.version, r.state, r.reason or "", r.marked_at) for r in rows}
 
 
 def journal_size(state_dir: Path) -> int:

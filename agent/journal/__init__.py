@@ -1,7 +1,11 @@
-"""The journal: SQLite through SQLAlchemy, migrated by Alembic, hash-chained transitions and commands.
+"""The journal: SQLite, its schema defined with SQLAlchemy and migrated by Alembic, hash-chained transitions
+and commands.
 
 ``core`` is the handle and the commands' life; ``chain``, ``seals``, ``retention`` and ``verify`` keep it
 checkable and bounded; ``exchanges`` and ``releases`` are the records of the command types that own them.
+Importing the package (what the daemon does) loads neither SQLAlchemy nor Alembic: ``models`` (the schema),
+``alchemy`` (SQLAlchemy engines), ``migrate`` (Alembic, run in a child process) and ``timing`` are imported
+only by what needs them.
 """
 
 # Imported for their sealed tables, which must be registered wherever a journal is opened.

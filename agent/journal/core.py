@@ -3,10 +3,13 @@
 Every write is one ``BEGIN IMMEDIATE`` transaction, run by ``transaction``, the one write helper, and
 committed before the method returns: when a method returns, the fact is on disk. Inside ``batch`` (group
 commit), the writes of the block share one transaction instead, each of them still whole or absent, and the
-facts are on disk when the block ends. Writes run on the
-connection's DB-API cursor with statements SQLAlchemy compiled once at import (``agent.journal.sql``): the
-request hot path would otherwise spend ten times a statement's cost building it. Reads for listing, audit and
-recovery go through SQLAlchemy Core (``read``).
+facts are on disk when the block ends.
+
+The handle is one DB-API (``sqlite3``) connection, and everything the daemon asks of it, writes and reads
+alike, is literal SQL run on that connection: the daemon never loads SQLAlchemy (``agent.journal.sql`` says
+how the literal statements are held to the models). SQLAlchemy is loaded only when something asks for it:
+``read`` and ``records`` take SQLAlchemy statements for the inspection commands and tests, and ``engine`` and
+``conn`` give a SQLAlchemy engine and connection over the handle's own connection (``agent.journal.alchemy``).
 
 What a command is, for this module: a row that ``receive`` creates, moved by ``transition`` (with the
 machine's audit detail, its typed working data, its reply, and any rows of its own tables, in one
@@ -25,22 +28,27 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
-
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text, update
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.errors import CommandNotFound, JournalError
 from agent.journal import engine as engine_setup
 from agent.journal import seals, times
 from agent.journal.chain import ROOT_LINK, canonical, chain_hash, genesis_hash, storable, storable_or_none
-from agent.journal.models import commands as _commands
-from agent.journal.models import seals as _seals
-from agent.journal.models import transitions as _transitions
-from agent.journal.records import CommandRecord, Predecessor, RecordWrite, TransitionRecord, Verification
-from agent.journal.sql import Compiled
+from agent.journal.records import (
+    COMMAND_COLUMNS,
+    TRANSITION_COLUMNS,
+    CommandRecord,
+    Predecessor,
+    RecordWrite,
+    TransitionRecord,
+    Verification,
+)
+from agent.journal.sql import Statement, columns, dicts, quote
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
 
 log = logging.getLogger(__name__)
 
@@ -48,52 +56,70 @@ T = TypeVar("T")
 
 _MUTABLE = ("state", "attempts", "updated_at", "finished_at", "reply_code", "reply_message", "replied_at",
             "reply_removed_at", "last_seq", "last_hash", "data")
+#: Every command column, as ``CommandRecord`` takes them (the select list ``select(models.commands)`` has).
+SELECT_COMMANDS = f"SELECT {columns('commands', COMMAND_COLUMNS)} FROM commands"  # noqa: S608 - fixed names
+SELECT_TRANSITIONS = f"SELECT {columns('transitions', TRANSITION_COLUMNS)} FROM transitions"  # noqa: S608 - fixed names
+_NEW_COMMAND = COMMAND_COLUMNS[1:]
+_NEW_TRANSITION = TRANSITION_COLUMNS[1:]
 # The id is never below the head's successor: ids the chain has used are not handed out again, even when
 # the newest rows were deleted outside the agent.
-_INSERT_COMMAND = Compiled(insert(_commands).values({
-    "id": func.max(bindparam("floor"), select(func.coalesce(func.max(_commands.c.id), 0) + 1).scalar_subquery()),
-    **{c.name: bindparam(c.name) for c in _commands.columns if c.name != "id"}}))
-_INSERT_TRANSITION = Compiled(insert(_transitions).values(
-    {c.name: bindparam(c.name) for c in _transitions.columns if c.name != "id"}))
-_UPDATE_COMMAND = Compiled(
-    update(_commands).where(_commands.c.id == bindparam("cid"), _commands.c.last_seq == bindparam("expected"))
-    .values({c: bindparam(c) for c in _MUTABLE}))
-_ADVANCE_HEAD = Compiled(update(_seals).where(_seals.c.key == seals.HEAD, _seals.c.value == bindparam("old"))
-                         .values(value=bindparam("new")))
-_FIND_REQUEST = Compiled(select(_commands).where(_commands.c.request_id == bindparam("request_id"))
-                         .order_by(_commands.c.id.desc()).limit(1))
+_INSERT_COMMAND = Statement(f"""
+    INSERT INTO commands ({", ".join(COMMAND_COLUMNS)})
+    VALUES (max(:floor, (SELECT coalesce(max(commands.id), 0) + 1 AS anon_1 FROM commands)),
+    {", ".join(f":{c}" for c in _NEW_COMMAND)})""")  # noqa: S608 - fixed names
+_INSERT_TRANSITION = Statement(f"""
+    INSERT INTO transitions ({", ".join(map(quote, _NEW_TRANSITION))})
+    VALUES ({", ".join(f":{c}" for c in _NEW_TRANSITION)})""")  # noqa: S608 - fixed names
+_UPDATE_COMMAND = Statement(f"""
+    UPDATE commands SET {", ".join(f"{c}=:{c}" for c in _MUTABLE)}
+    WHERE commands.id = :cid AND commands.last_seq = :expected""")  # noqa: S608 - fixed names
+_ADVANCE_HEAD = Statement(f"""
+    UPDATE seals SET value=:new WHERE seals."key" = '{seals.HEAD}' AND seals.value = :old""")  # noqa: S608 - fixed names
+_FIND_REQUEST = Statement(f"""
+    {SELECT_COMMANDS} WHERE commands.request_id = :request_id ORDER BY commands.id DESC LIMIT 1 OFFSET 0""")
 
 
-def command_filter(name: str | None = None, state: str | None = None, since: str | None = None) -> list[Any]:
-    """The conditions on the commands table that ``journal list`` and ``journal timing`` filter with."""
-    conditions: list[Any] = []
+def command_filter(name: str | None = None, state: str | None = None,
+                   since: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The conditions on the commands table that ``journal list`` and ``journal timing`` filter with: a
+    ``WHERE`` clause (empty for none) and its parameters."""
+    conditions: list[str] = []
+    params: dict[str, Any] = {}
     if name:
-        conditions.append(_commands.c.name == storable(name))
+        conditions.append("commands.name = :name")
+        params["name"] = storable(name)
     if state:
-        conditions.append(_commands.c.state == state)
+        conditions.append("commands.state = :state")
+        params["state"] = state
     if since:
         # Journal times are fixed-width UTC text, so text order is time order.
-        conditions.append(_commands.c.received_at >= since)
-    return conditions
+        conditions.append("commands.received_at >= :since")
+        params["since"] = since
+    return (f"WHERE {' AND '.join(conditions)}" if conditions else ""), params
 
 
 class _StaleHead(Exception):
     """The head seal is not what this handle remembered: reload it and journal the command again."""
 
 
-def _cause(exc: SQLAlchemyError) -> str:
+def _cause(exc: BaseException) -> str:
     """The driver's own message, without SQLAlchemy's statement text and links."""
     cause = getattr(exc, "orig", None) or exc
     return f"{type(cause).__name__}: {cause}"
 
 
 class Journal:
-    """The agent's handle on its database; holds one connection for the life of the process."""
+    """The agent's handle on its database; holds one connection for the life of the process.
 
-    def __init__(self, engine: Engine, readonly: bool = False, path: Path | None = None) -> None:
-        self.engine = engine
+    ``connect`` opens that connection (``agent.journal.engine``): the handle opens it on first use.
+    """
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], path: Path, readonly: bool = False) -> None:
+        self._connect = connect
         self.readonly = readonly
         self._path = path
+        self._driver: sqlite3.Connection | None = None
+        self._engine: Engine | None = None
         self._conn: Connection | None = None
         #: When (``time.monotonic``) a wipe's checkpoint was last held off by a reader, or None when no wipe is
         #: pending; the daemon retries it with ``wipe``.
@@ -115,9 +141,8 @@ class Journal:
         names both files, and the new journal records it (see ``predecessor``).
         """
         database = engine_setup.open_database(state_dir)
-        engine = engine_setup.create(database)
-        engine_setup.migrate(engine)
-        return cls(engine, path=database)
+        engine_setup.migrate(database)
+        return cls(lambda: engine_setup.connect(database), database)
 
     @classmethod
     def open_readonly(cls, state_dir: Path) -> Journal:
@@ -125,37 +150,59 @@ class Journal:
         database = state_dir / engine_setup.DATABASE_NAME
         if not database.is_file():
             raise JournalError(f"no journal at {database}")
-        engine, unread_wal = engine_setup.create_readonly(database)
+        connect, unread_wal = engine_setup.connect_readonly(database)
         if unread_wal:
             log.warning("the journal's write-ahead log %s-wal cannot be read on this read-only file system; "
                         "showing the journal as of its last checkpoint", database)
-        return cls(engine, readonly=True, path=database)
+        return cls(connect, database, readonly=True)
 
     @property
     def path(self) -> str:
-        return str(self._path) if self._path is not None else str(self.engine.url.database)
+        return str(self._path)
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+        if self._driver is not None:
+            self._driver.close()
+            self._driver = None
+
+    @property
+    def driver(self) -> sqlite3.Connection:
+        """The handle's DB-API connection: every write and every read of the daemon runs on it."""
+        if self._driver is None:
+            try:
+                self._driver = self._connect()
+            except sqlite3.Error as exc:
+                raise JournalError(f"cannot open the journal {self.path}: {_cause(exc)}") from exc
+        return self._driver
+
+    @property
+    def engine(self) -> Engine:
+        """A SQLAlchemy engine whose one connection is ``driver`` (loads SQLAlchemy: never on the daemon's
+        path)."""
+        if self._engine is None:
+            from agent.journal.alchemy import engine_over
+
+            driver = self.driver
+            self._engine = engine_over(lambda: driver, self.path)
+        return self._engine
 
     @property
     def conn(self) -> Connection:
+        """A SQLAlchemy connection on ``driver``, for ``read`` (loads SQLAlchemy: never on the daemon's path)."""
         if self._conn is None:
+            from sqlalchemy.exc import SQLAlchemyError
+
             try:
                 self._conn = self.engine.connect()
             except SQLAlchemyError as exc:
                 raise JournalError(f"cannot open the journal {self.path}: {_cause(exc)}") from exc
         return self._conn
-
-    @property
-    def driver(self) -> sqlite3.Connection:
-        """The DB-API connection under ``conn``, for the precompiled statements."""
-        driver = self.conn.connection.driver_connection
-        assert isinstance(driver, sqlite3.Connection)
-        return driver
 
     def write_failed(self, exc: BaseException) -> JournalError:
         cause = getattr(exc, "orig", None) or exc
@@ -250,7 +297,9 @@ class Journal:
 
     def read(self, statement: Any) -> Any:
         """The rows of a SQLAlchemy statement, ending the read transaction at once (an open one would hold off
-        the checkpoint that wipes a secret)."""
+        the checkpoint that wipes a secret). For inspection and tests: it loads SQLAlchemy."""
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             result = self.conn.execute(statement)
             rows = result.all()
@@ -258,6 +307,19 @@ class Journal:
             return rows
         except SQLAlchemyError as exc:
             raise JournalError(f"journal read failed ({_cause(exc)}) in {self.path}") from exc
+
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+        """The rows of a literal SQL query, as dicts, read to the end at once: no read transaction outlives the
+        call (an open one would hold off the checkpoint that wipes a secret). Inside ``batch``, it sees the
+        batch's writes."""
+        try:
+            return list(dicts(self.driver.execute(sql, params)))
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal read failed ({_cause(exc)}) in {self.path}") from exc
+
+    def command_records(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[CommandRecord]:
+        """The commands a literal query (starting with ``SELECT_COMMANDS``) selects."""
+        return [CommandRecord(**row) for row in self.query(sql, params)]
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -408,69 +470,67 @@ class Journal:
     # -- queries --------------------------------------------------------------------------------------
 
     def records(self, query: Any) -> list[CommandRecord]:
+        """The commands a SQLAlchemy statement selects (loads SQLAlchemy; ``command_records`` does not)."""
         return [CommandRecord(**row._asdict()) for row in self.read(query)]
 
     def get(self, command_id: int) -> CommandRecord:
-        found = self.records(select(_commands).where(_commands.c.id == command_id))
+        found = self.command_records(f"{SELECT_COMMANDS} WHERE commands.id = ?", (command_id,))
         if not found:
             raise CommandNotFound(f"no command {command_id} in the journal; 'openstack-agent journal list' "
                                   "shows the ids")
         return found[0]
 
     def find_request(self, request_id: str) -> CommandRecord | None:
-        """The latest command journaled for this request id (on the hot path: a precompiled statement)."""
-        try:
-            cursor = _FIND_REQUEST(self.driver, {"request_id": storable(request_id)})
-            # fetchall steps the statement to its end, so no read transaction outlives the call (an open
-            # one would hold off the checkpoint that wipes a secret).
-            rows = cursor.fetchall()
-            names = [d[0] for d in cursor.description]
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal read failed ({type(exc).__name__}) in {self.path}") from exc
-        return CommandRecord(**dict(zip(names, rows[0], strict=True))) if rows else None
+        """The latest command journaled for this request id (on the hot path)."""
+        found = self.command_records(_FIND_REQUEST.sql, {"request_id": storable(request_id)})
+        return found[0] if found else None
 
     def unfinished(self) -> list[CommandRecord]:
-        return self.records(select(_commands).where(_commands.c.finished_at.is_(None)).order_by(_commands.c.id))
+        return self.command_records(f"{SELECT_COMMANDS} WHERE commands.finished_at IS NULL ORDER BY commands.id")
 
     def undelivered(self) -> list[CommandRecord]:
         """Finished commands whose reply delivery was not journaled (a crash in the reply protocol)."""
-        return self.records(select(_commands).where(_commands.c.finished_at.is_not(None),
-                                                    _commands.c.replied_at.is_(None)).order_by(_commands.c.id))
+        return self.command_records(f"{SELECT_COMMANDS} WHERE commands.finished_at IS NOT NULL "
+                                    "AND commands.replied_at IS NULL ORDER BY commands.id")
 
     def commands(self, limit: int | None = None, name: str | None = None, state: str | None = None,
                  since: str | None = None) -> list[CommandRecord]:
         """Commands, newest first; ``since`` (a journal time) keeps those received at or after it."""
-        query = select(_commands).where(*command_filter(name, state, since)).order_by(_commands.c.id.desc())
+        where, params = command_filter(name, state, since)
+        sql = f"{SELECT_COMMANDS} {where} ORDER BY commands.id DESC"
         if limit:
-            query = query.limit(limit)
-        return self.records(query)
+            sql += " LIMIT :limit"
+            params["limit"] = limit
+        return self.command_records(sql, params)
 
     def by_request(self, request_id: str) -> list[CommandRecord]:
         """Every command journaled for this request id, oldest first: the host may reuse an id for a new
         request once the agent has answered the old one."""
-        return self.records(select(_commands).where(_commands.c.request_id == storable(request_id))
-                            .order_by(_commands.c.id))
+        return self.command_records(f"{SELECT_COMMANDS} WHERE commands.request_id = ? ORDER BY commands.id",
+                                    (storable(request_id),))
 
     def journaled(self, column: str) -> set[str]:
         """The distinct values of a commands column (``name``, ``state``) in the journal, NULL left out."""
-        values = self.read(select(_commands.c[column]).where(_commands.c[column].is_not(None)).distinct())
-        return {row[0] for row in values}
+        if column not in COMMAND_COLUMNS:
+            raise ValueError(f"no column {column!r} in commands")
+        rows = self.query(f"SELECT DISTINCT {column} AS value FROM commands WHERE {column} IS NOT NULL")  # noqa: S608
+        return {row["value"] for row in rows}
 
     def transitions(self, command_id: int) -> list[TransitionRecord]:
-        rows = self.read(select(_transitions).where(_transitions.c.command_id == command_id)
-                         .order_by(_transitions.c.seq))
-        return [TransitionRecord(**r._asdict()) for r in rows]
+        rows = self.query(f"{SELECT_TRANSITIONS} WHERE transitions.command_id = ? ORDER BY transitions.seq",
+                          (command_id,))
+        return [TransitionRecord(**row) for row in rows]
 
     def last_transition(self) -> int:
         """The newest transition row's id (0 for none). Rows are appended in time order, so this is a
         position in time that no change of the wall clock moves."""
-        return int(self.read(select(func.max(_transitions.c.id)))[0][0] or 0)
+        return int(self.query("SELECT max(id) AS id FROM transitions")[0]["id"] or 0)
 
     def command_count(self) -> int:
         """How many commands the journal holds (counted once, then kept by this handle's receives and
         prunes): the daemon prunes as soon as a flood takes it past ``journal.max_commands``."""
         if self._count is None:
-            self._count = int(self.read(select(func.count()).select_from(_commands))[0][0])
+            self._count = int(self.query("SELECT count(*) AS n FROM commands")[0]["n"])
         return self._count
 
     def forget(self, count: int) -> None:
@@ -481,19 +541,20 @@ class Journal:
     def predecessor(self) -> Predecessor | None:
         """The broken journal this one replaced when it was created, if it replaced one."""
         try:
-            tables = {row[0] for row in self.read(text("SELECT name FROM sqlite_master WHERE type='table'"))}
+            tables = {row["name"] for row in self.query("SELECT name FROM sqlite_master WHERE type='table'")}
             if "seals" not in tables:
                 return None
-            rows = self.read(select(_seals.c.value).where(_seals.c.key == seals.PREDECESSOR))
+            rows = self.query('SELECT value FROM seals WHERE "key" = ?', (seals.PREDECESSOR,))
         except JournalError:
             return None
         if not rows:
             return None
+        value = rows[0]["value"]
         try:
-            note = json.loads(rows[0][0])
+            note = json.loads(value)
             return Predecessor(path=str(note["path"]), moved_at=str(note["moved_at"]), reason=str(note["reason"]))
         except (ValueError, KeyError, TypeError):
-            return Predecessor(path="?", moved_at="?", reason=str(rows[0][0]))
+            return Predecessor(path="?", moved_at="?", reason=str(value))
 
     def verify(self) -> Verification:
         """Check the whole journal in one snapshot (see ``agent.journal.verify``)."""

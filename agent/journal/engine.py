@@ -1,9 +1,16 @@
-"""Engine set-up: the state directory, SQLite settings, the journal file's life, and migrations at start.
+"""The journal's connection: the state directory, SQLite settings, the journal file's life, and migrations.
 
 SQLite is configured for durability first: WAL with ``synchronous=FULL`` (a committed transition survives a
 power cut), ``secure_delete`` (wiped rows do not linger in free pages), a busy timeout (the CLI may read
-while the daemon writes), and ``BEGIN IMMEDIATE`` through the pysqlite recipe from SQLAlchemy's
-documentation, so a transaction takes the write lock when it starts rather than failing at its first write.
+while the daemon writes), and the driver's own transaction handling off (``isolation_level=None``), so that
+the journal's ``BEGIN IMMEDIATE`` takes the write lock when a transaction starts rather than failing at its
+first write (``Journal.transaction``; the pysqlite recipe from SQLAlchemy's documentation does the same for a
+SQLAlchemy connection, ``agent.journal.alchemy``).
+
+Nothing here loads SQLAlchemy or Alembic: the daemon opens, creates and checks its journal with ``sqlite3``
+alone. A new journal is created from ``agent.journal.ddl`` (generated from the models). A journal written by
+an older release is migrated by Alembic in a child process (``agent.journal.migrate``), so the daemon never
+carries Alembic's and SQLAlchemy's memory.
 
 The file itself is never created in place: a new journal is built under a temporary name and linked into
 place once its schema is committed, so an interrupted creation cannot leave an empty ``journal.sqlite3``
@@ -19,24 +26,21 @@ import json
 import logging
 import os
 import sqlite3
+import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
-
 from agent.errors import JournalError
-from agent.journal.models import metadata
 
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "journal.sqlite3"
-#: The newest migration this build ships; a test keeps it equal to the Alembic head.
-SCHEMA_REVISION = "0005"
+#: Every migration this build ships, oldest first; a test keeps them equal to Alembic's.
+REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+#: The newest migration this build ships.
+SCHEMA_REVISION = REVISIONS[-1]
 BUSY_TIMEOUT_MS = 10_000
 #: The files SQLite keeps beside a WAL database; they belong to it and move with it.
 COMPANIONS = ("-wal", "-shm")
@@ -65,9 +69,10 @@ def prepare_state_dir(state_dir: Path) -> Path:
     return database
 
 
-def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
-    # pysqlite's own BEGIN handling is switched off so that ours (below) is the only one.
-    dbapi_connection.isolation_level = None
+def configure(connection: sqlite3.Connection) -> None:
+    """The agent's settings on a new connection to its journal."""
+    # pysqlite's own BEGIN handling is switched off so that ours (``Journal.transaction``) is the only one.
+    connection.isolation_level = None
     for pragma in (
         "journal_mode=WAL",
         "synchronous=FULL",
@@ -75,25 +80,20 @@ def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         f"busy_timeout={BUSY_TIMEOUT_MS}",
         "foreign_keys=ON",
     ):
-        dbapi_connection.execute(f"PRAGMA {pragma}")
+        connection.execute(f"PRAGMA {pragma}")
 
 
-def _on_begin(connection: Any) -> None:
-    # Writers take the write lock at BEGIN (IMMEDIATE) so they never fail half-way on a busy database;
-    # readers use a plain deferred BEGIN and never block the daemon's writes.
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.info.get("immediate") else "BEGIN")
-
-
-def create(database: Path) -> Engine:
-    """An engine on ``database`` with the agent's SQLite settings."""
-    # NullPool: one process, one writer; a fresh connection per use would cost more than it saves, so
-    # callers keep one connection open (see Journal) and the pool never holds stale ones.
-    # hide_parameters: SQLAlchemy's error texts would otherwise quote statement parameters, and one of them
-    # can be a key exchange's secret.
-    engine = create_engine(f"sqlite+pysqlite:///{database}", poolclass=NullPool, hide_parameters=True)
-    event.listen(engine, "connect", _on_connect)
-    event.listen(engine, "begin", _on_begin)
-    return engine
+def connect(database: Path) -> sqlite3.Connection:
+    """A connection to ``database`` with the agent's SQLite settings."""
+    # check_same_thread off, as SQLAlchemy set it for a file database: the handle's user keeps to one thread
+    # at a time, not always the one that opened it.
+    connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    try:
+        configure(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
 def _readonly_uri(database: Path, immutable: bool) -> str:
@@ -101,14 +101,14 @@ def _readonly_uri(database: Path, immutable: bool) -> str:
     return f"file:{quote(str(database.resolve()))}?{mode}"
 
 
-def _on_connect_readonly(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
-    dbapi_connection.isolation_level = None
-    dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    dbapi_connection.execute("PRAGMA query_only=ON")
+def configure_readonly(connection: sqlite3.Connection) -> None:
+    connection.isolation_level = None
+    connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    connection.execute("PRAGMA query_only=ON")
 
 
-def create_readonly(database: Path) -> tuple[Engine, bool]:
-    """A read-only engine on ``database`` that never writes, creates or changes a file.
+def connect_readonly(database: Path) -> tuple[Callable[[], sqlite3.Connection], bool]:
+    """How to open a read-only connection to ``database`` that never writes, creates or changes a file.
 
     With a ``-wal`` beside the database (an agent has it open, or one stopped without closing it), the
     connection reads through it (``mode=ro``) and sees exactly what the agent committed. Without one, the
@@ -131,11 +131,17 @@ def create_readonly(database: Path) -> tuple[Engine, bool]:
             pass  # not a database at all: reading it reports that, as for any damaged journal
     unread_wal = immutable and wal.exists() and wal.stat().st_size > 0
     uri = _readonly_uri(database, immutable)
-    engine = create_engine("sqlite+pysqlite://", poolclass=NullPool, hide_parameters=True,
-                           creator=lambda: sqlite3.connect(uri, uri=True))
-    event.listen(engine, "connect", _on_connect_readonly)
-    event.listen(engine, "begin", _on_begin)
-    return engine, unread_wal
+
+    def opener() -> sqlite3.Connection:
+        connection = sqlite3.connect(uri, uri=True)
+        try:
+            configure_readonly(connection)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    return opener, unread_wal
 
 
 # -- the journal file's life -----------------------------------------------------------------------------
@@ -250,11 +256,11 @@ def create_atomically(database: Path, predecessor: dict[str, str] | None = None)
             with contextlib.suppress(FileNotFoundError):
                 partial.with_name(partial.name + suffix).unlink()
         os.close(os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-        engine = create(partial)
+        connection = connect(partial)
         try:
-            _create_fresh(engine, predecessor)
+            _create_fresh(connection, predecessor)
         finally:
-            engine.dispose()  # the last connection's close checkpoints the WAL and removes it
+            connection.close()  # the last connection's close checkpoints the WAL and removes it
         fd = os.open(partial, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -274,7 +280,7 @@ def create_atomically(database: Path, predecessor: dict[str, str] | None = None)
     except OSError as exc:
         raise JournalError(f"cannot create the journal {database}: {exc.strerror}; check the state "
                            "directory's permissions and free space") from exc
-    except SQLAlchemyError as exc:
+    except sqlite3.Error as exc:
         raise JournalError(f"cannot create the journal {database}: {exc}") from exc
     finally:
         for suffix in ("", *COMPANIONS):
@@ -304,83 +310,101 @@ def open_database(state_dir: Path) -> Path:
     return database
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (default: this build's newest)."""
+def migrate(database: Path, revision: str = "head") -> None:
+    """Bring the schema of the journal at ``database`` to ``revision`` (default: this build's newest).
+
+    An empty database gets the schema whole (``_create_fresh``); one at an older revision is migrated by
+    Alembic in a child process (``agent.journal.migrate``); one at a revision this build does not know (a newer
+    release migrated it, then was rolled back) is used as it is, since migrations are additive.
+    """
     try:
-        with engine.connect() as connection:
+        connection = sqlite3.connect(database, isolation_level=None)
+        try:
+            connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             current = _current_revision(connection)
-            empty = _is_empty(connection)
-        if revision == "head" and current == SCHEMA_REVISION:
-            return  # the common start: nothing to do, and no need to load Alembic
-        if revision == "head" and empty:
-            _create_fresh(engine)
-            return
-        _run_alembic(engine, current, revision)
-    except SQLAlchemyError as exc:
-        raise JournalError(f"cannot migrate the journal at {engine.url.database}: {exc}") from exc
+            if revision == "head" and current == SCHEMA_REVISION:
+                return  # the common start: nothing to do
+            if revision == "head" and _is_empty(connection):
+                configure(connection)
+                _create_fresh(connection)
+                return
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise JournalError(f"cannot migrate the journal at {database}: {exc}") from exc
+    if current is not None and current not in REVISIONS:
+        log.warning("journal schema %s is newer than this agent knows; using it as it is", current)
+        return
+    _run_alembic(database, current, revision)
 
 
-def _is_empty(connection: Any) -> bool:
-    tables: int = connection.execute(text("SELECT count(*) FROM sqlite_master WHERE type='table'")).scalar_one()
+def _is_empty(connection: sqlite3.Connection) -> bool:
+    tables: int = connection.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
     return tables == 0
 
 
-def _current_revision(connection: Any) -> str | None:
+def _current_revision(connection: sqlite3.Connection) -> str | None:
     exists = connection.execute(
-        text("SELECT name FROM sqlite_master WHERE type='table' AND name='alembic_version'")
-    ).first()
+        "SELECT name FROM sqlite_master WHERE type='table' AND name='alembic_version'").fetchone()
     if exists is None:
         return None
-    row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
+    row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
     return None if row is None else str(row[0])
 
 
-def _create_fresh(engine: Engine, predecessor: dict[str, str] | None = None) -> None:
-    """A new journal: create the schema from the tables and stamp it at this build's revision.
+def _create_fresh(connection: sqlite3.Connection, predecessor: dict[str, str] | None = None) -> None:
+    """A new journal: create the schema from ``agent.journal.ddl`` and stamp it at this build's revision.
 
     This is Alembic's documented way to start a database (create_all, then stamp head), done without
-    importing Alembic: a guest's first boot then costs neither its start-up time nor its memory. A test
-    keeps the result identical to running every migration. ``predecessor`` records a broken journal this one
-    replaces (its new path, when, why).
+    SQLAlchemy or Alembic: a guest's first boot then costs neither's start-up time nor memory. Tests keep the
+    DDL what the models generate, and the result identical to running every migration. ``predecessor``
+    records a broken journal this one replaces (its new path, when, why).
     """
-    from agent.journal import seals
+    from agent.journal import ddl, seals
 
-    with engine.connect() as connection:
-        connection.info["immediate"] = True
-        with connection.begin():
-            if not _is_empty(connection):
-                return  # another process created it meanwhile
-            metadata.create_all(connection)
-            connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
-                                    "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"))
-            connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:revision)"),
-                               {"revision": SCHEMA_REVISION})
-            seals.seal_schema(connection, seals.SEALED)
-            if predecessor is not None:
-                connection.execute(text("INSERT INTO seals (key, value) VALUES (:key, :value)"),
-                                   {"key": seals.PREDECESSOR, "value": json.dumps(predecessor, sort_keys=True)})
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        if not _is_empty(connection):
+            connection.execute("ROLLBACK")
+            return  # another process created it meanwhile
+        for statement in ddl.STATEMENTS:
+            connection.execute(statement)
+        connection.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (SCHEMA_REVISION,))
+        seals.seal_schema(connection, seals.SEALED)
+        if predecessor is not None:
+            connection.execute('INSERT INTO seals ("key", value) VALUES (?, ?)',
+                               (seals.PREDECESSOR, json.dumps(predecessor, sort_keys=True)))
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
     log.info("journal created at schema %s", SCHEMA_REVISION)
 
 
-def _run_alembic(engine: Engine, current: str | None, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config as AlembicConfig
-    from alembic.script import ScriptDirectory
+#: What the child process runs: ``agent.journal.migrate`` from the very package this process runs.
+_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from agent.journal.migrate import main; "
+          "sys.exit(main(sys.argv[2:]))")
 
-    with resources.as_file(resources.files("agent.migrations")) as location:
-        config = AlembicConfig()
-        config.set_main_option("script_location", str(location))
-        known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
-        if current is not None and current not in known:
-            # A newer agent migrated this journal and was rolled back; migrations are additive.
-            log.warning("journal schema %s is newer than this agent knows; using it as it is", current)
-            return
-        with engine.connect() as connection:
-            connection.info["immediate"] = True
-            with connection.begin():
-                config.attributes["connection"] = connection
-                if revision == "base":
-                    command.downgrade(config, revision)
-                else:
-                    command.upgrade(config, revision)
+
+def _run_alembic(database: Path, current: str | None, revision: str) -> None:
+    """Migrate with Alembic in a child process, so that neither Alembic nor SQLAlchemy is ever loaded here;
+    the child's failure becomes a JournalError with its last words."""
+    import subprocess
+
+    failure = f"cannot migrate the journal at {database} from schema {current or 'nothing'} to {revision}"
+    if getattr(sys, "frozen", False):  # a frozen build has no interpreter to start: migrate in this process
+        from agent.journal import migrate as migration
+
+        try:
+            migration.run(database, revision)
+        except Exception as exc:
+            raise JournalError(f"{failure}: {type(exc).__name__}: {exc}") from exc
+    else:
+        package_root = Path(__file__).resolve().parents[2]
+        result = subprocess.run([sys.executable, "-c", _CHILD, str(package_root), str(database), revision],
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+            raise JournalError(f"{failure}: {lines[-1] if lines else f'exit status {result.returncode}'}")
     log.info("journal schema migrated from %s to %s", current or "nothing", revision)

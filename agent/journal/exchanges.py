@@ -21,40 +21,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, bindparam, insert, select, update
-
 from agent.errors import JournalError
 from agent.journal import seals, times
 from agent.journal.chain import material
 from agent.journal.core import Journal
-from agent.journal.models import metadata
 from agent.journal.records import CommandRecord, RecordWrite
-from agent.journal.sql import Compiled, chunks, marks
-
-#: Schema: migration 0002. The audit record of each exchange stays after it is closed.
-table = Table(
-    "exchanges", metadata,
-    Column("id", Integer, primary_key=True),
-    # The keyinit command that opened it; retention removes the exchange with it.
-    Column("command_id", Integer, ForeignKey("commands.id", ondelete="CASCADE"), nullable=False),
-    Column("opened_at", String(32), nullable=False),
-    Column("expires_at", String(32), nullable=False),
-    # The agent's public key (decimal), the reply keyinit gives; not a secret.
-    Column("public_key", String(64), nullable=False),
-    # Strength of the group used, in bits (the protocol's 2^107-1 group: 107).
-    Column("group_bits", Integer, nullable=False),
-    # The shared secret (decimal) while the exchange is open; NULL once closed.
-    Column("secret", Text),
-    # open, consumed, replaced, expired or abandoned.
-    Column("state", String(16), nullable=False),
-    Column("closed_at", String(32)),
-    # Set when a password was applied: its ciphertext's digest (a re-sent one is recognised), the key
-    # derivation that decrypted it, and the password command.
-    Column("applied_digest", String(64)),
-    Column("derivation", String(16)),
-    Column("applied_by", Integer),
-    Index("ix_exchanges_state", "state"),
-)
+from agent.journal.sql import Statement, chunks, columns, marks
 
 OPEN = "open"
 #: The columns the table digest covers (a test keeps them equal to the table's).
@@ -72,11 +44,23 @@ SEALED = seals.register(seals.SealedTable(
     "exchanges", SEALED_COLUMNS, row_hash, command_column="command_id",
     pinned="SELECT command_id FROM exchanges WHERE state = 'open'"))
 
-_CLOSE = Compiled(update(table).where(table.c.state == OPEN, table.c.id == bindparam("id"))
-                  .values(state=bindparam("state"), secret=None, closed_at=bindparam("at"),
-                          applied_digest=bindparam("digest"), derivation=bindparam("derivation"),
-                          applied_by=bindparam("command")))
-_INSERT = Compiled(insert(table).values({c.name: bindparam(c.name) for c in table.columns if c.name != "id"}))
+_CLOSE = Statement("""
+    UPDATE exchanges SET secret=NULL, state=:state, closed_at=:at, applied_digest=:digest, derivation=:derivation,
+    applied_by=:command WHERE exchanges.state = 'open' AND exchanges.id = :id""")
+_INSERT = Statement(f"""
+    INSERT INTO exchanges ({", ".join(SEALED_COLUMNS[1:])})
+    VALUES ({", ".join(f":{c}" for c in SEALED_COLUMNS[1:])})""")  # noqa: S608 - fixed names
+_SELECT = f"SELECT {columns('exchanges', SEALED_COLUMNS)} FROM exchanges"  # noqa: S608 - fixed names
+
+
+def __getattr__(name: str) -> Any:
+    # ``table``: the SQLAlchemy table (``agent.journal.models.exchanges``), for inspection and tests; loading
+    # it loads SQLAlchemy, which the daemon never does.
+    if name == "table":
+        from agent.journal.models import exchanges
+
+        return exchanges
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,9 +181,10 @@ def _deadline(opened_at: str, expires_at: str, now: datetime) -> float:
 def _deadlines(journal: Journal) -> dict[int, float]:
     deadlines: dict[int, float] | None = journal.cache.get(__name__)
     if deadlines is None:
-        rows = journal.read(select(table.c.id, table.c.opened_at, table.c.expires_at).where(table.c.state == OPEN))
+        rows = journal.query("SELECT id, opened_at, expires_at FROM exchanges WHERE state = 'open'")
         now = times.wall_clock()
-        deadlines = journal.cache[__name__] = {row.id: _deadline(row.opened_at, row.expires_at, now) for row in rows}
+        deadlines = journal.cache[__name__] = {row["id"]: _deadline(row["opened_at"], row["expires_at"], now)
+                                               for row in rows}
     return deadlines
 
 
@@ -239,28 +224,28 @@ def expire(journal: Journal, now: float) -> int:
 
 # -- queries ------------------------------------------------------------------------------------------------
 
-def _exchanges(journal: Journal, query: Any) -> list[Exchange]:
-    return [Exchange(**row._asdict()) for row in journal.read(query)]
+def _exchanges(journal: Journal, where: str, params: tuple[Any, ...] = ()) -> list[Exchange]:
+    return [Exchange(**row) for row in journal.query(f"{_SELECT} {where}", params)]
 
 
 def latest(journal: Journal) -> Exchange | None:
     """The most recent key exchange, open or closed."""
-    found = _exchanges(journal, select(table).order_by(table.c.id.desc()).limit(1))
+    found = _exchanges(journal, "ORDER BY exchanges.id DESC LIMIT 1")
     return found[0] if found else None
 
 
 def get(journal: Journal, exchange_id: int) -> Exchange | None:
     """The exchange with this id (None once retention removed it)."""
-    found = _exchanges(journal, select(table).where(table.c.id == exchange_id))
+    found = _exchanges(journal, "WHERE exchanges.id = ?", (exchange_id,))
     return found[0] if found else None
 
 
 def opened_by(journal: Journal, command_id: int) -> Exchange | None:
     """The exchange a keyinit command opened."""
-    found = _exchanges(journal, select(table).where(table.c.command_id == command_id))
+    found = _exchanges(journal, "WHERE exchanges.command_id = ?", (command_id,))
     return found[0] if found else None
 
 
 def every(journal: Journal) -> list[Exchange]:
     """Every exchange, oldest first."""
-    return _exchanges(journal, select(table).order_by(table.c.id))
+    return _exchanges(journal, "ORDER BY exchanges.id")

@@ -1,10 +1,20 @@
-"""The journal's tables, declared once with SQLAlchemy 2's schema metadata.
+"""The journal's tables, declared once with SQLAlchemy 2's schema metadata: the schema's one definition.
 
-They are SQLAlchemy Core tables rather than ORM classes: the agent only runs Core statements, and importing
-the ORM would cost the daemon about 6 MB of its 50 MB memory budget (``bench/resources.py``).
+The daemon never imports this module (nor SQLAlchemy). What it runs is derived from these tables and checked
+against them by tests:
 
-The core tables are here; a command type's own tables are declared in its records module
-(``agent.journal.exchanges``, ``agent.journal.releases``) on the same ``metadata``.
+- a new journal's DDL, ``agent.journal.ddl``, generated from ``metadata`` by running this module
+  (``python -m agent.journal.models > agent/journal/ddl.py``); ``tests/journal/test_ddl.py`` fails while the
+  file differs from what that writes, and holds a journal created from it identical to ``create_all``'s and
+  to the one every migration builds;
+- the literal statements in ``agent.journal.sql`` and the modules that write, each compared by
+  ``tests/journal/test_sql.py`` with the SQLAlchemy statement built on these tables.
+
+The inspection commands (``Journal.read``), the migrations and the tests use the tables directly. They are
+SQLAlchemy Core tables rather than ORM classes: nothing here needs the ORM.
+
+Every table is here, the command types' own (``exchanges`` for ``agent.journal.exchanges``, ``releases`` for
+``agent.journal.releases``) included; those modules give them as ``exchanges.table`` and ``releases.table``.
 
 Schema changes go through Alembic (``migrations/``) and are additive only, so that an older agent still runs
 on a newer schema after an update rolls back. Times are UTC ISO-8601 strings: they are what the hash chain
@@ -12,6 +22,9 @@ covers, so their text must never depend on a driver's formatting.
 """
 
 from __future__ import annotations
+
+import re
+import sys
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
@@ -75,3 +88,89 @@ seals = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+#: Key exchanges, the records of ``keyinit`` and ``password`` (``agent.journal.exchanges``); migration 0002.
+#: The audit record of each exchange stays after it is closed.
+exchanges = Table(
+    "exchanges", metadata,
+    Column("id", Integer, primary_key=True),
+    # The keyinit command that opened it; retention removes the exchange with it.
+    Column("command_id", Integer, ForeignKey("commands.id", ondelete="CASCADE"), nullable=False),
+    Column("opened_at", String(32), nullable=False),
+    Column("expires_at", String(32), nullable=False),
+    # The agent's public key (decimal), the reply keyinit gives; not a secret.
+    Column("public_key", String(64), nullable=False),
+    # Strength of the group used, in bits (the protocol's 2^107-1 group: 107).
+    Column("group_bits", Integer, nullable=False),
+    # The shared secret (decimal) while the exchange is open; NULL once closed.
+    Column("secret", Text),
+    # open, consumed, replaced, expired or abandoned.
+    Column("state", String(16), nullable=False),
+    Column("closed_at", String(32)),
+    # Set when a password was applied: its ciphertext's digest (a re-sent one is recognised), the key
+    # derivation that decrypted it, and the password command.
+    Column("applied_digest", String(64)),
+    Column("derivation", String(16)),
+    Column("applied_by", Integer),
+    Index("ix_exchanges_state", "state"),
+)
+
+#: Release verdicts, the records of ``agentupdate`` (``agent.journal.releases``); migration 0003.
+releases = Table(
+    "releases", metadata,
+    Column("version", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text),
+    Column("marked_at", String(32), nullable=False),
+)
+
+#: Alembic's own table, as ``agent.journal.engine`` creates it for a new journal (Alembic is not loaded then).
+ALEMBIC_VERSION = ("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                   "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
+
+
+def ddl() -> tuple[str, ...]:
+    """The CREATE statements of a new journal, as ``metadata.create_all`` issues them for SQLite (tables in
+    dependency order, each followed by its indexes), then Alembic's table."""
+    from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    dialect = sqlite_dialect()
+    statements: list[str] = []
+    for table in metadata.sorted_tables:
+        statements.append(str(CreateTable(table).compile(dialect=dialect)).strip())
+        for index in sorted(table.indexes, key=lambda index: str(index.name)):
+            statements.append(str(CreateIndex(index).compile(dialect=dialect)).strip())
+    return (*statements, ALEMBIC_VERSION)
+
+
+_DDL_HEADER = '''"""A new journal's schema as SQL, generated from ``agent.journal.models``: do not edit.
+
+Written by ``python -m agent.journal.models > agent/journal/ddl.py`` (run it again after changing a table, with
+the table's migration); ``tests/journal/test_ddl.py`` fails while this file differs from what it writes. The
+daemon creates a journal from these statements, without loading SQLAlchemy or Alembic.
+"""
+
+#: The CREATE statements, in order: tables before the tables that refer to them, each followed by its indexes,
+#: and Alembic's table last.
+STATEMENTS = (
+'''
+
+
+def ddl_module() -> str:
+    """The source of ``agent/journal/ddl.py``."""
+    parts = [_DDL_HEADER]
+    for statement in ddl():
+        lines = statement.splitlines(keepends=True)
+        if len(lines) == 1 and len(statement) > 90:  # a long line, cut after spaces so that it fits the source
+            lines = [line for line in re.findall(r".{1,80}(?: |$)", statement) if line]
+        if len(lines) == 1:
+            parts.append(f"    {statement!r},\n")
+        else:
+            parts.append("    (\n" + "".join(f"        {line!r}\n" for line in lines) + "    ),\n")
+    parts.append(")\n")
+    return "".join(parts)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(ddl_module())

@@ -101,3 +101,9 @@ class Predecessor:
     path: str
     moved_at: str
     reason: str
+
+
+#: The commands and transitions columns the agent reads, in the models' order (a test keeps them equal to the
+#: models): named rather than ``*``, so that a column a newer release added is left alone after a rollback.
+COMMAND_COLUMNS = tuple(field.name for field in dataclasses.fields(CommandRecord))
+TRANSITION_COLUMNS = tuple(field.name for field in dataclasses.fields(TransitionRecord))

@@ -13,29 +13,16 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Column, String, Table, Text, bindparam, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
 from agent.journal import seals, times
 from agent.journal.chain import material, storable
 from agent.journal.core import Journal
-from agent.journal.models import metadata
 from agent.journal.records import CommandRecord, RecordWrite
-from agent.journal.sql import Compiled
+from agent.journal.sql import Statement, columns
 
 GOOD = "good"
 BAD = "bad"
 
-#: Schema: migration 0003.
-table = Table(
-    "releases", metadata,
-    Column("version", String(64), primary_key=True),
-    Column("state", String(16), nullable=False),
-    Column("reason", Text),
-    Column("marked_at", String(32), nullable=False),
-)
-
-#: The columns the table digest covers (a test keeps them equal to the table's).
+#: The columns the table digest covers (a test keeps them equal to the table's, ``models.releases``).
 SEALED_COLUMNS = ("version", "state", "reason", "marked_at")
 
 
@@ -45,10 +32,20 @@ def row_hash(row: Mapping[str, Any]) -> int:
 
 SEALED = seals.register(seals.SealedTable("releases", SEALED_COLUMNS, row_hash))
 
-_UPSERT = Compiled(
-    sqlite_insert(table).values({c.name: bindparam(c.name) for c in table.columns})
-    .on_conflict_do_update(index_elements=["version"], set_={
-        "state": bindparam("state"), "reason": bindparam("reason"), "marked_at": bindparam("marked_at")}))
+_UPSERT = Statement("""
+    INSERT INTO releases (version, state, reason, marked_at) VALUES (:version, :state, :reason, :marked_at)
+    ON CONFLICT (version) DO UPDATE SET state = :state, reason = :reason, marked_at = :marked_at""")
+_SELECT = f"SELECT {columns('releases', SEALED_COLUMNS)} FROM releases"  # noqa: S608 - fixed names
+
+
+def __getattr__(name: str) -> Any:
+    # ``table``: the SQLAlchemy table (``agent.journal.models.releases``), for inspection and tests; loading it
+    # loads SQLAlchemy, which the daemon never does.
+    if name == "table":
+        from agent.journal.models import releases
+
+        return releases
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,5 +83,14 @@ def mark(journal: Journal, version: str, state: str, reason: str = "") -> None:
 
 def verdict(journal: Journal, version: str) -> Verdict | None:
     """What is known of ``version``, or None when nothing is."""
-    rows = journal.read(select(table).where(table.c.version == version))
-    return Verdict(rows[0].version, rows[0].state, rows[0].reason or "", rows[0].marked_at) if rows else None
+    rows = journal.query(f"{_SELECT} WHERE releases.version = ?", (version,))
+    return _verdict(rows[0]) if rows else None
+
+
+def verdicts(journal: Journal) -> dict[str, Verdict]:
+    """Every release's verdict, by version."""
+    return {row["version"]: _verdict(row) for row in journal.query(f"{_SELECT} ORDER BY releases.version")}
+
+
+def _verdict(row: Mapping[str, Any]) -> Verdict:
+    return Verdict(row["version"], row["state"], row["reason"] or "", row["marked_at"])

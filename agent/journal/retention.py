@@ -11,13 +11,9 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 
-from sqlalchemy import select
-
 from agent.journal import seals, times
-from agent.journal.core import Journal
-from agent.journal.models import commands as _commands
-from agent.journal.models import transitions as _transitions
-from agent.journal.records import CommandRecord
+from agent.journal.core import SELECT_COMMANDS, Journal
+from agent.journal.records import COMMAND_COLUMNS, CommandRecord
 from agent.journal.sql import chunks, dicts, marks
 
 
@@ -34,15 +30,13 @@ def replies_to_collect(journal: Journal, delivered_upto: int, earlier: str, star
     """Commands whose reply is still in data/guest and old enough to remove: delivered at or before transition
     row ``delivered_upto``, or delivered by an earlier process (at or before ``start_row``) before the
     wall-clock time ``earlier``."""
-    last = _transitions.alias("last")
-    delivered = last.c.id
-    query = (select(_commands).join(last, (last.c.command_id == _commands.c.id)
-                                    & (last.c.seq == _commands.c.last_seq))
-             .where(_commands.c.replied_at.is_not(None), _commands.c.reply_removed_at.is_(None),
-                    last.c.trigger == "deliver",
-                    (delivered <= delivered_upto) | ((delivered <= start_row) & (_commands.c.replied_at < earlier)))
-             .order_by(_commands.c.id))
-    return journal.records(query)
+    # The command's last transition is its delivery: its row id places the delivery in time.
+    return journal.command_records(
+        f"{SELECT_COMMANDS} JOIN transitions AS last "
+        "ON last.command_id = commands.id AND last.seq = commands.last_seq "
+        "WHERE commands.replied_at IS NOT NULL AND commands.reply_removed_at IS NULL AND last.\"trigger\" = 'deliver' "
+        "AND (last.id <= :upto OR (last.id <= :start_row AND commands.replied_at < :earlier)) "
+        "ORDER BY commands.id", {"upto": delivered_upto, "start_row": start_row, "earlier": earlier})
 
 
 def mark_replies_removed(journal: Journal, command_ids: list[int]) -> None:
@@ -51,14 +45,13 @@ def mark_replies_removed(journal: Journal, command_ids: list[int]) -> None:
     if not command_ids:
         return
     at = times.utcnow()
-    columns = [f.name for f in dataclasses.fields(CommandRecord)]
 
     def work(cursor: sqlite3.Connection) -> None:
         for batch in chunks(command_ids):
             rows = list(dicts(cursor.execute(
-                f"SELECT * FROM commands WHERE id IN ({marks(batch)}) ORDER BY id", batch)))  # noqa: S608
+                f"{SELECT_COMMANDS} WHERE id IN ({marks(batch)}) ORDER BY id", batch)))
             for row in rows:
-                record = CommandRecord(**{c: row[c] for c in columns})
+                record = CommandRecord(**{c: row[c] for c in COMMAND_COLUMNS})
                 journal.step(cursor, record, "collect", record.state, None, at, reply_removed_at=at)
 
     journal.transaction(work)

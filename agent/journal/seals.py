@@ -18,12 +18,8 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, text
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
 from agent.journal.chain import ROOT_LINK, material
-from agent.journal.models import seals as _seals
-from agent.journal.sql import Compiled, chunks, dicts, marks
+from agent.journal.sql import Statement, chunks, dicts, marks
 
 CHAIN_FROM = "chain_from"
 HEAD = "head"
@@ -32,9 +28,8 @@ ANCHOR_PREFIX = "anchor:"
 PREDECESSOR = "predecessor"
 _MODULUS = 1 << 256
 
-UPSERT = Compiled(
-    sqlite_insert(_seals).values(key=bindparam("key"), value=bindparam("value"))
-    .on_conflict_do_update(index_elements=["key"], set_={"value": bindparam("value")}))
+UPSERT = Statement('INSERT INTO seals ("key", value) VALUES (:key, :value) '
+                   'ON CONFLICT ("key") DO UPDATE SET value = :value')
 
 
 def as_number(data: bytes) -> int:
@@ -111,11 +106,14 @@ class SealedTable:
             add(cursor, self.name, -sum(map(self.row_hash, self.rows(cursor, where, batch))))
             cursor.execute(f"DELETE FROM {self.name} WHERE {where}", batch)  # noqa: S608 - fixed names
 
-    def digest(self, cursor: sqlite3.Connection | Connection) -> str:
+    def digest(self, cursor: Any) -> str:
+        """The table's digest, read on the DB-API connection or (a migration) a SQLAlchemy one."""
         sql = f"SELECT {', '.join(self.columns)} FROM {self.name}"  # noqa: S608 - fixed names
         if isinstance(cursor, sqlite3.Connection):
             rows: Iterable[Mapping[str, Any]] = dicts(cursor.execute(sql))
         else:
+            from sqlalchemy import text
+
             rows = (dict(row._mapping) for row in cursor.execute(text(sql)))
         return digest_text(sum(map(self.row_hash, rows)))
 
@@ -129,16 +127,28 @@ def register(table: SealedTable) -> SealedTable:
     return table
 
 
-def seal_schema(connection: Connection, tables: Iterable[str]) -> None:
-    """Create the seals of a journal that has none: a new one, or one migrated from before them.
+def seal_schema(connection: Any, tables: Iterable[str]) -> None:
+    """Create the seals of a journal that has none: a new one (on the DB-API connection), or one migrated from
+    before them (migration 0004, on Alembic's SQLAlchemy connection).
 
     Commands already there stay under the per-command rules; the linked chain starts after them. ``tables``:
     the sealed tables the schema has at this point.
     """
-    last = connection.execute(text("SELECT coalesce(max(id), 0) FROM commands")).scalar_one()
-    connection.execute(text("INSERT INTO seals (key, value) VALUES (:key, :value)"), [
+    last_sql = "SELECT coalesce(max(id), 0) FROM commands"
+    insert_sql = "INSERT INTO seals (key, value) VALUES (:key, :value)"
+    if isinstance(connection, sqlite3.Connection):
+        last = int(connection.execute(last_sql).fetchone()[0])
+    else:
+        from sqlalchemy import text
+
+        last = int(connection.execute(text(last_sql)).scalar_one())
+    rows = [
         {"key": CHAIN_FROM, "value": str(last + 1)},
         {"key": HEAD, "value": head_text(last, ROOT_LINK)},
         {"key": ANCHORS, "value": digest_text(0)},
         *({"key": name, "value": SEALED[name].digest(connection)} for name in tables),
-    ])
+    ]
+    if isinstance(connection, sqlite3.Connection):
+        connection.executemany(insert_sql, rows)
+    else:
+        connection.execute(text(insert_sql), rows)

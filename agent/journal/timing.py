@@ -13,12 +13,8 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
-
 from agent.errors import JournalError
 from agent.journal.core import Journal, command_filter
-from agent.journal.models import commands as _commands
-from agent.journal.models import transitions as _transitions
 from agent.journal.records import CommandRecord
 from agent.journal.times import parse_iso
 
@@ -50,14 +46,14 @@ def timings(journal: Journal, now: datetime, name: str | None = None,
     """Every command matching ``name`` and ``since`` (a journal time), slowest first (ties: oldest first)."""
     records = sorted(journal.commands(name=name, since=since), key=lambda r: r.id)
     steps: dict[int, list[tuple[str, str]]] = {r.id: [] for r in records}
-    rows = journal.read(
-        select(_transitions.c.command_id, _transitions.c.dest, _transitions.c.at)
-        .join(_commands, _commands.c.id == _transitions.c.command_id)
-        .where(*command_filter(name=name, since=since))
-        .order_by(_transitions.c.command_id, _transitions.c.seq))
-    for command_id, dest, at in rows:
-        if command_id in steps:  # a command journaled between the two reads is left for the next run
-            steps[command_id].append((dest, at))
+    where, params = command_filter(name=name, since=since)
+    rows = journal.query(
+        "SELECT transitions.command_id, transitions.dest, transitions.at FROM transitions "  # noqa: S608
+        f"JOIN commands ON commands.id = transitions.command_id {where} "
+        "ORDER BY transitions.command_id, transitions.seq", params)
+    for row in rows:
+        if row["command_id"] in steps:  # a command journaled between the two reads is left for the next run
+            steps[row["command_id"]].append((row["dest"], row["at"]))
     found = [command_timing(r, steps[r.id], now) for r in records]
     return sorted(found, key=lambda t: (-t.seconds, t.command.id))
 

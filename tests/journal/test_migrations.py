@@ -1,4 +1,5 @@
-"""Alembic migrations: applied at start, reversible, shipped in the wheel, tolerant of a newer schema."""
+"""Alembic migrations: applied at start (in a child process), reversible, shipped in the wheel, tolerant of a
+newer schema."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from agent.journal import Journal, chain, exchanges, releases, retention
+from agent.errors import JournalError
+from agent.journal import Journal, alchemy, chain, exchanges, releases, retention
 from agent.journal import engine as setup
+from agent.journal import migrate as migration
 from agent.journal.models import metadata
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,15 +29,18 @@ def tables(database: Path) -> set[str]:
 
 
 def test_build_revision_is_the_alembic_head() -> None:
-    """SCHEMA_REVISION (the fast start-up check) names the newest migration shipped."""
+    """SCHEMA_REVISION (the fast start-up check) names the newest migration shipped, and REVISIONS (what the
+    daemon knows without loading Alembic) every one of them."""
     config = AlembicConfig()
     config.set_main_option("script_location", str(ROOT / "migrations"))
-    assert ScriptDirectory.from_config(config).get_current_head() == setup.SCHEMA_REVISION
+    scripts = ScriptDirectory.from_config(config)
+    assert scripts.get_current_head() == setup.SCHEMA_REVISION
+    assert tuple(reversed([script.revision for script in scripts.walk_revisions()])) == setup.REVISIONS
 
 
 def schema(database: Path) -> dict[str, object]:
     """Everything that defines the schema: columns, indexes, keys, and the stamped revision."""
-    engine = setup.create(database)
+    engine = alchemy.create(database)
     inspector = inspect(engine)
     described: dict[str, object] = {}
     for table in inspector.get_table_names():
@@ -59,9 +65,8 @@ def test_fresh_journal_equals_the_migrated_one(tmp_path: Path) -> None:
     """A new journal (tables created and stamped without Alembic) is exactly what the migrations build,
     seals included."""
     fresh = Journal.open(tmp_path / "fresh")
-    migrated_engine = setup.create(setup.prepare_state_dir(tmp_path / "migrated"))
-    setup._run_alembic(migrated_engine, None, "head")
-    migrated = Path(str(migrated_engine.url.database))
+    migrated = setup.prepare_state_dir(tmp_path / "migrated")
+    migration.run(migrated, "head")
     assert schema(Path(fresh.path)) == schema(migrated)
     assert seals(Path(fresh.path)) == seals(migrated)
     assert [key for key, _ in seals(migrated)] == ["anchors", "chain_from", "exchanges", "head", "releases"]
@@ -88,9 +93,9 @@ def test_upgrade_downgrade_round_trip(tmp_path: Path) -> None:
     database = Path(journal.path)
     expected = tables(database)
     assert {"commands", "transitions", "alembic_version"} <= expected
-    setup.migrate(journal.engine, "base")
+    setup.migrate(database, "base")
     assert tables(database) == {"alembic_version"}
-    setup.migrate(journal.engine, "head")
+    setup.migrate(database, "head")
     assert tables(database) == expected
     record = journal.receive("r", "", "version", "version", "0" * 64, None)
     assert journal.get(record.id).state == "received"
@@ -117,9 +122,7 @@ def legacy_command(database: Path, request_id: str) -> None:
 
 def test_journal_of_an_older_release_is_upgraded_in_place(tmp_path: Path) -> None:
     """A journal at 0001 (the first release) keeps its commands and gains the later tables at start."""
-    engine = setup.create(setup.prepare_state_dir(tmp_path))
-    setup.migrate(engine, "0001")
-    engine.dispose()
+    setup.migrate(setup.prepare_state_dir(tmp_path), "0001")
     legacy_command(tmp_path / setup.DATABASE_NAME, "old")
     assert "exchanges" not in tables(tmp_path / setup.DATABASE_NAME)
     journal = Journal.open(tmp_path)
@@ -197,6 +200,35 @@ def test_newer_schema_is_used_as_it_is(tmp_path: Path) -> None:
         conn.execute("UPDATE alembic_version SET version_num = 'fffffffffff'")
     journal = Journal.open(tmp_path)
     assert journal.receive("r", "", "version", "version", "0" * 64, None).state == "received"
+
+
+def test_migration_runs_in_a_child_process(tmp_path: Path) -> None:
+    """Opening a journal that needs Alembic migrates it in a child process: the opener loads neither Alembic
+    nor SQLAlchemy, and gets the migrated journal."""
+    setup.migrate(setup.prepare_state_dir(tmp_path), "0001")
+    legacy_command(tmp_path / setup.DATABASE_NAME, "old")
+    script = ("import sys, pathlib; from agent.journal import Journal;"
+              "j = Journal.open(pathlib.Path(sys.argv[1])); print([c.request_id for c in j.commands()]);"
+              "print(sorted(m for m in sys.modules if m.startswith(('sqlalchemy', 'alembic'))))")
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                            check=True, cwd=tmp_path)
+    assert result.stdout.splitlines() == ["['old']", "[]"]
+    assert tables(tmp_path / setup.DATABASE_NAME) >= {"exchanges", "releases", "seals"}
+
+
+def test_failed_migration_is_a_clear_journal_error(tmp_path: Path) -> None:
+    """A migration that fails in the child (here: a journal whose stamp says 0003 while it already has the
+    seals table 0004 creates) raises JournalError naming the journal, the revisions and the child's error, and
+    leaves the journal as it was (one transaction)."""
+    Journal.open(tmp_path).close()
+    database = tmp_path / setup.DATABASE_NAME
+    with sqlite3.connect(database) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0003'")
+    with pytest.raises(JournalError, match=r"cannot migrate the journal at .* from schema 0003 to head: "
+                                           r"OperationalError: .*table seals already exists"):
+        Journal.open(tmp_path)
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0003",)
 
 
 @pytest.mark.slow
