@@ -137,6 +137,8 @@ class Agent:
         #: row is at or below a mark's row was delivered before that mark's time.
         self._marks: deque[tuple[float, int]] = deque()
         self._started, self._start_row = time.monotonic(), 0
+        #: Whether retention has more commands to remove (see ``prune``), and how many it removed so far.
+        self._pruning, self._pruned = False, 0
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -678,11 +680,11 @@ class Agent:
 
     def _next_timer(self) -> float:
         """When the main loop must wake without an event: housekeeping, a waiting command, a command type's
-        own timer (a key exchange's expiry), a deferred wipe."""
+        own timer (a key exchange's expiry), a deferred wipe, more pruning (at once, after any requests)."""
         journal = self._journal()
         due = (machine.next_due(journal) for machine in REGISTRY.values())
         return min(self._next_housekeeping, self._wipe_due(), *self._waiting.values(),
-                   *(d for d in due if d is not None))
+                   *(d for d in due if d is not None), 0.0 if self._pruning else float("inf"))
 
     def _wipe_due(self) -> float:
         deferred = self._journal().wipe_deferred_at
@@ -699,6 +701,8 @@ class Agent:
             self.housekeeping()
         else:
             self.command_timers()
+            if self._pruning:
+                self.prune()
 
     def command_timers(self) -> None:
         """Run every command type's due timer (key exchanges expire), then any wipe a reader held off."""
@@ -761,12 +765,16 @@ class Agent:
         config = self.config
         cutoff = iso(wall_clock() - timedelta(days=config.retention_days))
         journal = self._journal()
+        # One short batch per call (retention.BATCH commands); while more are due, the main loop calls again as
+        # soon as it has no request waiting, so pruning a large journal never holds a request up for long.
         pruned = retention.prune(journal, cutoff, keep_min=config.keep_min, max_commands=config.max_commands)
-        for request_id in pruned.replies:
-            self.xenstore.delete(f"{GUEST_DIR}/{request_id}")
-        if pruned.count:
+        if pruned.replies:
+            self.xenstore.delete_many([f"{GUEST_DIR}/{request_id}" for request_id in pruned.replies])
+        self._pruning, self._pruned = pruned.more, self._pruned + pruned.count
+        if self._pruned and not self._pruning:
             log.info("removed %d commands from the journal (older than %g days, or past %d commands)",
-                     pruned.count, config.retention_days, config.max_commands)
+                     self._pruned, config.retention_days, config.max_commands)
+            self._pruned = 0
         return pruned.count
 
     def _journal(self) -> Journal:

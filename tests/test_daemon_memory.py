@@ -13,6 +13,7 @@ import pytest
 from agent import config as agent_config
 from agent.daemon import Agent
 from agent.host import Host
+from agent.journal import Journal
 from agent.memstore import MemoryStore, MemoryXenStore
 from agent.platform.linux import Linux
 from agent.protocol import GUEST_DIR, HOST_DIR
@@ -117,3 +118,18 @@ def test_a_reload_gives_the_files_port_the_new_inject_policy(memory_agent, memor
     assert memory_host.inject_file("/root/notes", b"Reload-Marker\n", timeout=10) == {"returncode": "0",
                                                                                       "message": ""}
     assert (system_root / "root/notes").read_bytes() == b"Reload-Marker\n"
+
+
+def test_a_journal_far_over_its_cap_is_pruned_in_batches_while_requests_are_answered(
+        memory_agent, memory_host: Host, state_dir: Path) -> None:
+    """A journal holding many times journal.max_commands (a lowered cap, say) is brought down to the cap in
+    small batches, one per turn of the main loop, and requests are answered meanwhile; the chain verifies."""
+    journal = Journal.open(state_dir)
+    for n in range(400):
+        record = journal.receive(f"old-{n}", HOME, "version", "version", "d" * 64, '"agent"')
+        journal.mark_replied(journal.transition(record, "answer", "done", reply={"returncode": "0", "message": "1"}))
+    journal.close()
+    memory_agent(max_commands=50, keep_min=10)
+    assert memory_host.raw('{"name": "version", "value": "agent"}', timeout=10)["returncode"] == "0"
+    wait_for(lambda: len(open_journal(state_dir).commands()) == 50)
+    assert open_journal(state_dir).verify().ok

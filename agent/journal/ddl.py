@@ -32,6 +32,7 @@ STATEMENTS = (
         '\tPRIMARY KEY (id)\n'
         ')'
     ),
+    'CREATE INDEX ix_commands_open ON commands (id) WHERE reply_removed_at IS NULL',
     'CREATE INDEX ix_commands_request_id ON commands (request_id)',
     (
         'CREATE TABLE releases (\n'

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 DATABASE_NAME = "journal.sqlite3"
 #: Every migration this build ships, oldest first; a test keeps them equal to Alembic's.
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 #: The newest migration this build ships.
 SCHEMA_REVISION = REVISIONS[-1]
 BUSY_TIMEOUT_MS = 10_000

@@ -19,11 +19,18 @@ from agent.journal.sql import chunks, dicts, marks
 
 @dataclasses.dataclass(frozen=True)
 class Pruned:
-    """What ``prune`` removed: how many commands, and the request ids of those whose reply was still in
-    ``data/guest`` (the daemon removes those replies, or nothing ever would)."""
+    """What ``prune`` removed: how many commands, the request ids of those whose reply was still in
+    ``data/guest`` (the daemon removes those replies, or nothing ever would), and whether more are due."""
 
     count: int
     replies: tuple[str, ...] = ()
+    more: bool = False
+
+
+#: Commands one ``prune`` call removes at most: one short transaction (a few milliseconds) that never holds a
+#: request up for long, whatever the journal's size. The daemon calls it again between requests while more
+#: are due.
+BATCH = 64
 
 
 def replies_to_collect(journal: Journal, delivered_upto: int, earlier: str, start_row: int) -> list[CommandRecord]:
@@ -57,53 +64,74 @@ def mark_replies_removed(journal: Journal, command_ids: list[int]) -> None:
     journal.transaction(work)
 
 
-def prune(journal: Journal, finished_before: str, keep_min: int, max_commands: int) -> Pruned:
-    """Remove commands finished before ``finished_before``, then the oldest while more than ``max_commands``
-    remain; never the newest ``keep_min``, an unfinished or undelivered one, or a pinned one."""
+def prune(journal: Journal, finished_before: str, keep_min: int, max_commands: int, limit: int = BATCH) -> Pruned:
+    """Remove, oldest first, commands finished before ``finished_before`` and, while more than ``max_commands``
+    remain, the oldest others; never the newest ``keep_min``, an unfinished or undelivered one, or a pinned one.
+
+    At most ``limit`` commands go per call (``more`` says whether others are due). The call reads only the
+    oldest commands it may remove, never the whole journal. A command finished before ``finished_before`` but
+    newer than one that stays is left for a later call, once those before it have gone.
+    """
     keep_min = max(keep_min, 1)  # the newest command is the chain's head
 
     def work(cursor: sqlite3.Connection) -> Pruned:
-        ids = [row[0] for row in cursor.execute("SELECT id FROM commands ORDER BY id")]
-        if len(ids) <= keep_min:
+        boundary = cursor.execute("SELECT id FROM commands ORDER BY id DESC LIMIT 1 OFFSET ?",
+                                  (keep_min - 1,)).fetchone()
+        if boundary is None:
             return Pruned(0)
+        total = journal.command_count()
         pinned = " ".join(f"AND id NOT IN ({table.pinned})" for table in seals.SEALED.values() if table.pinned)
+        # One more than the limit: whether any is left after this call.
         candidates = cursor.execute(
             "SELECT id, finished_at, request_id, reply_removed_at IS NULL FROM commands "  # noqa: S608
-            f"WHERE id < ? AND finished_at IS NOT NULL AND replied_at IS NOT NULL {pinned} ORDER BY id",
-            (ids[-keep_min],)).fetchall()
-        doomed = {command_id for command_id, finished_at, *_ in candidates if finished_at < finished_before}
-        excess = len(ids) - len(doomed) - max_commands
-        for command_id, *_ in candidates:
-            if excess <= 0:
+            f"WHERE id < ? AND finished_at IS NOT NULL AND replied_at IS NOT NULL {pinned} ORDER BY id LIMIT ?",
+            (boundary[0], limit + 1)).fetchall()
+        excess = total - max_commands
+        doomed: list[int] = []
+        replies: list[str] = []
+        more = False
+        for command_id, finished_at, request_id, present in candidates:
+            if not (finished_at < finished_before or excess > 0):
+                break  # the oldest that stays: what follows waits for a later call
+            if len(doomed) == limit:
+                more = True
                 break
-            if command_id not in doomed:
-                doomed.add(command_id)
-                excess -= 1
+            doomed.append(command_id)
+            excess -= 1
+            if present:
+                replies.append(request_id)
         if doomed:
-            _anchor_survivors(cursor, ids, doomed)
-            _delete_commands(cursor, sorted(doomed))
-        return Pruned(len(doomed), tuple(request_id for command_id, _, request_id, present in candidates
-                                         if command_id in doomed and present))
+            _anchor_survivors(cursor, doomed)
+            _delete_commands(cursor, doomed)
+        return Pruned(len(doomed), tuple(replies), more)
 
     pruned = journal.transaction(work)
     journal.forget(pruned.count)
     return pruned
 
 
-def _anchor_survivors(cursor: sqlite3.Connection, ids: list[int], doomed: set[int]) -> None:
-    """Keep the link of each remaining command whose predecessor in the chain is about to go."""
+def _anchor_survivors(cursor: sqlite3.Connection, doomed: list[int]) -> None:
+    """Keep the link of each remaining command whose predecessor in the chain is about to go.
+
+    ``doomed`` is in id order. Only the commands from the first doomed one to the first that remains after the
+    last are read: the chain is in id order, so no other command's predecessor changes.
+    """
     try:
         chain_from = int(seals.read(cursor, seals.CHAIN_FROM) or "")
     except ValueError:
         return  # no chain to keep (an edited seal); verify reports it
     anchored = {int(key[len(seals.ANCHOR_PREFIX):]): value for key, value in cursor.execute(
         "SELECT key, value FROM seals WHERE key LIKE ?", (seals.ANCHOR_PREFIX + "%",))}
+    ids = [row[0] for row in cursor.execute(
+        "SELECT id FROM commands WHERE id >= ? AND id <= coalesce((SELECT min(id) FROM commands WHERE id > ?), ?) "
+        "ORDER BY id", (doomed[0], doomed[-1], doomed[-1]))]
+    going = set(doomed)
     needed: dict[int, int] = {}  # survivor -> its predecessor that goes
     previous: int | None = None
     for command_id in ids:
         if command_id < chain_from:
             continue
-        if previous in doomed and command_id not in doomed and command_id not in anchored:
+        if previous in going and command_id not in going and command_id not in anchored:
             needed[command_id] = previous
         previous = command_id
     genesis: dict[int, str] = {}
@@ -112,7 +140,7 @@ def _anchor_survivors(cursor: sqlite3.Connection, ids: list[int], doomed: set[in
             f"SELECT command_id, prev_hash FROM transitions WHERE seq = 1 AND command_id IN ({marks(batch)})",  # noqa: S608
             batch).fetchall())
     added = {survivor: genesis[predecessor] for survivor, predecessor in needed.items() if predecessor in genesis}
-    removed = {command_id: link for command_id, link in anchored.items() if command_id in doomed}
+    removed = {command_id: link for command_id, link in anchored.items() if command_id in going}
     for survivor, link in added.items():
         seals.UPSERT(cursor, {"key": f"{seals.ANCHOR_PREFIX}{survivor}", "value": link})
     for batch in chunks(removed):

@@ -175,3 +175,46 @@ def test_command_count_follows_receives_and_prunes(journal: Journal, clock: Cloc
     assert journal.command_count() == 13
     retention.prune(journal, cutoff(clock), keep_min=3, max_commands=5)
     assert journal.command_count() == 5 == len(journal.commands())
+
+
+@pytest.mark.parametrize("reason", ["age", "size"])
+def test_pruning_goes_in_small_batches_and_the_chain_holds_after_each(journal: Journal, clock: Clock,
+                                                                      reason: str) -> None:
+    """However many commands are due, one call removes at most ``limit`` of them, oldest first, and says
+    whether more are due; the chain verifies after every call, and the calls end where one big prune would."""
+    stays = version_command(journal, "long-running", finish=False)
+    ids = [version_command(journal, f"r{n}") for n in range(100)]
+    if reason == "age":
+        clock.offset = 100 * DAY
+    max_commands = 50_000 if reason == "age" else 21
+    removed: list[int] = []
+    while True:
+        before = {c.id for c in journal.commands()}
+        pruned = retention.prune(journal, cutoff(clock), keep_min=10, max_commands=max_commands, limit=16)
+        after = {c.id for c in journal.commands()}
+        assert pruned.count == len(before - after) <= 16
+        assert sorted(before - after) == ids[len(removed):len(removed) + pruned.count], "not oldest first"
+        removed += sorted(before - after)
+        assert journal.verify().ok, journal.verify()
+        if not pruned.more:
+            break
+    kept = 10 if reason == "age" else 20
+    assert sorted(c.id for c in journal.commands()) == [stays, *ids[-kept:]]
+    assert retention.prune(journal, cutoff(clock), keep_min=10, max_commands=max_commands, limit=16).count == 0
+
+
+def test_recovery_and_reply_collection_read_only_the_open_commands(journal: Journal,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queries a start and every housekeeping run make read the index of commands whose reply is not
+    collected yet, not every command: they stay fast in a journal of a million commands."""
+    version_command(journal, "r1")
+    asked: list[tuple[str, object]] = []
+    real = journal.query
+    monkeypatch.setattr(journal, "query", lambda sql, params=(): asked.append((sql, params)) or real(sql, params))
+    journal.unfinished()
+    journal.undelivered()
+    retention.replies_to_collect(journal, 10, "9999", 10)
+    assert len(asked) == 3
+    for sql, params in asked:
+        plan = journal.driver.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+        assert "USING INDEX ix_commands_open" in plan[0][3], (sql, plan)
