@@ -767,6 +767,7 @@ class Agent:
         journal = self._journal()
         # One short batch per call (retention.BATCH commands); while more are due, the main loop calls again as
         # soon as it has no request waiting, so pruning a large journal never holds a request up for long.
+        self._pruning = False  # a batch that fails is tried again at the next housekeeping, not in a tight loop
         pruned = retention.prune(journal, cutoff, keep_min=config.keep_min, max_commands=config.max_commands)
         if pruned.replies:
             self.xenstore.delete_many([f"{GUEST_DIR}/{request_id}" for request_id in pruned.replies])

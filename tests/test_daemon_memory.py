@@ -12,8 +12,9 @@ import pytest
 
 from agent import config as agent_config
 from agent.daemon import Agent
+from agent.errors import JournalError
 from agent.host import Host
-from agent.journal import Journal
+from agent.journal import Journal, retention
 from agent.memstore import MemoryStore, MemoryXenStore
 from agent.platform.linux import Linux
 from agent.protocol import GUEST_DIR, HOST_DIR
@@ -133,3 +134,22 @@ def test_a_journal_far_over_its_cap_is_pruned_in_batches_while_requests_are_answ
     assert memory_host.raw('{"name": "version", "value": "agent"}', timeout=10)["returncode"] == "0"
     wait_for(lambda: len(open_journal(state_dir).commands()) == 50)
     assert open_journal(state_dir).verify().ok
+
+
+def test_pruning_that_fails_is_not_retried_in_a_tight_loop(memory_agent, memory_host: Host,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pruning batch that fails after one that said more were due is left to the next housekeeping run: the
+    daemon does not spin retrying it (and filling its log), and it goes on answering requests."""
+    calls: list[int] = []
+
+    def flaky(*_args: object, **_kwargs: object) -> retention.Pruned:
+        calls.append(1)
+        if len(calls) == 1:
+            return retention.Pruned(1, more=True)
+        raise JournalError("the disk is full")
+
+    monkeypatch.setattr(retention, "prune", flaky)
+    memory_agent(housekeeping_interval=3600)
+    for _ in range(20):
+        assert memory_host.raw('{"name": "version", "value": "agent"}', timeout=10)["returncode"] == "0"
+    assert len(calls) == 2, f"pruning was tried {len(calls)} times"
