@@ -14,7 +14,9 @@ Usage: python bench/roundtrip.py [CALLS]    (calls per side and mode; default 10
 
 from __future__ import annotations
 
+import sqlite3
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +50,35 @@ def measure(floor: Caller, agent: Caller, calls: int) -> tuple[list[float], list
         floor_times.append(floor.call(VERSION_BODY))
         agent_times.append(agent.call(VERSION_BODY))
     return floor_times, agent_times
+
+
+def durable_commit(directory: Path, commits: int = 300) -> float:
+    """The median time of one small durable commit (SQLite WAL, synchronous=FULL) in ``directory``: what any
+    journal that records a request before answering it must add to the floor, at the least."""
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        db = sqlite3.connect(Path(scratch) / "commit.sqlite3", isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("CREATE TABLE t (v TEXT)")
+        times = []
+        for _ in range(commits):
+            start = time.perf_counter()
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO t VALUES (?)", ("x" * 300,))
+            db.execute("COMMIT")
+            times.append(time.perf_counter() - start)
+        db.close()
+    return percentile(times, 0.5)
+
+
+def limit_figures(floor: list[float], commit: float) -> list[Figure]:
+    f50 = percentile(floor, 0.5)
+    return [
+        Figure("one durable commit (SQLite WAL, synchronous=FULL), p50", ms(commit),
+               note="on the journal's disk"),
+        Figure("physical limit: floor p50 + one durable commit", f"{ms(f50 + commit)}",
+               note=f"{(f50 + commit) / f50:.2f}x the floor"),
+    ]
 
 
 def mode_figures(label: str, floor: list[float], agent: list[float], goals: bool) -> list[Figure]:
@@ -86,6 +117,8 @@ def run(calls: int = 1000) -> tuple[list[Figure], str]:
                 stop(echo)
                 stop(agent)
         figures += mode_figures(label, floor, agent_times, goals=clean)
+        if clean:
+            figures += limit_figures(floor, durable_commit(Path(tempfile.gettempdir())))
     return figures, conditions(calls_per_side_and_mode=calls, warm_up=max(20, calls // 10),
                                journal="fresh", sides="alternated call by call")
 
