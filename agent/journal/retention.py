@@ -27,10 +27,10 @@ class Pruned:
     more: bool = False
 
 
-#: Commands one ``prune`` call removes at most: one short transaction (a few milliseconds) that never holds a
+#: Commands one ``prune`` call removes at most: one short transaction (about a millisecond) that never holds a
 #: request up for long, whatever the journal's size. The daemon calls it again between requests while more
 #: are due.
-BATCH = 64
+BATCH = 16
 
 
 def replies_to_collect(journal: Journal, delivered_upto: int, earlier: str, start_row: int) -> list[CommandRecord]:
