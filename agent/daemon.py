@@ -1,8 +1,9 @@
 """The service: recover from the journal, watch ``data/host``, dispatch each request to its machine.
 
-The lifecycle: ``startup`` (lock the state directory, open and migrate the journal,
-connect to XenStore, finish what a crash interrupted, collect old replies, watch and scan), ``main_loop``
-(block on the watch; never poll), ``shutdown`` (bounded by a timeout). SIGTERM or SIGINT asks for a clean
+The lifecycle: ``startup`` (lock the state directory, open and migrate the journal, connect to XenStore and
+watch ``data/host``, finish what a crash interrupted, signal ready), ``main_loop`` (block on the watch; never
+poll: the watch's first event scans ``data/host``, and housekeeping, which collects old replies and prunes the
+journal, follows), ``shutdown`` (bounded by a timeout). SIGTERM or SIGINT asks for a clean
 stop, a second one forces it; SIGHUP reopens the log and reloads the configuration; SIGUSR1 and SIGUSR2 are
 logged and ignored.
 
@@ -22,7 +23,7 @@ Two ways of committing keep that contract at the cost of as few disk flushes as 
   that commit leaves nothing a second run could repeat; commands with effects still commit ``received`` before
   their work starts.
 - **Group commit.** Requests that arrive together (the watch events queued by the time the agent looks, or a
-  scan of ``data/host``) are taken in together, up to ``BATCH`` at a time: one transaction journals them all
+  scan of ``data/host``) are taken in together, up to ``GROUP`` at a time: one transaction journals them all
   and answers the pure ones, and one more journals their deliveries. Deliveries are committed without
   waiting for the disk: a delivery lost in a power cut is only made again at the next start.
 """
@@ -88,7 +89,7 @@ PRUNE_AT = 1.02
 UNWRITABLE = (errno.EINVAL, errno.ENAMETOOLONG, errno.E2BIG)
 #: Requests taken in together at most (group commit): enough to amortise a commit over a flood, few enough
 #: that the first reply of a flood does not wait for all of it.
-BATCH = 128
+GROUP = 128
 
 
 class Agent:
@@ -302,7 +303,8 @@ class Agent:
     # -- XenStore connection --------------------------------------------------------------------------
 
     def connect(self, first: bool = False) -> None:
-        """(Re)connect with backoff, watch ``data/host``, finish interrupted work, then scan."""
+        """(Re)connect with backoff, watch ``data/host`` and finish interrupted work; the watch's first event
+        then makes the main loop scan, and housekeeping is due at once."""
         attempt = 0
         while not self.should_exit:
             try:
@@ -330,10 +332,10 @@ class Agent:
     # -- requests -------------------------------------------------------------------------------------
 
     def _burst(self, first: str) -> list[str]:
-        """The path of ``first`` and of every watch event already queued behind it (at most ``BATCH``): the
+        """The path of ``first`` and of every watch event already queued behind it (at most ``GROUP``): the
         requests that arrived together, to be taken in together."""
         paths = [first]
-        while len(paths) < BATCH:
+        while len(paths) < GROUP:
             event = self.xenstore.next_event(timeout=0.0)
             if event is None:
                 break
@@ -364,11 +366,11 @@ class Agent:
         self.handle(self.xenstore.list(HOST_DIR))
 
     def handle(self, request_ids: list[str]) -> None:
-        """Take requests through the reply protocol, ``BATCH`` at a time (group commit)."""
-        for start in range(0, len(request_ids), BATCH):
+        """Take requests through the reply protocol, ``GROUP`` at a time (group commit)."""
+        for start in range(0, len(request_ids), GROUP):
             if self.should_exit:
                 return
-            self._handle_batch(request_ids[start:start + BATCH])
+            self._handle_batch(request_ids[start:start + GROUP])
         if self._journal().command_count() > self.config.max_commands * PRUNE_AT:
             self.prune()
 
@@ -406,6 +408,8 @@ class Agent:
             self.crash_point("after_reply_journaled")
             self.deliver(answered, fresh=True)
         for record, request in received:
+            if self.should_exit:
+                return  # journaled: the next start runs them (a stop asked for does not wait for their work)
             self.execute(record, request, fresh=True)
         for journaled, body in known:
             self._handle_known(journaled, body)
@@ -765,9 +769,9 @@ class Agent:
         config = self.config
         cutoff = iso(wall_clock() - timedelta(days=config.retention_days))
         journal = self._journal()
-        # One short batch per call (retention.BATCH commands); while more are due, the main loop calls again as
+        # One short batch per call (retention.PER_CALL commands); while more are due, the main loop calls again as
         # soon as it has no request waiting, so pruning a large journal never holds a request up for long.
-        self._pruning = False  # a batch that fails is tried again at the next housekeeping, not in a tight loop
+        self._pruning = False  # a batch that fails is tried again by housekeeping, not in a tight loop
         pruned = retention.prune(journal, cutoff, keep_min=config.keep_min, max_commands=config.max_commands)
         if pruned.replies:
             self.xenstore.delete_many([f"{GUEST_DIR}/{request_id}" for request_id in pruned.replies])

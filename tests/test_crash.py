@@ -17,11 +17,20 @@ from agent.protocol import GUEST_DIR, HOST_DIR
 from agent.xenstore import XenStore
 from tests.conftest import open_journal, wait_for
 
+#: One request of each kind: pure (received and answered in one commit), and with an effect (its received is
+#: committed before its work).
+SINGLE = {
+    "pure": '{"name": "version", "value": "agent"}',
+    "with-effects": json.dumps({"name": "injectfile", "value": base64.b64encode(b"/etc/single,once\n").decode()}),
+}
 
+
+@pytest.mark.parametrize("kind", SINGLE)
 @pytest.mark.parametrize("point", FAULT_POINTS)
-def test_sigkill_between_reply_protocol_steps(agent_process, guest: XenStore, state_dir, point: str) -> None:
+def test_sigkill_between_reply_protocol_steps(agent_process, guest: XenStore, state_dir, system_root, point: str,
+                                             kind: str) -> None:
     """A SIGKILL at ``point`` loses nothing and repeats nothing once the agent restarts."""
-    guest.write(f"{HOST_DIR}/req-1", '{"name": "version", "value": "agent"}')
+    guest.write(f"{HOST_DIR}/req-1", SINGLE[kind])
     crashed = agent_process("--crash-at", point).start()
     assert crashed.wait() == -signal.SIGKILL
 
@@ -37,8 +46,11 @@ def test_sigkill_between_reply_protocol_steps(agent_process, guest: XenStore, st
     command = commands[0]
     triggers = [t.trigger for t in journal.transitions(command.id)]
     assert triggers.count("answer") == 1, f"executed more than once: {triggers}"
+    assert triggers.count("write") <= 1, f"the file was started more than once: {triggers}"
     assert (command.state, command.reply_code) == ("done", "0")
     assert guest.list(GUEST_DIR) == ["req-1"]
+    if kind == "with-effects":
+        assert (system_root / "etc/single").read_text() == "once\n"
     assert journal.verify().ok
 
 
@@ -100,4 +112,7 @@ def test_sigkill_in_a_burst_loses_nothing_and_repeats_nothing(agent_process, gue
         assert len(terminal) == 1, f"{request_id} was answered more than once"
     for i in range(3):
         assert (system_root / f"etc/burst-{i}").read_text() == f"content {i}\n"
+        command, = journal.by_request(f"i{i}")
+        steps = [t.trigger for t in journal.transitions(command.id) if t.trigger not in ("recover", "resume")]
+        assert steps.count("write") == 1, f"i{i} wrote its file more than once: {steps}"
     assert journal.verify().ok

@@ -3,6 +3,7 @@ throw-away root. Daemon logic is tested here in milliseconds; the real-xenstored
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from agent import config as agent_config
 from agent.daemon import Agent
-from agent.errors import JournalError
+from agent.errors import JournalError, XenStoreError
 from agent.host import Host
 from agent.journal import Journal, retention
 from agent.memstore import MemoryStore, MemoryXenStore
@@ -122,17 +123,28 @@ def test_a_reload_gives_the_files_port_the_new_inject_policy(memory_agent, memor
 
 
 def test_a_journal_far_over_its_cap_is_pruned_in_batches_while_requests_are_answered(
-        memory_agent, memory_host: Host, state_dir: Path) -> None:
+        memory_agent, memory_host: Host, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A journal holding many times journal.max_commands (a lowered cap, say) is brought down to the cap in
-    small batches, one per turn of the main loop, and requests are answered meanwhile; the chain verifies."""
+    small batches, one per turn of the main loop (not one a housekeeping run), and requests are answered
+    meanwhile; the chain verifies."""
     journal = Journal.open(state_dir)
     for n in range(400):
         record = journal.receive(f"old-{n}", HOME, "version", "version", "d" * 64, '"agent"')
         journal.mark_replied(journal.transition(record, "answer", "done", reply={"returncode": "0", "message": "1"}))
     journal.close()
-    memory_agent(max_commands=50, keep_min=10)
+    counts: list[int] = []
+    real = retention.prune
+
+    def counted(*args: Any, **kwargs: Any) -> retention.Pruned:
+        pruned = real(*args, **kwargs)
+        counts.append(pruned.count)
+        return pruned
+
+    monkeypatch.setattr(retention, "prune", counted)
+    memory_agent(max_commands=50, keep_min=10, housekeeping_interval=3600)
     assert memory_host.raw('{"name": "version", "value": "agent"}', timeout=10)["returncode"] == "0"
     wait_for(lambda: len(open_journal(state_dir).commands()) == 50)
+    assert sum(counts) == 351 and max(counts) <= retention.PER_CALL and len(counts) > 1
     assert open_journal(state_dir).verify().ok
 
 
@@ -153,3 +165,31 @@ def test_pruning_that_fails_is_not_retried_in_a_tight_loop(memory_agent, memory_
     for _ in range(20):
         assert memory_host.raw('{"name": "version", "value": "agent"}', timeout=10)["returncode"] == "0"
     assert len(calls) == 2, f"pruning was tried {len(calls)} times"
+
+
+def test_a_reply_refused_in_a_batch_leaves_the_others_delivered(memory_agent, memory_guest: MemoryXenStore,
+                                                                 state_dir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """When XenStore refuses one reply of a batch for a reason that may pass (EACCES, say), the others are
+    delivered and journaled as delivered; the refused one stays undelivered, and is delivered later, once."""
+    for request_id in ("a", "stuck", "b"):
+        memory_guest.write(f"{HOST_DIR}/{request_id}", '{"name": "version", "value": "agent"}')
+    refused: list[str] = []
+    real = MemoryXenStore.write_many
+
+    def refusing(self: MemoryXenStore, items: Any) -> list[XenStoreError | None]:
+        if not refused and any(path.endswith("/stuck") for path, _ in items):
+            refused.append("stuck")
+            return [XenStoreError("XenStore refused write", errno.EACCES) if path.endswith("/stuck")
+                    else real(self, [(path, value)])[0] for path, value in items]
+        return real(self, items)
+
+    monkeypatch.setattr(MemoryXenStore, "write_many", refusing)
+    memory_agent(housekeeping_interval=0.2)
+    wait_for(lambda: sorted(memory_guest.list(GUEST_DIR)) == ["a", "b", "stuck"])
+    assert refused == ["stuck"], "the refusal was not met in the batch"
+    wait_for(lambda: all(c.replied_at for c in open_journal(state_dir).commands()))
+    journal = open_journal(state_dir)
+    assert sorted(c.request_id for c in journal.commands()) == ["a", "b", "stuck"]
+    assert not memory_guest.list(HOST_DIR)
+    assert journal.verify().ok

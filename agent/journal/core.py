@@ -3,7 +3,7 @@
 Every write is one ``BEGIN IMMEDIATE`` transaction, run by ``transaction``, the one write helper, and
 committed before the method returns: when a method returns, the fact is on disk. Inside ``batch`` (group
 commit), the writes of the block share one transaction instead, each of them still whole or absent, and the
-facts are on disk when the block ends.
+facts are committed when the block ends (on disk, unless the batch was asked not to wait for it).
 
 The handle is one DB-API (``sqlite3``) connection, and everything the daemon asks of it, writes and reads
 alike, is literal SQL run on that connection: the daemon never loads SQLAlchemy (``agent.journal.sql`` says
@@ -234,10 +234,13 @@ class Journal:
             try:
                 result = work(driver)
             except BaseException:
-                driver.execute("ROLLBACK TO write")
+                # A full disk or an I/O error can make SQLite roll the whole transaction back itself: then
+                # there is no savepoint left to undo, and the write's own error is the one to report.
+                with contextlib.suppress(sqlite3.Error):
+                    driver.execute("ROLLBACK TO write")
+                    driver.execute("RELEASE write")
                 raise
-            finally:
-                driver.execute("RELEASE write")
+            driver.execute("RELEASE write")
         except sqlite3.Error as exc:
             raise self.write_failed(exc) from exc
         return result
@@ -249,12 +252,13 @@ class Journal:
         Each write is still whole or absent (a savepoint): one that fails is undone alone and raises to its
         caller, and the others stay. The block's writes are committed also when it ends by an exception (they
         are facts all the same), then the exception goes on. What a write does once committed (a records
-        module's ``committed``, a wipe) runs after the commit. If the commit fails, none of the block's writes
-        is journaled, and JournalError says so.
+        module's ``committed``, a wipe) runs after the commit, in both cases. If the commit fails, none of the
+        block's writes is journaled, and JournalError says so.
 
         ``durable=False`` commits without waiting for the disk (SQLite's ``synchronous=NORMAL``): only for
         facts whose loss in a power cut merely repeats harmless work, such as a reply's delivery (delivered
-        again at the next start). The next durable commit takes them to the disk with its own.
+        again at the next start). The next durable commit takes them to the disk with its own. A block inside
+        another batch joins it, and with it the outer batch's durability.
         """
         if self._after_commit is not None:
             yield  # already in a batch: its commit is this block's too
@@ -285,8 +289,9 @@ class Journal:
             finally:
                 if not durable:
                     driver.execute("PRAGMA synchronous=FULL")
-        for callback in after:
-            callback()
+            # Committed: what the writes do next is due, also when the block itself ended by an exception.
+            for callback in after:
+                callback()
 
     def _committed(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the current write is committed: now, or at the end of the batch."""

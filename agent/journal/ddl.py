@@ -1,6 +1,6 @@
 """A new journal's schema as SQL, generated from ``agent.journal.models``: do not edit.
 
-Written by ``python -m agent.journal.models > agent/journal/ddl.py`` (run it again after changing a table, with
+Written by ``.venv/bin/python -m agent.journal.models --write`` (run it again after changing a table, with
 the table's migration); ``tests/journal/test_ddl.py`` fails while this file differs from what it writes. The
 daemon creates a journal from these statements, without loading SQLAlchemy or Alembic.
 """

@@ -4,7 +4,7 @@ The daemon never imports this module (nor SQLAlchemy). What it runs is derived f
 against them by tests:
 
 - a new journal's DDL, ``agent.journal.ddl``, generated from ``metadata`` by running this module
-  (``python -m agent.journal.models > agent/journal/ddl.py``); ``tests/journal/test_ddl.py`` fails while the
+  (``.venv/bin/python -m agent.journal.models --write``); ``tests/journal/test_ddl.py`` fails while the
   file differs from what that writes, and holds a journal created from it identical to ``create_all``'s and
   to the one every migration builds;
 - the literal statements in ``agent.journal.sql`` and the modules that write, each compared by
@@ -23,8 +23,10 @@ covers, so their text must never depend on a driver's formatting.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from pathlib import Path
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, MetaData, String, Table, Text, text
 
@@ -149,7 +151,7 @@ def ddl() -> tuple[str, ...]:
 
 _DDL_HEADER = '''"""A new journal's schema as SQL, generated from ``agent.journal.models``: do not edit.
 
-Written by ``python -m agent.journal.models > agent/journal/ddl.py`` (run it again after changing a table, with
+Written by ``.venv/bin/python -m agent.journal.models --write`` (run it again after changing a table, with
 the table's migration); ``tests/journal/test_ddl.py`` fails while this file differs from what it writes. The
 daemon creates a journal from these statements, without loading SQLAlchemy or Alembic.
 """
@@ -175,5 +177,18 @@ def ddl_module() -> str:
     return "".join(parts)
 
 
+def write_ddl_module() -> Path:
+    """Write ``agent/journal/ddl.py`` whole or not at all (a temporary file, then a rename): a shell redirect
+    would empty it first, and a failure half-way would leave the agent unable to create a journal."""
+    target = Path(__file__).with_name("ddl.py")
+    partial = target.with_name(".ddl.py.new")
+    partial.write_text(ddl_module())
+    os.replace(partial, target)
+    return target
+
+
 if __name__ == "__main__":
-    sys.stdout.write(ddl_module())
+    if sys.argv[1:] == ["--write"]:
+        sys.stdout.write(f"wrote {write_ddl_module()}\n")
+    else:
+        sys.stdout.write(ddl_module())

@@ -30,7 +30,7 @@ class Pruned:
 #: Commands one ``prune`` call removes at most: one short transaction (about a millisecond) that never holds a
 #: request up for long, whatever the journal's size. The daemon calls it again between requests while more
 #: are due.
-BATCH = 16
+PER_CALL = 16
 
 
 def replies_to_collect(journal: Journal, delivered_upto: int, earlier: str, start_row: int) -> list[CommandRecord]:
@@ -64,7 +64,7 @@ def mark_replies_removed(journal: Journal, command_ids: list[int]) -> None:
     journal.transaction(work)
 
 
-def prune(journal: Journal, finished_before: str, keep_min: int, max_commands: int, limit: int = BATCH) -> Pruned:
+def prune(journal: Journal, finished_before: str, keep_min: int, max_commands: int, limit: int = PER_CALL) -> Pruned:
     """Remove, oldest first, commands finished before ``finished_before`` and, while more than ``max_commands``
     remain, the oldest others; never the newest ``keep_min``, an unfinished or undelivered one, or a pinned one.
 

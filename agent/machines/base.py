@@ -20,6 +20,11 @@ transaction; if that raises, the state stays as it was. Only then does the state
 ``on_enter_<state>`` run. Triggers fired from inside a callback are queued and taken one after the other
 when the callback returns, so a long machine is a loop, not a nested call stack.
 
+The one exception is a ``PURE`` command (no effect outside the journal: ``version``, ``features``,
+``rejected``). The daemon runs it inside the group commit that journals its ``received`` (``Journal.batch``),
+so its transitions are savepoints of that transaction, committed with it: a crash before that commit leaves
+no trace of the command (the intake note counts it), and there is no work a second run could repeat.
+
 The words of recovery, which every machine shares:
 
 - **recovery**: at start, the daemon finds a command the previous process left unfinished and runs it again
@@ -210,7 +215,8 @@ class Command:
         return self.Data()
 
     def _journal(self, event: Event) -> None:
-        """``before_state_change``: commit the transition before the state changes and its work starts."""
+        """``before_state_change``: journal the transition before the state changes and its work starts (its
+        own commit; for a ``PURE`` command, a savepoint of the batch that commits its receipt too)."""
         if event.event.name in _NOT_JOURNALED:
             self.resumed = True
             return

@@ -77,6 +77,19 @@ def test_what_follows_a_commit_waits_for_the_batch(journal: Journal) -> None:
     assert seen == [["r1"]]
 
 
+def test_what_follows_a_commit_runs_also_when_the_block_ends_by_an_exception(journal: Journal) -> None:
+    """The writes of a block that raised are committed, and so is what they do next (a wipe, a records
+    module's view): a secret's wipe is never skipped because the block ended badly."""
+    seen: list[str] = []
+    with pytest.raises(ConnectionError), journal.batch():
+        record = receive(journal, "r1")
+        journal.transition(record, "answer", "done",
+                           records=RecordWrite(lambda *_: None, committed=lambda _j: seen.append("committed")))
+        raise ConnectionError("XenStore went away")
+    assert seen == ["committed"]
+    assert journal.get(record.id).state == "done"
+
+
 def test_a_failed_commit_journals_nothing_and_says_so(journal: Journal) -> None:
     """When the commit itself fails, none of the batch is journaled, JournalError says so, and the handle
     goes on journaling correctly afterwards."""
@@ -92,10 +105,12 @@ def test_a_failed_commit_journals_nothing_and_says_so(journal: Journal) -> None:
     assert journal.verify().ok
 
 
-@pytest.mark.parametrize("durable", [True, False])
-def test_a_batch_leaves_the_connection_durable(journal: Journal, durable: bool) -> None:
-    """A batch that commits without waiting for the disk (deliveries) sets synchronous=FULL back after it."""
+@pytest.mark.parametrize(("durable", "inside"), [(True, 2), (False, 1)])
+def test_only_a_batch_asked_not_to_wait_for_the_disk_does_not(journal: Journal, durable: bool, inside: int) -> None:
+    """A delivery batch commits with synchronous=NORMAL (1), any other with FULL (2); after either, the
+    connection is back at FULL."""
     with journal.batch(durable=durable):
         receive(journal, "r1")
+        assert journal.driver.execute("PRAGMA synchronous").fetchone()[0] == inside
     assert journal.driver.execute("PRAGMA synchronous").fetchone()[0] == 2
     assert on_disk(journal) == ["r1"]

@@ -1,7 +1,7 @@
 """A new journal's DDL (``agent.journal.ddl``): generated from the models, and the same schema every way.
 
 The daemon creates its journal from ``agent.journal.ddl`` without loading SQLAlchemy. That file is generated
-from ``agent.journal.models`` (``python -m agent.journal.models > agent/journal/ddl.py``); these tests fail
+from ``agent.journal.models`` (``.venv/bin/python -m agent.journal.models --write``); these tests fail
 while it differs from what the command writes, or while a journal created from it differs from one created by
 ``metadata.create_all``. ``test_migrations`` holds it equal to the one every Alembic migration builds.
 """

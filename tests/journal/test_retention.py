@@ -70,7 +70,7 @@ def test_wall_clock_jump_keeps_the_newest_commands(journal: Journal, clock: Cloc
     """Wall clock +100 days: retention prunes what is old by that clock, but never the newest keep_min."""
     ids = [version_command(journal, f"r{n}") for n in range(30)]
     clock.offset = 100 * DAY
-    assert retention.prune(journal, cutoff(clock), keep_min=10, max_commands=50_000).count == 20
+    assert retention.prune(journal, cutoff(clock), keep_min=10, max_commands=50_000, limit=100).count == 20
     assert [c.id for c in journal.commands()] == ids[:-11:-1]
     assert journal.verify().ok
 
@@ -83,7 +83,7 @@ def test_flood_is_capped_without_losing_unfinished_work(journal: Journal, clock:
     delivered = [version_command(journal, f"r{n}") for n in range(40)]
     newest_unfinished = version_command(journal, "last", finish=False)
     assert journal.command_count() == 46
-    assert retention.prune(journal, cutoff(clock), keep_min=5, max_commands=20).count == 26
+    assert retention.prune(journal, cutoff(clock), keep_min=5, max_commands=20, limit=100).count == 26
     remaining = {c.id for c in journal.commands()}
     assert len(remaining) == journal.command_count() == 20
     assert {*unfinished, *undelivered, newest_unfinished, *delivered[-4:]} <= remaining
