@@ -1,7 +1,8 @@
 """The agent's one exception hierarchy.
 
-Errors from pyxs, SQLAlchemy and the operating system are translated into these at the module that talks to
-them (``raise ... from``), so callers above that boundary only ever see this tree::
+Errors from pyxs, sqlite3 (and SQLAlchemy, in the inspection commands) and the operating system are translated
+into these at the module that talks to them (``raise ... from``), so callers above that boundary only ever see
+this tree::
 
     AgentError                      base of everything the agent raises on purpose
     ├── ConfigError                 bad configuration file or flag (CLI exit code 2)

@@ -14,6 +14,14 @@ Paths given to this module are relative to the domain home (``data/host/<id>``).
 implicit (relative XenStore paths); for dom0, the sandbox and tests it is a configured ``domain_path`` such
 as ``/local/domain/5``.
 
+Calls of a batch are pipelined (``read_many``, ``write_many``, ``delete_many``): every request is sent
+before the answers are awaited, which xenstored gives in order, so a batch waits about one round trip instead
+of one per call. Each packet goes out in one write, never two packets in one (the kernel's xenbus device takes
+one message per write). In a guest, xenstored serves at most 20 outstanding requests of a domain at a time
+(its ``quota_req_outstanding``) and the ring is 1 KiB: a larger batch is throttled there, never refused.
+This relies on pyxs 0.4.1's packet layout and its 7-bit check (``Packet._struct``, ``_re_7bit_ascii``), which
+is why pyproject pins pyxs.
+
 ``Transport`` is what the daemon and the host side use of a connection; ``XenStore`` implements it over pyxs,
 ``agent.memstore`` in memory for tests.
 """

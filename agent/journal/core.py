@@ -62,7 +62,8 @@ SELECT_TRANSITIONS = f"SELECT {columns('transitions', TRANSITION_COLUMNS)} FROM 
 _NEW_COMMAND = COMMAND_COLUMNS[1:]
 _NEW_TRANSITION = TRANSITION_COLUMNS[1:]
 # The id is never below the head's successor: ids the chain has used are not handed out again, even when
-# the newest rows were deleted outside the agent.
+# the newest rows were deleted outside the agent. ``AS anon_1`` here and ``OFFSET 0`` in _FIND_REQUEST are
+# SQLAlchemy's own compiled text, kept so that tests/journal/test_sql.py can compare the two texts exactly.
 _INSERT_COMMAND = Statement(f"""
     INSERT INTO commands ({", ".join(COMMAND_COLUMNS)})
     VALUES (max(:floor, (SELECT coalesce(max(commands.id), 0) + 1 AS anon_1 FROM commands)),
