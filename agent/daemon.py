@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import json
 import logging
 import os
@@ -87,6 +88,8 @@ WIPE_RETRY = 1.0
 PRUNE_AT = 1.02
 #: The reply nova never gets, rather than an error every few seconds: the reply path would be too long.
 UNWRITABLE = (errno.EINVAL, errno.ENAMETOOLONG, errno.E2BIG)
+#: Seconds after an error before timers run again and housekeeping rescans data/host.
+RETRY = 5.0
 #: Requests taken in together at most (group commit): enough to amortise a commit over a flood, few enough
 #: that the first reply of a flood does not wait for all of it.
 GROUP = 128
@@ -140,6 +143,8 @@ class Agent:
         self._started, self._start_row = time.monotonic(), 0
         #: Whether retention has more commands to remove (see ``prune``), and how many it removed so far.
         self._pruning, self._pruned = False, 0
+        #: No timer runs before this (``time.monotonic``): set after an error (see ``_retry_soon``).
+        self._timers_held_until = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -252,7 +257,12 @@ class Agent:
                 self._retry_soon()
 
     def _retry_soon(self) -> None:
-        self._next_housekeeping = min(self._next_housekeeping, time.monotonic() + 5.0)
+        """After an error: housekeeping (which rescans data/host) within RETRY seconds, and no timer before then,
+        so a timer whose work keeps failing (a full disk under a key exchange's expiry) is not run again at
+        once, in a loop that would fill the log."""
+        now = time.monotonic()
+        self._next_housekeeping = min(self._next_housekeeping, now + RETRY)
+        self._timers_held_until = now + RETRY
 
     def reload(self) -> None:
         """SIGHUP: reopen the log, and take on the configuration's new values where a running agent can."""
@@ -370,13 +380,21 @@ class Agent:
         for start in range(0, len(request_ids), GROUP):
             if self.should_exit:
                 return
-            self._handle_batch(request_ids[start:start + GROUP])
-        if self._journal().command_count() > self.config.max_commands * PRUNE_AT:
-            self.prune()
+            taken = self._handle_batch(request_ids[start:start + GROUP])
+            # A backlog of thousands must not take the journal far past its bound: past it, retention keeps
+            # pace, removing as many commands as the batch added (a few milliseconds) before the next batch.
+            removed = 0
+            while removed < taken and (self._pruning or
+                                       self._journal().command_count() > self.config.max_commands * PRUNE_AT):
+                count = self.prune()
+                removed += count
+                if not count:
+                    break
 
-    def _handle_batch(self, request_ids: list[str]) -> None:
+    def _handle_batch(self, request_ids: list[str]) -> int:
         """Journal the batch's new requests in one transaction, answering the pure ones in it; then deliver
-        those answers, run the other new commands one by one, and see to requests the journal already has."""
+        those answers, run the other new commands one by one, and see to requests the journal already has.
+        How many new commands the batch journaled."""
         journal = self._journal()
         answered: list[CommandRecord] = []
         received: list[tuple[CommandRecord, Request]] = []
@@ -402,17 +420,33 @@ class Agent:
                     received.append((record, request))
             # From here on nothing is taken in: a crash in the commit is no request's doing.
             self._intake().clear()
+        # Logged once committed: a line never names a command that a failed commit left out of the journal.
+        for record in (*answered, *(record for record, _ in received)):
+            log.info("request %s received: command %d %s", protocol.for_log(record.request_id), record.id,
+                     protocol.for_log(record.name) if record.name is not None else "(unnamed)")
         if answered or received:
             self.crash_point("after_received")
+        # One request XenStore refuses (a reply it will not take, a request it will not let go) must not hold
+        # up the others taken in with it: each goes on, and the first such error is raised at the end.
+        failures: list[XenStoreError] = []
+        steps: list[Callable[[], None]] = []
         if answered:
             self.crash_point("after_reply_journaled")
-            self.deliver(answered, fresh=True)
-        for record, request in received:
+            steps.append(lambda: self.deliver(answered, fresh=True))
+        steps += [functools.partial(self.execute, record, request, fresh=True) for record, request in received]
+        steps += [functools.partial(self._handle_known, journaled, body) for journaled, body in known]
+        for step in steps:
             if self.should_exit:
-                return  # journaled: the next start runs them (a stop asked for does not wait for their work)
-            self.execute(record, request, fresh=True)
-        for journaled, body in known:
-            self._handle_known(journaled, body)
+                break  # journaled: the next start finishes them (a stop asked for does not wait for their work)
+            try:
+                step()
+            except XenStoreUnavailable:
+                raise
+            except XenStoreError as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+        return len(answered) + len(received)
 
     def _handle_known(self, journaled: CommandRecord, body: bytes) -> None:
         """A request the journal already has (a re-sent one, or one an earlier process left)."""
@@ -476,11 +510,8 @@ class Agent:
             machine, value = REGISTRY[request.name], stored_value(REGISTRY[request.name], request.value)
         else:
             machine, value = Rejected, None if rejection is None else Rejected.journaled(rejection)
-        record = self._journal().receive(request.request_id, self.config.domain_path, request.name, machine.NAME,
-                                         request.digest, value, detail=self._receive_detail(request))
-        log.info("request %s received: command %d %s", protocol.for_log(request.request_id), record.id,
-                 protocol.for_log(request.name) if request.name is not None else "(unnamed)")
-        return record
+        return self._journal().receive(request.request_id, self.config.domain_path, request.name, machine.NAME,
+                                       request.digest, value, detail=self._receive_detail(request))
 
     def admit(self, request: Request) -> Request:
         """Attach the rejection of a command this agent does not run: unknown, or refused by the policy.
@@ -687,8 +718,9 @@ class Agent:
         own timer (a key exchange's expiry), a deferred wipe, more pruning (at once, after any requests)."""
         journal = self._journal()
         due = (machine.next_due(journal) for machine in REGISTRY.values())
-        return min(self._next_housekeeping, self._wipe_due(), *self._waiting.values(),
-                   *(d for d in due if d is not None), 0.0 if self._pruning else float("inf"))
+        soonest = min(self._next_housekeeping, self._wipe_due(), *self._waiting.values(),
+                      *(d for d in due if d is not None), 0.0 if self._pruning else float("inf"))
+        return max(soonest, self._timers_held_until)
 
     def _wipe_due(self) -> float:
         deferred = self._journal().wipe_deferred_at

@@ -296,9 +296,10 @@ def open_bundle(path: Path, trusted_keys: list[Ed25519PublicKey] | tuple[Ed25519
             manifest_bytes = _read(archive, by_name, MANIFEST, MAX_MANIFEST)
             if manifest_bytes is None:
                 raise ReleaseError(f"the bundle has no {MANIFEST}; is it an {NAME} release bundle?")
-            manifest = Manifest.from_bytes(manifest_bytes)
+            # The signature is checked before the manifest is parsed: an untrusted manifest gets no further.
             signature = _read(archive, by_name, SIGNATURE, 1024)
             signed_by = _check_signature(manifest_bytes, signature, trusted_keys, require_signature)
+            manifest = Manifest.from_bytes(manifest_bytes)
             expected = {MANIFEST, *([SIGNATURE] if signature is not None else []), *manifest.files}
             extra = sorted(set(by_name) - expected)
             if extra:

@@ -3,7 +3,9 @@ throw-away root. Daemon logic is tested here in milliseconds; the real-xenstored
 
 from __future__ import annotations
 
+import base64
 import errno
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +14,11 @@ from typing import Any
 import pytest
 
 from agent import config as agent_config
-from agent.daemon import Agent
+from agent.daemon import GROUP, Agent
 from agent.errors import JournalError, XenStoreError
 from agent.host import Host
 from agent.journal import Journal, retention
+from agent.machines import REGISTRY
 from agent.memstore import MemoryStore, MemoryXenStore
 from agent.platform.linux import Linux
 from agent.protocol import GUEST_DIR, HOST_DIR
@@ -193,3 +196,63 @@ def test_a_reply_refused_in_a_batch_leaves_the_others_delivered(memory_agent, me
     assert sorted(c.request_id for c in journal.commands()) == ["a", "b", "stuck"]
     assert not memory_guest.list(HOST_DIR)
     assert journal.verify().ok
+
+
+def test_a_timer_that_keeps_failing_is_not_run_in_a_tight_loop(memory_agent, memory_host: Host,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command type's timer whose journal write fails (a full disk under a key exchange's expiry) is tried
+    again only after a pause, not at once in a loop that fills the log; requests are answered meanwhile."""
+    calls: list[int] = []
+
+    def failing(_journal: object, _now: float) -> None:
+        calls.append(1)
+        raise JournalError("journal write failed (OperationalError): check the disk")
+
+    monkeypatch.setattr(REGISTRY["keyinit"], "next_due", classmethod(lambda cls, journal: 0.0))
+    monkeypatch.setattr(REGISTRY["keyinit"], "when_due", classmethod(lambda cls, journal, now: failing(journal, now)))
+    memory_agent(housekeeping_interval=3600)
+    for _ in range(20):
+        assert memory_host.raw('{"name": "version", "value": "agent"}', timeout=10)["returncode"] == "0"
+    assert 1 <= len(calls) <= 2, f"the failing timer ran {len(calls)} times"
+
+
+def test_a_reply_refused_for_good_does_not_hold_up_the_commands_taken_in_with_it(
+        memory_agent, memory_guest: MemoryXenStore, system_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pure command whose reply XenStore keeps refusing (EACCES on a node the host made) does not stop the
+    commands with effects taken in with it: they run and are answered."""
+    inject = json.dumps({"name": "injectfile", "value": base64.b64encode(b"/etc/held-up,no\n").decode()})
+    for request_id, body in (("bad", '{"name": "version", "value": "agent"}'), ("inj", inject),
+                             ("ver", '{"name": "version", "value": "agent"}')):
+        memory_guest.write(f"{HOST_DIR}/{request_id}", body)
+    real = MemoryXenStore.write_many
+
+    def refusing(self: MemoryXenStore, items: Any) -> list[XenStoreError | None]:
+        return [XenStoreError("XenStore refused write", errno.EACCES) if path.endswith("/bad")
+                else real(self, [(path, value)])[0] for path, value in items]
+
+    monkeypatch.setattr(MemoryXenStore, "write_many", refusing)
+    memory_agent(housekeeping_interval=3600)
+    wait_for(lambda: sorted(memory_guest.list(GUEST_DIR)) == ["inj", "ver"])
+    assert json.loads(memory_guest.read(f"{GUEST_DIR}/inj") or b"{}")["returncode"] == "0"
+    assert (system_root / "etc/held-up").read_text() == "no\n"
+
+
+def test_a_backlog_is_pruned_while_it_is_taken_in(memory_agent, memory_guest: MemoryXenStore, state_dir: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backlog of many times journal.max_commands is pruned between its batches, not only once all of it
+    is in: the journal never holds much more than the bound plus one batch."""
+    for n in range(700):
+        memory_guest.write(f"{HOST_DIR}/r{n:04}", '{"name": "version", "value": "agent"}')
+    sizes: list[int] = []
+    real = retention.prune
+
+    def watched(journal: Journal, *args: Any, **kwargs: Any) -> retention.Pruned:
+        sizes.append(journal.command_count())
+        return real(journal, *args, **kwargs)
+
+    monkeypatch.setattr(retention, "prune", watched)
+    memory_agent(max_commands=100, keep_min=10, housekeeping_interval=3600)
+    # Pruning takes the oldest replies out of data/guest with their commands: the host's side is what shows
+    # that every request was taken.
+    wait_for(lambda: not memory_guest.list(HOST_DIR), timeout=60)
+    assert sizes and max(sizes) <= 102 + GROUP, f"the journal grew to {max(sizes)} before it was pruned"

@@ -35,7 +35,8 @@ def test_the_measure_is_the_depth_the_parser_reaches(seed: int) -> None:
 @pytest.mark.parametrize("text", [
     "[" * 100_000,
     '{"a":' * 100_000,
-    '["' + "[" * 100_000,  # an unterminated string: the brackets before it still count
+    "[" * 40 + '"' + "[" * 100_000,  # an unterminated string: the brackets before it still count
+    "[" * 40 + '"' + '\\"' * 100_000,  # full of escaped quotes, which once made the measure quadratic
     "[" * 40 + '"' + "]" * 40,
 ])
 def test_text_far_deeper_than_the_interpreter_allows_is_refused_without_recursing(text: str) -> None:

@@ -402,8 +402,12 @@ def _run_alembic(database: Path, current: str | None, revision: str) -> None:
             raise JournalError(f"{failure}: {type(exc).__name__}: {exc}") from exc
     else:
         package_root = Path(__file__).resolve().parents[2]
-        result = subprocess.run([sys.executable, "-c", _CHILD, str(package_root), str(database), revision],
-                                stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+        try:
+            result = subprocess.run([sys.executable, "-c", _CHILD, str(package_root), str(database), revision],
+                                    stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+        except OSError as exc:  # no interpreter to start (sys.executable missing or empty)
+            raise JournalError(f"{failure}: cannot start {sys.executable or 'a Python interpreter'} to run the "
+                               f"migration ({exc.strerror or exc}); start the agent with a Python that exists") from exc
         if result.returncode != 0:
             lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
             raise JournalError(f"{failure}: {lines[-1] if lines else f'exit status {result.returncode}'}")
