@@ -1,8 +1,10 @@
 """Pre-fill an agent journal offline with answered, delivered `version` commands, through the agent's own API.
 
 Each command is written as the agent journals a `version` request: ``Journal.receive`` (state received),
-``Journal.transition`` "answer" to "done" with its reply, ``Journal.mark_replied`` (delivered), so that the
-journal's chain, seals and counts are the agent's own. ``--batch`` commands share one transaction
+``Journal.transition`` "answer" to "done" with its reply, ``Journal.mark_replied`` (delivered), and its reply's
+collection from data/guest (``retention.mark_replies_removed``), as housekeeping leaves every command but the
+newest few minutes' in a journal that has run a while; so that the journal's chain, seals, counts and indexes
+are the agent's own. ``--batch`` commands share one transaction
 (``Journal.batch``, group commit) when the journal has it; otherwise each write commits on its own (slow).
 Appends to an existing journal. No agent may run on the directory meanwhile.
 
@@ -21,7 +23,7 @@ import uuid
 from pathlib import Path
 
 from agent import __version__
-from agent.journal import Journal
+from agent.journal import Journal, retention
 
 BODY = json.dumps({"name": "version", "value": "agent"}).encode()
 
@@ -29,11 +31,13 @@ BODY = json.dumps({"name": "version", "value": "agent"}).encode()
 def fill(journal: Journal, commands: int, domain: str) -> None:
     digest = hashlib.sha256(BODY).hexdigest()
     reply = {"returncode": "0", "message": __version__}
+    delivered: list[int] = []
     for _ in range(commands):
         record = journal.receive(str(uuid.uuid4()), domain, "version", "version", digest, json.dumps("agent"),
                                  detail={"digest": digest[:16]})
         record = journal.transition(record, "answer", "done", detail={"asked": "agent"}, reply=reply)
-        journal.mark_replied(record)
+        delivered.append(journal.mark_replied(record).id)
+    retention.mark_replies_removed(journal, delivered)
 
 
 def main() -> None:
