@@ -541,15 +541,13 @@ class XenStore(Connection):
         return values
 
     def write_many(self, items: Sequence[tuple[str, str]]) -> builtins.list[XenStoreError | None]:
-        encoded: builtins.list[tuple[str, bytes]] = []
+        sent: builtins.list[tuple[str, bytes]] = []
         refusals: dict[int, XenStoreError] = {}
         for index, (path, value) in enumerate(items):
             try:
-                encoded.append((path, ascii_value(self.absolute(path), value)))
+                sent.append((path, ascii_value(self.absolute(path), value)))
             except XenStoreError as exc:
                 refusals[index] = exc
-                encoded.append((path, b"\x00"))  # a placeholder, never sent
-        sent = [item for index, item in enumerate(encoded) if index not in refusals]
         answers = iter(self._pipelined("write", Op.WRITE, sent))
         return [refusals[index] if index in refusals else _failure(next(answers)) for index in range(len(items))]
 
