@@ -593,13 +593,13 @@ class Agent:
         answerable = [r for r in records if protocol.answerable(r.request_id)]  # if not, take_in said so already
         outcomes = self.xenstore.write_many([(f"{GUEST_DIR}/{r.request_id}", protocol.encode(r.reply or {}))
                                              for r in answerable])
-        written = {r.id for r, error in zip(answerable, outcomes, strict=True) if error is None}
+        written: set[int] = set()
         failure: XenStoreError | None = None
         stuck: set[int] = set()
         for record, error in zip(answerable, outcomes, strict=True):
             if error is None:
-                continue
-            if error.code in UNWRITABLE:
+                written.add(record.id)
+            elif error.code in UNWRITABLE:
                 # Retrying could never succeed; an error every few seconds forever would help nobody.
                 log.warning("the reply to request %s cannot be written (%s); removing the request unanswered",
                             protocol.for_log(record.request_id), error)
