@@ -103,9 +103,14 @@ class _StaleHead(Exception):
     """The head seal is not what this handle remembered: reload it and journal the command again."""
 
 
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception: the one SQLAlchemy wraps (its ``orig``), or ``exc`` itself."""
+    return getattr(exc, "orig", None) or exc
+
+
 def _cause(exc: BaseException) -> str:
     """The driver's own message, without SQLAlchemy's statement text and links."""
-    cause = getattr(exc, "orig", None) or exc
+    cause = _driver_error(exc)
     return f"{type(cause).__name__}: {cause}"
 
 
@@ -206,7 +211,7 @@ class Journal:
         return self._conn
 
     def write_failed(self, exc: BaseException) -> JournalError:
-        cause = getattr(exc, "orig", None) or exc
+        cause = _driver_error(exc)
         return JournalError(f"journal write failed ({type(cause).__name__}): check the disk and permissions "
                             f"of {self.path}")
 
