@@ -52,9 +52,10 @@ def cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
             out.flush()
             if args.demo:
                 return _demo(sandbox, out)
-            out.write("Press Ctrl-C to stop.\n")
-            out.flush()
             try:
+                # Inside the try: a signal can arrive as soon as the line is out, before the next statement.
+                out.write("Press Ctrl-C to stop.\n")
+                out.flush()
                 while sandbox.agent_exited() is None:
                     time.sleep(0.5)
             except KeyboardInterrupt:
