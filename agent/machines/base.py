@@ -143,15 +143,15 @@ class Command:
             rolls_back = any(t["trigger"] == ROLL_BACK and state in _sources(t) for t in table)
             if policy == ROLL_BACK and not rolls_back:
                 raise TypeError(f"{cls.__name__}: {state!r} rolls back on recovery but has no 'rollback' transition")
-        for trigger in {t["trigger"] for t in table}:
-            # transitions would skip binding a trigger whose name the model already has, and calling it would
-            # then run that attribute instead of the transition.
-            if any(trigger in vars(klass) for klass in cls.__mro__):
-                raise TypeError(f"{cls.__name__}: trigger {trigger!r} collides with an attribute of the class")
         # queued: a trigger fired from a callback waits for that callback to return. The queue belongs to
-        # the machine, which every command of the type shares, so ``_attached`` lets one command of a type
-        # run at a time in a process (the daemon runs one anyway; tests run agents in threads).
-        cls._machine = Machine(model=None, states=cls.states(), transitions=table, initial=cls.STATES[0],
+        # the machine, which every command of the type shares, so ``_one_at_a_time`` lets one command of a
+        # type run at a time in a process (the daemon runs one anyway; tests run agents in threads).
+        # A command is never added to the machine as a model: it fires the machine's events on itself
+        # (``advance``), so the states name their ``on_enter_<state>`` callbacks here, once, where adding
+        # and removing each command as a model would look for them (and bind every trigger) per command.
+        states = [{"name": state, "on_enter": [f"on_enter_{state}"]} if hasattr(cls, f"on_enter_{state}")
+                  else state for state in cls.states()]
+        cls._machine = Machine(model=None, states=states, transitions=table, initial=cls.STATES[0],
                                auto_transitions=False, send_event=True, queued=True,
                                model_attribute="journaled_state", before_state_change="_journal")
         cls._running = threading.RLock()
@@ -241,9 +241,11 @@ class Command:
         From inside a callback the trigger is queued: it is taken when the callback returns, so it must be the
         callback's last act.
         """
-        with self._attached():
-            self.trigger(trigger, detail=detail, data=data, reply=reply,  # type: ignore[attr-defined]
-                         records=records)
+        event = self._machine.events.get(trigger)
+        if event is None:
+            raise MachineError(f"the {self.NAME} machine has no trigger {trigger!r}")
+        with self._one_at_a_time():
+            event.trigger(self, detail=detail, data=data, reply=reply, records=records)
 
     def finish(self, trigger: str, returncode: str, message: str, detail: dict[str, Any] | None = None,
                records: RecordWrite | None = None) -> None:
@@ -266,7 +268,7 @@ class Command:
         propagate: the daemon cannot record or deliver anything without them.
         """
         self.waiting = None
-        with self._attached(), self._contained():
+        with self._one_at_a_time(), self._contained():
             if self.finished:
                 return
             rejection = self.ctx.request.rejection
@@ -294,7 +296,7 @@ class Command:
         The reply must say what actually happened: a machine whose work may be done by now overrides
         ``on_give_up`` to find out. Contained like ``run``: giving up itself never stops the agent.
         """
-        with self._attached(), self._contained():
+        with self._one_at_a_time(), self._contained():
             if not self.finished:
                 self.on_give_up(attempts)
 
@@ -307,18 +309,11 @@ class Command:
         return f"Agent command '{self.NAME}' was interrupted {attempts - 1} times"
 
     @contextlib.contextmanager
-    def _attached(self) -> Iterator[None]:
-        """This command joins its type's machine while it runs, and leaves it after (the machine is shared by
-        every command of the type, so it must not keep finished ones)."""
-        if any(model is self for model in self._machine.models):
-            yield
-            return
+    def _one_at_a_time(self) -> Iterator[None]:
+        """Run while no other command of this type runs in the process: they share the machine and its queue
+        of triggers. Re-entrant, for the triggers a callback fires."""
         with self._running:
-            self._machine.add_model(self, initial=self.journaled_state)
-            try:
-                yield
-            finally:
-                self._machine.remove_model(self)
+            yield
 
     @contextlib.contextmanager
     def _contained(self) -> Iterator[None]:

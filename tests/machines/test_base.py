@@ -106,7 +106,8 @@ def test_replay_each_event_and_its_journal_row(journal: Journal) -> None:
 
 
 @pytest.mark.parametrize(("state", "event"), [("received", "complete"), ("received", "undone"),
-                                              ("done", "start"), ("done", "fail"), ("failed", "fail")])
+                                              ("received", "no-such-trigger"), ("done", "start"),
+                                              ("done", "fail"), ("failed", "fail")])
 def test_illegal_event_leaves_state_unchanged(journal: Journal, state: str, event: str) -> None:
     """An event not allowed from the current state raises, and neither the model nor the journal moves."""
     command = new_command(journal, None if state == "received" else state)
@@ -214,16 +215,27 @@ def test_every_state_needs_a_recovery_policy() -> None:
 
 
 @pytest.mark.parametrize("trigger", ["finish", "state", "data", "run"])
-def test_a_trigger_that_collides_with_an_attribute_is_refused(trigger: str) -> None:
-    """A trigger named like an attribute of the class (which transitions would silently not bind) is an error
-    when the class is defined."""
-    with pytest.raises(TypeError, match=f"trigger '{trigger}' collides"):
-        class Colliding(Command):
-            NAME = "colliding"
-            STATES = ["received", "done"]
-            TERMINAL = frozenset({"done"})
-            TRANSITIONS = [{"trigger": trigger, "source": "received", "dest": "done"}]
-            RECOVERY = {"received": RESUME}
+def test_a_trigger_named_like_an_attribute_takes_its_transition(journal: Journal, trigger: str) -> None:
+    """Triggers are fired on the machine, not bound onto the command, so one named like an attribute of the
+    class neither hides that attribute nor is hidden by it."""
+
+    class Named(Command):
+        NAME = "named"
+        STATES = ["received", "done"]
+        TERMINAL = frozenset({"done"})
+        TRANSITIONS = [{"trigger": trigger, "source": "received", "dest": "done"}]
+        RECOVERY = {"received": RESUME}
+
+        def on_enter_received(self, event: Event) -> None:
+            self.finish(trigger, "0", "named")
+
+    record = journal.receive("req-named", "/local/domain/5", "named", "named", "d" * 64, None)
+    command = Named(record, Context(journal, Config(), Request("req-named", "named", None, "d" * 64)))
+    command.run()
+    assert command.state == "done"
+    assert journal.get(record.id).reply == {"returncode": "0", "message": "named"}
+    assert [(t.trigger, t.dest) for t in journal.transitions(record.id)] == [("receive", "received"),
+                                                                            (trigger, "done")]
 
 
 def test_terminal_states_must_be_states() -> None:
