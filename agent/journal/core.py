@@ -132,7 +132,8 @@ class Journal:
         self.wipe_deferred_at: float | None = None
         # The chain's newest command (id, genesis), as this process last wrote or read it.
         self._head: tuple[int, str] | None = None
-        self._count: int | None = None
+        # The journal's tally (``seals.Tally``), as this process last wrote or read it.
+        self._tally: seals.Tally | None = None
         #: What a command type's records module keeps in memory for this handle (exchange deadlines, say),
         #: by module name; see ``agent.journal.exchanges``.
         self.cache: dict[str, Any] = {}
@@ -227,6 +228,7 @@ class Journal:
                 result = work(driver)
                 driver.execute("COMMIT")
             except BaseException:
+                self._tally = None  # the seal rolled back with the write: read it again
                 if driver.in_transaction:
                     driver.execute("ROLLBACK")
                 raise
@@ -240,6 +242,7 @@ class Journal:
             try:
                 result = work(driver)
             except BaseException:
+                self._tally = None  # the seal rolled back with the write: read it again
                 # A full disk or an I/O error can make SQLite roll the whole transaction back itself: then
                 # there is no savepoint left to undo, and the write's own error is the one to report.
                 with contextlib.suppress(sqlite3.Error):
@@ -290,7 +293,7 @@ class Journal:
                 if driver.in_transaction:
                     driver.execute("ROLLBACK")
                 # What this handle remembers of the chain may be ahead of the journal now: read it again.
-                self._head, self._count = None, None
+                self._head, self._tally = None, None
                 raise self.write_failed(exc) from exc
             finally:
                 if not durable:
@@ -375,9 +378,11 @@ class Journal:
             "name": storable_or_none(name), "machine": storable(machine), "value": storable_or_none(value),
             "digest": storable(digest), "received_at": at}
         head: list[tuple[int, str]] = []
+        tallied: list[seals.Tally] = []
 
         def work(cursor: sqlite3.Connection) -> CommandRecord:
             head_id, link = self._head or self._load_head(cursor)
+            before = self._tally or seals.tally(cursor)
             values: dict[str, Any] = {
                 **identity, "state": "received", "attempts": 1, "updated_at": at, "finished_at": None,
                 "reply_code": None, "reply_message": None, "replied_at": None, "reply_removed_at": None,
@@ -391,6 +396,8 @@ class Journal:
                                       "new": seals.head_text(command_id, genesis)}).rowcount != 1:
                 raise _StaleHead
             head.append((command_id, genesis))
+            tallied.append(seals.put_tally(cursor, seals.Tally(before.count + 1, before.oldest or command_id,
+                                                               command_id)))
             return created
 
         try:
@@ -402,9 +409,7 @@ class Journal:
             except _StaleHead:
                 raise JournalError("the journal's command chain keeps moving under this agent: is another "
                                    f"agent writing {self.path}?") from None
-        self._head = head[-1]
-        if self._count is not None:
-            self._count += 1
+        self._head, self._tally = head[-1], tallied[-1]
         return created
 
     def transition(self, record: CommandRecord, trigger: str, dest: str, detail: dict[str, Any] | None = None,
@@ -543,16 +548,27 @@ class Journal:
         return int(self.query("SELECT max(id) AS id FROM transitions")[0]["id"] or 0)
 
     def command_count(self) -> int:
-        """How many commands the journal holds (counted once, then kept by this handle's receives and
-        prunes): the daemon prunes as soon as a flood takes it past ``journal.max_commands``."""
-        if self._count is None:
-            self._count = int(self.query("SELECT count(*) AS n FROM commands")[0]["n"])
-        return self._count
+        """How many commands the journal holds: read from its ``count`` seal once (counted only when the seal
+        is missing or stale), then kept by this handle's receives and prunes. The daemon prunes as soon as a
+        flood takes it past ``journal.max_commands``; a journal of a million commands is never counted on a
+        request's path."""
+        if self._tally is None:
+            try:
+                self._tally = seals.tally(self.driver)
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal read failed ({_cause(exc)}) in {self.path}") from exc
+        return self._tally.count
 
-    def forget(self, count: int) -> None:
-        """Retention removed ``count`` commands: keep the count right."""
-        if self._count is not None:
-            self._count -= count
+    def forget(self, cursor: sqlite3.Connection, count: int) -> None:
+        """Retention has just removed ``count`` commands, never the newest, in the transaction of ``cursor``:
+        keep the tally right, in the same transaction."""
+        oldest, newest = cursor.execute("SELECT coalesce((SELECT min(id) FROM commands), 0), "
+                                        "coalesce((SELECT max(id) FROM commands), 0)").fetchone()
+        if self._tally is not None and self._tally.newest == newest:
+            remaining = self._tally.count - count
+        else:  # not read before the removal: count what is left
+            remaining = int(cursor.execute("SELECT count(*) FROM commands").fetchone()[0])
+        self._tally = seals.put_tally(cursor, seals.Tally(remaining, int(oldest), int(newest)))
 
     def predecessor(self) -> Predecessor | None:
         """The broken journal this one replaced when it was created, if it replaced one."""

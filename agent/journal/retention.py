@@ -103,11 +103,10 @@ def prune(journal: Journal, finished_before: str, keep_min: int, max_commands: i
         if doomed:
             _anchor_survivors(cursor, doomed)
             _delete_commands(cursor, doomed)
+            journal.forget(cursor, len(doomed))
         return Pruned(len(doomed), tuple(replies), more)
 
-    pruned = journal.transaction(work)
-    journal.forget(pruned.count)
-    return pruned
+    return journal.transaction(work)
 
 
 def _anchor_survivors(cursor: sqlite3.Connection, doomed: list[int]) -> None:

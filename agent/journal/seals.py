@@ -8,6 +8,10 @@
   transaction as every write to the table (``change``), so ``journal verify`` sees an edited, added or
   removed row. A command type declares its table with ``SealedTable`` and registers it with ``register``.
 - ``predecessor``: the note of a broken journal this one replaced.
+- ``count``: how many commands the journal holds, with its oldest and newest command ids
+  (``count:oldest:newest``), updated in the transaction that journals or removes commands. Retention reads it
+  instead of counting a large journal; it is trusted only while both ids still match the table, so a count
+  that a release without it (after a rollback) let go stale is recounted once.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ HEAD = "head"
 ANCHORS = "anchors"
 ANCHOR_PREFIX = "anchor:"
 PREDECESSOR = "predecessor"
+COUNT = "count"
 _MODULUS = 1 << 256
 
 UPSERT = Statement('INSERT INTO seals ("key", value) VALUES (:key, :value) '
@@ -42,6 +47,37 @@ def digest_text(total: int) -> str:
 
 def head_text(command_id: int, link: str) -> str:
     return f"{command_id}:{link}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Tally:
+    """How many commands the journal holds, and its oldest and newest command ids (0 when it holds none)."""
+
+    count: int
+    oldest: int
+    newest: int
+
+    def text(self) -> str:
+        return f"{self.count}:{self.oldest}:{self.newest}"
+
+
+def tally(cursor: sqlite3.Connection) -> Tally:
+    """The journal's tally: from the ``count`` seal when its ids are still the table's oldest and newest (two
+    index lookups), else counted (the seal is missing, edited, or stale)."""
+    oldest, newest = cursor.execute("SELECT coalesce((SELECT min(id) FROM commands), 0), "
+                                    "coalesce((SELECT max(id) FROM commands), 0)").fetchone()
+    try:
+        count, sealed_oldest, sealed_newest = map(int, (read(cursor, COUNT) or "").split(":"))
+    except ValueError:
+        count, sealed_oldest, sealed_newest = -1, -1, -1
+    if (sealed_oldest, sealed_newest) != (oldest, newest) or count < 0:
+        count = int(cursor.execute("SELECT count(*) FROM commands").fetchone()[0])
+    return Tally(count, int(oldest), int(newest))
+
+
+def put_tally(cursor: sqlite3.Connection, new: Tally) -> Tally:
+    UPSERT(cursor, {"key": COUNT, "value": new.text()})
+    return new
 
 
 def anchor_hash(command_id: int, link: str) -> int:

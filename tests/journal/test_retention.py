@@ -177,6 +177,52 @@ def test_command_count_follows_receives_and_prunes(journal: Journal, clock: Cloc
     assert journal.command_count() == 5 == len(journal.commands())
 
 
+def _counts(path: Path) -> tuple[int, list[str]]:
+    """A new handle's command count, and the statements it ran to learn it."""
+    statements: list[str] = []
+    fresh = Journal.open(path)
+    try:
+        fresh.driver.set_trace_callback(statements.append)
+        return fresh.command_count(), statements
+    finally:
+        fresh.close()
+
+
+def test_a_new_handle_reads_the_count_from_its_seal_without_counting(journal: Journal, tmp_path: Path,
+                                                                     clock: Clock) -> None:
+    """The count survives the process in the ``count`` seal, kept in the transactions that receive and prune:
+    a new handle (a restarted agent) learns it from two index lookups, never a scan of a large journal."""
+    for n in range(12):
+        version_command(journal, f"r{n}")
+    retention.prune(journal, cutoff(clock), keep_min=3, max_commands=5)
+    version_command(journal, "after the prune")
+    count, statements = _counts(tmp_path)
+    assert count == 6 == len(journal.commands())
+    assert not [statement for statement in statements if "count(" in statement.lower()]
+
+
+@pytest.mark.parametrize("change", ["older release added one", "older release pruned", "seal edited",
+                                    "seal removed"])
+def test_a_count_seal_that_no_longer_fits_is_counted_again(journal: Journal, tmp_path: Path, change: str) -> None:
+    """A seal whose ids are no longer the journal's oldest and newest (a release without the seal wrote after
+    a rollback), or that was edited or removed, is not trusted: the count comes from the table."""
+    for n in range(5):
+        version_command(journal, f"r{n}")
+    with journal.driver as connection:
+        if change == "older release added one":
+            connection.execute("INSERT INTO commands (id, request_id, domain_path, machine, digest, state, attempts, "
+                               "received_at, updated_at, last_seq, last_hash) SELECT max(id) + 1, 'old', '', "
+                               "'version', 'd', 'received', 1, 'now', 'now', 0, '' FROM commands")
+        elif change == "older release pruned":
+            connection.execute("DELETE FROM commands WHERE id = (SELECT min(id) FROM commands)")
+        elif change == "seal edited":
+            connection.execute("UPDATE seals SET value = 'many' WHERE key = 'count'")
+        else:
+            connection.execute("DELETE FROM seals WHERE key = 'count'")
+    expected = {"older release added one": 6, "older release pruned": 4}.get(change, 5)
+    assert _counts(tmp_path)[0] == expected
+
+
 @pytest.mark.parametrize("reason", ["age", "size"])
 def test_pruning_goes_in_small_batches_and_the_chain_holds_after_each(journal: Journal, clock: Clock,
                                                                       reason: str) -> None:
