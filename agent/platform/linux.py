@@ -7,16 +7,26 @@ given, because PAM's configuration is not inside DIR; the method is taken from D
 ``password_is`` finds the hash where login finds it (pam_unix): the ``/etc/passwd`` field, or, when that
 field is ``x``, the account's ``/etc/shadow`` entry. chpasswd writes there too: into the shadow entry when
 the account has one (or its passwd field is ``x``), into ``/etc/passwd`` when there is no shadow file.
+
+chpasswd refuses to run while ``/etc/passwd.lock`` names a live process ("cannot lock /etc/passwd; try again
+later"). That process can be a chpasswd of the agent's own that died with it and is not reaped yet, found
+when the restarted agent resumes the password: the call is tried again for up to ``LOCK_WAIT`` seconds.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+from agent.errors import PlatformError
 from agent.platform.base import account_field, check_user, crypt_matches, run_tool
 
 CRYPT_METHODS = ("DES", "MD5", "SHA256", "SHA512", "BCRYPT", "YESCRYPT")
 DEFAULT_CRYPT_METHOD = "SHA512"
+#: How long a password change waits for another process's lock on the account files (seconds).
+LOCK_WAIT = 10.0
+#: What shadow-utils says when it cannot take that lock.
+_LOCKED = "cannot lock"
 
 
 def crypt_method(root: str) -> str:
@@ -50,7 +60,16 @@ class Linux:
 
     def set_password(self, user: str, password: str) -> None:
         check_user(user)
-        run_tool(self.command(), f"{user}:{password}\n", password, "passwd")
+        deadline, pause = time.monotonic() + LOCK_WAIT, 0.05
+        while True:
+            try:
+                run_tool(self.command(), f"{user}:{password}\n", password, "passwd")
+                return
+            except PlatformError as exc:
+                if _LOCKED not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     def password_is(self, user: str, password: str) -> bool | None:
         """Whether ``user``'s hash under the root is crypt(3) of ``password``.

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.errors import PlatformError
-from agent.platform import base
+from agent.platform import base, linux
 from agent.platform.linux import Linux, crypt_method
 from agent.sandbox import make_guest_root
 from tests.system import password_matches, shadow_hash
@@ -28,6 +30,54 @@ def test_sets_password_inside_root(tmp_path: Path, method: str | None, prefix: s
     assert password_matches(PASSWORD, hashed)
     assert not password_matches("wrong", hashed)
     assert shadow_hash(root, "root") == "*", "another account was changed"
+
+
+def _holding_the_lock(root: Path) -> subprocess.Popen[bytes]:
+    """A live process named in ``/etc/passwd.lock``, as a chpasswd killed with the agent and not reaped yet."""
+    holder = subprocess.Popen(["sleep", "60"])
+    (root / "etc/passwd.lock").write_text(str(holder.pid))
+    return holder
+
+
+def test_a_held_account_lock_is_waited_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """chpasswd refused by a live lock holder is run again once the holder is gone: the password is set."""
+    root = make_guest_root(tmp_path / "root")
+    holder = _holding_the_lock(root)
+    refused = threading.Event()
+    real = linux.run_tool
+
+    def observed(*args: Any, **kwargs: Any) -> str:
+        try:
+            return real(*args, **kwargs)
+        except PlatformError as exc:
+            if "cannot lock" in str(exc):
+                refused.set()
+            raise
+
+    monkeypatch.setattr(linux, "run_tool", observed)
+    with ThreadPoolExecutor(1) as pool:
+        setting = pool.submit(Linux(str(root)).set_password, "cloud", PASSWORD)
+        try:
+            assert refused.wait(30), "chpasswd was never refused by the lock"
+        finally:
+            holder.kill()
+            holder.wait()
+        setting.result(timeout=60)
+    assert password_matches(PASSWORD, shadow_hash(root, "cloud"))
+
+
+def test_a_lock_held_past_the_wait_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lock still held after LOCK_WAIT is a PlatformError quoting chpasswd, and nothing was changed."""
+    root = make_guest_root(tmp_path / "root")
+    monkeypatch.setattr(linux, "LOCK_WAIT", 0.2)
+    holder = _holding_the_lock(root)
+    try:
+        with pytest.raises(PlatformError, match=r"chpasswd failed with exit status 1: .*cannot lock /etc/passwd"):
+            Linux(str(root)).set_password("cloud", PASSWORD)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not password_matches(PASSWORD, shadow_hash(root, "cloud"))
 
 
 def test_password_is_never_in_argv(tmp_path: Path) -> None:
