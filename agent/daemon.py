@@ -83,6 +83,9 @@ RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 #: Seconds between retries of a wipe a reader held off: a wiped secret must not wait for housekeeping
 #: (minutes) to leave the WAL.
 WIPE_RETRY = 1.0
+#: Replies one ``collect_more`` removes from data/guest at most: one pipelined XenStore call and one short
+#: transaction.
+COLLECT_PER_CALL = 128
 #: During a flood the journal is pruned on the spot once it holds this many times ``journal.max_commands``
 #: (housekeeping prunes it to the limit every few minutes anyway).
 PRUNE_AT = 1.02
@@ -143,6 +146,10 @@ class Agent:
         self._started, self._start_row = time.monotonic(), 0
         #: Whether retention has more commands to remove (see ``prune``), and how many it removed so far.
         self._pruning, self._pruned = False, 0
+        #: The bounds of a reply collection with more replies to remove (see ``collect_replies``), else None;
+        #: and how many it removed so far.
+        self._collecting: tuple[int, str] | None = None
+        self._collected = 0
         #: No timer runs before this (``time.monotonic``): set after an error (see ``_retry_soon``).
         self._timers_held_until = 0.0
 
@@ -715,11 +722,13 @@ class Agent:
 
     def _next_timer(self) -> float:
         """When the main loop must wake without an event: housekeeping, a waiting command, a command type's
-        own timer (a key exchange's expiry), a deferred wipe, more pruning (at once, after any requests)."""
+        own timer (a key exchange's expiry), a deferred wipe, more collecting or pruning (at once, after any
+        requests)."""
         journal = self._journal()
         due = (machine.next_due(journal) for machine in REGISTRY.values())
         soonest = min(self._next_housekeeping, self._wipe_due(), *self._waiting.values(),
-                      *(d for d in due if d is not None), 0.0 if self._pruning else float("inf"))
+                      *(d for d in due if d is not None),
+                      0.0 if self._pruning or self._collecting else float("inf"))
         return max(soonest, self._timers_held_until)
 
     def _wipe_due(self) -> float:
@@ -737,6 +746,8 @@ class Agent:
             self.housekeeping()
         else:
             self.command_timers()
+            if self._collecting:
+                self.collect_more()
             if self._pruning:
                 self.prune()
 
@@ -769,7 +780,9 @@ class Agent:
 
         A reply goes ``replies.max_age`` after its delivery by the monotonic clock, which no setting of the
         wall clock moves. Replies an earlier process delivered go by the wall clock (the only one that spans
-        processes), or once this process has itself run ``replies.max_age``.
+        processes), or once this process has itself run ``replies.max_age``. ``COLLECT_PER_CALL`` go per call,
+        as retention's batches do: the main loop takes the rest on its next turns, after any waiting request,
+        so the replies of a flood never hold a request up.
         """
         journal = self._journal()
         max_age = self.config.reply_max_age
@@ -778,13 +791,26 @@ class Agent:
             by_earlier = iso(datetime.max.replace(tzinfo=UTC))  # all of them: they are older than this process
         else:
             by_earlier = iso(wall_clock() - timedelta(seconds=max_age))
-        old = retention.replies_to_collect(journal, by_this_process, by_earlier, self._start_row)
-        for record in old:
-            self.xenstore.delete(f"{GUEST_DIR}/{record.request_id}")
-        retention.mark_replies_removed(journal, [r.id for r in old])
-        if old:
-            log.info("removed %d old replies from %s", len(old), GUEST_DIR)
-        return len(old)
+        self._collecting = (by_this_process, by_earlier)
+        return self.collect_more()
+
+    def collect_more(self) -> int:
+        """One batch of the reply collection ``collect_replies`` started: how many replies it removed."""
+        assert self._collecting is not None
+        (upto, earlier), journal = self._collecting, self._journal()
+        self._collecting = None  # a batch that fails is tried again by housekeeping, not in a tight loop
+        old = retention.replies_to_collect(journal, upto, earlier, self._start_row, limit=COLLECT_PER_CALL + 1)
+        batch = old[:COLLECT_PER_CALL]
+        if batch:
+            self.xenstore.delete_many([f"{GUEST_DIR}/{record.request_id}" for record in batch])
+            retention.mark_replies_removed(journal, [record.id for record in batch])
+        self._collected += len(batch)
+        if len(old) > len(batch):
+            self._collecting = (upto, earlier)
+        elif self._collected:
+            log.info("removed %d old replies from %s", self._collected, GUEST_DIR)
+            self._collected = 0
+        return len(batch)
 
     def _delivered_before(self, moment: float, newest_row: int) -> int:
         """The newest transition row journaled before the monotonic time ``moment`` (as far as the marks

@@ -6,11 +6,13 @@ import contextlib
 import json
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from agent import __version__
+from agent import daemon as daemon_module
 from agent.host import Host
 from agent.protocol import GUEST_DIR, HOST_DIR, encode
 from agent.xenstore import XenStore
@@ -138,6 +140,22 @@ def test_old_replies_are_collected_and_others_left(run_agent, guest: XenStore, h
     host.raw('{"name": "version"}', timeout=10, request_id=request_id)
     wait_for(lambda: not guest.exists(f"{GUEST_DIR}/{request_id}"))
     assert guest.exists(f"{GUEST_DIR}/not-ours")
+
+
+def test_many_old_replies_are_collected_in_batches(run_agent, guest: XenStore, host: Host, state_dir: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood's replies go COLLECT_PER_CALL at a time, each batch one transaction, until none is left."""
+    monkeypatch.setattr(daemon_module, "COLLECT_PER_CALL", 3)
+    run_agent(reply_max_age=0.3, housekeeping_interval=0.2)
+    request_ids = [str(uuid.uuid4()) for _ in range(10)]
+    for request_id in request_ids:
+        host.raw('{"name": "version"}', timeout=10, request_id=request_id)
+    wait_for(lambda: not any(guest.exists(f"{GUEST_DIR}/{request_id}") for request_id in request_ids))
+    journal = open_journal(state_dir)
+    batches = Counter(t.at for command in journal.commands() for t in journal.transitions(command.id)
+                      if t.trigger == "collect")
+    assert sum(batches.values()) == 10
+    assert max(batches.values()) <= 3 and len(batches) >= 4
 
 
 def test_replies_younger_than_max_age_stay(run_agent, guest: XenStore, host: Host) -> None:

@@ -33,17 +33,19 @@ class Pruned:
 PER_CALL = 16
 
 
-def replies_to_collect(journal: Journal, delivered_upto: int, earlier: str, start_row: int) -> list[CommandRecord]:
-    """Commands whose reply is still in data/guest and old enough to remove: delivered at or before transition
-    row ``delivered_upto``, or delivered by an earlier process (at or before ``start_row``) before the
-    wall-clock time ``earlier``."""
+def replies_to_collect(journal: Journal, delivered_upto: int, earlier: str, start_row: int,
+                       limit: int = -1) -> list[CommandRecord]:
+    """Commands whose reply is still in data/guest and old enough to remove, oldest first, at most ``limit``
+    (-1: all): delivered at or before transition row ``delivered_upto``, or delivered by an earlier process (at
+    or before ``start_row``) before the wall-clock time ``earlier``."""
     # The command's last transition is its delivery: its row id places the delivery in time.
     return journal.command_records(
         f"{SELECT_COMMANDS} JOIN transitions AS last "
         "ON last.command_id = commands.id AND last.seq = commands.last_seq "
         "WHERE commands.replied_at IS NOT NULL AND commands.reply_removed_at IS NULL AND last.\"trigger\" = 'deliver' "
         "AND (last.id <= :upto OR (last.id <= :start_row AND commands.replied_at < :earlier)) "
-        "ORDER BY commands.id", {"upto": delivered_upto, "start_row": start_row, "earlier": earlier})
+        "ORDER BY commands.id LIMIT :limit",
+        {"upto": delivered_upto, "start_row": start_row, "earlier": earlier, "limit": limit})
 
 
 def mark_replies_removed(journal: Journal, command_ids: list[int]) -> None:
