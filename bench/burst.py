@@ -5,8 +5,10 @@
              and to the moment every reply is present (goal <= 1.0 s for 1,000)
     flood    with the agent running and ready, FLOOD requests are written as fast as WRITERS clients can (one
              pyxs connection each, in threads): drain rate = requests answered per second from the first
-             write to the last reply (goal >= 2,000 req/s). The bare echo responder's rate for the same flood
-             is printed as the floor.
+             write to the last reply (goal >= 2,000 req/s). Two floors are printed for the same flood: the
+             bare echo responder (one request at a time), and the batched echo (``bench/echo_batched.py``:
+             the agent's own grouped, pipelined XenStore calls without the journal), the floor for a
+             responder that batches as the agent does.
 
 Replies are seen through one watch on data/guest (``common.ReplyWatcher``), never by polling each request,
 which would slow the agent. The replies are left in place (a flood's host does not clean up).
@@ -70,7 +72,7 @@ def flood(responder: str, requests: int, writers: int) -> tuple[float, float, bo
         if responder == "agent":
             process = start_agent(daemon, domain, directory / "state", directory / "agent.log")
         else:
-            process = start_echo(daemon, domain)
+            process = start_echo(daemon, domain, batched=responder == "batched")
         watcher = ReplyWatcher(daemon, domain)
         try:
             # Ready: it has answered a request. The echo does not scan data/host at start, so a request
@@ -100,6 +102,7 @@ def run(requests: int = 1000, flood_size: int = 5000, writers: int = 1) -> tuple
     first, everything, complete = backlog(requests)
     agent_rate, written, agent_complete = flood("agent", flood_size, writers)
     echo_rate, echo_written, echo_complete = flood("echo", flood_size, writers)
+    batched_rate, batched_written, batched_complete = flood("batched", flood_size, writers)
     missing = "" if complete else "NOT all replies came"
     figures = [
         Figure(f"backlog of {requests}: agent launch to first reply", f"{first:.3f} s"),
@@ -110,6 +113,9 @@ def run(requests: int = 1000, flood_size: int = 5000, writers: int = 1) -> tuple
                f"writers wrote {written:,.0f} req/s" + ("" if agent_complete else "; NOT all replies came")),
         Figure(f"flood of {flood_size}: echo floor drain rate", f"{echo_rate:,.0f} req/s",
                note=f"writers wrote {echo_written:,.0f} req/s" + ("" if echo_complete else "; NOT all replies came")),
+        Figure(f"flood of {flood_size}: batched echo floor drain rate", f"{batched_rate:,.0f} req/s",
+               note=f"writers wrote {batched_written:,.0f} req/s"
+               + ("" if batched_complete else "; NOT all replies came")),
     ]
     return figures, conditions(backlog=requests, backlog_journal="10 commands", flood=flood_size,
                                writer_clients=writers, flood_journal="fresh", replies="left in place",

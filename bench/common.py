@@ -54,9 +54,11 @@ def start_agent(daemon: Xenstored, domain: str, state_dir: Path, log: Path, *fla
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **daemon.env})
 
 
-def start_echo(daemon: Xenstored, domain: str) -> subprocess.Popen[bytes]:
-    """The floor: ``bench/echo_responder.py``, a bare pyxs responder with the same reply protocol."""
-    return subprocess.Popen([sys.executable, str(BENCH / "echo_responder.py"), str(daemon.socket_path), domain])
+def start_echo(daemon: Xenstored, domain: str, batched: bool = False) -> subprocess.Popen[bytes]:
+    """The floor: ``bench/echo_responder.py``, a bare pyxs responder with the same reply protocol; with
+    ``batched``, ``bench/echo_batched.py``, which takes requests in groups over the agent's XenStore calls."""
+    script = "echo_batched.py" if batched else "echo_responder.py"
+    return subprocess.Popen([sys.executable, str(BENCH / script), str(daemon.socket_path), domain])
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
