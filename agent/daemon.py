@@ -218,6 +218,7 @@ class Agent:
             log.error("the journal %s is missing although an agent ran here (its intake note is there): its "
                       "audit trail is gone; starting a new journal", self.config.state_path / DATABASE_NAME)
         self.journal = Journal.open(self.config.state_path)
+        self.journal.checkpoint_in_background()  # a request never waits for a checkpoint of the WAL
         self.intake = Intake(self.config.state_path)
         self._started, self._start_row = time.monotonic(), self.journal.last_transition()
         log.info("openstack-agent %s starting: journal %s, XenStore %s%s", __version__, self.journal.path,

@@ -36,6 +36,7 @@ from agent.errors import CommandNotFound, JournalError
 from agent.journal import engine as engine_setup
 from agent.journal import seals, times
 from agent.journal.chain import ROOT_LINK, canonical, chain_hash, genesis_hash, storable, storable_or_none
+from agent.journal.checkpoint import Checkpointer
 from agent.journal.records import (
     COMMAND_COLUMNS,
     TRANSITION_COLUMNS,
@@ -137,6 +138,8 @@ class Journal:
         #: What a command type's records module keeps in memory for this handle (exchange deadlines, say),
         #: by module name; see ``agent.journal.exchanges``.
         self.cache: dict[str, Any] = {}
+        #: Runs the WAL checkpoints off the commits, once ``checkpoint_in_background`` started it.
+        self._checkpointer: Checkpointer | None = None
         #: Inside ``batch``: what the batch's writes do once it is committed, in order; None outside a batch.
         self._after_commit: list[Callable[[], None]] | None = None
 
@@ -168,6 +171,9 @@ class Journal:
         return str(self._path)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -227,6 +233,7 @@ class Journal:
             try:
                 result = work(driver)
                 driver.execute("COMMIT")
+                self._wal_grew()
             except BaseException:
                 self._tally = None  # the seal rolled back with the write: read it again
                 if driver.in_transaction:
@@ -289,6 +296,7 @@ class Journal:
             self._after_commit = None
             try:
                 driver.execute("COMMIT")
+                self._wal_grew()
             except sqlite3.Error as exc:
                 if driver.in_transaction:
                     driver.execute("ROLLBACK")
@@ -301,6 +309,30 @@ class Journal:
             # Committed: what the writes do next is due, also when the block itself ended by an exception.
             for callback in after:
                 callback()
+
+    def checkpoint_in_background(self) -> None:
+        """Take the WAL checkpoints out of this handle's commits and run them in a thread of their own
+        (``agent.journal.checkpoint``): the daemon's journal, where a request must never wait for one. When the
+        thread's connection cannot be opened, the commits keep checkpointing, as SQLite does by default."""
+        if self._checkpointer is not None or self.readonly:
+            return
+        try:
+            connection = self._connect()
+        except sqlite3.Error as exc:
+            log.warning("journal checkpoints stay in the commits: cannot open a connection for them (%s)",
+                        _cause(exc))
+            return
+        try:
+            self.driver.execute("PRAGMA wal_autocheckpoint=0")
+        except sqlite3.Error as exc:
+            connection.close()
+            raise JournalError(f"journal setting failed ({_cause(exc)}) in {self.path}") from exc
+        self._checkpointer = Checkpointer(connection)
+        self._checkpointer.start()
+
+    def _wal_grew(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.nudge()
 
     def _committed(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the current write is committed: now, or at the end of the batch."""
@@ -466,12 +498,15 @@ class Journal:
         pending and the daemon retries it every second until it runs.
         """
         driver = self.driver
+        # The background checkpointer would make this one return busy, as a reader does: it waits meanwhile.
+        paused = self._checkpointer.paused() if self._checkpointer is not None else contextlib.nullcontext()
         try:
             # A TRUNCATE checkpoint waits in the busy handler for readers to finish: without this, a reader
             # would stall the daemon for the whole busy timeout. Blocked, it returns busy at once instead.
             driver.execute("PRAGMA busy_timeout=0")
             try:
-                busy, _log, _done = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                with paused:
+                    busy, _log, _done = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             finally:
                 driver.execute(f"PRAGMA busy_timeout={engine_setup.BUSY_TIMEOUT_MS}")
         except sqlite3.Error as exc:
