@@ -290,8 +290,9 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("xenstore", "xenstore", "address", str,
-           "XenStore to use: 'unix:PATH' (xenstored's socket; the default when XENSTORED_PATH is set) "
-           "or 'xenbus[:PATH]' (the default in a guest)", empty="auto"),
+           "XenStore to use: 'unix:PATH' (xenstored's socket; the default when XENSTORED_PATH is set), "
+           "'xenbus[:PATH]' (the default in a Linux or FreeBSD guest) or 'wmi' (the Windows PV drivers' WMI "
+           "interface; the default on Windows)", empty="auto"),
     Option("domain_path", "xenstore", "domain_path", str,
            "domain home such as /local/domain/5 (dom0, sandbox, tests); empty means relative paths",
            empty="relative paths"),
@@ -433,7 +434,9 @@ class Config:
         if self.xenstore:
             return self.xenstore
         socket_path = os.environ.get("XENSTORED_PATH")
-        return f"unix:{socket_path}" if socket_path else "xenbus"
+        if socket_path:
+            return f"unix:{socket_path}"
+        return "wmi" if sys.platform == "win32" else "xenbus"
 
     def command_allowed(self, name: str) -> bool:
         """Whether policy lets this command run."""
