@@ -74,7 +74,7 @@ from agent.ports import HostData, Ports
 from agent.protocol import GUEST_DIR, HOST_DIR, Request
 from agent.runtime import Runtime
 from agent.signals import SignalInbox
-from agent.xenstore import Transport, XenStore
+from agent.xenstore import Transport, open_transport
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Agent:
                  accounts: Platform | None = None, files: Files | None = None,
                  network: LiveNetwork | None = None, runtime: Runtime | None = None) -> None:
         self.config = config
-        self.xenstore: Transport = transport if transport is not None else XenStore(
+        self.xenstore: Transport = transport if transport is not None else open_transport(
             config.xenstore_address, config.domain_path, config.xenstore_timeout)
         self.journal: Journal | None = None
         self.lock = StateLock(config.state_path, "agent")

@@ -266,7 +266,7 @@ def _connection(address: str) -> Any:
         if not path:
             path = next((p for p in XENBUS_PATHS if os.path.exists(p)), XENBUS_PATHS[0])
         return _XenBusConnection(path)
-    raise XenStoreError(f"unknown XenStore address {address!r}; use 'unix:PATH' or 'xenbus[:PATH]'")
+    raise XenStoreError(f"unknown XenStore address {address!r}; use 'unix:PATH', 'xenbus[:PATH]' or 'wmi'")
 
 
 def unreachable(address: str, path: str, cause: BaseException | None, root: str = "/") -> str:
@@ -671,6 +671,16 @@ class XenStore(Connection):
     def wake(self) -> None:
         """Make a blocked ``next_event`` return None (used by signal handlers)."""
         self._events.put(_WAKE)
+
+
+def open_transport(address: str, domain_path: str = "", timeout: float = 10.0) -> Transport:
+    """The connection for a ``--xenstore`` address: ``wmi`` is the Windows PV drivers' WMI interface
+    (``agent.xenstore_wmi``), anything else goes through pyxs."""
+    if address == "wmi":
+        from agent.xenstore_wmi import WmiXenStore  # imports this module: loaded only when asked for
+
+        return WmiXenStore(domain_path, timeout)
+    return XenStore(address, domain_path, timeout)
 
 
 if TYPE_CHECKING:
