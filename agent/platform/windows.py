@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import PlatformError
 from agent.platform.base import scrub
@@ -67,7 +67,11 @@ class Windows:
 
     def default_user(self) -> str:
         """The built-in administrator's current name, looked up by RID 500."""
-        win32net, pywintypes = self._module("win32net"), self._module("pywintypes")
+        if TYPE_CHECKING:  # the type checker checks the calls against pywin32's stubs (types-pywin32)
+            import pywintypes
+            import win32net
+        else:
+            win32net, pywintypes = self._module("win32net"), self._module("pywintypes")
         resume = 0
         try:
             while True:
@@ -83,9 +87,14 @@ class Windows:
                             "[password] user in the agent's configuration")
 
     def set_password(self, user: str, password: str) -> None:
-        win32net, pywintypes = self._module("win32net"), self._module("pywintypes")
+        if TYPE_CHECKING:
+            import pywintypes
+            import win32net
+        else:
+            win32net, pywintypes = self._module("win32net"), self._module("pywintypes")
         try:
-            win32net.NetUserSetInfo(None, user, USER_INFO_1003, {"password": password})
+            # The server is "The name of the server, or None" (win32netuser.cpp); the stubs allow str only.
+            win32net.NetUserSetInfo(None, user, USER_INFO_1003, {"password": password})  # type: ignore[arg-type]
         except pywintypes.error as exc:
             raise PlatformError(f"cannot set the password of {user!r}: {_api_failure(exc, password)}") from None
 
@@ -96,7 +105,11 @@ class Windows:
         ERROR_LOGON_FAILURE (a wrong password, or no such account); None for any other refusal, which does
         not tell whether the password was right.
         """
-        win32security, pywintypes = self._module("win32security"), self._module("pywintypes")
+        if TYPE_CHECKING:
+            import pywintypes
+            import win32security
+        else:
+            win32security, pywintypes = self._module("win32security"), self._module("pywintypes")
         try:
             token = win32security.LogonUser(user, LOCAL_ACCOUNTS, password, LOGON32_LOGON_NETWORK,
                                             LOGON32_PROVIDER_DEFAULT)
