@@ -35,9 +35,12 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows images on
     _BASE = Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "OpenStackAgent"
     DEFAULT_CONFIG = _BASE / "agent.toml"
     DEFAULT_STATE_DIR = str(_BASE)
+    # Where the earlier Windows agent logged, so that operators find the log where they always did.
+    DEFAULT_LOG_FILE = str(Path(os.environ.get("WINDIR", r"C:\Windows")) / "Logs" / "OpenStackAgent.log")
 else:
     DEFAULT_CONFIG = Path("/etc/openstack-agent/agent.toml")
     DEFAULT_STATE_DIR = "/var/lib/openstack-agent"
+    DEFAULT_LOG_FILE = ""
 
 FAULT_POINTS = (
     "before_received",
@@ -385,7 +388,7 @@ class Config:
     reply_max_age: float = 3600.0
     max_attempts: int = 3
     log_level: str = "info"
-    log_file: str = ""
+    log_file: str = DEFAULT_LOG_FILE
     housekeeping_interval: float = 300.0
     shutdown_timeout: float = 10.0
     password_user: str = ""

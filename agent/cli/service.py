@@ -1,5 +1,6 @@
 """The service's commands: ``run`` (the agent), ``supervise`` (what the unit runs), ``install`` (with
-``--service``, also the systemd unit) and ``uninstall``.
+``--service``, also the systemd unit) and ``uninstall``; and ``service install|remove|start|stop``, the
+Windows service (``agent.winservice``), which on other systems says what to use instead.
 
 ``run`` and ``supervise`` set up the process's log (``agent.logs``) from the configuration before they start
 anything, so that the agent's and the supervisor's lines go to ``daemon.log_file`` from the first one.
@@ -17,12 +18,22 @@ from typing import TYPE_CHECKING, TextIO
 
 from agent import config, faults, logs
 from agent.cli import output
-from agent.errors import AgentError, RestartRequested
+from agent.errors import AgentError, PlatformError, RestartRequested
 
 if TYPE_CHECKING:
     from agent.cli.app import Subparsers
+    from agent.winservice import Win32
 
 log = logging.getLogger("agent")
+
+#: Whether this system has the Windows service, which the ``service`` commands manage.
+WINDOWS = sys.platform == "win32"
+NOT_WINDOWS = ("the 'service' commands manage the Windows service and work only on Windows; on this system the "
+               "agent runs under systemd: 'openstack-agent install --service BUNDLE' installs and enables its unit "
+               "(openstack-agent.service), then 'systemctl start openstack-agent' or 'systemctl stop "
+               "openstack-agent'")
+#: Seconds ``service start``, ``stop`` and ``remove`` wait for the service to get there.
+SERVICE_WAIT = 60.0
 
 
 def register(commands: Subparsers) -> None:
@@ -65,6 +76,30 @@ def register(commands: Subparsers) -> None:
                            help="also remove the configuration, changed or not, and the journal")
     config.add_flags(uninstall, only=("state_dir", "install_root"))
     uninstall.set_defaults(handler=cmd_uninstall)
+
+    _register_windows_service(commands)
+
+
+def _register_windows_service(commands: Subparsers) -> None:
+    service = commands.add_parser("service", help="install, remove, start or stop the Windows service",
+                                  description=(
+        "Manage the Windows service OpenStackAgent (Windows only; on other systems, 'install --service' sets up "
+        "the systemd unit)."))
+    service.set_defaults(handler=cmd_service)
+    actions = service.add_subparsers(title="service commands", metavar="ACTION")
+    for name, help_text, handler in (
+            ("install", "create the service (automatic start, restarted after a failure) and its event log "
+                        "source, or take over the OpenStackAgent service already there", cmd_service_install),
+            ("remove", "stop the service if it runs, then delete it and its event log source", cmd_service_remove),
+            ("start", "start the service and wait until it serves", cmd_service_start),
+            ("stop", "stop the service and wait until it has stopped", cmd_service_stop),
+            ("host", "run as the service (what the Service Control Manager starts; not for use by hand)",
+             cmd_service_host)):
+        action = actions.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        if name in ("remove", "start", "stop"):
+            action.add_argument("--wait", type=float, default=SERVICE_WAIT, metavar="SECONDS",
+                                help=f"how long to wait for the service (default {SERVICE_WAIT:g})")
+        action.set_defaults(handler=handler)
 
 
 def _configure(args: argparse.Namespace) -> config.Config:
@@ -139,4 +174,54 @@ def cmd_uninstall(args: argparse.Namespace, out: TextIO) -> int:
     report = install.uninstall(install.Layout(settings.install_path), settings.root, settings.state_path,
                                args.purge)
     output.fields(report or [("nothing", "openstack-agent is not installed here")], out)
+    return 0
+
+
+def _win32() -> Win32:
+    """The pywin32 modules, on Windows; elsewhere the message saying what to use instead."""
+    if not WINDOWS:
+        raise PlatformError(NOT_WINDOWS)
+    from agent.winservice import Win32
+
+    return Win32.load()
+
+
+def cmd_service(args: argparse.Namespace, out: TextIO) -> int:
+    _win32()
+    out.write("usage: openstack-agent service {install,remove,start,stop} (see 'openstack-agent service -h')\n")
+    return 2
+
+
+def cmd_service_install(args: argparse.Namespace, out: TextIO) -> int:
+    from agent import winservice
+
+    output.fields(winservice.install(_win32()), out)
+    return 0
+
+
+def cmd_service_remove(args: argparse.Namespace, out: TextIO) -> int:
+    from agent import winservice
+
+    output.fields(winservice.remove(_win32(), args.wait), out)
+    return 0
+
+
+def cmd_service_start(args: argparse.Namespace, out: TextIO) -> int:
+    from agent import winservice
+
+    output.fields([("service", winservice.SERVICE_NAME), ("state", winservice.start(_win32(), args.wait))], out)
+    return 0
+
+
+def cmd_service_stop(args: argparse.Namespace, out: TextIO) -> int:
+    from agent import winservice
+
+    output.fields([("service", winservice.SERVICE_NAME), ("state", winservice.stop(_win32(), args.wait))], out)
+    return 0
+
+
+def cmd_service_host(args: argparse.Namespace, out: TextIO) -> int:
+    from agent import winservice
+
+    winservice.host(_win32())
     return 0

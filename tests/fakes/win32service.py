@@ -1,0 +1,478 @@
+"""A stand-in for the Service Control Manager and pywin32's service, event log and security modules.
+
+pywin32 cannot run here. ``FakeSCM.win32()`` gives ``win32service``, ``win32serviceutil``, ``servicemanager``,
+``win32evtlogutil`` and ``pywintypes`` that act on one recorded SCM, and ``FakeSecurity`` gives
+``win32security``. They follow recorded facts about the real ones (pywin32's win32service.i,
+win32serviceutil.py, PythonService.cpp, win32evtlogutil.py, win32security; the SCM's documentation):
+
+- Every failure is ``pywintypes.error(winerror, funcname, strerror)``.
+- ``CreateService`` of a taken name: ERROR_SERVICE_EXISTS (1073); ``OpenService`` of an unknown one:
+  ERROR_SERVICE_DOES_NOT_EXIST (1060); ``OpenSCManager`` for all access without administrator rights:
+  ERROR_ACCESS_DENIED (5).
+- ``StartService`` sets the service start-pending and hosts it as pythonservice.exe does, in a thread of its
+  own: the class is made with ``[name]``, the host reports start-pending (no control accepted, wait hint
+  5000 ms), calls ``SvcRun`` and reports stopped when it returns, with ERROR_SERVICE_SPECIFIC_ERROR (1066) and
+  0x20000001 when it raised. Starting a service that is not stopped: ERROR_SERVICE_ALREADY_RUNNING (1056).
+- ``ControlService``: a stopped service gives ERROR_SERVICE_NOT_ACTIVE (1062), a start- or stop-pending one
+  ERROR_SERVICE_CANNOT_ACCEPT_CTRL (1061), a control the service does not accept
+  ERROR_INVALID_SERVICE_CONTROL (1052); otherwise the handler runs (in the caller's thread here, the dispatcher
+  thread there) and the status is returned. SERVICE_CONTROL_SHUTDOWN is refused from ``ControlService``
+  (ERROR_INVALID_PARAMETER, 87): only the system sends it (``FakeSCM.shutdown``).
+- ``SetServiceStatus(handle, (type, state, accepted, win32ExitCode, serviceExitCode, checkPoint, waitHint))``.
+- ``ChangeServiceConfig2``: the description is a string, the failure actions a dict with exactly the keys
+  ResetPeriod, RebootMsg, Command and Actions (a sequence of (type, delay) pairs of ints; TypeError
+  otherwise), the failure actions flag a boolean.
+- ``DeleteService`` marks the service for deletion; it goes once stopped (ERROR_SERVICE_MARKED_FOR_DELETE,
+  1072, meanwhile).
+- A stop that is a failure (an error exit code while the failure actions flag is set) is answered by the
+  recovery action; the fake records the restart it would make (``restarts``) instead of making it.
+- ``win32evtlogutil.AddSourceToRegistry(appName, msgDLL=None, eventLogType="Application", ...)``,
+  ``RemoveSourceFromRegistry(appName, eventLogType="Application")`` (a missing source is no error),
+  ``ReportEvent(appName, eventID, eventCategory=0, eventType=EVENTLOG_ERROR_TYPE, strings=None, ...)``.
+- ``win32security.CreateWellKnownSid(type)`` gives a ``PySID``, ``ACL()`` an empty ``PyACL`` with
+  ``AddAccessAllowedAceEx(revision, flags, mask, sid)``, ``SetNamedSecurityInfo(name, type, info, owner,
+  group, dacl, sacl)`` records what it set.
+"""
+
+from __future__ import annotations
+
+import threading
+import types
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.winservice import Win32
+
+ERROR_ACCESS_DENIED = 5
+ERROR_INVALID_PARAMETER = 87
+ERROR_INVALID_SERVICE_CONTROL = 1052
+ERROR_SERVICE_ALREADY_RUNNING = 1056
+ERROR_SERVICE_DOES_NOT_EXIST = 1060
+ERROR_SERVICE_CANNOT_ACCEPT_CTRL = 1061
+ERROR_SERVICE_NOT_ACTIVE = 1062
+ERROR_SERVICE_SPECIFIC_ERROR = 1066
+ERROR_SERVICE_MARKED_FOR_DELETE = 1072
+ERROR_SERVICE_EXISTS = 1073
+MESSAGES = {
+    ERROR_ACCESS_DENIED: "Access is denied.",
+    ERROR_INVALID_PARAMETER: "The parameter is incorrect.",
+    ERROR_INVALID_SERVICE_CONTROL: "The requested control is not valid for this service.",
+    ERROR_SERVICE_ALREADY_RUNNING: "An instance of the service is already running.",
+    ERROR_SERVICE_DOES_NOT_EXIST: "The specified service does not exist as an installed service.",
+    ERROR_SERVICE_CANNOT_ACCEPT_CTRL: "The service cannot accept control messages at this time.",
+    ERROR_SERVICE_NOT_ACTIVE: "The service has not been started.",
+    ERROR_SERVICE_MARKED_FOR_DELETE: "The specified service has been marked for deletion.",
+    ERROR_SERVICE_EXISTS: "The specified service already exists.",
+}
+
+SERVICE_WIN32_OWN_PROCESS = 0x10
+SERVICE_AUTO_START, SERVICE_DEMAND_START = 2, 3
+SERVICE_STOPPED, SERVICE_START_PENDING, SERVICE_STOP_PENDING, SERVICE_RUNNING = 1, 2, 3, 4
+SERVICE_ACCEPT_STOP, SERVICE_ACCEPT_PAUSE_CONTINUE, SERVICE_ACCEPT_SHUTDOWN = 1, 2, 4
+SERVICE_CONTROL_STOP, SERVICE_CONTROL_PAUSE, SERVICE_CONTROL_CONTINUE = 1, 2, 3
+SERVICE_CONTROL_INTERROGATE, SERVICE_CONTROL_SHUTDOWN = 4, 5
+SERVICE_CONFIG_DESCRIPTION, SERVICE_CONFIG_FAILURE_ACTIONS, SERVICE_CONFIG_FAILURE_ACTIONS_FLAG = 1, 2, 4
+SC_MANAGER_ALL_ACCESS = 0xF003F
+SERVICE_ALL_ACCESS = 0xF01FF
+EVENTLOG_ERROR_TYPE, EVENTLOG_WARNING_TYPE, EVENTLOG_INFORMATION_TYPE = 1, 2, 4
+PYTHONSERVICE = r"C:\Python311\pythonservice.exe"
+WIN32SERVICE_PYD = r"C:\Python311\Lib\site-packages\win32\win32service.pyd"
+CONTROL_ACCEPTS = {SERVICE_CONTROL_STOP: SERVICE_ACCEPT_STOP, SERVICE_CONTROL_SHUTDOWN: SERVICE_ACCEPT_SHUTDOWN,
+                   SERVICE_CONTROL_PAUSE: SERVICE_ACCEPT_PAUSE_CONTINUE,
+                   SERVICE_CONTROL_CONTINUE: SERVICE_ACCEPT_PAUSE_CONTINUE}
+
+
+class error(Exception):
+    def __init__(self, winerror: int, funcname: str, strerror: str) -> None:
+        super().__init__(winerror, funcname, strerror)
+        self.winerror, self.funcname, self.strerror = winerror, funcname, strerror
+
+
+def fail(code: int, function: str) -> error:
+    return error(code, function, MESSAGES[code])
+
+
+@dataclass
+class Status:
+    """One SetServiceStatus call, as the SCM received it."""
+
+    state: int
+    accepted: int
+    exit_code: int
+    service_exit_code: int
+    checkpoint: int
+    wait_hint: int
+
+
+@dataclass
+class Service:
+    """A service in the SCM's database."""
+
+    name: str
+    display_name: str
+    service_type: int
+    start_type: int
+    error_control: int
+    binary: str
+    description: str | None = None
+    failure_actions: dict[str, Any] | None = None
+    failure_actions_flag: bool = False
+    python_class: str | None = None
+    state: int = SERVICE_STOPPED
+    accepted: int = 0
+    statuses: list[Status] = field(default_factory=list)
+    marked_for_delete: bool = False
+    handler: Any = None
+    thread: threading.Thread | None = None
+    #: The service class's instance the host made for the current (or last) run.
+    instance: Any = None
+
+    def status_tuple(self) -> tuple[int, ...]:
+        last = self.statuses[-1] if self.statuses else Status(self.state, 0, 0, 0, 0, 0)
+        return (SERVICE_WIN32_OWN_PROCESS, self.state, self.accepted, last.exit_code, last.service_exit_code,
+                last.checkpoint, last.wait_hint)
+
+    def states(self) -> list[int]:
+        """The states reported, each once per run of the same state (the checkpoints are left out)."""
+        runs: list[int] = []
+        for status in self.statuses:
+            if not runs or runs[-1] != status.state:
+                runs.append(status.state)
+        return runs
+
+
+@dataclass
+class Handle:
+    kind: str
+    name: str = ""
+    closed: bool = False
+
+
+class FakeSCM:
+    """The Service Control Manager, its event log, and the service classes the host would load."""
+
+    def __init__(self, elevated: bool = True) -> None:
+        self.elevated = elevated
+        self.services: dict[str, Service] = {}
+        #: Service name -> the class pythonservice.exe would load for it (the registry's PythonClass).
+        self.classes: dict[str, type] = {}
+        #: (log, source) -> the registry values of an event source.
+        self.sources: dict[tuple[str, str], dict[str, Any]] = {}
+        #: Reported events: (source, event id, category, type, strings).
+        self.events: list[tuple[str, int, int, int, list[str]]] = []
+        self.restarts: list[str] = []
+        self.handles: list[Handle] = []
+        self._lock = threading.RLock()
+
+    # -- the modules --------------------------------------------------------------------------------
+
+    def win32(self) -> Win32:
+        pywintypes = types.ModuleType("pywintypes")
+        pywintypes.error = error  # type: ignore[attr-defined]
+        service = types.ModuleType("win32service")
+        service.__file__ = WIN32SERVICE_PYD
+        service.error = error  # type: ignore[attr-defined]
+        for name in ("OpenSCManager", "OpenService", "CreateService", "ChangeServiceConfig",
+                     "ChangeServiceConfig2", "DeleteService", "CloseServiceHandle", "StartService",
+                     "ControlService", "QueryServiceStatus", "SetServiceStatus"):
+            setattr(service, name, getattr(self, name))
+        for name, value in globals().items():
+            if name.startswith(("SERVICE_", "SC_")):
+                setattr(service, name, value)
+        manager = types.ModuleType("servicemanager")
+        manager.RegisterServiceCtrlHandler = self.register_handler  # type: ignore[attr-defined]
+        manager.SetEventSourceName = lambda name, register_now=False: None  # type: ignore[attr-defined]
+        util = types.ModuleType("win32serviceutil")
+        util.ServiceFramework = self._framework(service, manager)  # type: ignore[attr-defined]
+        util.LocatePythonServiceExe = lambda exe=None: PYTHONSERVICE  # type: ignore[attr-defined]
+        util.InstallPythonClassString = self.install_python_class  # type: ignore[attr-defined]
+        evtlogutil = types.ModuleType("win32evtlogutil")
+        evtlogutil.AddSourceToRegistry = self.add_source  # type: ignore[attr-defined]
+        evtlogutil.RemoveSourceFromRegistry = self.remove_source  # type: ignore[attr-defined]
+        evtlogutil.ReportEvent = self.report_event  # type: ignore[attr-defined]
+        return Win32(service, util, manager, evtlogutil, pywintypes)
+
+    @staticmethod
+    def _framework(win32service: types.ModuleType, manager: Any) -> type:
+        """pywin32's ServiceFramework, as win32serviceutil.py has it."""
+
+        class ServiceFramework:
+            _svc_deps_ = None
+            _exe_name_ = None
+            _exe_args_ = None
+            _svc_description_ = None
+
+            def __init__(self, args: list[str]) -> None:
+                # The real one imports servicemanager here, the module of the process hosting the service.
+                self.ssh = manager.RegisterServiceCtrlHandler(args[0], self.ServiceCtrlHandlerEx, True)
+                manager.SetEventSourceName(self._svc_name_)  # type: ignore[attr-defined]
+                self.checkPoint = 0
+
+            def GetAcceptedControls(self) -> int:
+                accepted = 0
+                if hasattr(self, "SvcStop"):
+                    accepted |= SERVICE_ACCEPT_STOP
+                if hasattr(self, "SvcPause") and hasattr(self, "SvcContinue"):
+                    accepted |= SERVICE_ACCEPT_PAUSE_CONTINUE
+                if hasattr(self, "SvcShutdown"):
+                    accepted |= SERVICE_ACCEPT_SHUTDOWN
+                return accepted
+
+            def ReportServiceStatus(self, serviceStatus: int, waitHint: int = 5000,
+                                    win32ExitCode: int = 0, svcExitCode: int = 0) -> None:
+                accepted = 0 if serviceStatus == SERVICE_START_PENDING else self.GetAcceptedControls()
+                if serviceStatus in (SERVICE_RUNNING, SERVICE_STOPPED):
+                    checkpoint = 0
+                else:
+                    self.checkPoint += 1
+                    checkpoint = self.checkPoint
+                win32service.SetServiceStatus(self.ssh, (SERVICE_WIN32_OWN_PROCESS, serviceStatus, accepted,
+                                                         win32ExitCode, svcExitCode, checkpoint, waitHint))
+
+            def SvcInterrogate(self) -> None:
+                self.ReportServiceStatus(SERVICE_RUNNING)
+
+            def SvcOther(self, control: int) -> None:
+                pass
+
+            def ServiceCtrlHandlerEx(self, control: int, event_type: int, data: Any) -> Any:
+                if control == SERVICE_CONTROL_STOP:
+                    return self.SvcStop()  # type: ignore[attr-defined]
+                if control == SERVICE_CONTROL_SHUTDOWN:
+                    return self.SvcShutdown()  # type: ignore[attr-defined]
+                if control == SERVICE_CONTROL_INTERROGATE:
+                    return self.SvcInterrogate()
+                return self.SvcOther(control)
+
+            def SvcRun(self) -> None:
+                self.ReportServiceStatus(SERVICE_RUNNING)
+                self.SvcDoRun()  # type: ignore[attr-defined]
+                self.ReportServiceStatus(SERVICE_STOP_PENDING)
+
+        return ServiceFramework
+
+    # -- win32service ---------------------------------------------------------------------------------
+
+    def _handle(self, kind: str, name: str = "") -> Handle:
+        handle = Handle(kind, name)
+        self.handles.append(handle)
+        return handle
+
+    def _service(self, handle: Handle, function: str) -> Service:
+        if handle.closed or handle.kind != "service" or handle.name not in self.services:
+            raise error(6, function, "The handle is invalid.")
+        return self.services[handle.name]
+
+    def OpenSCManager(self, machine: str | None, database: str | None, access: int) -> Handle:
+        if not self.elevated and access == SC_MANAGER_ALL_ACCESS:
+            raise fail(ERROR_ACCESS_DENIED, "OpenSCManager")
+        return self._handle("scm")
+
+    def CreateService(self, scm: Handle, name: str, display_name: str, access: int, service_type: int,
+                      start_type: int, error_control: int, binary: str, load_order_group: str | None,
+                      fetch_tag: int, dependencies: Any, account: str | None, password: str | None) -> Handle:
+        with self._lock:
+            if name in self.services:
+                raise fail(ERROR_SERVICE_MARKED_FOR_DELETE if self.services[name].marked_for_delete
+                           else ERROR_SERVICE_EXISTS, "CreateService")
+            self.services[name] = Service(name, display_name, service_type, start_type, error_control, binary)
+            return self._handle("service", name)
+
+    def OpenService(self, scm: Handle, name: str, access: int) -> Handle:
+        if name not in self.services:
+            raise fail(ERROR_SERVICE_DOES_NOT_EXIST, "OpenService")
+        return self._handle("service", name)
+
+    def ChangeServiceConfig(self, handle: Handle, service_type: int, start_type: int,
+                            error_control: int, binary: str | None, load_order_group: str | None,
+                            fetch_tag: int, dependencies: Any, account: str | None, password: str | None,
+                            display_name: str | None) -> None:
+        service = self._service(handle, "ChangeServiceConfig")
+        no_change = 0xFFFFFFFF
+        service.service_type = service.service_type if service_type == no_change else service_type
+        service.start_type = service.start_type if start_type == no_change else start_type
+        service.error_control = service.error_control if error_control == no_change else error_control
+        service.binary = binary or service.binary
+        service.display_name = display_name or service.display_name
+
+    def ChangeServiceConfig2(self, handle: Handle, level: int, info: Any) -> None:
+        service = self._service(handle, "ChangeServiceConfig2")
+        if level == SERVICE_CONFIG_DESCRIPTION:
+            if info is not None and not isinstance(info, str):
+                raise TypeError("description must be a string")
+            service.description = info
+        elif level == SERVICE_CONFIG_FAILURE_ACTIONS:
+            message = ("SERVICE_FAILURE_ACTIONS must be a dictionary containing {'ResetPeriod':int,'RebootMsg':"
+                       "unicode,'Command':unicode,'Actions':sequence of 2 tuples(int,int)")
+            if not isinstance(info, dict) or set(info) != {"ResetPeriod", "RebootMsg", "Command", "Actions"}:
+                raise TypeError(message)
+            actions = info["Actions"]
+            if not isinstance(info["ResetPeriod"], int) or not all(
+                    isinstance(a, tuple) and len(a) == 2 and all(isinstance(v, int) for v in a) for a in actions):
+                raise TypeError(message)
+            service.failure_actions = {**info, "Actions": tuple(actions)}
+        elif level == SERVICE_CONFIG_FAILURE_ACTIONS_FLAG:
+            service.failure_actions_flag = bool(info)
+        else:
+            raise ValueError(f"Info type {level} is not supported")
+
+    def DeleteService(self, handle: Handle) -> None:
+        with self._lock:
+            service = self._service(handle, "DeleteService")
+            if service.marked_for_delete:
+                raise fail(ERROR_SERVICE_MARKED_FOR_DELETE, "DeleteService")
+            service.marked_for_delete = True
+            self._collect(service)
+
+    def _collect(self, service: Service) -> None:
+        if service.marked_for_delete and service.state == SERVICE_STOPPED:
+            del self.services[service.name]
+
+    def CloseServiceHandle(self, handle: Handle) -> None:
+        handle.closed = True
+
+    def QueryServiceStatus(self, handle: Handle) -> tuple[int, ...]:
+        return self._service(handle, "QueryServiceStatus").status_tuple()
+
+    def StartService(self, handle: Handle, args: Any) -> None:
+        with self._lock:
+            service = self._service(handle, "StartService")
+            if service.marked_for_delete:
+                raise fail(ERROR_SERVICE_MARKED_FOR_DELETE, "StartService")
+            if service.state != SERVICE_STOPPED:
+                raise fail(ERROR_SERVICE_ALREADY_RUNNING, "StartService")
+            service.state, service.accepted = SERVICE_START_PENDING, 0
+            service.statuses.clear()
+            service.thread = threading.Thread(target=self._host, args=(service,), name=f"service-{service.name}",
+                                              daemon=True)
+            service.thread.start()
+
+    def _host(self, service: Service) -> None:
+        """PythonService.cpp's service_main."""
+        instance = service.instance = self.classes[service.name]([service.name])
+        self.SetServiceStatus(service.name, (SERVICE_WIN32_OWN_PROCESS, SERVICE_START_PENDING, 0, 0, 0, 0, 5000))
+        failed = False
+        try:
+            instance.SvcRun()  # type: ignore[attr-defined]
+        except Exception:
+            failed = True
+        if failed:
+            self.SetServiceStatus(service.name, (SERVICE_WIN32_OWN_PROCESS, SERVICE_STOPPED, 0,
+                                                 ERROR_SERVICE_SPECIFIC_ERROR, 0x20000001, 0, 0))
+        else:
+            self.SetServiceStatus(service.name, (SERVICE_WIN32_OWN_PROCESS, SERVICE_STOPPED, 0, 0, 0, 0, 0))
+
+    def SetServiceStatus(self, handle: str, status: tuple[int, ...]) -> None:
+        if len(status) != 7:
+            raise TypeError("SERVICE_STATUS must be a tuple of 7 ints")
+        with self._lock:
+            service = self.services[handle]
+            _type, state, accepted, exit_code, service_exit, checkpoint, hint = status
+            service.statuses.append(Status(state, accepted, exit_code, service_exit, checkpoint, hint))
+            service.state, service.accepted = state, accepted
+            if state == SERVICE_STOPPED:
+                if exit_code and service.failure_actions_flag and service.failure_actions:
+                    self.restarts.append(service.name)
+                self._collect(service)
+
+    def ControlService(self, handle: Handle, control: int) -> tuple[int, ...]:
+        service = self._service(handle, "ControlService")
+        if control == SERVICE_CONTROL_SHUTDOWN:
+            raise fail(ERROR_INVALID_PARAMETER, "ControlService")
+        return self._control(service, control, "ControlService")
+
+    def shutdown(self, name: str) -> None:
+        """The system shuts down: SERVICE_CONTROL_SHUTDOWN to a service that accepts it."""
+        service = self.services[name]
+        if service.state == SERVICE_RUNNING and service.accepted & SERVICE_ACCEPT_SHUTDOWN:
+            service.handler(SERVICE_CONTROL_SHUTDOWN, 0, None)
+
+    def _control(self, service: Service, control: int, function: str) -> tuple[int, ...]:
+        with self._lock:
+            if service.state == SERVICE_STOPPED:
+                raise fail(ERROR_SERVICE_NOT_ACTIVE, function)
+            if service.state in (SERVICE_START_PENDING, SERVICE_STOP_PENDING):
+                raise fail(ERROR_SERVICE_CANNOT_ACCEPT_CTRL, function)
+            needed = CONTROL_ACCEPTS.get(control, 0)
+            if needed and not service.accepted & needed:
+                raise fail(ERROR_INVALID_SERVICE_CONTROL, function)
+            handler = service.handler
+        handler(control, 0, None)
+        return service.status_tuple()
+
+    # -- servicemanager, win32serviceutil -----------------------------------------------------------
+
+    def register_handler(self, name: str, handler: Any, use_ex: bool = False) -> str:
+        if name not in self.services:
+            raise ValueError("The service name is not hosted by this process")
+        self.services[name].handler = handler
+        return name
+
+    def install_python_class(self, class_string: str, name: str) -> None:
+        self.services[name].python_class = class_string
+
+    # -- win32evtlogutil ----------------------------------------------------------------------------
+
+    def add_source(self, app_name: str, msg_dll: str | None = None, event_log_type: str = "Application",
+                   event_log_flags: int | None = None, category_dll: str | None = None,
+                   category_count: int = 0) -> None:
+        if not self.elevated:
+            raise fail(ERROR_ACCESS_DENIED, "RegCreateKey")
+        flags = EVENTLOG_ERROR_TYPE | EVENTLOG_WARNING_TYPE | EVENTLOG_INFORMATION_TYPE
+        self.sources[(event_log_type, app_name)] = {
+            "EventMessageFile": msg_dll or r"C:\Python311\Lib\site-packages\win32\win32evtlog.pyd",
+            "TypesSupported": flags if event_log_flags is None else event_log_flags}
+
+    def remove_source(self, app_name: str, event_log_type: str = "Application") -> None:
+        if not self.elevated:
+            raise fail(ERROR_ACCESS_DENIED, "RegDeleteKey")
+        self.sources.pop((event_log_type, app_name), None)
+
+    def report_event(self, app_name: str, event_id: int, event_category: int = 0,
+                     event_type: int = EVENTLOG_ERROR_TYPE, strings: list[str] | None = None,
+                     data: bytes | None = None, sid: Any = None) -> None:
+        self.events.append((app_name, event_id, event_category, event_type, list(strings or [])))
+
+
+# -- win32security -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PySID:
+    """A well-known SID, by its type (WinLocalSystemSid 22, WinBuiltinAdministratorsSid 26, ...)."""
+
+    well_known: int
+
+
+@dataclass
+class PyACL:
+    aces: list[tuple[str, int, int, int, PySID]] = field(default_factory=list)
+
+    def AddAccessAllowedAceEx(self, revision: int, flags: int, mask: int, sid: PySID) -> None:
+        if not isinstance(sid, PySID):
+            raise TypeError("The object is not a PySID object")
+        self.aces.append(("allow", revision, flags, mask, sid))
+
+
+@dataclass
+class FakeSecurity:
+    """win32security's SID, ACL and SetNamedSecurityInfo calls, recorded."""
+
+    refuse: int | None = None
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def modules(self) -> tuple[types.ModuleType, types.ModuleType]:
+        """``(win32security, pywintypes)``."""
+        security = types.ModuleType("win32security")
+        security.CreateWellKnownSid = lambda known, domain=None: PySID(known)  # type: ignore[attr-defined]
+        security.ACL = PyACL  # type: ignore[attr-defined]
+        security.SetNamedSecurityInfo = self.set_named_security_info  # type: ignore[attr-defined]
+        pywintypes = types.ModuleType("pywintypes")
+        pywintypes.error = error  # type: ignore[attr-defined]
+        return security, pywintypes
+
+    def set_named_security_info(self, name: str, object_type: int, info: int, owner: PySID | None,
+                                group: PySID | None, dacl: PyACL | None, sacl: Any) -> None:
+        if self.refuse is not None:
+            raise error(self.refuse, "SetNamedSecurityInfo", MESSAGES.get(self.refuse, "error"))
+        self.calls.append((name, object_type, info, owner, group, dacl, sacl))
