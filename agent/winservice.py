@@ -2,7 +2,7 @@
 
 The service is named ``OpenStackAgent``, the earlier Windows agent's name, so that installing this one
 replaces that one in place. It starts automatically at boot, runs as LocalSystem, and the SCM restarts it
-after a failure (recovery actions: 5 s, 30 s, then 60 s after each failure, the count reset after a day
+after a failure (recovery actions: 5 s, 5 s, then 60 s after each failure, the count reset after a day
 without one), whether the process crashed or stopped with an error.
 
 What the SCM sees of a start: ``SERVICE_START_PENDING``, its checkpoint advancing while the agent locks its
@@ -98,10 +98,11 @@ ERROR_SERVICE_CANNOT_ACCEPT_CTRL = 1061
 ERROR_SERVICE_NOT_ACTIVE = 1062
 ERROR_SERVICE_EXISTS = 1073
 ERROR_SERVICE_ALREADY_RUNNING = 1056
+ERROR_FAILED_SERVICE_CONTROLLER_CONNECT = 1063
 
-#: Restart 5 s after a first failure, 30 s after a second, 60 s after every later one; a day without a
-#: failure resets the count.
-RESTART_DELAYS_MS = (5_000, 30_000, 60_000)
+#: Restart 5 s after a first and a second failure, 60 s after every later one; a day without a failure resets
+#: the count (as the MSI sets them: packaging/windows/openstack-agent.wxs).
+RESTART_DELAYS_MS = (5_000, 5_000, 60_000)
 RESET_PERIOD_S = 24 * 3600
 #: The wait hint of each start-pending report, and how often the checkpoint advances while the agent starts.
 START_HINT_MS = 10_000
@@ -316,11 +317,20 @@ def __getattr__(name: str) -> Any:
 
 
 def host(win32: Win32 | None = None) -> None:
-    """Run the service in this process, as the SCM started it (the frozen program's entry)."""
+    """Run the service in this process, as the SCM started it (the frozen program's entry, ``service run``):
+    ``StartServiceCtrlDispatcher`` returns once the service has stopped. Run by hand it fails at once with
+    ERROR_FAILED_SERVICE_CONTROLLER_CONNECT (1063)."""
     win32 = win32 or Win32.load()
     win32.servicemanager.Initialize()
     win32.servicemanager.PrepareToHostSingle(service_class(win32))
-    win32.servicemanager.StartServiceCtrlDispatcher()
+    try:
+        win32.servicemanager.StartServiceCtrlDispatcher()
+    except win32.pywintypes.error as exc:
+        if getattr(exc, "winerror", None) == ERROR_FAILED_SERVICE_CONTROLLER_CONNECT:
+            raise PlatformError("'service run' is what the Service Control Manager starts; start the service "
+                                "with 'openstack-agent service start', or run the agent here with "
+                                "'openstack-agent run'") from exc
+        raise win32.failure("run", exc) from exc
 
 
 # -- installation and control -------------------------------------------------------------------------
@@ -328,9 +338,9 @@ def host(win32: Win32 | None = None) -> None:
 
 def command_line(win32: Win32) -> tuple[str, bool]:
     """What the SCM runs, and whether it is pythonservice.exe (which then needs the class string): the frozen
-    program with ``service host``, or pywin32's service host."""
+    program with ``service run`` (as the MSI installs it), or pywin32's service host."""
     if getattr(sys, "frozen", False):
-        return f'"{sys.executable}" service host', False
+        return f'"{sys.executable}" service run', False
     return f'"{win32.win32serviceutil.LocatePythonServiceExe()}"', True
 
 

@@ -215,11 +215,11 @@ def test_install_creates_an_automatic_service_with_restart_actions() -> None:
     assert record.python_class == "agent.winservice.AgentService"
     assert record.description == winservice.DESCRIPTION
     assert record.failure_actions == {"ResetPeriod": 86400, "RebootMsg": None, "Command": None,
-                                      "Actions": ((1, 5000), (1, 30000), (1, 60000))}
+                                      "Actions": ((1, 5000), (1, 5000), (1, 60000))}
     assert record.failure_actions_flag is True
     assert scm.sources == {("Application", "OpenStackAgent"): {"EventMessageFile": WIN32SERVICE_PYD,
                                                                "TypesSupported": 7}}
-    assert dict(fields)["on failure"] == "restart after 5 s, 30 s, 60 s"
+    assert dict(fields)["on failure"] == "restart after 5 s, 5 s, 60 s"
     assert all(handle.closed for handle in scm.handles)
 
 
@@ -289,3 +289,18 @@ def test_the_module_imports_without_pywin32() -> None:
     """Here, without pywin32, the module imports and only the service class itself asks for it."""
     with pytest.raises(PlatformError, match="pywin32 is not installed"):
         winservice.AgentService  # noqa: B018 - the attribute access is the test
+
+
+def test_a_frozen_build_is_installed_as_the_msi_installs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the one-folder build the SCM runs the program itself with 'service run' (the MSI's Arguments), a
+    command the CLI has; no class string is needed then."""
+    from agent.cli.app import build_parser
+
+    exe = r"C:\Program Files\OpenStack Agent\openstack-agent.exe"
+    monkeypatch.setattr(winservice.sys, "frozen", True, raising=False)
+    monkeypatch.setattr(winservice.sys, "executable", exe)
+    scm = FakeSCM()
+    winservice.install(scm.win32())
+    record = scm.services[SERVICE_NAME]
+    assert (record.binary, record.python_class) == (f'"{exe}" service run', None)
+    assert build_parser().parse_args(["service", "run"]).handler.__name__ == "cmd_service_run"

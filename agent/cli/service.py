@@ -93,8 +93,8 @@ def _register_windows_service(commands: Subparsers) -> None:
             ("remove", "stop the service if it runs, then delete it and its event log source", cmd_service_remove),
             ("start", "start the service and wait until it serves", cmd_service_start),
             ("stop", "stop the service and wait until it has stopped", cmd_service_stop),
-            ("host", "run as the service (what the Service Control Manager starts; not for use by hand)",
-             cmd_service_host)):
+            ("run", "run as the service (what the Service Control Manager starts; by hand, use 'openstack-agent "
+                    "run')", cmd_service_run)):
         action = actions.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         if name in ("remove", "start", "stop"):
             action.add_argument("--wait", type=float, default=SERVICE_WAIT, metavar="SECONDS",
@@ -220,7 +220,7 @@ def cmd_service_stop(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def cmd_service_host(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_service_run(args: argparse.Namespace, out: TextIO) -> int:
     from agent import winservice
 
     winservice.host(_win32())

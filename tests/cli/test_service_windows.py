@@ -20,7 +20,7 @@ NOT_WINDOWS = ("Error: the 'service' commands manage the Windows service and wor
 
 
 @pytest.mark.parametrize("argv", [["service"], ["service", "install"], ["service", "remove"],
-                                  ["service", "start"], ["service", "stop", "--wait", "5"]])
+                                  ["service", "start"], ["service", "stop", "--wait", "5"], ["service", "run"]])
 def test_elsewhere_the_service_commands_say_what_to_use(argv: list[str],
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """On Linux every service command fails with exit 9 and names the systemd unit and its commands."""
@@ -46,7 +46,7 @@ def test_install_and_remove(windows: Callable[[FakeSCM], None]) -> None:
         "service     OpenStackAgent installed\n"
         f'runs        "{PYTHONSERVICE}"\n'
         "start       automatic\n"
-        "on failure  restart after 5 s, 30 s, 60 s\n"
+        "on failure  restart after 5 s, 5 s, 60 s\n"
         "event log   source OpenStackAgent in the Application log\n"))
     assert run("service", "remove") == (0, (
         "service    OpenStackAgent removed\n"
@@ -88,3 +88,15 @@ def test_the_group_alone_shows_its_usage(windows: Callable[[FakeSCM], None]) -> 
     windows(FakeSCM())
     assert run("service") == (2, "usage: openstack-agent service {install,remove,start,stop} (see "
                                  "'openstack-agent service -h')\n")
+
+
+def test_service_run_by_hand_says_what_to_use(windows: Callable[[FakeSCM], None],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """'service run' outside the SCM (StartServiceCtrlDispatcher refused) names the commands to use instead."""
+    scm = FakeSCM()
+    windows(scm)
+    assert run("service", "run") == (9, "")
+    assert capsys.readouterr().err == ("Error: 'service run' is what the Service Control Manager starts; start "
+                                       "the service with 'openstack-agent service start', or run the agent here "
+                                       "with 'openstack-agent run'\n")
+    assert scm.prepared is not None and scm.prepared.__name__ == "AgentService"

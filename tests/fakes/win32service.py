@@ -18,6 +18,8 @@ win32serviceutil.py, PythonService.cpp, win32evtlogutil.py, win32security; the S
   ERROR_INVALID_SERVICE_CONTROL (1052); otherwise the handler runs (in the caller's thread here, the dispatcher
   thread there) and the status is returned. SERVICE_CONTROL_SHUTDOWN is refused from ``ControlService``
   (ERROR_INVALID_PARAMETER, 87): only the system sends it (``FakeSCM.shutdown``).
+- ``servicemanager.StartServiceCtrlDispatcher()`` in a process the SCM did not start fails at once with
+  ERROR_FAILED_SERVICE_CONTROLLER_CONNECT (1063).
 - ``SetServiceStatus(handle, (type, state, accepted, win32ExitCode, serviceExitCode, checkPoint, waitHint))``.
 - ``ChangeServiceConfig2``: the description is a string, the failure actions a dict with exactly the keys
   ResetPeriod, RebootMsg, Command and Actions (a sequence of (type, delay) pairs of ints; TypeError
@@ -50,6 +52,7 @@ ERROR_SERVICE_ALREADY_RUNNING = 1056
 ERROR_SERVICE_DOES_NOT_EXIST = 1060
 ERROR_SERVICE_CANNOT_ACCEPT_CTRL = 1061
 ERROR_SERVICE_NOT_ACTIVE = 1062
+ERROR_FAILED_SERVICE_CONTROLLER_CONNECT = 1063
 ERROR_SERVICE_SPECIFIC_ERROR = 1066
 ERROR_SERVICE_MARKED_FOR_DELETE = 1072
 ERROR_SERVICE_EXISTS = 1073
@@ -162,6 +165,8 @@ class FakeSCM:
         self.events: list[tuple[str, int, int, int, list[str]]] = []
         self.restarts: list[str] = []
         self.handles: list[Handle] = []
+        #: The class ``servicemanager.PrepareToHostSingle`` was given.
+        self.prepared: type | None = None
         self._lock = threading.RLock()
 
     # -- the modules --------------------------------------------------------------------------------
@@ -182,6 +187,9 @@ class FakeSCM:
         manager = types.ModuleType("servicemanager")
         manager.RegisterServiceCtrlHandler = self.register_handler  # type: ignore[attr-defined]
         manager.SetEventSourceName = lambda name, register_now=False: None  # type: ignore[attr-defined]
+        manager.Initialize = lambda name=None, file=None: None  # type: ignore[attr-defined]
+        manager.PrepareToHostSingle = self.prepare  # type: ignore[attr-defined]
+        manager.StartServiceCtrlDispatcher = self.dispatch  # type: ignore[attr-defined]
         util = types.ModuleType("win32serviceutil")
         util.ServiceFramework = self._framework(service, manager)  # type: ignore[attr-defined]
         util.LocatePythonServiceExe = lambda exe=None: PYTHONSERVICE  # type: ignore[attr-defined]
@@ -407,6 +415,14 @@ class FakeSCM:
             raise ValueError("The service name is not hosted by this process")
         self.services[name].handler = handler
         return name
+
+    def prepare(self, klass: type) -> None:
+        self.prepared = klass
+
+    def dispatch(self) -> None:
+        """StartServiceCtrlDispatcher in a process the SCM did not start (the only one the tests run)."""
+        raise error(ERROR_FAILED_SERVICE_CONTROLLER_CONNECT, "StartServiceCtrlDispatcher",
+                    "The service process could not connect to the service controller.")
 
     def install_python_class(self, class_string: str, name: str) -> None:
         self.services[name].python_class = class_string
