@@ -414,7 +414,7 @@ class Journal:
 
         def work(cursor: sqlite3.Connection) -> CommandRecord:
             head_id, link = self._head or self._load_head(cursor)
-            before = self._tally or seals.tally(cursor)
+            before = self.current_tally(cursor)
             values: dict[str, Any] = {
                 **identity, "state": "received", "attempts": 1, "updated_at": at, "finished_at": None,
                 "reply_code": None, "reply_message": None, "replied_at": None, "reply_removed_at": None,
@@ -594,16 +594,20 @@ class Journal:
                 raise JournalError(f"journal read failed ({_cause(exc)}) in {self.path}") from exc
         return self._tally.count
 
-    def forget(self, cursor: sqlite3.Connection, count: int) -> None:
-        """Retention has just removed ``count`` commands, never the newest, in the transaction of ``cursor``:
-        keep the tally right, in the same transaction."""
-        oldest, newest = cursor.execute("SELECT coalesce((SELECT min(id) FROM commands), 0), "
-                                        "coalesce((SELECT max(id) FROM commands), 0)").fetchone()
-        if self._tally is not None and self._tally.newest == newest:
-            remaining = self._tally.count - count
-        else:  # not read before the removal: count what is left
-            remaining = int(cursor.execute("SELECT count(*) FROM commands").fetchone()[0])
-        self._tally = seals.put_tally(cursor, seals.Tally(remaining, int(oldest), int(newest)))
+    def current_tally(self, cursor: sqlite3.Connection) -> seals.Tally:
+        """The tally as the journal has it now, inside a write: this handle's copy while the seal still says
+        the same (one read of a row the commits keep in the cache), else the seal's, or a count (another
+        handle changed the journal meanwhile)."""
+        if self._tally is not None and seals.read(cursor, seals.COUNT) == self._tally.text():
+            return self._tally
+        self._tally = seals.tally(cursor)
+        return self._tally
+
+    def forget(self, cursor: sqlite3.Connection, before: seals.Tally, count: int) -> None:
+        """Retention has just removed ``count`` commands, never the newest, from a journal whose tally was
+        ``before``, in the transaction of ``cursor``: keep the tally right, in the same transaction."""
+        oldest = cursor.execute("SELECT coalesce(min(id), 0) FROM commands").fetchone()[0]
+        self._tally = seals.put_tally(cursor, seals.Tally(before.count - count, int(oldest), before.newest))
 
     def predecessor(self) -> Predecessor | None:
         """The broken journal this one replaced when it was created, if it replaced one."""

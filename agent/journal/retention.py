@@ -81,7 +81,8 @@ def prune(journal: Journal, finished_before: str, keep_min: int, max_commands: i
                                   (keep_min - 1,)).fetchone()
         if boundary is None:
             return Pruned(0)
-        total = journal.command_count()
+        before = journal.current_tally(cursor)
+        total = before.count
         pinned = " ".join(f"AND id NOT IN ({table.pinned})" for table in seals.SEALED.values() if table.pinned)
         # One more than the limit: whether any is left after this call.
         candidates = cursor.execute(
@@ -105,7 +106,7 @@ def prune(journal: Journal, finished_before: str, keep_min: int, max_commands: i
         if doomed:
             _anchor_survivors(cursor, doomed)
             _delete_commands(cursor, doomed)
-            journal.forget(cursor, len(doomed))
+            journal.forget(cursor, before, len(doomed))
         return Pruned(len(doomed), tuple(replies), more)
 
     return journal.transaction(work)

@@ -61,18 +61,25 @@ class Tally:
         return f"{self.count}:{self.oldest}:{self.newest}"
 
 
-def tally(cursor: sqlite3.Connection) -> Tally:
-    """The journal's tally: from the ``count`` seal when its ids are still the table's oldest and newest (two
-    index lookups), else counted (the seal is missing, edited, or stale)."""
-    oldest, newest = cursor.execute("SELECT coalesce((SELECT min(id) FROM commands), 0), "
-                                    "coalesce((SELECT max(id) FROM commands), 0)").fetchone()
+def sealed_tally(cursor: sqlite3.Connection) -> Tally | None:
+    """What the ``count`` seal says, or None when it is missing or unreadable."""
     try:
-        count, sealed_oldest, sealed_newest = map(int, (read(cursor, COUNT) or "").split(":"))
+        count, oldest, newest = map(int, (read(cursor, COUNT) or "").split(":"))
     except ValueError:
-        count, sealed_oldest, sealed_newest = -1, -1, -1
-    if (sealed_oldest, sealed_newest) != (oldest, newest) or count < 0:
-        count = int(cursor.execute("SELECT count(*) FROM commands").fetchone()[0])
-    return Tally(count, int(oldest), int(newest))
+        return None
+    return Tally(count, oldest, newest)
+
+
+def tally(cursor: sqlite3.Connection) -> Tally:
+    """The journal's tally: from the ``count`` seal when its ids are still the table's oldest and newest and
+    its count fits between them (two index lookups), else counted (the seal is missing, edited, or stale)."""
+    oldest, newest = (int(n) for n in cursor.execute(
+        "SELECT coalesce((SELECT min(id) FROM commands), 0), coalesce((SELECT max(id) FROM commands), 0)").fetchone())
+    sealed = sealed_tally(cursor)
+    if sealed is not None and (sealed.oldest, sealed.newest) == (oldest, newest) and (
+            sealed.count == 0 if newest == 0 else 1 <= sealed.count <= newest - oldest + 1):
+        return sealed
+    return Tally(int(cursor.execute("SELECT count(*) FROM commands").fetchone()[0]), oldest, newest)
 
 
 def put_tally(cursor: sqlite3.Connection, new: Tally) -> Tally:

@@ -106,6 +106,7 @@ class _Verifier:
         last = self._commands(cursor, chain_from, anchors)
         if chain_from is not None:
             self._head(seals_found, chain_from, last)
+            self._count(cursor)
             for table in SEALED.values():
                 if table.name in tables:
                     self._table_digest(cursor, seals_found, table)
@@ -249,6 +250,17 @@ class _Verifier:
                       "journaled by an older release of the agent")
         else:
             self.fail(f"command {head[0]}: the newest command was replaced outside the agent")
+
+    def _count(self, cursor: sqlite3.Connection) -> None:
+        """The count seal, where the agent would trust it (its ids are the table's), must be the count."""
+        sealed = seals.sealed_tally(cursor)
+        if sealed is None:
+            return  # missing or unreadable: the agent counts the table instead
+        count, oldest, newest = (int(n) for n in cursor.execute(
+            "SELECT count(*), coalesce(min(id), 0), coalesce(max(id), 0) FROM commands").fetchone())
+        if (sealed.oldest, sealed.newest) == (oldest, newest) and sealed.count != count:
+            self.fail(f"the count seal says {sealed.count} commands, the journal holds {count}: the seal was "
+                      "edited outside the agent (retention would remove commands by the wrong count)")
 
     def _table_digest(self, cursor: sqlite3.Connection, found: dict[str, str], table: SealedTable) -> None:
         if table.digest(cursor) != found.get(table.name):

@@ -223,6 +223,46 @@ def test_a_count_seal_that_no_longer_fits_is_counted_again(journal: Journal, tmp
     assert _counts(tmp_path)[0] == expected
 
 
+@pytest.mark.parametrize("sealed", ["0:1:5", "6:1:5", "-1:1:5"])
+def test_a_count_seal_that_cannot_be_right_is_counted_again(journal: Journal, tmp_path: Path, sealed: str) -> None:
+    """A seal whose ids fit but whose count cannot (none, or more than the ids span) is not trusted."""
+    for n in range(5):
+        version_command(journal, f"r{n}")
+    with journal.driver as connection:
+        connection.execute("UPDATE seals SET value = ? WHERE key = 'count'", (sealed,))
+    assert _counts(tmp_path)[0] == 5
+
+
+def test_verify_reports_a_count_seal_edited_within_reason(journal: Journal, tmp_path: Path) -> None:
+    """A count seal edited to a count its ids allow would be trusted: ``journal verify`` reports it."""
+    for n in range(5):
+        version_command(journal, f"r{n}")
+    assert journal.verify().ok
+    with journal.driver as connection:
+        connection.execute("UPDATE seals SET value = '3:1:5' WHERE key = 'count'")
+    verification = journal.verify()
+    assert not verification.ok
+    assert any("the count seal says 3 commands, the journal holds 5" in problem
+               for problem in verification.problems)
+
+
+def test_a_prune_by_another_handle_is_not_counted_twice(journal: Journal, tmp_path: Path, clock: Clock) -> None:
+    """Two handles on one journal: each prune reads the count the seal has in its own transaction, so one
+    handle's prune does not leave the other removing commands by a count that is no longer true."""
+    for n in range(20):
+        version_command(journal, f"r{n}")
+    assert journal.command_count() == 20
+    other = Journal.open(tmp_path)
+    try:
+        retention.prune(other, cutoff(clock), keep_min=1, max_commands=15)
+    finally:
+        other.close()
+    while retention.prune(journal, cutoff(clock), keep_min=1, max_commands=10).more:
+        pass
+    assert journal.command_count() == 10 == len(journal.commands())
+    assert _counts(tmp_path)[0] == 10
+
+
 @pytest.mark.parametrize("reason", ["age", "size"])
 def test_pruning_goes_in_small_batches_and_the_chain_holds_after_each(journal: Journal, clock: Clock,
                                                                       reason: str) -> None:
