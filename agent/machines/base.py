@@ -147,10 +147,17 @@ class Command:
         # the machine, which every command of the type shares, so ``_one_at_a_time`` lets one command of a
         # type run at a time in a process (the daemon runs one anyway; tests run agents in threads).
         # A command is never added to the machine as a model: it fires the machine's events on itself
-        # (``advance``), so the states name their ``on_enter_<state>`` callbacks here, once, where adding
-        # and removing each command as a model would look for them (and bind every trigger) per command.
-        states = [{"name": state, "on_enter": [f"on_enter_{state}"]} if hasattr(cls, f"on_enter_{state}")
-                  else state for state in cls.states()]
+        # (``advance``), where adding and removing each command as a model would bind every trigger onto it
+        # and look up its callbacks, per command. So every state calls ``_entered``, which finds the state's
+        # ``on_enter_<state>`` on the command when it runs (one added to the class later is found too).
+        strays = sorted(name for name in dir(cls) if name.startswith(("on_enter_", "on_exit_"))
+                        and name.split("_", 2)[2] not in cls.states())
+        if strays:
+            raise TypeError(f"{cls.__name__}: {', '.join(strays)} name no state of the machine")
+        if any(name.startswith("on_exit_") for name in dir(cls)):
+            raise TypeError(f"{cls.__name__}: on_exit_ callbacks are not supported; do the work in the "
+                            "on_enter_ callback of the state that follows")
+        states = [{"name": state, "on_enter": ["_entered"]} for state in cls.states()]
         cls._machine = Machine(model=None, states=states, transitions=table, initial=cls.STATES[0],
                                auto_transitions=False, send_event=True, queued=True,
                                model_attribute="journaled_state", before_state_change="_journal")
@@ -213,6 +220,12 @@ class Command:
         """The working data of a command journaled before working data existed; by default, none yet."""
         assert self.Data is not None
         return self.Data()
+
+    def _entered(self, event: Event) -> None:
+        """Every state's ``on_enter``: the state's own callback, if the command type has one."""
+        callback = getattr(self, f"on_enter_{self.journaled_state}", None)
+        if callback is not None:
+            callback(event)
 
     def _journal(self, event: Event) -> None:
         """``before_state_change``: journal the transition before the state changes and its work starts (its

@@ -238,6 +238,32 @@ def test_a_trigger_named_like_an_attribute_takes_its_transition(journal: Journal
                                                                             (trigger, "done")]
 
 
+@pytest.mark.parametrize(("method", "message"), [("on_enter_wroking", "on_enter_wroking name no state"),
+                                                  ("on_exit_received", "on_exit_ callbacks are not supported")])
+def test_a_callback_the_machine_would_never_call_is_refused(method: str, message: str) -> None:
+    """A state callback with a misspelt state, or an on_exit_ one, is an error when the class is defined,
+    not a callback that silently never runs."""
+    with pytest.raises(TypeError, match=message):
+        type("Careless", (Command,), {
+            "NAME": "careless", "STATES": ["received", "working", "done"], "TERMINAL": frozenset({"done"}),
+            "TRANSITIONS": [{"trigger": "go", "source": "received", "dest": "working"}],
+            "RECOVERY": {"received": RESUME, "working": RESUME}, method: lambda self, event: None})
+
+
+def test_a_callback_added_to_the_class_later_runs(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """State callbacks are looked up when the state is entered, so one set on the class after it was defined
+    (a decorator, a test's monkeypatch) runs like one written in it."""
+    entered: list[str] = []
+
+    def on_enter_done(self: Sample, event: Event) -> None:
+        entered.append(self.state)
+
+    monkeypatch.setattr(Sample, "on_enter_done", on_enter_done, raising=False)
+    command = new_command(journal)
+    command.run()
+    assert (command.state, entered) == ("done", ["done"])
+
+
 def test_terminal_states_must_be_states() -> None:
     """A machine that declares a terminal state it does not have is rejected when it is built."""
     with pytest.raises(TypeError, match="finished"):
