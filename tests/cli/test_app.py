@@ -16,11 +16,12 @@ from agent.cli import main
 from agent.cli.app import BROKEN_PIPE, build_parser
 from tests.cli.conftest import run
 
-COMMANDS = ["run", "supervise", "install", "uninstall", "release", "release build", "release verify", "release deb",
-            "release rpm", "status", "config", "config check", "config show", "journal", "journal list",
-            "journal show", "journal timing", "journal export", "journal verify", "collect-logs", "host",
-            "host version", "host features", "host call", "host password", "host injectfile", "host resetnetwork",
-            "host raw", "network", "network render", "sandbox", "diagram"]
+COMMANDS = ["run", "supervise", "install", "uninstall", "service", "service install", "service remove",
+            "service start", "service stop", "service run", "release", "release build", "release verify",
+            "release deb", "release rpm", "status", "config", "config check", "config show", "journal",
+            "journal list", "journal show", "journal timing", "journal export", "journal verify", "collect-logs",
+            "host", "host version", "host features", "host call", "host password", "host injectfile",
+            "host resetnetwork", "host raw", "network", "network render", "sandbox", "diagram"]
 
 
 def subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[str]:
