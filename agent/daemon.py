@@ -36,7 +36,6 @@ import functools
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -179,7 +178,7 @@ class Agent:
                 os.write(2, b"second signal: exiting without waiting\n")
                 os._exit(1)
             self.should_exit = True
-        elif sig == signal.SIGHUP:
+        elif sig == signals.RELOAD:
             self._reload_requested = True
 
     def _relay_signals(self) -> None:

@@ -41,6 +41,10 @@ class StateLock:
 
     def acquire(self, wait: float = 0.0) -> None:
         """Take the lock, trying for up to ``wait`` seconds; raise AlreadyRunning if another process keeps it."""
+        if sys.platform == "win32":  # the directory's ACL (0700's analogue) before anything is written in it
+            from agent.winacl import secure_state_dir
+
+            secure_state_dir(self.directory)
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = _open_lockable(self.directory)

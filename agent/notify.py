@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def _address(value: str) -> str:
 def send(*fields: str, socket_path: str | None = None) -> bool:
     """Send ``fields`` (``"READY=1"``, ...) to the notify socket; False when there is none or it failed."""
     target = socket_path if socket_path is not None else os.environ.get(ENV, "")
-    if not target:
+    if not target or sys.platform == "win32":  # no service manager speaks this protocol there
         return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
@@ -54,8 +55,12 @@ def watchdog_interval() -> float | None:
 class Listener:
     """The server end: a datagram socket a child process notifies (the supervisor's)."""
 
+    socket: socket.socket
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        if sys.platform == "win32":
+            raise OSError("the notify protocol's datagram sockets are Linux and FreeBSD only")
         path.unlink(missing_ok=True)
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self.socket.bind(str(path))

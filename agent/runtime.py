@@ -13,6 +13,7 @@ cannot restart. A Windows service will be another implementation of the same pro
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Protocol
 
@@ -84,5 +85,8 @@ class Standalone(_Clocked):
 
 
 def for_this_process() -> Runtime:
-    """The runtime of the current process, from its environment."""
+    """The runtime of the current process, from its environment: on Windows an agent run by hand tells no
+    one (the service brings its own runtime, ``agent.winservice``)."""
+    if sys.platform == "win32":
+        return Standalone()
     return SystemdRuntime()

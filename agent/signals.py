@@ -11,13 +11,22 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterable
 from types import FrameType
 
+
+def _present(*names: str) -> tuple[signal.Signals, ...]:
+    """The signals of these names that this system has (Windows has neither SIGHUP nor SIGUSR1/2)."""
+    return tuple(getattr(signal, name) for name in names if hasattr(signal, name))
+
+
 #: What the agent and the supervisor handle: stop, reload, and two that would otherwise kill them silently.
-HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-STOP = (signal.SIGINT, signal.SIGTERM)
-IGNORED = (signal.SIGUSR1, signal.SIGUSR2)
+HANDLED = _present("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
+STOP = _present("SIGINT", "SIGTERM")
+IGNORED = _present("SIGUSR1", "SIGUSR2")
+#: The reload signal, where there is one (Windows has none: a service is reloaded by restarting it).
+RELOAD: signal.Signals | None = getattr(signal, "SIGHUP", None)
 
 
 class SignalInbox:
@@ -27,7 +36,8 @@ class SignalInbox:
         self._note = note
         self._pending: list[int] = []
         self._read, self._write = os.pipe()
-        os.set_blocking(self._write, False)
+        if sys.platform != "win32":  # Python 3.11 cannot make a pipe non-blocking on Windows
+            os.set_blocking(self._write, False)
 
     def install(self, signals: Iterable[signal.Signals] = HANDLED) -> None:
         """Handle ``signals`` (call from the main thread)."""

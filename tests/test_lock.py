@@ -100,3 +100,29 @@ def test_a_directory_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> Non
     (tmp_path / "file").write_text("")
     with pytest.raises(JournalError, match=r"cannot lock the state directory .*file: File exists; it must be a"):
         StateLock(tmp_path / "file", "agent").acquire()
+
+
+@pytest.mark.parametrize("where", ["lock", "journal"])
+def test_on_windows_the_state_directory_gets_its_acl_before_anything_is_in_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """On Windows the first to create the state directory (the lock, or the journal) gives it the ACL of
+    ``agent.winacl`` (SYSTEM and Administrators only) before anything is written in it."""
+    import agent.winacl
+    from agent.journal import engine
+
+    directory = tmp_path / "state"
+    secured: list[tuple[Path, bool]] = []
+
+    def secure(path: Path) -> None:
+        secured.append((path, path.exists() and any(path.iterdir())))
+        path.mkdir(mode=0o700, exist_ok=True)
+
+    monkeypatch.setattr(agent.winacl, "secure_state_dir", secure)
+    monkeypatch.setattr(sys, "platform", "win32")
+    if where == "lock":
+        lock = StateLock(directory, "agent")
+        lock.acquire()
+        lock.release()
+    else:
+        engine.prepare_state_dir(directory)
+    assert secured == [(directory, False)]

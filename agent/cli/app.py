@@ -95,8 +95,8 @@ def _silence_closed_pipes(*streams: IO[Any]) -> bool:
 
 def _reader_gone(fd: int) -> bool:
     """Whether ``fd`` is a pipe or socket whose other end is closed (poll reports an error or hang-up on it)."""
-    if not hasattr(select, "poll"):
-        return True  # Windows: no poll, and the broken pipe the caller saw is the best evidence there is
+    if sys.platform == "win32":
+        return True  # no poll there, and the broken pipe the caller saw is the best evidence there is
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
     return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))

@@ -56,6 +56,10 @@ _DAMAGED = frozenset({1, 11, 26})
 def prepare_state_dir(state_dir: Path) -> Path:
     """Create the state directory (0700), keep an existing database 0600, and return the database path."""
     database = state_dir / DATABASE_NAME
+    if sys.platform == "win32":  # SYSTEM and Administrators only (agent.winacl): 0700's analogue there
+        from agent.winacl import secure_state_dir
+
+        secure_state_dir(state_dir)
     try:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(state_dir, 0o700)

@@ -64,7 +64,10 @@ def run_bounded(argv: Sequence[str], stdin: bytes, timeout: float, env: dict[str
             stdout, stderr = process.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+                if sys.platform == "win32":  # no process groups to kill there: the tool itself
+                    process.kill()
+                else:
+                    os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
             raise
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
