@@ -216,7 +216,8 @@ def test_layout_is_the_build_under_program_files_openstack_agent(msi: Path) -> N
 
 
 def test_service_recovery_is_set_once_the_service_is_installed(msi: Path) -> None:
-    """sc.exe sets restart-on-failure as LocalSystem between InstallServices and StartServices, never on removal."""
+    """sc.exe sets restart-on-failure, also for a service that stops with an error, as LocalSystem between
+    InstallServices and StartServices, never on removal."""
     actions = {row["Action"]: row for row in table(msi, "CustomAction")}
     recovery = actions["ServiceRecovery"]
     assert int(recovery["Type"]) == EXE_FROM_PROPERTY | DEFERRED | NO_IMPERSONATE
@@ -226,8 +227,13 @@ def test_service_recovery_is_set_once_the_service_is_installed(msi: Path) -> Non
     steps = {row["Action"]: row for row in table(msi, "InstallExecuteSequence")}
     order = {action: int(row["Sequence"]) for action, row in steps.items()}
     assert order["CostFinalize"] < order[recovery["Source"]] < order["InstallInitialize"]
-    assert order["InstallServices"] < order["ServiceRecovery"] < order["StartServices"]
-    for action in (recovery["Source"], "ServiceRecovery"):
+    on_errors = actions["ServiceRecoveryOnErrors"]
+    assert (int(on_errors["Type"]), on_errors["Source"]) == (EXE_FROM_PROPERTY | DEFERRED | NO_IMPERSONATE,
+                                                             recovery["Source"])
+    assert on_errors["Target"] == f"failureflag {SERVICE} 1"
+    assert order["InstallServices"] < order["ServiceRecovery"] < order["ServiceRecoveryOnErrors"] < order[
+        "StartServices"]
+    for action in (recovery["Source"], "ServiceRecovery", "ServiceRecoveryOnErrors"):
         assert steps[action]["Condition"] == 'NOT REMOVE~="ALL"'
 
 
