@@ -29,11 +29,10 @@ import errno
 import queue
 import re
 import threading
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from agent.errors import XenStoreError, XenStoreUnavailable
-from agent.xenstore import Connection, Transport, ascii_value, invalid, refused
+from agent.xenstore import OneCallAtATime, Transport, ascii_value, invalid, refused
 
 #: What pyxs lets through before sending: path characters, value characters, sizes.
 _PATH = re.compile(r"[a-zA-Z0-9/_@-]+")
@@ -199,7 +198,7 @@ class MemoryStore:
                                 arrived=connection is actor)
 
 
-class MemoryXenStore(Connection):
+class MemoryXenStore(OneCallAtATime):
     """A connection to a ``MemoryStore``, rooted at a domain home: the in-memory ``XenStore``.
 
     ``domain_path`` is as for ``XenStore``. Relative paths without one are taken, as xenstored does, from the
@@ -289,37 +288,6 @@ class MemoryXenStore(Connection):
         sent = self.absolute(path)
         with self.store._lock:
             self.store._delete(self._request("delete", sent), sent, self)
-
-    def read_many(self, paths: Sequence[str]) -> builtins.list[bytes | None]:
-        """``read`` of each path (one store has no round trips to save)."""
-        return [self.read(path) for path in paths]
-
-    def write_many(self, items: Sequence[tuple[str, str]]) -> builtins.list[XenStoreError | None]:
-        """``write`` of each (path, value): per item, None or its XenStoreError; XenStoreUnavailable raises."""
-        outcomes: builtins.list[XenStoreError | None] = []
-        for path, value in items:
-            try:
-                self.write(path, value)
-            except XenStoreUnavailable:
-                raise
-            except XenStoreError as exc:
-                outcomes.append(exc)
-            else:
-                outcomes.append(None)
-        return outcomes
-
-    def delete_many(self, paths: Sequence[str]) -> None:
-        """``delete`` of each path; the first error raises once all were tried."""
-        errors: builtins.list[XenStoreError] = []
-        for path in paths:
-            try:
-                self.delete(path)
-            except XenStoreUnavailable:
-                raise
-            except XenStoreError as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
 
     def list(self, path: str) -> builtins.list[str]:
         """Names of the node's children; empty when the node does not exist."""

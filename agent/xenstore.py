@@ -372,6 +372,51 @@ class Connection:
         return path
 
 
+class OneCallAtATime(Connection):
+    """The batch calls of a transport that has no pipelining (the memory store, WMI): each item in turn through
+    the single call, with the batch calls' error contract."""
+
+    def read(self, path: str) -> bytes | None:
+        raise NotImplementedError
+
+    def write(self, path: str, value: str) -> None:
+        raise NotImplementedError
+
+    def delete(self, path: str) -> None:
+        raise NotImplementedError
+
+    def read_many(self, paths: Sequence[str]) -> builtins.list[bytes | None]:
+        """``read`` of each path, in order; errors raise as ``read``'s."""
+        return [self.read(path) for path in paths]
+
+    def write_many(self, items: Sequence[tuple[str, str]]) -> builtins.list[XenStoreError | None]:
+        """``write`` of each (path, value): per item, None or its XenStoreError; XenStoreUnavailable raises."""
+        outcomes: builtins.list[XenStoreError | None] = []
+        for path, value in items:
+            try:
+                self.write(path, value)
+            except XenStoreUnavailable:
+                raise
+            except XenStoreError as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
+
+    def delete_many(self, paths: Sequence[str]) -> None:
+        """``delete`` of each path; the first error raises once all were tried (XenStoreUnavailable at once)."""
+        first: XenStoreError | None = None
+        for path in paths:
+            try:
+                self.delete(path)
+            except XenStoreUnavailable:
+                raise
+            except XenStoreError as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
+
 class _EventQueue(queue.Queue[Any]):
     """The watch events, counted by path as they come and go, so that ``event_pending`` costs the same with
     thousands of events queued (a flood) as with none. The hooks run under the queue's own lock."""

@@ -61,11 +61,10 @@ import logging
 import queue
 import re
 import threading
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import XenStoreError, XenStoreUnavailable
-from agent.xenstore import Connection, Transport, ascii_value, invalid, refused
+from agent.xenstore import OneCallAtATime, Transport, ascii_value, invalid, refused
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ def checked(op: str, full: str, value: str | None = None) -> None:
         raise refused(op, full, errno.EINVAL)
 
 
-class WmiXenStore(Connection):
+class WmiXenStore(OneCallAtATime):
     """A XenStore session through xeniface's WMI classes, with one event thread and one watch queue."""
 
     def __init__(self, domain_path: str = "", timeout: float = 10.0, *, client: Any = None, pythoncom: Any = None,
@@ -264,35 +263,6 @@ class WmiXenStore(Connection):
         checked("delete", full)
         with contextlib.suppress(_Refused):  # a missing node, as xenstored's ENOENT: not an error here
             self._method("delete", full, "RemoveValue", Pathname=full)
-
-    def read_many(self, paths: Sequence[str]) -> builtins.list[bytes | None]:
-        """``read`` of each path in turn: WMI has no pipelining."""
-        return [self.read(path) for path in paths]
-
-    def write_many(self, items: Sequence[tuple[str, str]]) -> builtins.list[XenStoreError | None]:
-        outcomes: builtins.list[XenStoreError | None] = []
-        for path, value in items:
-            try:
-                self.write(path, value)
-            except XenStoreUnavailable:
-                raise
-            except XenStoreError as exc:
-                outcomes.append(exc)
-            else:
-                outcomes.append(None)
-        return outcomes
-
-    def delete_many(self, paths: Sequence[str]) -> None:
-        first: XenStoreError | None = None
-        for path in paths:
-            try:
-                self.delete(path)
-            except XenStoreUnavailable:
-                raise
-            except XenStoreError as exc:
-                first = first or exc
-        if first is not None:
-            raise first
 
     def _children(self, op: str, full: str) -> builtins.list[str] | None:
         """The children's names, or None when the node is missing."""
