@@ -648,8 +648,10 @@ class XenStore(Connection):
         return payload_out
 
     def exists(self, path: str) -> bool:
+        # A read, not a list: a node's value fits one message, while the names of thousands of children do not
+        # (xenstored refuses that list with E2BIG).
         try:
-            self._call("list", path)
+            self._call("read", path)
         except FileNotFoundError:
             return False
         return True

@@ -166,6 +166,7 @@ def test_long_child_lists_are_read_whole(xs: Transport) -> None:
     for name in names:
         xs.write(f"{HOST_DIR}/{name}", "{}")
     assert set(xs.list(HOST_DIR)) == names and len(xs.list(HOST_DIR)) == 300
+    assert xs.exists(HOST_DIR)
 
 
 # -- what is refused ----------------------------------------------------------------------------------
