@@ -241,10 +241,13 @@ class WmiXenStore(OneCallAtATime):
             self._events.put(_DEAD)
 
     def read(self, path: str) -> bytes | None:
-        full = self.absolute(path)
-        checked("read", full)
+        return self._value("read", self.absolute(path))
+
+    def _value(self, op: str, full: str) -> bytes | None:
+        """The value of the node at the full path ``full``, or None when the node is missing."""
+        checked(op, full)
         try:
-            value = self._method("read", full, "GetValue", Pathname=full).Properties_.Item("value").Value
+            value = self._method(op, full, "GetValue", Pathname=full).Properties_.Item("value").Value
         except _Refused:
             return None
         return str(value or "").encode("utf-8")
@@ -265,12 +268,15 @@ class WmiXenStore(OneCallAtATime):
             self._method("delete", full, "RemoveValue", Pathname=full)
 
     def _children(self, op: str, full: str) -> builtins.list[str] | None:
-        """The children's names, or None when the node is missing."""
+        """The children's names, or None when the node is missing. A node that exists but whose children the
+        driver would not list (WMI gives no reason) is a XenStoreError: an empty list would hide requests."""
         checked(op, full)
         try:
             children = self._method(op, full, "GetChildren", Pathname=full).Properties_.Item("children").Value
-        except _Refused:
-            return None
+        except _Refused as exc:
+            if self._value(op, full) is None:
+                return None
+            raise XenStoreError(f"XenStore refused {op} {full} (WMI gives no reason: {exc})") from exc
         paths = children.Properties_.Item("ChildNodes").Value if children is not None else None
         prefix = "/" if full == "/" else full + "/"
         return [str(child).removeprefix(prefix) for child in paths or ()]
@@ -279,7 +285,8 @@ class WmiXenStore(OneCallAtATime):
         return self._children("list", self.absolute(path)) or []
 
     def exists(self, path: str) -> bool:
-        return self._children("exists", self.absolute(path)) is not None
+        # A read, as XenStore.exists does: a node's value fits one message, its children's names may not.
+        return self.read(path) is not None
 
     def mkdir(self, path: str) -> None:
         """There is no mkdir in the interface: a missing node is written with an empty value (its missing

@@ -26,7 +26,7 @@ from agent.xenstore import Transport, XenStore, open_transport
 from agent.xenstore_wmi import WmiXenStore
 from tests import test_memstore as contract
 from tests.conftest import ThreadAgent, _run, make_config, open_journal, wait_for
-from tests.fakes.xeniface import FakeXeniface
+from tests.fakes.xeniface import WBEM_E_FAILED, FakeXeniface, wmi_error
 from tests.system import password_matches, runs, shadow_hash
 from tests.test_injectfile import KEY, make_guest_files
 
@@ -187,6 +187,24 @@ def test_a_lost_session_wakes_the_waiter_then_reconnects(xeniface: FakeXeniface,
     watched(transport, HOST_DIR, "again")
     host_side.write(f"{HOST_DIR}/after", "{}")
     assert transport.next_event(timeout=10) == (HOST_DIR, "again")
+    transport.close()
+
+
+def test_children_the_driver_will_not_list_are_an_error_not_an_empty_list(xeniface: FakeXeniface) -> None:
+    """GetChildren failing on a node that exists (WMI says no more) raises: an empty list would hide the
+    requests waiting in data/host. A missing node still lists as empty."""
+    transport = wmi(xeniface)
+    transport.connect()
+    transport.write("data/host/request", "{}")
+
+    def refuse(name: str, path: str) -> None:
+        if name == "GetChildren":
+            raise wmi_error(WBEM_E_FAILED, "Generic failure ")
+
+    xeniface.before_call = refuse
+    with pytest.raises(XenStoreError, match="refused list"):
+        transport.list("data/host")
+    assert transport.list("data/nothing") == [] and transport.exists("data/host")
     transport.close()
 
 
