@@ -145,9 +145,10 @@ class Agent:
         self._started, self._start_row = time.monotonic(), 0
         #: Whether retention has more commands to remove (see ``prune``), and how many it removed so far.
         self._pruning, self._pruned = False, 0
-        #: The bounds of a reply collection with more replies to remove (see ``collect_replies``), else None;
-        #: and how many it removed so far.
-        self._collecting: tuple[int, str] | None = None
+        #: A reply collection with more replies to remove (see ``collect_replies``): the bounds it goes by
+        #: (delivered at or before this transition row, or by an earlier process before this wall-clock time);
+        #: None when none is under way. And how many it removed so far.
+        self._collection: tuple[int, str] | None = None
         self._collected = 0
         #: No timer runs before this (``time.monotonic``): set after an error (see ``_retry_soon``).
         self._timers_held_until = 0.0
@@ -728,7 +729,7 @@ class Agent:
         due = (machine.next_due(journal) for machine in REGISTRY.values())
         soonest = min(self._next_housekeeping, self._wipe_due(), *self._waiting.values(),
                       *(d for d in due if d is not None),
-                      0.0 if self._pruning or self._collecting else float("inf"))
+                      0.0 if self._pruning or self._collection else float("inf"))
         return max(soonest, self._timers_held_until)
 
     def _wipe_due(self) -> float:
@@ -746,7 +747,7 @@ class Agent:
             self.housekeeping()
         else:
             self.command_timers()
-            if self._collecting:
+            if self._collection:
                 self.collect_more()
             if self._pruning:
                 self.prune()
@@ -791,22 +792,23 @@ class Agent:
             by_earlier = iso(datetime.max.replace(tzinfo=UTC))  # all of them: they are older than this process
         else:
             by_earlier = iso(wall_clock() - timedelta(seconds=max_age))
-        self._collecting = (by_this_process, by_earlier)
+        self._collection = (by_this_process, by_earlier)
         return self.collect_more()
 
     def collect_more(self) -> int:
         """One batch of the reply collection ``collect_replies`` started: how many replies it removed."""
-        assert self._collecting is not None
-        (upto, earlier), journal = self._collecting, self._journal()
-        self._collecting = None  # a batch that fails is tried again by housekeeping, not in a tight loop
-        old = retention.replies_to_collect(journal, upto, earlier, self._start_row, limit=COLLECT_PER_CALL + 1)
+        assert self._collection is not None
+        (by_this_process, by_earlier), journal = self._collection, self._journal()
+        self._collection = None  # a batch that fails is tried again by housekeeping, not in a tight loop
+        old = retention.replies_to_collect(journal, by_this_process, by_earlier, self._start_row,
+                                           limit=COLLECT_PER_CALL + 1)
         batch = old[:COLLECT_PER_CALL]
         if batch:
             self.xenstore.delete_many([f"{GUEST_DIR}/{record.request_id}" for record in batch])
             retention.mark_replies_removed(journal, [record.id for record in batch])
         self._collected += len(batch)
         if len(old) > len(batch):
-            self._collecting = (upto, earlier)
+            self._collection = (by_this_process, by_earlier)
         elif self._collected:
             log.info("removed %d old replies from %s", self._collected, GUEST_DIR)
             self._collected = 0

@@ -32,7 +32,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from agent.errors import XenStoreError, XenStoreUnavailable
-from agent.xenstore import OneCallAtATime, Transport, ascii_value, invalid, refused
+from agent.xenstore import Transport, Unpipelined, ascii_value, invalid, refused
 
 #: What pyxs lets through before sending: path characters, value characters, sizes.
 _PATH = re.compile(r"[a-zA-Z0-9/_@-]+")
@@ -198,7 +198,7 @@ class MemoryStore:
                                 arrived=connection is actor)
 
 
-class MemoryXenStore(OneCallAtATime):
+class MemoryXenStore(Unpipelined):
     """A connection to a ``MemoryStore``, rooted at a domain home: the in-memory ``XenStore``.
 
     ``domain_path`` is as for ``XenStore``. Relative paths without one are taken, as xenstored does, from the

@@ -7,7 +7,7 @@ sd_notify protocol (``agent.notify``) to systemd or to the agent's own superviso
 which restarts the agent into a new release (with its pidfd, its ``current`` release link and its notify
 socket, all Linux-only, kept there); run by hand it has no socket to tell and is not supervised.
 ``Standalone`` is for an agent built in-process (tests on the in-memory XenStore): it tells no one and
-cannot restart. A Windows service will be another implementation of the same protocol.
+cannot restart. The Windows service's runtime is ``agent.winservice.WindowsServiceRuntime``.
 """
 
 from __future__ import annotations

@@ -182,12 +182,12 @@ def lock_holder(state_dir: Path) -> int | None:
         info = os.stat(state_dir)
     except OSError:
         return None
+    if sys.platform == "win32":  # no /proc/locks there: the pid file, as on FreeBSD
+        return _pid_file_alive(state_dir)
     try:
         table = PROC_LOCKS.read_text(encoding="ascii", errors="replace")
     except OSError:
         return _pid_file_alive(state_dir)  # no /proc/locks (FreeBSD): the pid file, if that process exists
-    if sys.platform == "win32":  # no /proc/locks there: the pid file, as on FreeBSD
-        return _pid_file_alive(state_dir)
     device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}"
     recorded = _pid_from_file(state_dir)
     for line in table.splitlines():

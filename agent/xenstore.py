@@ -372,7 +372,7 @@ class Connection:
         return path
 
 
-class OneCallAtATime(Connection):
+class Unpipelined(Connection):
     """The batch calls of a transport that has no pipelining (the memory store, WMI): each item in turn through
     the single call, with the batch calls' error contract."""
 

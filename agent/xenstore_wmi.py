@@ -64,7 +64,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import XenStoreError, XenStoreUnavailable
-from agent.xenstore import OneCallAtATime, Transport, ascii_value, invalid, refused
+from agent.xenstore import Transport, Unpipelined, ascii_value, invalid, refused
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def checked(op: str, full: str, value: str | None = None) -> None:
         raise refused(op, full, errno.EINVAL)
 
 
-class WmiXenStore(OneCallAtATime):
+class WmiXenStore(Unpipelined):
     """A XenStore session through xeniface's WMI classes, with one event thread and one watch queue."""
 
     def __init__(self, domain_path: str = "", timeout: float = 10.0, *, client: Any = None, pythoncom: Any = None,

@@ -603,7 +603,7 @@ class Journal:
         self._tally = seals.tally(cursor)
         return self._tally
 
-    def forget(self, cursor: sqlite3.Connection, before: seals.Tally, count: int) -> None:
+    def count_removed(self, cursor: sqlite3.Connection, before: seals.Tally, count: int) -> None:
         """Retention has just removed ``count`` commands, never the newest, from a journal whose tally was
         ``before``, in the transaction of ``cursor``: keep the tally right, in the same transaction."""
         oldest = cursor.execute("SELECT coalesce(min(id), 0) FROM commands").fetchone()[0]

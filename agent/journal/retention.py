@@ -106,7 +106,7 @@ def prune(journal: Journal, finished_before: str, keep_min: int, max_commands: i
         if doomed:
             _anchor_survivors(cursor, doomed)
             _delete_commands(cursor, doomed)
-            journal.forget(cursor, before, len(doomed))
+            journal.count_removed(cursor, before, len(doomed))
         return Pruned(len(doomed), tuple(replies), more)
 
     return journal.transaction(work)

@@ -8,7 +8,7 @@ A command type is a subclass of ``Command`` that declares its machine as data::
     RECOVERY    per working (non-terminal) state: RESUME or ROLL_BACK (see below)
     Data        optional: a dataclass of the command's working data
 
-and then one ``on_enter_<state>`` callback per state, in state order, that does the state's work and, as
+and then one ``on_enter_<state>`` callback per working state, in state order, that does the state's work and, as
 its last act, fires the next trigger with ``advance`` or ``finish``. The base adds what every machine
 shares: the terminal ``failed`` state, reachable from every working state through ``fail`` with the error
 reply, and the ``resume`` trigger.
@@ -100,7 +100,7 @@ def _sources(transition: dict[str, Any]) -> list[str]:
 
 
 class Command:
-    """One command row, as a model of its type's machine."""
+    """One command row, run by its type's machine (which fires its events on it; see ``advance``)."""
 
     NAME: ClassVar[str]
     STATES: ClassVar[Sequence[str]]
@@ -147,16 +147,17 @@ class Command:
         # the machine, which every command of the type shares, so ``_one_at_a_time`` lets one command of a
         # type run at a time in a process (the daemon runs one anyway; tests run agents in threads).
         # A command is never added to the machine as a model: it fires the machine's events on itself
-        # (``advance``), where adding and removing each command as a model would bind every trigger onto it
-        # and look up its callbacks, per command. So every state calls ``_entered``, which finds the state's
-        # ``on_enter_<state>`` on the command when it runs (one added to the class later is found too).
-        strays = sorted(name for name in dir(cls) if name.startswith(("on_enter_", "on_exit_"))
-                        and name.split("_", 2)[2] not in cls.states())
-        if strays:
-            raise TypeError(f"{cls.__name__}: {', '.join(strays)} name no state of the machine")
+        # (``advance``). Adding and removing each command as a model would cost, per command, binding every
+        # trigger onto it and looking up its callbacks.
+        # So every state calls ``_entered``, which looks up the state's ``on_enter_<state>`` on the command
+        # when the state is entered: a callback added to the class later (a decorator, a test) is found too.
         if any(name.startswith("on_exit_") for name in dir(cls)):
             raise TypeError(f"{cls.__name__}: on_exit_ callbacks are not supported; do the work in the "
                             "on_enter_ callback of the state that follows")
+        strays = sorted(name for name in dir(cls) if name.startswith("on_enter_")
+                        and name.removeprefix("on_enter_") not in cls.states())
+        if strays:
+            raise TypeError(f"{cls.__name__}: {', '.join(strays)} name no state of the machine")
         states = [{"name": state, "on_enter": ["_entered"]} for state in cls.states()]
         cls._machine = Machine(model=None, states=states, transitions=table, initial=cls.STATES[0],
                                auto_transitions=False, send_event=True, queued=True,
