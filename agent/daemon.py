@@ -363,7 +363,12 @@ class Agent:
     def on_events(self, paths: list[str]) -> None:
         """Handle the requests a run of watch events names, each once, in the order they came."""
         if HOST_DIR in paths:
-            self.scan()  # the directory itself: whatever it holds, these requests included
+            # The directory itself: whatever it holds, these requests included. Events still to come for
+            # our own deletes need no skipping then (a request already gone reads as missing), and a transport
+            # whose events always name the directory (WMI's name the watched path) would otherwise count
+            # every answered request here for ever.
+            self._own_deletes.clear()
+            self.scan()
             return
         request_ids: dict[str, None] = {}
         for path in paths:

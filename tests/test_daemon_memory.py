@@ -256,3 +256,34 @@ def test_a_backlog_is_pruned_while_it_is_taken_in(memory_agent, memory_guest: Me
     # that every request was taken.
     wait_for(lambda: not memory_guest.list(HOST_DIR), timeout=60)
     assert sizes and max(sizes) <= 102 + GROUP, f"the journal grew to {max(sizes)} before it was pruned"
+
+
+class _DirectoryEvents(MemoryXenStore):
+    """A transport whose watch events name the watched directory, not the request (as WMI's do)."""
+
+    def next_event(self, timeout: float | None = None) -> tuple[str, str] | None:
+        event = super().next_event(timeout)
+        if event is not None and event[0].startswith(HOST_DIR + "/"):
+            return HOST_DIR, event[1]
+        return event
+
+
+def test_events_naming_only_the_directory_leave_nothing_counted(memory_store: MemoryStore, system_root: Path,
+                                                                 memory_host: Host) -> None:
+    """On a transport whose events name data/host itself, every request is answered by a scan, and the count
+    of the agent's own deletes to skip does not grow with each answered request."""
+    config = agent_config.from_overrides(root=str(system_root), state_dir=STATE_DIR, domain_path=HOME)
+    ready = threading.Event()
+    agent = Agent(config, on_ready=ready.set, transport=_DirectoryEvents(memory_store, HOME),
+                  accounts=Linux(str(system_root)), runtime=Standalone())
+    holder = ThreadAgent(agent, threading.Thread(target=agent.run, daemon=True))
+    holder.thread.start()
+    try:
+        assert ready.wait(10), "the agent did not become ready"
+        for _ in range(20):
+            assert memory_host.call("version", "agent", timeout=10)["returncode"] == "0"
+        wait_for(lambda: not memory_store.connection(HOME).list(HOST_DIR))
+        assert sum(agent._own_deletes.values()) <= 1  # at most the last request's, until the next event
+    finally:
+        holder.stop()
+
