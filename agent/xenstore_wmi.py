@@ -8,9 +8,14 @@ Facts about the interface this module relies on (xeniface's MOF and WMI provider
 the guest tools written against it):
 
 * Namespace ``root\\wmi``. The singleton ``<PREFIX>XenStoreBase`` has ``AddSession(Id)`` -> ``SessionId``
-  (uint32); the session is the ``<PREFIX>XenStoreSession`` instance with that ``SessionId``, found by a WQL
-  query. The prefix is a build option of the drivers: ``Citrix`` in the Citrix-branded ones, ``XenProject``
-  in others; both are tried, in that order.
+  (uint32); the session is a ``<PREFIX>XenStoreSession`` instance (properties ``InstanceName``, ``SessionId``,
+  ``Id``), found by a WQL query. The prefix is a build option of the drivers: ``Citrix`` in the
+  Citrix-branded ones, ``XenProject`` in others; both are tried, in that order.
+* Neither number nor instance name is unique over time: the driver numbers a session 0 when it has none
+  (after a reload, say) and the newest one's number + 1 otherwise, and names it ``Session_<Id>_<n>`` with the
+  first ``n`` not in use; its methods find the session by that instance name. So every connection here gives
+  an ``Id`` of its own (the name, the process id, a count), finds its session and later asks whether it
+  still exists by that ``Id``, and can never take another client's session, or a later one, for its own.
 * Session methods: ``GetValue(Pathname)`` -> ``value``; ``SetValue(Pathname, value)``;
   ``RemoveValue(Pathname)`` (the node and all below it); ``GetChildren(Pathname)`` -> ``children``, an
   embedded ``<PREFIX>XenStoreNodes`` with ``NoOfChildNodes`` and ``ChildNodes``, each child's FULL path
@@ -34,9 +39,17 @@ the guest tools written against it):
 * Events are read with ``ExecNotificationQuery("SELECT * FROM <PREFIX>XenStoreWatchEvent")`` and
   ``NextEvent(timeout_ms)`` on the returned source, which raises ``com_error`` with scode
   ``wbemErrTimedOut`` (0x80043001) in its ``excepinfo`` when no event came in time.
+* ``GetChildren`` is one XS_DIRECTORY request, which xenstored refuses (E2BIG) when the names pass one
+  message (4096 bytes); ``GetFirstChild`` and ``GetNextSibling`` send the same request for the parent, so the
+  interface cannot list such a node at all (see ``list`` below).
 * pywin32's COM objects belong to the apartment (thread) that made them: the thread that receives events
-  calls ``pythoncom.CoInitialize()`` and opens its own WMI connection; every other call stays on the thread
-  that connected.
+  calls ``pythoncom.CoInitialize()`` and opens its own WMI connection; the calls stay on the thread that
+  connected, except ``close``, which from any other thread finds the session again through a WMI connection
+  of that thread's own to end it.
+* A session that is not ended stays in the driver with its watches (the driver has a maximum of sessions):
+  it is ended whenever it may still exist (closed, lost, or a connect that failed after ``AddSession``); one
+  made while the guest was suspended cannot be found until the resume, so what could not be ended is tried
+  again after the next connect.
 
 What this means for the ``Transport`` contract, and how the daemon still gets what it relies on:
 
@@ -49,6 +62,9 @@ What this means for the ``Transport`` contract, and how the daemon still gets wh
   seconds whether the session still exists (a WMI query of the session object; XenStore itself is not
   polled): a daemon idle in ``next_event`` wakes with XenStoreUnavailable and reconnects.
 * WMI calls have no timeout of their own: XenStoreTimeout is never raised here.
+* A node whose children's names pass 4096 bytes cannot be listed: ``list`` raises XenStoreError (WMI gives
+  no reason) instead of giving part of the list or none. For ``data/host`` that is some 110 requests waiting
+  at once (UUID names).
 """
 
 from __future__ import annotations
@@ -57,7 +73,9 @@ import builtins
 import contextlib
 import errno
 import importlib
+import itertools
 import logging
+import os
 import queue
 import re
 import threading
@@ -81,6 +99,8 @@ MAX_RELATIVE_PATH = 2048  # xenstored's limit below /local/domain/<id>/, or in a
 _DOMAIN_HOME = re.compile(r"/local/domain/\d{1,5}/")
 _DEAD = object()  # queued when the session is found lost
 _WAKE = object()  # queued by wake()
+_SERIAL = itertools.count(1)  # makes each connection's session Id unique in this process
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a session name that is safe inside a quoted WQL string
 
 
 class _Refused(Exception):
@@ -117,12 +137,19 @@ class WmiXenStore(Unpipelined):
         #: How long ``connect`` waits for the event thread to subscribe (WMI calls have no timeout of their own).
         self.timeout = timeout
         self.check_interval = check_interval
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"a WMI XenStore session name is 1 to 64 letters, digits, '_' or '-', not {name!r}")
         self.name = name
         given = {"win32com.client": client, "pythoncom": pythoncom, "pywintypes": pywintypes}
         self._loaded: dict[str, Any] = {key: module for key, module in given.items() if module is not None}
         self._prefix = PREFIXES[0]
         self._session: Any = None
-        self._session_id: int | None = None
+        #: The session's Id (unique to this connection), the WMI connection and thread that made its objects.
+        self._ident: str | None = None
+        self._wmi: Any = None
+        self._owner: int | None = None
+        #: Ids of sessions that may still exist but could not be ended; tried again after the next connect.
+        self._unended: builtins.list[str] = []
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._pump: threading.Thread | None = None
@@ -159,29 +186,36 @@ class WmiXenStore(Unpipelined):
             return
         self.close()
         com_error = self._com_error
+        ident = f"{self.name}-{os.getpid()}-{next(_SERIAL)}"
         try:
             services = self._services()
             base, self._prefix = self._base(services)
-            session_id = int(_call(base, "AddSession", Id=self.name).Properties_.Item("SessionId").Value)
-            found = list(services.ExecQuery(self._session_query(session_id)))
+            _call(base, "AddSession", Id=ident)
         except com_error as exc:
             raise XenStoreUnavailable(f"cannot open a XenStore session through WMI ({NAMESPACE}): {exc}") from exc
+        try:  # from here the session may exist: a failure leaves it to be ended
+            found = list(services.ExecQuery(self._session_query(ident)))
+        except com_error as exc:
+            self._unended.append(ident)
+            raise XenStoreUnavailable(f"cannot find the XenStore session {ident} made through WMI: {exc}") from exc
         if not found:
-            raise XenStoreUnavailable(f"the XenStore session {session_id} made through WMI cannot be found")
-        self._session, self._session_id = found[0], session_id
+            self._unended.append(ident)  # made while the guest is suspended, it appears on the resume
+            raise XenStoreUnavailable(f"the XenStore session {ident} made through WMI cannot be found")
+        self._session, self._ident, self._wmi, self._owner = found[0], ident, services, threading.get_ident()
         self._lost, self._stop, self._events = threading.Event(), threading.Event(), queue.Queue()
         self._watches = {}
         subscribed = threading.Event()
         failure: list[BaseException] = []
         self._pump = threading.Thread(target=self._receive, name="xenstore-wmi-events", daemon=True,
-                                      args=(session_id, self._stop, self._lost, self._events, subscribed, failure))
+                                      args=(ident, self._stop, self._lost, self._events, subscribed, failure))
         self._pump.start()
         if not subscribed.wait(self.timeout) or failure:
             self.close()
             cause = failure[0] if failure else None
             raise XenStoreUnavailable(f"cannot receive XenStore watch events through WMI: {cause or 'no answer'}") \
                 from cause
-        log.debug("connected to XenStore through WMI, session %d", session_id)
+        self._end_unended(services)
+        log.debug("connected to XenStore through WMI, session %s", ident)
 
     def _base(self, services: Any) -> tuple[Any, str]:
         """The XenStoreBase singleton and the class prefix of this build of the drivers."""
@@ -194,22 +228,60 @@ class WmiXenStore(Unpipelined):
                                   f"{', '.join(PREFIXES)}): are the Xen PV drivers, with xeniface, installed and "
                                   "loaded?")
 
-    def _session_query(self, session_id: int) -> str:
-        return f"SELECT * FROM {self._prefix}XenStoreSession WHERE SessionId={session_id}"  # noqa: S608 - an int
+    def _session_query(self, ident: str) -> str:
+        return f"SELECT * FROM {self._prefix}XenStoreSession WHERE Id='{ident}'"  # noqa: S608 - _NAME, digits
 
     @property
     def connected(self) -> bool:
         return self._session is not None and not self._lost.is_set()
 
     def close(self) -> None:
-        """End the session (its watches go with it) and the event thread; safe to call at any time."""
-        session, self._session = self._session, None
+        """End the session (its watches go with it) and the event thread; safe to call at any time, from any
+        thread (the daemon closes from a thread of its own when it stops)."""
+        session, ident, owner = self._session, self._ident, self._owner
+        self._session = self._ident = self._wmi = self._owner = None
         self._stop.set()
-        self._events.put(_DEAD)  # a next_event blocked on this connection returns
-        if session is not None and not self._lost.is_set():
-            with contextlib.suppress(self._com_error):
-                _call(session, "EndSession")
         self._lost.set()
+        self._events.put(_DEAD)  # a next_event blocked on this connection returns
+        if ident is None:
+            return
+        if owner == threading.get_ident():
+            # Lost or not: a session the event thread gave up on, or the driver still holds, is ended too.
+            try:
+                _call(session, "EndSession")
+            except self._com_error as exc:
+                log.debug("EndSession of %s failed (%s): tried again after the next connect", ident, exc)
+                self._unended.append(ident)
+        else:
+            self._end_elsewhere(ident)
+
+    def _end_elsewhere(self, ident: str) -> None:
+        """End the session with Id ``ident`` from a thread that did not make its objects: found again
+        through a WMI connection of this thread's own, in a COM apartment opened and closed here."""
+        pythoncom = self._module("pythoncom")
+        try:
+            self._end_found(self._services(), ident)
+        except self._com_error as exc:
+            log.debug("EndSession of %s failed (%s): tried again after the next connect", ident, exc)
+            self._unended.append(ident)
+        finally:
+            with contextlib.suppress(self._com_error):
+                pythoncom.CoUninitialize()
+
+    def _end_found(self, services: Any, ident: str) -> None:
+        """EndSession on the session with Id ``ident`` if WMI lists it (com_error when a call fails)."""
+        for session in list(services.ExecQuery(self._session_query(ident))):
+            _call(session, "EndSession")
+
+    def _end_unended(self, services: Any) -> None:
+        """After a connect: end the sessions that could not be ended before. A session this connect found
+        means the guest is not suspended, so one of them not listed now is gone for good."""
+        unended, self._unended = self._unended, []
+        for ident in unended:
+            try:
+                self._end_found(services, ident)
+            except self._com_error as exc:
+                log.warning("cannot end the earlier XenStore session %s through WMI: %s", ident, exc)
 
     # -- calls ----------------------------------------------------------------------------------------
 
@@ -221,7 +293,7 @@ class WmiXenStore(Unpipelined):
         try:
             return _call(self._session, method, **arguments)
         except com_error as exc:
-            if not self._session_exists(self._session_query(self._session_id or 0)):
+            if not self._session_exists(self._session_query(self._ident or ""), self._wmi):
                 self._lose()
                 raise XenStoreUnavailable(f"the XenStore session ended (driver reloaded, or the guest suspended) "
                                           f"during {op} {full}") from exc
@@ -323,10 +395,12 @@ class WmiXenStore(Unpipelined):
                 raise XenStoreError(f"XenStore refused watch {full} (WMI gives no reason: {exc})") from exc
             raise
 
-    def _receive(self, session_id: int, stop: threading.Event, lost: threading.Event, events: queue.Queue[Any],
+    def _receive(self, ident: str, stop: threading.Event, lost: threading.Event, events: queue.Queue[Any],
                  subscribed: threading.Event, failure: builtins.list[BaseException]) -> None:
         """The event thread: its own COM apartment and WMI connection, one event source, and every
-        ``check_interval`` seconds a look whether the session still exists."""
+        ``check_interval`` seconds a look whether the session still exists. However it ends, unless a stop
+        was asked for, the session counts as lost and a waiting ``next_event`` wakes: the daemon reconnects
+        (and the connect ends this session if it still exists)."""
         com_error = self._com_error
         pythoncom = self._module("pythoncom")
         try:
@@ -339,29 +413,36 @@ class WmiXenStore(Unpipelined):
                 return
             finally:
                 subscribed.set()
-            query = self._session_query(session_id)
-            waited = 0.0
-            step = min(1.0, self.check_interval)
-            while not stop.is_set():
-                try:
-                    event = source.NextEvent(int(step * 1000))
-                except com_error as exc:
-                    if _scode(exc) != WBEM_E_TIMED_OUT:
-                        log.debug("WMI event source failed: %s", exc)
-                        break
-                    waited += step
-                    if waited >= self.check_interval and not stop.is_set():
-                        waited = 0.0
-                        if not self._session_exists(query, services):
-                            break
-                    continue
-                self._deliver(str(event.Properties_.Item("EventId").Value), events)
+            self._pump_events(source, services, self._session_query(ident), stop, events)
+        except Exception:
+            log.warning("the WMI XenStore event thread failed; the session counts as lost", exc_info=True)
+        finally:
             if not stop.is_set():
                 lost.set()
                 events.put(_DEAD)
-        finally:
             with contextlib.suppress(com_error):
                 pythoncom.CoUninitialize()
+
+    def _pump_events(self, source: Any, services: Any, query: str, stop: threading.Event,
+                     events: queue.Queue[Any]) -> None:
+        """Deliver events until a stop is asked for, the source fails, or the session is no longer listed."""
+        com_error = self._com_error
+        waited = 0.0
+        step = min(1.0, self.check_interval)
+        while not stop.is_set():
+            try:
+                event = source.NextEvent(int(step * 1000))
+            except com_error as exc:
+                if _scode(exc) != WBEM_E_TIMED_OUT:
+                    log.info("the WMI event source failed (%s): the XenStore session counts as lost", exc)
+                    return
+                waited += step
+                if waited >= self.check_interval and not stop.is_set():
+                    waited = 0.0
+                    if not self._session_exists(query, services):
+                        return
+                continue
+            self._deliver(str(event.Properties_.Item("EventId").Value), events)
 
     def _deliver(self, watched: str, events: queue.Queue[Any]) -> None:
         """Queue an event for each token of a watched path; events of other sessions' watches are not ours."""

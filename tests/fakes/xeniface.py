@@ -13,12 +13,17 @@ pywin32 and the WMI scripting API):
 - Methods run as ``obj.ExecMethod_(name, params)`` with ``params`` spawned from
   ``obj.Methods_(name).InParameters.SpawnInstance_()``; a method without in-parameters has ``InParameters``
   None. Out-parameters are read as ``out.Properties_.Item(name).Value``; an unknown name raises.
-- ``<PREFIX>XenStoreBase.AddSession(Id)`` -> ``SessionId``; sessions are found by
-  ``SELECT * FROM <PREFIX>XenStoreSession WHERE SessionId=N``.
+- ``<PREFIX>XenStoreBase.AddSession(Id)`` -> ``SessionId``, numbered as the driver does: 0 when there is no
+  session (so again after a reload), else the newest one's number + 1 (skipping numbers in use). The session's
+  ``InstanceName`` is ``Session_<Id>_<n>`` with the first ``n`` not in use, and its methods find the session
+  by that name (an object of an ended session never reaches a later one). Sessions are found by
+  ``SELECT * FROM <PREFIX>XenStoreSession`` with ``WHERE SessionId=N`` or ``WHERE Id='...'``.
 - ``GetValue`` -> ``value`` (the value up to its first NUL); ``SetValue`` writes the value up to its first
   NUL (the driver formats it with "%s"), parents made by xenstored; ``RemoveValue`` removes the subtree (a
   missing node under an existing parent is fine, a missing parent fails); ``GetChildren`` -> ``children`` with
-  ``NoOfChildNodes`` and ``ChildNodes``, each the path as given + "/" + name, and fails for a missing node.
+  ``NoOfChildNodes`` and ``ChildNodes``, each the path as given + "/" + name, and fails for a missing node
+  and for a list xenstored refuses as one XS_DIRECTORY answer (E2BIG, past 4096 bytes of names), as the
+  driver sends it.
 - ``SetWatch(path)`` adds a driver watch (63 at most per session), ``RemoveWatch(path)`` ends the first one on
   that path (none is not an error). Each xenstored event of a watch sets the watch's kernel event: events
   that arrive together are merged into one. A fired watch is an instance of ``<PREFIX>XenStoreWatchEvent``
@@ -31,8 +36,12 @@ pywin32 and the WMI scripting API):
   ``resume()``: while suspended, sessions' methods fail and queries do not find them, and their watches do not
   fire; on resume the watches are set again and xenstored fires each once.
 
-Not modelled: transactions, ``Log``, ``GetFirstChild``/``GetNextSibling``, the unsuspend event, and the
-driver's handling of child lists longer than one XenStore message (xenstored's answer is given whole).
+- ``fault``: what goes wrong next in every event source: ``"NextEvent"`` (the next ``NextEvent`` raises
+  WBEM_E_CRITICAL_ERROR, as when the WMI service restarts) or ``"EventId"`` (the next event has no readable
+  ``EventId``); once.
+
+Not modelled: transactions, ``Log``, ``GetFirstChild``/``GetNextSibling`` (they send the same XS_DIRECTORY
+for the parent, so they list no more than ``GetChildren``), the unsuspend event.
 """
 
 from __future__ import annotations
@@ -58,8 +67,10 @@ WBEM_E_NOT_FOUND = 0x80041002
 WBEM_E_INVALID_NAMESPACE = 0x8004100E
 WBEM_E_INVALID_CLASS = 0x80041010
 WBEM_E_INVALID_QUERY = 0x80041017
+WBEM_E_CRITICAL_ERROR = 0x8004100A
 WBEM_E_TIMED_OUT = 0x80043001
 MAX_WATCH_COUNT = 63  # MAXIMUM_WAIT_OBJECTS - 1: one wait slot stays for the session's own event
+MAX_SESSIONS = 65536  # where session numbers wrap (the driver's own maximum is not modelled)
 
 
 def signed(code: int) -> int:
@@ -176,8 +187,8 @@ class _Watch:
 class _Session:
     """The driver's side of one session: its xenstored connection and watches, and the thread that fires them."""
 
-    def __init__(self, driver: FakeXeniface, session_id: int, name: str) -> None:
-        self.driver, self.id, self.name = driver, session_id, name
+    def __init__(self, driver: FakeXeniface, session_id: int, name: str, instance: str) -> None:
+        self.driver, self.id, self.name, self.instance = driver, session_id, name, instance
         self.xs = XenStore(driver.address, "")
         self.xs.connect()
         self.watches: list[_Watch] = []
@@ -224,16 +235,16 @@ class _SessionObject(_Instance):
     }
 
     def __init__(self, driver: FakeXeniface, session: _Session) -> None:
-        super().__init__({"InstanceName": f"Xen Interface\\Session_{session.name}_0", "SessionId": session.id,
-                          "Id": session.name, "Active": True})
-        self._driver, self._id = driver, session.id
+        super().__init__({"InstanceName": session.instance, "SessionId": session.id, "Id": session.name,
+                          "Active": True})
+        self._driver, self._instance = driver, session.instance
 
     def _run(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         driver = self._driver
         if driver.before_call is not None:
             driver.before_call(name, str(arguments.get("Pathname", "")))
         with driver.lock:
-            session = driver.sessions.get(self._id)
+            session = driver.by_instance(self._instance)
             if session is None or session.suspended:
                 raise wmi_error(WBEM_E_NOT_FOUND, "Not found ")
             driver.calls.append((name, str(arguments.get("Pathname", ""))))
@@ -257,16 +268,21 @@ class _BaseObject(_Instance):
 class _EventSource(_Com):
     """An SWbemEventSource: every watch the driver fires, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, driver: FakeXeniface) -> None:
         super().__init__()
+        self._driver = driver
         self.events: queue.Queue[str] = queue.Queue()
 
     def NextEvent(self, timeout_ms: int = -1) -> Any:
         self._check()
+        if self._driver.take_fault("NextEvent"):
+            raise wmi_error(WBEM_E_CRITICAL_ERROR, "Critical error ", "SWbemEventSource")
         try:
             path = self.events.get(timeout=None if timeout_ms < 0 else timeout_ms / 1000)
         except queue.Empty:
             raise wmi_error(WBEM_E_TIMED_OUT, "Timed out ", "SWbemEventSource") from None
+        if self._driver.take_fault("EventId"):
+            return _Instance({"InstanceName": "Xen Interface", "Active": True})
         return _Instance({"InstanceName": "Xen Interface", "EventId": path, "Active": True})
 
 
@@ -280,23 +296,25 @@ class _Services(_Com):
     def ExecQuery(self, wql: str) -> list[Any]:
         self._check()
         driver = self._driver
-        match = re.fullmatch(r"SELECT \* FROM (\w+)(?: WHERE SessionId\s*=\s*(\d+))?", wql.strip(), re.IGNORECASE)
+        match = re.fullmatch(r"SELECT \* FROM (\w+)(?: WHERE (?:SessionId\s*=\s*(\d+)|Id\s*=\s*'([^'\\]*)'))?",
+                             wql.strip(), re.IGNORECASE)
         if match is None:
             raise wmi_error(WBEM_E_INVALID_QUERY, "Invalid query ", "SWbemServicesEx")
-        kind, session_id = match.group(1), match.group(2)
+        kind, session_id, name = match.groups()
         with driver.lock:
-            if kind == f"{driver.prefix}XenStoreBase" and session_id is None:
+            if kind == f"{driver.prefix}XenStoreBase" and session_id is None and name is None:
                 return [_BaseObject(driver)] if driver.loaded else []
             if kind == f"{driver.prefix}XenStoreSession":
                 return [_SessionObject(driver, s) for s in driver.sessions.values()
-                        if not s.suspended and (session_id is None or s.id == int(session_id))]
+                        if not s.suspended and (session_id is None or s.id == int(session_id))
+                        and (name is None or s.name == name)]
         raise wmi_error(WBEM_E_INVALID_CLASS, "Invalid class ", "SWbemServicesEx")
 
     def ExecNotificationQuery(self, wql: str) -> _EventSource:
         self._check()
         if wql.strip().lower() != f"select * from {self._driver.prefix}XenStoreWatchEvent".lower():
             raise wmi_error(WBEM_E_INVALID_CLASS, "Invalid class ", "SWbemServicesEx")
-        source = _EventSource()
+        source = _EventSource(self._driver)
         self._driver.sources.add(source)
         return source
 
@@ -332,7 +350,8 @@ class FakeXeniface:
         self.calls: list[tuple[str, str]] = []
         #: Called with (method, path) before a session method runs: where a test reloads the driver mid-call.
         self.before_call: Callable[[str, str], None] | None = None
-        self._ids = itertools.count()
+        #: What goes wrong next in an event source ("NextEvent" or "EventId"), once; None: nothing.
+        self.fault: str | None = None
         self._apartments = _Apartments()
         self.pythoncom = types.SimpleNamespace(CoInitialize=self._apartments.CoInitialize,
                                                CoUninitialize=self._apartments.CoUninitialize)
@@ -357,15 +376,34 @@ class FakeXeniface:
         return path if path.startswith("/") else f"{self.home}/{path}"
 
     def add_session(self, name: str) -> int:
+        """A new session, numbered and named as the driver does (see the module's docstring)."""
         with self.lock:
             if not self.loaded:
                 raise wmi_error(WBEM_E_NOT_FOUND, "Not found ")
-            session_id = next(self._ids)
+            instances = {s.instance for s in self.sessions.values()}
+            instance = next(i for n in itertools.count() if (i := f"Xen Interface\\Session_{name}_{n}")
+                            not in instances)
+            session_id = 0
+            if self.sessions:
+                session_id = (list(self.sessions)[-1] + 1) % MAX_SESSIONS  # the newest one's number + 1
+                while session_id in self.sessions:
+                    session_id = (session_id + 1) % MAX_SESSIONS
             try:
-                self.sessions[session_id] = _Session(self, session_id, name)
+                self.sessions[session_id] = _Session(self, session_id, name, instance)
             except XenStoreError as exc:
                 raise wmi_error(WBEM_E_FAILED, "Generic failure ") from exc
             return session_id
+
+    def by_instance(self, instance: str) -> _Session | None:
+        with self.lock:
+            return next((s for s in self.sessions.values() if s.instance == instance), None)
+
+    def take_fault(self, kind: str) -> bool:
+        with self.lock:
+            if self.fault != kind:
+                return False
+            self.fault = None
+            return True
 
     def run(self, session: _Session, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         path = str(arguments.get("Pathname", ""))
@@ -393,7 +431,8 @@ class FakeXeniface:
             if not exists(xs, full):
                 raise wmi_error(WBEM_E_FAILED, "Generic failure ")
             prefix = "/" if path == "/" else f"{path}/"
-            children = tuple(prefix + child for child in xs.list(full))
+            names: list[bytes] = xs._call("list", full)  # one XS_DIRECTORY, as the driver sends: E2BIG past 4096
+            children = tuple(prefix + child.decode("ascii") for child in names)
             return {"children": _Instance({"NoOfChildNodes": len(children), "ChildNodes": children or None})}
         if name == "SetWatch":
             session.add_watch(path)
@@ -419,10 +458,12 @@ class FakeXeniface:
 
     # -- what happens to the driver -------------------------------------------------------------------
 
-    def end_session(self, session_id: int) -> None:
-        """One session ends (as another program's EndSession on it would): its watches go with it."""
+    def end_session(self, name: str) -> None:
+        """The session made with Id ``name`` ends (as another program's EndSession on it would): its watches
+        go with it."""
         with self.lock:
-            session = self.sessions.pop(session_id)
+            session_id, session = next((i, s) for i, s in self.sessions.items() if s.name == name)
+            del self.sessions[session_id]
         session.end()
 
     def reload(self) -> None:
