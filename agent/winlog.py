@@ -22,7 +22,12 @@ Facts this module relies on (pywin32's win32evtlogutil.py, the event logging API
 - Failures raise ``pywintypes.error(winerror, funcname, strerror)``; ``ERROR_ACCESS_DENIED`` is 5.
 
 The file rotates by size (``logging.handlers.RotatingFileHandler``): Windows has no logrotate, and a file an
-agent holds open cannot be renamed under it there, so the process that writes it must rotate it.
+agent holds open cannot be renamed under it there, so the process that writes it must rotate it. Each new file
+is created for SYSTEM and Administrators only (``agent.winacl``), as the agent's log is 0600 on Linux; one that
+exists (the earlier agent's) keeps its ACL.
+
+The MSI registers the event source too (packaging/windows/openstack-agent.wxs), with the message file where
+the one-folder build has it, the path ``message_dll`` gives at run time there.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import importlib
 import logging
 import logging.handlers
 import os
+import sys
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -116,16 +123,43 @@ class EventLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def rotating_file(path: str, max_bytes: int = MAX_BYTES, backups: int = BACKUPS) -> logging.Handler:
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating file each new file of which (the first, and the one started by each rotation) is made by
+    ``create`` before it is opened: on Windows, for SYSTEM and Administrators only, the 0600 of the agent's log
+    on Linux."""
+
+    def __init__(self, path: str, create: Callable[[str], None], **options: Any) -> None:
+        self._create = create
+        super().__init__(path, **options)
+
+    def _open(self) -> Any:
+        if not os.path.exists(self.baseFilename):
+            self._create(self.baseFilename)
+        return super()._open()
+
+
+def rotating_file(path: str, max_bytes: int = MAX_BYTES, backups: int = BACKUPS,
+                  create: Callable[[str], None] | None = None) -> logging.Handler:
     """The log file, rotated by size: at ``max_bytes`` it becomes ``<path>.1`` (older ones shift up to
-    ``<path>.<backups>``, the oldest dropped) and a new file starts."""
+    ``<path>.<backups>``, the oldest dropped) and a new file starts. Each new file is made by ``create`` (by
+    default on Windows ``agent.winacl.create_private_file``: SYSTEM and Administrators only); a file that
+    exists keeps its ACL."""
+    if create is None and sys.platform == "win32":
+        from agent.winacl import create_private_file
+
+        create = create_private_file
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
-                                                    encoding="utf-8", errors="backslashreplace")
+        options: dict[str, Any] = {"maxBytes": max_bytes, "backupCount": backups, "encoding": "utf-8",
+                                   "errors": "backslashreplace"}
+        if create is None:
+            return logging.handlers.RotatingFileHandler(path, **options)
+        return PrivateRotatingFileHandler(path, create, **options)
     except OSError as exc:
         raise ConfigError(f"cannot open the log file {path}: {exc.strerror}; fix daemon.log_file "
                           "(--log-file) or its directory's permissions") from exc
+    except PlatformError as exc:
+        raise ConfigError(f"fix daemon.log_file (--log-file) or its directory's permissions: {exc}") from exc
 
 
 def describe(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ from agent.host import Host
 from agent.memstore import MemoryStore
 from agent.platform.linux import Linux
 from agent.runtime import Standalone
+from agent.winacl import StateDirAcl
 from tests.conftest import DOMID, STATE_DIR
 from tests.fakes.win32service import (
     EVENTLOG_ERROR_TYPE,
@@ -26,6 +27,8 @@ from tests.fakes.win32service import (
     EVENTLOG_WARNING_TYPE,
     WIN32SERVICE_PYD,
     FakeSCM,
+    FakeSecurity,
+    PySID,
 )
 
 HOME = f"/local/domain/{DOMID}"
@@ -138,6 +141,35 @@ def test_the_file_rotates_by_size(tmp_path: Path) -> None:
     lines = "".join(kept).splitlines()
     assert lines == [f"line {n} " + "x" * 40 for n in range(2, 8)]
     assert all(p.stat().st_size <= 100 for p in tmp_path.iterdir())
+
+
+def test_each_new_log_file_is_created_for_system_and_administrators(tmp_path: Path) -> None:
+    """The first file and each one a rotation starts are made by winacl's create_file (Administrators the owner,
+    SYSTEM and Administrators alone in a protected DACL) before the handler opens them, and written after."""
+    fake = FakeSecurity()
+    path = tmp_path / "OpenStackAgent.log"
+    handler = winlog.rotating_file(str(path), max_bytes=100, backups=2, create=StateDirAcl(*fake.modules()).create_file)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    assert len(fake.handles) == 1
+    for n in range(3):
+        handler.handle(logging.LogRecord("agent", logging.INFO, __file__, 1, f"line {n} " + "x" * 60, (), None))
+    handler.close()
+    assert len(fake.handles) == 3, "one creation per file: the first and two rotations"
+    made = fake.descriptors[str(path)]
+    assert made.owner == PySID(26) and made.dacl is not None
+    assert [(ace[2], ace[4]) for ace in made.dacl.aces] == [(0, PySID(22)), (0, PySID(26))]
+    assert path.read_text() == "line 2 " + "x" * 60 + "\n"
+
+
+def test_a_log_file_that_cannot_be_made_private_is_a_configuration_error(tmp_path: Path) -> None:
+    """A refused creation names the call and the setting to fix."""
+    fake = FakeSecurity(refuse=5)
+    with pytest.raises(ConfigError) as raised:
+        winlog.rotating_file(str(tmp_path / "OpenStackAgent.log"), create=StateDirAcl(*fake.modules()).create_file)
+    assert str(raised.value) == (
+        "fix daemon.log_file (--log-file) or its directory's permissions: cannot create "
+        f"{tmp_path / 'OpenStackAgent.log'} for SYSTEM and Administrators: CreateFile failed with error 5: Access "
+        "is denied.")
 
 
 def test_an_unwritable_log_directory_is_a_configuration_error(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 pywin32 cannot run here. ``FakeSCM.win32()`` gives ``win32service``, ``win32serviceutil``, ``servicemanager``,
 ``win32evtlogutil`` and ``pywintypes`` that act on one recorded SCM, and ``FakeSecurity`` gives
-``win32security``. They follow recorded facts about the real ones (pywin32's win32service.i,
+``win32security`` and ``win32file``. They follow recorded facts about the real ones (pywin32's win32service.i,
 win32serviceutil.py, PythonService.cpp, win32evtlogutil.py, win32security; the SCM's documentation):
 
 - Every failure is ``pywintypes.error(winerror, funcname, strerror)``.
@@ -32,12 +32,18 @@ win32serviceutil.py, PythonService.cpp, win32evtlogutil.py, win32security; the S
   ``RemoveSourceFromRegistry(appName, eventLogType="Application")`` (a missing source is no error),
   ``ReportEvent(appName, eventID, eventCategory=0, eventType=EVENTLOG_ERROR_TYPE, strings=None, ...)``.
 - ``win32security.CreateWellKnownSid(type)`` gives a ``PySID``, ``ACL()`` an empty ``PyACL`` with
-  ``AddAccessAllowedAceEx(revision, flags, mask, sid)``, ``SetNamedSecurityInfo(name, type, info, owner,
-  group, dacl, sacl)`` records what it set.
+  ``AddAccessAllowedAceEx(revision, flags, mask, sid)``, ``GetAceCount()`` and ``GetAce(index)`` (``((type,
+  flags), mask, sid)``); ``SECURITY_DESCRIPTOR()`` and ``SECURITY_ATTRIBUTES()`` (its ``SECURITY_DESCRIPTOR``);
+  ``GetNamedSecurityInfo(name, type, info)`` a descriptor, ``SetNamedSecurityInfo(name, type, info, owner,
+  group, dacl, sacl)`` records what it set and propagates a DACL's inheritable entries to what a directory holds
+  (replacing inherited entries, keeping owners and explicit entries). ``win32file.CreateDirectory(name, sa)``:
+  ERROR_ALREADY_EXISTS (183) for a name taken; ``CreateFile(name, access, share, sa, CREATE_NEW, flags,
+  template)``: ERROR_FILE_EXISTS (80).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import types
 from dataclasses import dataclass, field
@@ -389,6 +395,21 @@ class FakeSCM:
             raise fail(ERROR_INVALID_PARAMETER, "ControlService")
         return self._control(service, control, "ControlService")
 
+    def run_elsewhere(self, name: str, stops: bool = True) -> None:
+        """``name`` runs in a process this fake does not host (the earlier agent's): it accepts stop and
+        shutdown, and on a stop reports stopped (or, unless ``stops``, stays stop-pending)."""
+        service = self.services[name]
+
+        def handler(control: int, event_type: int, data: Any) -> None:
+            if control in (SERVICE_CONTROL_STOP, SERVICE_CONTROL_SHUTDOWN):
+                self.SetServiceStatus(name, (SERVICE_WIN32_OWN_PROCESS, SERVICE_STOP_PENDING, 0, 0, 0, 1, 30_000))
+                if stops:
+                    self.SetServiceStatus(name, (SERVICE_WIN32_OWN_PROCESS, SERVICE_STOPPED, 0, 0, 0, 0, 0))
+
+        service.handler = handler
+        self.SetServiceStatus(name, (SERVICE_WIN32_OWN_PROCESS, SERVICE_RUNNING,
+                                     SERVICE_ACCEPT_STOP | SERVICE_ACCEPT_SHUTDOWN, 0, 0, 0, 0))
+
     def shutdown(self, name: str) -> None:
         """The system shuts down: SERVICE_CONTROL_SHUTDOWN to a service that accepts it."""
         service = self.services[name]
@@ -450,14 +471,32 @@ class FakeSCM:
         self.events.append((app_name, event_id, event_category, event_type, list(strings or [])))
 
 
-# -- win32security -------------------------------------------------------------------------------------
+# -- win32security, win32file -------------------------------------------------------------------------
+
+INHERITED_ACE = 0x10
+SE_DACL_PROTECTED = 0x1000
+PROTECTED_DACL_SECURITY_INFORMATION = 0x80000000
+ERROR_PATH_NOT_FOUND = 3
+ERROR_FILE_EXISTS = 80
+ERROR_ALREADY_EXISTS = 183
+ERROR_INVALID_OWNER = 1307
+CREATE_NEW = 1
+MESSAGES.update({ERROR_INVALID_OWNER: "This security ID may not be assigned as the owner of this object.",
+                 ERROR_PATH_NOT_FOUND: "The system cannot find the path specified.",
+                 ERROR_FILE_EXISTS: "The file exists.",
+                 ERROR_ALREADY_EXISTS: "Cannot create a file when that file already exists."})
 
 
 @dataclass(frozen=True)
 class PySID:
-    """A well-known SID, by its type (WinLocalSystemSid 22, WinBuiltinAdministratorsSid 26, ...)."""
+    """A SID: a well-known one by its type (WinLocalSystemSid 22, WinBuiltinAdministratorsSid 26, ...), or
+    another account's by its string."""
 
-    well_known: int
+    well_known: int | str
+
+
+#: An ordinary user's SID, for what a user made.
+USER = PySID("S-1-5-21-1004336348-1177238915-682003330-1001")
 
 
 @dataclass
@@ -469,26 +508,159 @@ class PyACL:
             raise TypeError("The object is not a PySID object")
         self.aces.append(("allow", revision, flags, mask, sid))
 
+    def GetAceCount(self) -> int:
+        return len(self.aces)
+
+    def GetAce(self, index: int) -> tuple[tuple[int, int], int, PySID]:
+        kind, _revision, flags, mask, sid = self.aces[index]
+        return ((0 if kind == "allow" else 1, flags), mask, sid)
+
+
+@dataclass
+class PySECURITY_DESCRIPTOR:
+    owner: PySID | None = None
+    dacl: PyACL | None = None
+    control: int = 0
+
+    def SetSecurityDescriptorOwner(self, sid: PySID, defaulted: bool) -> None:
+        self.owner = sid
+
+    def SetSecurityDescriptorDacl(self, present: bool, acl: PyACL | None, defaulted: bool) -> None:
+        self.dacl = acl if present else None
+
+    def SetSecurityDescriptorControl(self, interest: int, bits: int) -> None:
+        self.control = (self.control & ~interest) | (bits & interest)
+
+    def GetSecurityDescriptorOwner(self) -> PySID | None:
+        return self.owner
+
+    def GetSecurityDescriptorDacl(self) -> PyACL | None:
+        return self.dacl
+
+
+@dataclass
+class PySECURITY_ATTRIBUTES:
+    SECURITY_DESCRIPTOR: PySECURITY_DESCRIPTOR = field(default_factory=PySECURITY_DESCRIPTOR)
+    bInheritHandle: int = 0
+
+
+class FileHandle:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def Close(self) -> None:
+        self.closed = True
+
 
 @dataclass
 class FakeSecurity:
-    """win32security's SID, ACL and SetNamedSecurityInfo calls, recorded."""
+    """win32security's SID, ACL and security information calls and win32file's creations, over the real files
+    of a test's directory; each file's owner and DACL kept here (``descriptors``, by path).
 
+    A file made by the test (as by a process of the agent's, in a directory it secured) has Administrators as
+    its owner and inherits its directory's inheritable entries. ``SetNamedSecurityInfo`` with a protected DACL
+    propagates the new inheritable entries to what is inside, replacing the inherited ones only, as Windows'
+    automatic propagation does."""
+
+    #: The error every write (a creation, SetNamedSecurityInfo) fails with, if any.
     refuse: int | None = None
     calls: list[tuple[Any, ...]] = field(default_factory=list)
+    #: Path -> the security descriptor recorded for it.
+    descriptors: dict[str, PySECURITY_DESCRIPTOR] = field(default_factory=dict)
+    #: The files CreateFile made, with the handles it gave.
+    handles: list[FileHandle] = field(default_factory=list)
 
-    def modules(self) -> tuple[types.ModuleType, types.ModuleType]:
-        """``(win32security, pywintypes)``."""
+    def modules(self) -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
+        """``(win32security, pywintypes, win32file)``."""
         security = types.ModuleType("win32security")
         security.CreateWellKnownSid = lambda known, domain=None: PySID(known)  # type: ignore[attr-defined]
         security.ACL = PyACL  # type: ignore[attr-defined]
+        security.SECURITY_DESCRIPTOR = PySECURITY_DESCRIPTOR  # type: ignore[attr-defined]
+        security.SECURITY_ATTRIBUTES = PySECURITY_ATTRIBUTES  # type: ignore[attr-defined]
         security.SetNamedSecurityInfo = self.set_named_security_info  # type: ignore[attr-defined]
+        security.GetNamedSecurityInfo = self.get_named_security_info  # type: ignore[attr-defined]
         pywintypes = types.ModuleType("pywintypes")
         pywintypes.error = error  # type: ignore[attr-defined]
-        return security, pywintypes
+        win32file = types.ModuleType("win32file")
+        win32file.CreateDirectory = self.create_directory  # type: ignore[attr-defined]
+        win32file.CreateFile = self.create_file  # type: ignore[attr-defined]
+        return security, pywintypes, win32file
+
+    def set(self, path: os.PathLike[str] | str, owner: PySID, *explicit: tuple[int, int, PySID]) -> None:
+        """Record ``path``'s owner and its explicit entries ((flags, mask, sid) each), as another account left
+        them."""
+        self.descriptors[str(path)] = PySECURITY_DESCRIPTOR(
+            owner, PyACL([("allow", 2, flags, mask, sid) for flags, mask, sid in explicit]))
+
+    def _refused(self, function: str) -> None:
+        if self.refuse is not None:
+            raise error(self.refuse, function, MESSAGES.get(self.refuse, "error"))
+
+    def _inheritable(self, path: str) -> list[tuple[str, int, int, int, PySID]]:
+        parent = self.descriptors.get(os.path.dirname(path))
+        if parent is None or parent.dacl is None:
+            return []
+        # A subdirectory keeps the inheritance flags (to pass them on), a file does not.
+        kept = 0x1 | 0x2 if os.path.isdir(path) else 0
+        return [(kind, revision, INHERITED_ACE | flags & kept, mask, sid)
+                for kind, revision, flags, mask, sid in parent.dacl.aces if flags & (0x1 | 0x2)]
+
+    def get_named_security_info(self, name: str, object_type: int, info: int) -> PySECURITY_DESCRIPTOR:
+        if not os.path.exists(name):
+            raise fail(ERROR_PATH_NOT_FOUND, "GetNamedSecurityInfo")
+        if name not in self.descriptors:
+            self.descriptors[name] = PySECURITY_DESCRIPTOR(PySID(26), PyACL(self._inheritable(name)))
+        return self.descriptors[name]
 
     def set_named_security_info(self, name: str, object_type: int, info: int, owner: PySID | None,
                                 group: PySID | None, dacl: PyACL | None, sacl: Any) -> None:
-        if self.refuse is not None:
-            raise error(self.refuse, "SetNamedSecurityInfo", MESSAGES.get(self.refuse, "error"))
+        self._refused("SetNamedSecurityInfo")
         self.calls.append((name, object_type, info, owner, group, dacl, sacl))
+        descriptor = self.descriptors.setdefault(name, PySECURITY_DESCRIPTOR())
+        descriptor.owner = owner or descriptor.owner
+        if dacl is not None:
+            descriptor.dacl = PyACL(list(dacl.aces))
+            descriptor.control |= SE_DACL_PROTECTED if info & PROTECTED_DACL_SECURITY_INFORMATION else 0
+            self._propagate(name)
+
+    def _propagate(self, directory: str) -> None:
+        if not os.path.isdir(directory) or os.path.islink(directory):
+            return
+        for entry in sorted(os.listdir(directory)):
+            path = os.path.join(directory, entry)
+            descriptor = self.descriptors.setdefault(path, PySECURITY_DESCRIPTOR(PySID(26), PyACL()))
+            if descriptor.control & SE_DACL_PROTECTED:
+                continue
+            explicit = [ace for ace in (descriptor.dacl.aces if descriptor.dacl else []) if not ace[2] & INHERITED_ACE]
+            descriptor.dacl = PyACL(explicit + self._inheritable(path))
+            self._propagate(path)
+
+    def create_directory(self, name: str, attributes: PySECURITY_ATTRIBUTES | None) -> None:
+        if os.path.lexists(name):
+            raise fail(ERROR_ALREADY_EXISTS, "CreateDirectory")
+        self._refused("CreateDirectory")
+        if not os.path.isdir(os.path.dirname(name)):
+            raise fail(ERROR_PATH_NOT_FOUND, "CreateDirectory")
+        os.mkdir(name)
+        self._record(name, attributes)
+
+    def create_file(self, name: str, access: int, share: int, attributes: PySECURITY_ATTRIBUTES | None,
+                    creation: int, flags: int, template: Any) -> FileHandle:
+        if creation != CREATE_NEW:
+            raise NotImplementedError("the fake creates new files only")
+        if os.path.lexists(name):
+            raise fail(ERROR_FILE_EXISTS, "CreateFile")
+        self._refused("CreateFile")
+        if not os.path.isdir(os.path.dirname(name) or "."):
+            raise fail(ERROR_PATH_NOT_FOUND, "CreateFile")
+        open(name, "xb").close()
+        self._record(name, attributes)
+        handle = FileHandle()
+        self.handles.append(handle)
+        return handle
+
+    def _record(self, name: str, attributes: PySECURITY_ATTRIBUTES | None) -> None:
+        given = attributes.SECURITY_DESCRIPTOR if attributes is not None else PySECURITY_DESCRIPTOR()
+        self.descriptors[name] = PySECURITY_DESCRIPTOR(
+            given.owner or PySID(26), PyACL(list(given.dacl.aces)) if given.dacl else PyACL(self._inheritable(name)),
+            given.control)
