@@ -350,11 +350,17 @@ def failure_actions() -> dict[str, Any]:
             "Actions": tuple((SC_ACTION_RESTART, delay) for delay in RESTART_DELAYS_MS)}
 
 
-def install(win32: Win32) -> list[tuple[str, str]]:
+def install(win32: Win32, wait: float = 60.0, interval: float = 0.25) -> list[tuple[str, str]]:
     """Create the service (or take over the one of that name, the earlier agent's): automatic start, the
-    recovery actions, the description; register the event log source. What was done, for the output."""
+    recovery actions, the description; register the event log source. What was done, for the output.
+
+    A service of that name that runs (the earlier agent) is stopped first, waiting up to ``wait`` seconds, and
+    started again once it is this agent's: the SCM reads a service's configuration only when it starts it, so
+    the earlier program would otherwise keep running, and 'service start' would find it running."""
     service, error = win32.win32service, win32.pywintypes.error
     binary, hosted = command_line(win32)
+    restart = False
+    notes: list[tuple[str, str]] = []
     try:
         scm = service.OpenSCManager(None, None, SC_MANAGER_ALL_ACCESS)
     except error as exc:
@@ -369,8 +375,13 @@ def install(win32: Win32) -> list[tuple[str, str]]:
             if getattr(exc, "winerror", None) != ERROR_SERVICE_EXISTS:
                 raise
             handle = service.OpenService(scm, SERVICE_NAME, SERVICE_ALL_ACCESS)
-            service.ChangeServiceConfig(handle, SERVICE_WIN32_OWN_PROCESS, SERVICE_AUTO_START,
-                                        SERVICE_ERROR_NORMAL, binary, None, 0, None, None, None, DISPLAY_NAME)
+            try:
+                restart, notes = _stop_to_replace(win32, handle, wait, interval)
+                service.ChangeServiceConfig(handle, SERVICE_WIN32_OWN_PROCESS, SERVICE_AUTO_START,
+                                            SERVICE_ERROR_NORMAL, binary, None, 0, None, None, None, DISPLAY_NAME)
+            except BaseException:
+                service.CloseServiceHandle(handle)
+                raise
             done = "updated (it existed: now this agent's)"
         try:
             service.ChangeServiceConfig2(handle, SERVICE_CONFIG_DESCRIPTION, DESCRIPTION)
@@ -385,10 +396,30 @@ def install(win32: Win32) -> list[tuple[str, str]]:
     finally:
         service.CloseServiceHandle(scm)
     winlog.register_source(win32.win32evtlogutil, win32.win32service, win32.pywintypes)
+    if restart:
+        notes = [("was running", f"stopped, then started again: {start(win32, wait, interval)}")]
     delays = ", ".join(f"{delay // 1000} s" for delay in RESTART_DELAYS_MS)
-    return [("service", f"{SERVICE_NAME} {done}"), ("runs", binary), ("start", "automatic"),
+    return [("service", f"{SERVICE_NAME} {done}"), *notes, ("runs", binary), ("start", "automatic"),
             ("on failure", f"restart after {delays}"),
             ("event log", f"source {winlog.SOURCE} in the {winlog.LOG_TYPE} log")]
+
+
+def _stop_to_replace(win32: Win32, handle: Any, wait: float,
+                     interval: float) -> tuple[bool, list[tuple[str, str]]]:
+    """Stop the existing service if it is not stopped: whether it was running and has stopped (install then
+    starts it again), and when it has not stopped in time, the output's line saying it must be restarted."""
+    if _state(win32, handle) == SERVICE_STOPPED:
+        return False, []
+    try:
+        became = _stop_handle(win32, handle, wait, interval, "install")
+    except PlatformError as exc:
+        raise PlatformError(f"the running {SERVICE_NAME} service must stop before this agent replaces it, and it "
+                            f"did not ({exc}); nothing was changed: stop it ('sc stop {SERVICE_NAME}', or end its "
+                            "process) and install again") from exc
+    if became in ("stopped", "not running"):
+        return True, []
+    return False, [("restart needed", f"the earlier {SERVICE_NAME} is {became} and runs its own program until it "
+                               "stops; then start this one with 'openstack-agent service start'")]
 
 
 def remove(win32: Win32, wait: float, interval: float = 0.25) -> list[tuple[str, str]]:
@@ -472,16 +503,21 @@ def start(win32: Win32, wait: float, interval: float = 0.25) -> str:
 def stop(win32: Win32, wait: float, interval: float = 0.25) -> str:
     """Stop the service and wait until it has stopped; what it is then, in words."""
     with _opened(win32, "stop") as handle:
-        try:
-            win32.win32service.ControlService(handle, SERVICE_CONTROL_STOP)
-        except win32.pywintypes.error as exc:
-            code = getattr(exc, "winerror", None)
-            if code == ERROR_SERVICE_NOT_ACTIVE:
-                return "not running"
-            if code == ERROR_SERVICE_CANNOT_ACCEPT_CTRL and _state(win32, handle) == SERVICE_START_PENDING:
-                raise PlatformError(f"the {SERVICE_NAME} service is starting and cannot be stopped yet; try again "
-                                    f"once it runs (at most {START_WAIT_S:g} s after its start)") from exc
-            if code != ERROR_SERVICE_CANNOT_ACCEPT_CTRL:  # else already stopping: wait for it below
-                raise win32.failure("stop", exc) from exc
-        state = _wait_for(win32, handle, SERVICE_STOPPED, wait, interval)
+        return _stop_handle(win32, handle, wait, interval, "stop")
+
+
+def _stop_handle(win32: Win32, handle: Any, wait: float, interval: float, doing: str) -> str:
+    """``stop`` on an open handle; ``doing`` names the command in a failure."""
+    try:
+        win32.win32service.ControlService(handle, SERVICE_CONTROL_STOP)
+    except win32.pywintypes.error as exc:
+        code = getattr(exc, "winerror", None)
+        if code == ERROR_SERVICE_NOT_ACTIVE:
+            return "not running"
+        if code == ERROR_SERVICE_CANNOT_ACCEPT_CTRL and _state(win32, handle) == SERVICE_START_PENDING:
+            raise PlatformError(f"the {SERVICE_NAME} service is starting and cannot be stopped yet; try again "
+                                f"once it runs (at most {START_WAIT_S:g} s after its start)") from exc
+        if code != ERROR_SERVICE_CANNOT_ACCEPT_CTRL:  # else already stopping: wait for it below
+            raise win32.failure(doing, exc) from exc
+    state = _wait_for(win32, handle, SERVICE_STOPPED, wait, interval)
     return "stopped" if state == SERVICE_STOPPED else f"still stopping after {wait:g} s"

@@ -223,18 +223,81 @@ def test_install_creates_an_automatic_service_with_restart_actions() -> None:
     assert all(handle.closed for handle in scm.handles)
 
 
-def test_install_takes_over_the_service_of_that_name() -> None:
-    """An existing OpenStackAgent (the earlier agent's) is reconfigured in place, not refused."""
+def _earlier_service() -> tuple[FakeSCM, Win32]:
+    """An SCM holding the earlier agent's OpenStackAgent service, stopped, demand start, running C:\\old.exe."""
     scm = FakeSCM()
     win32 = scm.win32()
     handle = win32.win32service.CreateService(None, SERVICE_NAME, "Old agent", 0, 0x10, 3, 1, r"C:\old.exe",
                                               None, 0, None, None, None)
     win32.win32service.CloseServiceHandle(handle)
+    return scm, win32
+
+
+def test_install_takes_over_the_service_of_that_name() -> None:
+    """An existing OpenStackAgent (the earlier agent's) is reconfigured in place, not refused."""
+    scm, win32 = _earlier_service()
     fields = dict(winservice.install(win32))
     record = scm.services[SERVICE_NAME]
     assert (record.display_name, record.start_type, record.binary) == ("OpenStack Agent", SERVICE_AUTO_START,
                                                                        f'"{PYTHONSERVICE}"')
     assert fields["service"] == "OpenStackAgent updated (it existed: now this agent's)"
+
+
+def _earlier_agent_running(hosted: Callable[..., Hosted], stops: bool = True) -> Hosted:
+    """The service installed, then made the earlier agent's again (its program) and running in a process of
+    its own."""
+    service = hosted()
+    service.record.binary = r'"C:\Program Files\OpenStack\OldAgent\agent.exe"'
+    service.scm.run_elsewhere(SERVICE_NAME, stops=stops)
+    return service
+
+
+def test_install_over_the_running_earlier_agent_stops_and_starts_it(hosted: Callable[..., Hosted],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running OpenStackAgent is stopped before its configuration changes and started again after, so that
+    this agent's program is what runs, and the output says so."""
+    service = _earlier_agent_running(hosted)
+    states_when_changed: list[int] = []
+    change = service.win32.win32service.ChangeServiceConfig
+
+    def recording(handle: Any, *args: Any) -> None:
+        states_when_changed.append(service.record.state)
+        change(handle, *args)
+
+    monkeypatch.setattr(service.win32.win32service, "ChangeServiceConfig", recording)
+    fields = dict(winservice.install(service.win32, wait=20, interval=FAST))
+    assert fields["was running"] == "stopped, then started again: running"
+    assert states_when_changed == [SERVICE_STOPPED]
+    assert service.record.binary == f'"{PYTHONSERVICE}"' and service.record.state == SERVICE_RUNNING
+    assert service.record.instance is not None and len(service.agents) == 1
+    assert winservice.start(service.win32, wait=1) == "already running"
+
+
+def test_install_over_an_earlier_agent_that_does_not_stop_in_time(hosted: Callable[..., Hosted]) -> None:
+    """An earlier agent still stopping after the wait is reconfigured, not started, and the output says it must
+    be started once it has stopped."""
+    service = _earlier_agent_running(hosted, stops=False)
+    fields = dict(winservice.install(service.win32, wait=0.05, interval=FAST))
+    assert fields["restart needed"] == (
+        "the earlier OpenStackAgent is still stopping after 0.05 s and runs its own program until it stops; then "
+        "start this one with 'openstack-agent service start'")
+    assert service.record.binary == f'"{PYTHONSERVICE}"' and service.record.state == SERVICE_STOP_PENDING
+    assert service.agents == []
+
+
+def test_install_over_an_earlier_agent_that_refuses_to_stop() -> None:
+    """A running service that accepts no stop is left as it was, and the error says what to do."""
+    scm, win32 = _earlier_service()
+    scm.services[SERVICE_NAME].state = SERVICE_RUNNING
+    with pytest.raises(PlatformError) as raised:
+        winservice.install(win32, wait=1, interval=FAST)
+    assert str(raised.value) == (
+        "the running OpenStackAgent service must stop before this agent replaces it, and it did not (cannot "
+        "install the OpenStackAgent service: ControlService failed with error 1052: The requested control is not "
+        "valid for this service.); nothing was changed: stop it ('sc stop OpenStackAgent', or end its process) "
+        "and install again")
+    assert scm.services[SERVICE_NAME].binary == r"C:\old.exe" and scm.sources == {}
+    assert all(handle.closed for handle in scm.handles)
 
 
 def test_install_without_administrator_rights() -> None:

@@ -32,7 +32,7 @@ NOT_WINDOWS = ("the 'service' commands manage the Windows service and work only 
                "agent runs under systemd: 'openstack-agent install --service BUNDLE' installs and enables its unit "
                "(openstack-agent.service), then 'systemctl start openstack-agent' or 'systemctl stop "
                "openstack-agent'")
-#: Seconds ``service start``, ``stop`` and ``remove`` wait for the service to get there.
+#: Seconds ``service install``, ``start``, ``stop`` and ``remove`` wait for the service to get there.
 SERVICE_WAIT = 60.0
 
 
@@ -89,14 +89,15 @@ def _register_windows_service(commands: Subparsers) -> None:
     actions = service.add_subparsers(title="service commands", metavar="ACTION")
     for name, help_text, handler in (
             ("install", "create the service (automatic start, restarted after a failure) and its event log "
-                        "source, or take over the OpenStackAgent service already there", cmd_service_install),
+                        "source, or take over the OpenStackAgent service already there (stopped while it is "
+                        "reconfigured, and started again if it was running)", cmd_service_install),
             ("remove", "stop the service if it runs, then delete it and its event log source", cmd_service_remove),
             ("start", "start the service and wait until it serves", cmd_service_start),
             ("stop", "stop the service and wait until it has stopped", cmd_service_stop),
             ("run", "run as the service (what the Service Control Manager starts; by hand, use 'openstack-agent "
                     "run')", cmd_service_run)):
         action = actions.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-        if name in ("remove", "start", "stop"):
+        if name in ("install", "remove", "start", "stop"):
             action.add_argument("--wait", type=float, default=SERVICE_WAIT, metavar="SECONDS",
                                 help=f"how long to wait for the service (default {SERVICE_WAIT:g})")
         action.set_defaults(handler=handler)
@@ -195,7 +196,7 @@ def cmd_service(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_service_install(args: argparse.Namespace, out: TextIO) -> int:
     from agent import winservice
 
-    output.fields(winservice.install(_win32()), out)
+    output.fields(winservice.install(_win32(), args.wait), out)
     return 0
 
 
