@@ -237,6 +237,30 @@ def test_service_recovery_is_set_once_the_service_is_installed(msi: Path) -> Non
         assert steps[action]["Condition"] == 'NOT REMOVE~="ALL"'
 
 
+def test_the_event_source_is_registered_with_the_shipped_message_file(msi: Path) -> None:
+    """Registry: the OpenStackAgent source of the Application log, in HKLM (Root 2), with TypesSupported 7 (a
+    REG_DWORD, '#') and EventMessageFile (a string) naming win32service.pyd where the MSI installs it; both
+    written and removed with the service's component."""
+    rows = [row for row in table(msi, "Registry")
+            if row["Key"] == rf"SYSTEM\CurrentControlSet\Services\EventLog\Application\{SERVICE}"]
+    values = {row["Name"]: row for row in rows}
+    assert sorted(values) == ["EventMessageFile", "TypesSupported"]
+    assert {row["Root"] for row in rows} == {"2"}
+    assert values["TypesSupported"]["Value"] == "#7"
+    assert values["EventMessageFile"]["Value"] == r"[INSTALLDIR]_internal\win32\win32service.pyd"
+    service = one(table(msi, "ServiceInstall"), Name=SERVICE)
+    assert {row["Component_"] for row in rows} == {service["Component_"]}
+    directories = {row["Directory"]: row for row in table(msi, "Directory")}
+    components = {row["Component"]: row for row in table(msi, "Component")}
+    pyd = one(table(msi, "File"), FileName="win32service.pyd")
+    where = components[pyd["Component_"]]["Directory_"]
+    names = []
+    while where != "INSTALLDIR":
+        names.append(directories[where]["DefaultDir"].split(":")[-1])
+        where = directories[where]["Directory_Parent"]
+    assert "\\".join([*reversed(names), pyd["FileName"]]) == r"_internal\win32\win32service.pyd"
+
+
 def test_nothing_is_installed_under_programdata(msi: Path) -> None:
     """The MSI owns no directory, file or removal under %ProgramData%: the journal there survives an uninstall."""
     assert all("CommonAppDataFolder" not in (row["Directory"], row["Directory_Parent"])
