@@ -60,6 +60,8 @@ _MUTABLE = ("state", "attempts", "updated_at", "finished_at", "reply_code", "rep
 #: Every command column, as ``CommandRecord`` takes them (the select list ``select(models.commands)`` has).
 SELECT_COMMANDS = f"SELECT {columns('commands', COMMAND_COLUMNS)} FROM commands"  # noqa: S608 - fixed names
 SELECT_TRANSITIONS = f"SELECT {columns('transitions', TRANSITION_COLUMNS)} FROM transitions"  # noqa: S608 - fixed names
+#: Bytes a WAL file is cut back to after the daemon's checkpointer started it anew.
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
 _NEW_COMMAND = COMMAND_COLUMNS[1:]
 _NEW_TRANSITION = TRANSITION_COLUMNS[1:]
 # The id is never below the head's successor: ids the chain has used are not handed out again, even when
@@ -324,6 +326,8 @@ class Journal:
             return
         try:
             self.driver.execute("PRAGMA wal_autocheckpoint=0")
+            # A WAL that grew (a burst, an older release's) is cut back to this once a checkpoint restarts it.
+            self.driver.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         except sqlite3.Error as exc:
             connection.close()
             raise JournalError(f"journal setting failed ({_cause(exc)}) in {self.path}") from exc
@@ -331,8 +335,22 @@ class Journal:
         self._checkpointer.start()
 
     def _wal_grew(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.nudge()
+        """After a commit: ask the checkpointer for a pass, or start a long WAL anew when it asks (see
+        ``agent.journal.checkpoint``: only this handle, between its transactions, can)."""
+        checkpointer = self._checkpointer
+        if checkpointer is None:
+            return
+        if checkpointer.restart_wanted and self._after_commit is None:
+            checkpointer.restart_wanted = False
+            driver = self.driver
+            with checkpointer.paused():
+                # Without waiting: a reader (journal inspection) that holds the WAL makes it a passive pass.
+                driver.execute("PRAGMA busy_timeout=0")
+                try:
+                    driver.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                finally:
+                    driver.execute(f"PRAGMA busy_timeout={engine_setup.BUSY_TIMEOUT_MS}")
+        checkpointer.nudge()
 
     def _committed(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the current write is committed: now, or at the end of the batch."""

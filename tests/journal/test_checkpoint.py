@@ -38,6 +38,20 @@ def test_commits_leave_checkpoints_to_the_background_thread(journal: Journal, tm
     assert journal._checkpointer is not None and journal._checkpointer.runs > 0
 
 
+def test_commits_that_never_stop_keep_the_wal_bounded(journal: Journal, tmp_path: Path) -> None:
+    """A writer that commits without a pause never lets a concurrent checkpoint copy the last frame, which SQLite
+    needs to start the WAL anew: the writer's handle restarts it when the checkpointer asks, so 5,000 commands
+    in a row leave a WAL of tens of MiB at most (it grew past 130 MiB without that)."""
+    journal.checkpoint_in_background()
+    wal = tmp_path / f"{DATABASE_NAME}-wal"
+    largest = 0
+    for n in range(5000):
+        journal.receive(f"r{n}", "", "version", "version", "d" * 64, '"agent"')
+        largest = max(largest, wal.stat().st_size)
+    assert largest < 64 * 1024 * 1024
+    assert journal.command_count() == 5000
+
+
 def test_a_journal_that_is_not_the_daemons_checkpoints_in_its_commits(journal: Journal) -> None:
     """Without ``checkpoint_in_background`` (tests, tools), SQLite's default stays: commits checkpoint."""
     assert journal.driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
