@@ -9,16 +9,14 @@ The daemon's connection therefore never checkpoints (``wal_autocheckpoint=0``). 
 on a connection of its own, after a commit asked for one (``nudge``):
 
 - PASSIVE checkpoints copy the WAL into the database without waiting for the writer, which goes on appending
-  meanwhile; they follow each other at once while the WAL holds more than ``CAUGHT_UP`` frames not yet
-  copied, and at most one per ``INTERVAL`` once it does not.
-- SQLite writes the WAL from its start again only when a write begins with every frame copied, which a writer
-  that keeps committing never lets a concurrent checkpoint reach: the WAL would grow without end (half a GB
-  in ten seconds of commits). So once the WAL holds ``RESTART_AT`` frames and a passive pass has left at most
-  ``CAUGHT_UP`` to copy, the checkpointer sets ``restart_wanted``, and the writer's handle, after its next
-  commit, runs a RESTART checkpoint itself (``Journal._wal_grew``): it copies those last few frames, and the
-  next commit starts the WAL anew. The writer spends that short copy, not the bulk, unless it outruns the
-  checkpoints: past ``FORCE_AT`` frames it restarts the WAL whatever is left. ``journal_size_limit`` then
-  cuts the file back.
+  meanwhile. They follow each other at once while more than ``CAUGHT_UP`` frames are left to copy, every
+  ``SHORT`` while fewer are, and at most one per ``INTERVAL`` once every frame is copied.
+- SQLite writes the WAL from its start again when a write begins with every frame copied: the daemon pauses
+  between requests, the passes catch up in such a pause, and the next commit starts the WAL anew, at no cost
+  to the writer. A writer that never pauses would never let them (the WAL grew to half a GB in ten seconds
+  of commits without a pause): past ``FORCE_AT`` frames the checkpointer sets ``restart_wanted``, and the
+  writer's handle runs a RESTART checkpoint itself after its next commit (``Journal._wal_grew``), paying for
+  what is left to copy. ``journal_size_limit`` then cuts the file back.
 
 A crash in the middle of a checkpoint loses nothing (that is SQLite's own guarantee). ``paused`` keeps the
 thread out of the way of a checkpoint the daemon runs itself (the RESTART above, and the TRUNCATE one that
@@ -38,13 +36,11 @@ log = logging.getLogger(__name__)
 #: Seconds between two checkpoints once the WAL is copied: under a light flow of commits, one sync of the
 #: database file per interval, in the background.
 INTERVAL = 1.0
-#: Frames left to copy that count as caught up (a passive pass follows at once while more are left).
+#: Frames left to copy past which the next pass follows at once; with fewer left, after ``SHORT`` seconds.
 CAUGHT_UP = 256
-#: WAL frames (pages of 4 KiB) past which the WAL is started anew once caught up (SQLite's own checkpoints
-#: come at 1,000).
-RESTART_AT = 1000
-#: WAL frames past which the writer starts it anew however much is left to copy: a writer faster than the
-#: checkpoints (a flood on a slow disk) then pays for them, and the WAL stays within about 32 MiB.
+SHORT = 0.05
+#: WAL frames (pages of 4 KiB) past which the writer starts the WAL anew itself, whatever is left to copy: a
+#: writer that never pauses pays for the checkpoints, and the WAL stays within about 32 MiB.
 FORCE_AT = 8000
 
 
@@ -103,7 +99,11 @@ class Checkpointer:
                                     exc)
                         left = 0
                 if left > CAUGHT_UP:
-                    self._wanted.set()  # behind the writer: the next pass at once
+                    self._wanted.set()  # far behind the writer: the next pass at once
+                elif left:
+                    self._wanted.set()  # nearly there: the next pass soon, to catch up in a pause
+                    if self._stopping.wait(SHORT):
+                        return
                 elif self._stopping.wait(self.interval):
                     return
         finally:
@@ -113,6 +113,6 @@ class Checkpointer:
         """One pass: how many WAL frames are left to copy after it."""
         _busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self.runs += 1
-        if frames >= FORCE_AT or (frames >= RESTART_AT and frames - copied <= CAUGHT_UP):
+        if frames >= FORCE_AT:
             self.restart_wanted = True
         return max(0, int(frames) - int(copied))
