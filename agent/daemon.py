@@ -82,6 +82,9 @@ RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 #: Seconds between retries of a wipe a reader held off: a wiped secret must not wait for housekeeping
 #: (minutes) to leave the WAL.
 WIPE_RETRY = 1.0
+#: Seconds a prune or collection under way waits between batches while the WAL checkpoints are far behind: a
+#: million-command journal's prune otherwise outruns them, and a request then waits for the writer's own.
+CATCH_UP_PAUSE = 0.05
 #: Replies one ``collect_more`` removes from data/guest at most: one pipelined XenStore call and one short
 #: transaction.
 COLLECT_PER_CALL = 128
@@ -734,8 +737,15 @@ class Agent:
         due = (machine.next_due(journal) for machine in REGISTRY.values())
         soonest = min(self._next_housekeeping, self._wipe_due(), *self._waiting.values(),
                       *(d for d in due if d is not None),
-                      0.0 if self._pruning or self._collection else float("inf"))
+                      self._more_housekeeping_due(journal))
         return max(soonest, self._timers_held_until)
+
+    def _more_housekeeping_due(self, journal: Journal) -> float:
+        """When the next batch of a prune or reply collection under way is due: at once (after any waiting
+        request), or a moment later while the WAL checkpoints catch up with the batches before it."""
+        if not (self._pruning or self._collection):
+            return float("inf")
+        return time.monotonic() + CATCH_UP_PAUSE if journal.checkpoints_behind() else 0.0
 
     def _wipe_due(self) -> float:
         deferred = self._journal().wipe_deferred_at

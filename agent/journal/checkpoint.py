@@ -58,8 +58,10 @@ class Checkpointer:
         self._thread: threading.Thread | None = None
         #: How many checkpoints ran (for the tests and the curious).
         self.runs = 0
-        #: Set when the WAL is long and nearly all copied: the writer's handle restarts it after its next commit.
+        #: Set past FORCE_AT frames: the writer's handle restarts the WAL after its next commit.
         self.restart_wanted = False
+        #: WAL frames the last pass left to copy.
+        self.left = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="journal-checkpoint", daemon=True)
@@ -115,4 +117,10 @@ class Checkpointer:
         self.runs += 1
         if frames >= FORCE_AT:
             self.restart_wanted = True
-        return max(0, int(frames) - int(copied))
+        self.left = max(0, int(frames) - int(copied))
+        return self.left
+
+    @property
+    def behind(self) -> bool:
+        """Whether the passes are far behind the writer (work that can wait should, so that they catch up)."""
+        return self.left > CAUGHT_UP

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,3 +89,35 @@ def test_wipe_runs_while_the_checkpointer_works(journal: Journal, tmp_path: Path
         journal.wipe()
         assert journal.wipe_deferred_at is None
     assert (tmp_path / f"{DATABASE_NAME}-wal").stat().st_size == 0
+
+
+@pytest.mark.parametrize(("pruning", "behind", "due"), [(True, False, "now"), (True, True, "paused"),
+                                                         (False, True, "never")])
+def test_a_prune_under_way_waits_while_the_checkpoints_catch_up(pruning: bool, behind: bool, due: str) -> None:
+    """The daemon takes the next batch of a prune at once, unless the WAL checkpoints are far behind: then a
+    moment later, so that a large prune never outruns them (the writer would pay for them on a request's path)."""
+    from types import SimpleNamespace
+
+    from agent.daemon import CATCH_UP_PAUSE, Agent
+
+    agent = SimpleNamespace(_pruning=pruning, _collection=None)
+    journal = SimpleNamespace(checkpoints_behind=lambda: behind)
+    before = time.monotonic()
+    when = Agent._more_housekeeping_due(agent, journal)  # type: ignore[arg-type]
+    expected = {"now": lambda: when == 0.0, "never": lambda: when == float("inf"),
+                "paused": lambda: before + CATCH_UP_PAUSE <= when <= time.monotonic() + CATCH_UP_PAUSE}
+    assert expected[due]()
+
+
+def test_the_checkpointer_says_when_it_is_far_behind(journal: Journal) -> None:
+    """``checkpoints_behind`` is true only while the last pass left more than CAUGHT_UP frames to copy."""
+    from agent.journal import checkpoint
+
+    assert not journal.checkpoints_behind()  # no background checkpoints: nothing to wait for
+    journal.checkpoint_in_background()
+    checkpointer = journal._checkpointer
+    assert checkpointer is not None
+    checkpointer.left = checkpoint.CAUGHT_UP + 1
+    assert journal.checkpoints_behind()
+    checkpointer.left = checkpoint.CAUGHT_UP
+    assert not journal.checkpoints_behind()
