@@ -22,7 +22,7 @@ from agent.host import Host
 from agent.journal import Journal, exchanges, releases
 from agent.memstore import MemoryStore, MemoryXenStore
 from agent.sandbox import Xenstored, build_shim, create_domain, make_guest_root
-from agent.xenstore import XenStore
+from agent.xenstore import Transport, XenStore
 from tests.netns import Lan
 
 DOMID = 5
@@ -123,12 +123,14 @@ class ThreadAgent:
 
 @pytest.fixture
 def run_agent(xenstored: Xenstored, domain: str, system_root: Path) -> Iterator[Any]:
-    """Start agents in threads: ``run_agent(**config_overrides)``; all are stopped at the end."""
+    """Start agents in threads: ``run_agent(**config_overrides)``, on the real xenstored or on the ``transport``
+    given; all are stopped at the end."""
     started: list[ThreadAgent] = []
 
-    def start(**overrides: Any) -> ThreadAgent:
+    def start(transport: Transport | None = None, **overrides: Any) -> ThreadAgent:
         ready = threading.Event()
-        agent = Agent(make_config(xenstored, domain, system_root, **overrides), on_ready=ready.set)
+        agent = Agent(make_config(xenstored, domain, system_root, **overrides), on_ready=ready.set,
+                      transport=transport)
         holder = ThreadAgent(agent, threading.Thread(target=lambda: _run(agent, holder), daemon=True))
         holder.thread.start()
         assert ready.wait(20), "the agent did not become ready"

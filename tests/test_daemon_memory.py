@@ -32,13 +32,15 @@ HOME = f"/local/domain/{DOMID}"
 
 @pytest.fixture
 def memory_agent(memory_store: MemoryStore, system_root: Path) -> Iterator[Any]:
-    """Start agents on the in-memory XenStore in threads: ``memory_agent(**config_overrides)``."""
+    """Start agents on the in-memory XenStore in threads: ``memory_agent(**config_overrides)``, each on a new
+    connection to the store, or on the ``transport`` given."""
     started: list[tuple[ThreadAgent, MemoryXenStore]] = []
 
-    def start(reload: Any = None, **overrides: Any) -> tuple[ThreadAgent, MemoryXenStore]:
+    def start(reload: Any = None, transport: MemoryXenStore | None = None,
+              **overrides: Any) -> tuple[ThreadAgent, MemoryXenStore]:
         config = agent_config.from_overrides(**{"root": str(system_root), "state_dir": STATE_DIR,
                                                 "domain_path": HOME, **overrides})
-        transport = memory_store.connection(HOME)
+        transport = transport or memory_store.connection(HOME)
         ready = threading.Event()
         agent = Agent(config, on_ready=ready.set, reload=reload, transport=transport,
                       accounts=Linux(str(system_root)), runtime=Standalone())
@@ -268,22 +270,13 @@ class _DirectoryEvents(MemoryXenStore):
         return event
 
 
-def test_events_naming_only_the_directory_leave_nothing_counted(memory_store: MemoryStore, system_root: Path,
+def test_events_naming_only_the_directory_leave_nothing_counted(memory_agent, memory_store: MemoryStore,
                                                                  memory_host: Host) -> None:
     """On a transport whose events name data/host itself, every request is answered by a scan, and the count
     of the agent's own deletes to skip does not grow with each answered request."""
-    config = agent_config.from_overrides(root=str(system_root), state_dir=STATE_DIR, domain_path=HOME)
-    ready = threading.Event()
-    agent = Agent(config, on_ready=ready.set, transport=_DirectoryEvents(memory_store, HOME),
-                  accounts=Linux(str(system_root)), runtime=Standalone())
-    holder = ThreadAgent(agent, threading.Thread(target=agent.run, daemon=True))
-    holder.thread.start()
-    try:
-        assert ready.wait(10), "the agent did not become ready"
-        for _ in range(20):
-            assert memory_host.call("version", "agent", timeout=10)["returncode"] == "0"
-        wait_for(lambda: not memory_store.connection(HOME).list(HOST_DIR))
-        assert sum(agent._own_deletes.values()) <= 1  # at most the last request's, until the next event
-    finally:
-        holder.stop()
+    holder, _transport = memory_agent(transport=_DirectoryEvents(memory_store, HOME))
+    for _ in range(20):
+        assert memory_host.call("version", "agent", timeout=10)["returncode"] == "0"
+    wait_for(lambda: not memory_store.connection(HOME).list(HOST_DIR))
+    assert sum(holder.agent._own_deletes.values()) <= 1  # at most the last request's, until the next event
 

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from agent import config as agent_config
-from agent.daemon import Agent
 from agent.errors import XenStoreError, XenStoreUnavailable
 from agent.host import Host
 from agent.protocol import GUEST_DIR, HOST_DIR
@@ -28,7 +27,7 @@ from agent.sandbox import Xenstored, create_domain
 from agent.xenstore import Transport, XenStore, open_transport
 from agent.xenstore_wmi import WmiXenStore
 from tests import test_memstore as contract
-from tests.conftest import ThreadAgent, _run, make_config, open_journal, wait_for
+from tests.conftest import open_journal, wait_for
 from tests.fakes.xeniface import WBEM_E_FAILED, FakeXeniface, wmi_error
 from tests.system import password_matches, runs, shadow_hash
 from tests.test_injectfile import KEY, make_guest_files
@@ -371,23 +370,9 @@ def test_the_address_picks_the_transport(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 @pytest.fixture
-def wmi_agent(xenstored: Xenstored, domain: str, system_root: Path, xeniface: FakeXeniface) -> Iterator[Any]:
+def wmi_agent(run_agent: Any, xeniface: FakeXeniface) -> Any:
     """Start the real daemon in a thread on the WMI transport (relative paths, as in a guest)."""
-    started: list[ThreadAgent] = []
-
-    def start(**overrides: Any) -> ThreadAgent:
-        ready = threading.Event()
-        config = make_config(xenstored, domain, system_root, domain_path="", **overrides)
-        agent = Agent(config, on_ready=ready.set, transport=wmi(xeniface))
-        holder = ThreadAgent(agent, threading.Thread(target=lambda: _run(agent, holder), daemon=True))
-        holder.thread.start()
-        assert ready.wait(20), "the agent did not become ready"
-        started.append(holder)
-        return holder
-
-    yield start
-    for holder in started:
-        holder.stop()
+    return lambda **overrides: run_agent(transport=wmi(xeniface), domain_path="", **overrides)
 
 
 def test_version_over_wmi(wmi_agent: Any, host: Host) -> None:
