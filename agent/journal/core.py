@@ -433,7 +433,6 @@ class Journal:
             "name": storable_or_none(name), "machine": storable(machine), "value": storable_or_none(value),
             "digest": storable(digest), "received_at": at}
         head: list[tuple[int, str]] = []
-        tallied: list[seals.Tally] = []
 
         def work(cursor: sqlite3.Connection) -> CommandRecord:
             head_id, link = self._head or self._load_head(cursor)
@@ -451,8 +450,9 @@ class Journal:
                                       "new": seals.head_text(command_id, genesis)}).rowcount != 1:
                 raise _StaleHead
             head.append((command_id, genesis))
-            tallied.append(seals.put_tally(cursor, seals.Tally(before.count + 1, before.oldest or command_id,
-                                                               command_id)))
+            # Kept here, as current_tally and count_removed keep it: a write that fails drops it (``transaction``).
+            self._tally = seals.put_tally(cursor, seals.Tally(before.count + 1, before.oldest or command_id,
+                                                              command_id))
             return created
 
         try:
@@ -464,7 +464,7 @@ class Journal:
             except _StaleHead:
                 raise JournalError("the journal's command chain keeps moving under this agent: is another "
                                    f"agent writing {self.path}?") from None
-        self._head, self._tally = head[-1], tallied[-1]
+        self._head = head[-1]
         return created
 
     def transition(self, record: CommandRecord, trigger: str, dest: str, detail: dict[str, Any] | None = None,

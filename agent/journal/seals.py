@@ -10,8 +10,9 @@
 - ``predecessor``: the note of a broken journal this one replaced.
 - ``count``: how many commands the journal holds, with its oldest and newest command ids
   (``count:oldest:newest``), updated in the transaction that journals or removes commands. Retention reads it
-  instead of counting a large journal; it is trusted only while both ids still match the table, so a count
-  that a release without it (after a rollback) let go stale is recounted once.
+  instead of counting a large journal; it is trusted only while both ids still match the table and the count
+  fits between them, so a count that a release without it (after a rollback) let go stale, or one edited, is
+  counted again once.
 """
 
 from __future__ import annotations
