@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
 import os
 import select
 import sys
@@ -25,7 +26,6 @@ from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from agent import __version__
-from agent.cli import collect, configuration, diagram, host, journal, network, release, sandbox, service, status
 from agent.errors import AgentError
 
 if TYPE_CHECKING:
@@ -34,9 +34,22 @@ if TYPE_CHECKING:
 #: A subcommand's handler: the parsed arguments and the output stream in, the exit code out.
 Handler = Callable[[argparse.Namespace, TextIO], int]
 
-GROUPS: tuple[Callable[[Subparsers], None], ...] = (
-    service.register, release.register, status.register, configuration.register, journal.register,
-    collect.register, host.register, network.register, sandbox.register, diagram.register)
+#: The command groups in the order ``--help`` lists them: each module of ``agent.cli`` that has a ``register``,
+#: and the top-level commands it adds. A command line that names one of them loads that module alone, so that
+#: ``journal show`` or ``run`` does not pay for importing every other group (``collect-logs`` alone costs tens
+#: of milliseconds, and the daemon's memory the modules it never uses).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "service": ("run", "supervise", "install", "uninstall", "service"),
+    "release": ("release",),
+    "status": ("status",),
+    "configuration": ("config",),
+    "journal": ("journal",),
+    "collect": ("collect-logs",),
+    "host": ("host",),
+    "network": ("network",),
+    "sandbox": ("sandbox",),
+    "diagram": ("diagram",),
+}
 
 #: The exit status after output to a closed pipe: 128 + SIGPIPE, as a shell reports a tool SIGPIPE ended.
 BROKEN_PIPE = 141
@@ -48,12 +61,13 @@ _PARSERS = "_openstack_agent_parsers"
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``openstack-agent`` command; returns the exit code."""
     out = out or sys.stdout
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        parser = build_parser()
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
         handler: Handler | None = getattr(args, "handler", None)
         if handler is None:
-            parser.print_help(out)
+            build_parser().print_help(out)  # the whole tree's: every command listed
             code = 2
         else:
             code = handler(args, out)
@@ -154,13 +168,27 @@ def _option_hint(given: str, chain: Sequence[argparse.ArgumentParser]) -> str | 
     return None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command tree: whole, or for a command line ``argv`` that names a command, that command's group alone.
+
+    A line that names none (``--help``, a mistyped command) gets the whole tree, for the list of commands and
+    the "did you mean" among them.
+    """
     parser: argparse.ArgumentParser = Parser(
         prog="openstack-agent",
         description="Guest agent for Xen-based OpenStack clouds: every command a journaled state machine.",
     )
     parser.add_argument("--version", action="version", version=f"openstack-agent {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for register in GROUPS:
-        register(commands)
+    named = _command_named(argv)
+    for group, names in GROUPS.items():
+        if named is None or named in names:
+            importlib.import_module(f"agent.cli.{group}").register(commands)
     return parser
+
+
+def _command_named(argv: Sequence[str] | None) -> str | None:
+    """The top-level command ``argv`` names, when it is one; the top-level options take no values, so it is the
+    first argument that is not an option."""
+    first = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    return first if any(first in names for names in GROUPS.values()) else None

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.cli.app import BROKEN_PIPE, build_parser
+from agent.cli.app import BROKEN_PIPE, GROUPS, build_parser
 from tests.cli.conftest import run
 
 COMMANDS = ["run", "supervise", "install", "uninstall", "service", "service install", "service remove",
@@ -36,6 +36,25 @@ def subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[s
 def test_the_command_tree() -> None:
     """Each group registers its subcommands, and the tree comes out in the order --help lists."""
     assert list(subcommands(build_parser())) == COMMANDS
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_each_group_adds_the_commands_its_entry_names(group: str) -> None:
+    """GROUPS names, for each module, exactly the top-level commands it registers (what the lazy tree loads)."""
+    parser = argparse.ArgumentParser()
+    __import__(f"agent.cli.{group}", fromlist=["register"]).register(parser.add_subparsers())
+    assert tuple(name for name in subcommands(parser) if " " not in name) == GROUPS[group]
+
+
+@pytest.mark.parametrize(("argv", "group"), [(["journal", "show", "1"], "journal"), (["run", "--help"], "service"),
+                                             (["--version", "status"], "status")])
+def test_a_named_command_loads_its_group_alone(argv: list[str], group: str) -> None:
+    """A command line naming a command imports that command's group and no other (journal show's speed)."""
+    script = ("import sys; from agent.cli.app import build_parser; build_parser(sys.argv[1:]); "
+              "print(sorted(m for m in sys.modules if m.startswith('agent.cli.') and m not in "
+              "('agent.cli.app', 'agent.cli.output')))")
+    loaded = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == repr([f"agent.cli.{group}"])
 
 
 @pytest.mark.parametrize("command", COMMANDS)
