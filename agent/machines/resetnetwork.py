@@ -20,6 +20,10 @@ crash or reboot in any state between) has everything it needs in the journal: it
 new, puts the old contents back, applies the old configuration again (unless nothing had been applied yet) and
 restores the host name. The reply says what happened: "0" only when the network was verified.
 
+On Windows (``agent.platform.windows_network``) the "files" are the adapters' configurations and the stack is
+always ``windows``; a new host name takes effect only at the next boot, so the journal records that a reboot is
+pending and the "0" reply says so.
+
 ``verifying`` does not block the agent: it looks, and if the network is not there yet it asks to be resumed
 shortly (``wait``), so other requests are served meanwhile; after ``network.verify_timeout`` it rolls back.
 """
@@ -39,10 +43,15 @@ from agent.errors import CommandFailed, ConfigError, NetworkDataError, PlatformE
 from agent.machines.base import MUST_PROPAGATE, RESUME, ROLL_BACK, Command, Event
 from agent.network import detect, names, plan
 from agent.network.model import Network, parse, system_interfaces
+from agent.network.renderers import windows
+from agent.platform.windows_network import WindowsNetwork
 from agent.protocol import HOSTNAME, NETWORKING
 
 if TYPE_CHECKING:
     from agent.platform.network import LiveNetwork, Observed
+
+    #: What the machine drives: the Linux and FreeBSD port, or the Windows one.
+    NetworkPort = LiveNetwork | WindowsNetwork
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +123,8 @@ class ResetData:
     why: str = ""
     #: Whether the new configuration may have been applied, so a rollback must apply the old one again.
     reapply: bool = True
+    #: Whether the new host name waits for a reboot (Windows renames at the next boot).
+    reboot_pending: bool = False
 
     def planned(self) -> list[PlannedFile]:
         return [PlannedFile(**entry) for entry in self.files]
@@ -207,18 +218,30 @@ class ResetNetwork(Command):
                 name = None if raw_name is None else raw_name.decode("utf-8")
             except UnicodeDecodeError:
                 raise NetworkDataError(f"{HOSTNAME} is not UTF-8 text") from None
-            return parse(entries, name, system_interfaces(self._network().root))
+            network = self._network()
+            interfaces = (network.interfaces() if isinstance(network, WindowsNetwork)
+                          else system_interfaces(network.root))
+            return parse(entries, name, interfaces)
         except NetworkDataError as exc:
             raise CommandFailed("500", f"Invalid network data: {exc}; nothing was changed") from None
 
     def _stack(self) -> str:
+        network = self._network()
+        setting = self.ctx.config.network_renderer
         try:
-            return detect.choose(self.ctx.config.network_renderer, self._network().root)
+            if isinstance(network, WindowsNetwork):
+                if setting not in (detect.AUTO, windows.NAME):
+                    raise ConfigError(f"network.renderer {setting} is not a Windows network; use auto or windows")
+                return windows.NAME
+            stack = detect.choose(setting, network.root)
+            if stack == windows.NAME:
+                raise ConfigError("the windows network applies only on Windows")
+            return stack
         except ConfigError as exc:
             raise CommandFailed("500", f"resetnetwork: {exc}; nothing was changed") from None
 
     @staticmethod
-    def _reader(network: LiveNetwork) -> Callable[[str], bytes | None]:
+    def _reader(network: NetworkPort) -> Callable[[str], bytes | None]:
         """The present files, each read once (renderers and the plan ask for the same file more than once)."""
         return functools.cache(network.read)
 
@@ -243,10 +266,12 @@ class ResetNetwork(Command):
         network = self._network()
         with self._rolling_back_on_error():
             network.apply(data.stack, data.interfaces)
-            if data.hostname is not None:
-                network.set_hostname(names.system_name(data.hostname, data.stack))
+            detail: dict[str, Any] = {"stack": data.stack}
+            if data.hostname is not None and network.set_hostname(names.system_name(data.hostname, data.stack)):
+                data = dataclasses.replace(data, reboot_pending=True)
+                detail["reboot_pending"] = True
             self._deadlines[self._key()] = time.monotonic() + self.ctx.config.network_verify_timeout
-            self.advance("applied", detail={"stack": data.stack})
+            self.advance("applied", detail=detail, data=data)
 
     # -- verifying: the addresses and default routes are there (and the gateways answer) ---------------
 
@@ -262,7 +287,10 @@ class ResetNetwork(Command):
                 missing = f"gateway {', '.join(silent)} does not answer" if silent else ""
             if not missing:
                 self._deadlines.pop(self._key(), None)
-                self.finish("verified", "0", "", detail={"checked": self.ctx.config.network_verify})
+                message = "" if not data.reboot_pending or data.hostname is None else (
+                    f"the host name {names.system_name(data.hostname, data.stack)} takes effect after a reboot")
+                self.finish("verified", "0", message, detail={"checked": self.ctx.config.network_verify,
+                                                              "reboot_pending": data.reboot_pending})
                 return
             if time.monotonic() < deadline:
                 self.wait(VERIFY_INTERVAL)
@@ -270,7 +298,7 @@ class ResetNetwork(Command):
             self._roll_back(f"after {self.ctx.config.network_verify_timeout:g} s {missing}")
 
     @staticmethod
-    def _missing(network: LiveNetwork, addresses: dict[str, list[str]], defaults: list[list[str]]) -> str:
+    def _missing(network: NetworkPort, addresses: dict[str, list[str]], defaults: list[list[str]]) -> str:
         """What the kernel lacks of the expected addresses and default routes, in words; "" when nothing."""
         observed: Observed = network.observe()
         lacking = [f"{name} has no {address}" for name, wanted in addresses.items() for address in wanted
@@ -358,8 +386,8 @@ class ResetNetwork(Command):
 
     # -- helpers --------------------------------------------------------------------------------------
 
-    def _network(self) -> LiveNetwork:
-        network: LiveNetwork = self.ctx.ports.require("network")
+    def _network(self) -> NetworkPort:
+        network: NetworkPort = self.ctx.ports.require("network")
         return network
 
     def _key(self) -> tuple[str, int]:
@@ -389,7 +417,7 @@ class ResetNetwork(Command):
         except PlatformError as exc:
             log.warning("command %d resetnetwork: its kept files were not removed: %s", self.record.id, exc)
 
-    def _forget_finished(self, network: LiveNetwork, unfinished: set[int]) -> None:
+    def _forget_finished(self, network: NetworkPort, unfinished: set[int]) -> None:
         """Remove what earlier commands kept and could not remove (the agent stopped as they ended)."""
         for name in network.kept_names():
             owner = name.split("-")[1] if name.startswith("resetnetwork-") else ""

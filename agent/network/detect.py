@@ -11,6 +11,8 @@ both inside the agent's root (so ``--root DIR`` inspects DIR, not the machine th
     networkmanager  ``NetworkManager`` and ``/etc/NetworkManager``
     networkd        ``systemd-networkd``
     freebsd         ``/etc/rc.conf`` and FreeBSD's ``/boot/kernel/kernel``
+    windows         ``Windows/System32/wbem`` (WMI's directory), for an image looked at from outside: on a
+                    running Windows guest the Windows network port names its stack itself
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from agent.errors import ConfigError
 
 AUTO = "auto"
-RENDERERS = ("ifupdown", "netplan", "networkd", "networkmanager", "sysconfig", "freebsd")
+RENDERERS = ("ifupdown", "netplan", "networkd", "networkmanager", "sysconfig", "freebsd", "windows")
 _BIN = ("usr/sbin", "usr/bin", "sbin", "bin", "lib/systemd", "usr/lib/systemd")
 
 #: (renderer, tools of which one must exist, paths that must all exist), in the order they are tried.
@@ -32,6 +34,7 @@ _SIGNS: Sequence[tuple[str, tuple[str, ...], tuple[str, ...]]] = (
     ("networkmanager", ("NetworkManager",), ("etc/NetworkManager",)),
     ("networkd", ("systemd-networkd",), ()),
     ("freebsd", (), ("etc/rc.conf", "boot/kernel/kernel")),
+    ("windows", (), ("Windows/System32/wbem",)),
 )
 
 
@@ -57,5 +60,6 @@ def choose(setting: str, root: str | Path = "/") -> str:
     found = detect(root)
     if found is None:
         raise ConfigError("no network stack found in this image (none of netplan, ifupdown, sysconfig, "
-                          "NetworkManager, systemd-networkd, FreeBSD's rc.conf); name one with network.renderer")
+                          "NetworkManager, systemd-networkd, FreeBSD's rc.conf, Windows); name one with "
+                          "network.renderer")
     return found

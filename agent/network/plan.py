@@ -1,7 +1,7 @@
 """What a resetnetwork writes: the stack's renderer plus the host name and DNS files, as one set of files.
 
 ``render(network, stack, current)`` gives ``{guest path: File}``: the stack renderer's files
-(``agent.network.renderers``) and the shared host name and DNS files (``agent.network.names``), each with the
+(``agent.network.renderers``) and, on Unix, the shared host name and DNS files (``agent.network.names``), each with the
 mode a new file gets. Like the renderers it is a pure function: ``current(path)`` is how it learns what a file
 holds now (the renderers that edit a shared file keep what they do not manage), and it touches nothing.
 ``changed`` says which of those files differ from what is there; the resetnetwork machine keeps the old
@@ -16,11 +16,14 @@ from types import ModuleType
 
 from agent.network import names
 from agent.network.model import Network
-from agent.network.renderers import freebsd, ifupdown, netplan, networkd, networkmanager, sysconfig
+from agent.network.renderers import freebsd, ifupdown, netplan, networkd, networkmanager, sysconfig, windows
 
 #: Every stack the agent can configure, by its ``network.renderer`` name.
 STACKS: dict[str, ModuleType] = {module.NAME: module for module in (
-    ifupdown, netplan, networkd, networkmanager, sysconfig, freebsd)}
+    ifupdown, netplan, networkd, networkmanager, sysconfig, freebsd, windows)}
+#: The stacks with no Unix host name and DNS files (``agent.network.names``): Windows keeps both in the registry,
+#: set through the adapters' configuration and the network port's host name.
+NO_NAMES_FILES = frozenset({windows.NAME})
 
 #: Largest present file the agent reads, backs up and rewrites. A network configuration file is a few KiB; one
 #: far larger is not one the agent should hold in its journal as a backup, so the command is refused instead.
@@ -53,7 +56,8 @@ def mode_for(path: str) -> int:
 def render(network: Network, stack: str, current: Callable[[str], bytes | None]) -> dict[str, File]:
     """Every file ``stack`` needs for ``network``, by guest path, sorted."""
     rendered = dict(STACKS[stack].render(network, current))
-    rendered.update(names.render_names(network, current, stack))
+    if stack not in NO_NAMES_FILES:
+        rendered.update(names.render_names(network, current, stack))
     return {path: File(path, rendered[path], mode_for(path)) for path in sorted(rendered)}
 
 

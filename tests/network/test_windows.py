@@ -1,0 +1,89 @@
+"""The Windows renderer: one canonical document per adapter, which parses back, and what it refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent.errors import PlatformError
+from agent.network import plan
+from agent.network.model import parse
+from agent.network.renderers import windows
+from tests.network.scenarios import SCENARIOS, SYSTEM, nothing
+
+PUBLIC = "wmi:adapter/fa163e0a1b2c"
+PRIVATE = "wmi:adapter/fa163e998877"
+
+
+@pytest.mark.parametrize(("scenario", "expected"), [
+    ("one-nic-ipv4", {PUBLIC: {"mac": "fa:16:3e:0a:1b:2c", "dhcp": False, "ipv4": ["203.0.113.10/24"],
+                               "gateways": ["203.0.113.1"], "dns": ["198.51.100.53"]}}),
+    ("disabled-address", {PUBLIC: {"mac": "fa:16:3e:0a:1b:2c", "dhcp": False, "ipv4": ["203.0.113.10/24"],
+                                   "gateways": ["203.0.113.1"], "dns": ["198.51.100.53", "198.51.100.54"]}}),
+    ("no-gateway", {PRIVATE: {"mac": "fa:16:3e:99:88:77", "dhcp": False, "ipv4": ["10.1.2.3/16"],
+                              "gateways": [], "dns": []}}),
+])
+def test_scenarios(scenario: str, expected: dict[str, dict[str, object]]) -> None:
+    """Each scenario without static routes renders one document per adapter, as nova asks."""
+    rendered = windows.render(SCENARIOS[scenario], nothing)
+    assert {path: json.loads(contents) for path, contents in rendered.items()} == expected
+
+
+def test_the_document_is_canonical_and_parses_back() -> None:
+    """Sorted keys, no spaces, one line break; IPv6 sorted; parse gives the same document back."""
+    network = parse({"fa163e0a1b2c": {"mac": "fa:16:3e:0a:1b:2c", "gateway_v6": "2001:db8::1",
+                                      "ips": [{"ip": "203.0.113.10", "netmask": "255.255.255.0"}],
+                                      "ip6s": [{"ip": "2001:db8::20", "netmask": 64},
+                                               {"ip": "2001:db8::10", "netmask": 64}]}}, None, SYSTEM)
+    contents = windows.render(network, nothing)[PUBLIC]
+    assert contents == (b'{"dhcp":false,"dns":[],"gateway6":["2001:db8::1"],"gateways":[],'
+                        b'"ipv4":["203.0.113.10/24"],"ipv6":["2001:db8::10/64","2001:db8::20/64"],'
+                        b'"mac":"fa:16:3e:0a:1b:2c"}\n')
+    assert windows.dumps(windows.parse(contents)) == contents
+
+
+def test_an_interface_without_ipv4_is_dhcp() -> None:
+    """No IPv4 address from nova: DHCP (the static IPv4 methods need an address), IPv6 still static."""
+    network = parse({"fa163e0a1b2c": {"mac": "fa:16:3e:0a:1b:2c",
+                                      "ip6s": [{"ip": "2001:db8::10", "netmask": 64}]}}, None, SYSTEM)
+    assert json.loads(windows.render(network, nothing)[PUBLIC]) == {
+        "mac": "fa:16:3e:0a:1b:2c", "dhcp": True, "ipv6": ["2001:db8::10/64"]}
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    ({"routes": [{"route": "10.0.0.0", "netmask": "255.0.0.0", "gateway": "10.1.0.1"}]}, "static routes"),
+    ({"dns": ["2001:db8::53"]}, "IPv6 name servers"),
+])
+def test_what_windows_does_not_apply_yet_is_refused(extra: dict[str, object], words: str) -> None:
+    """Static routes and IPv6 name servers are refused rather than applied in part."""
+    network = parse({"fa163e998877": {"mac": "fa:16:3e:99:88:77", "ips": [{"ip": "10.1.2.3",
+                                                                          "netmask": "255.255.0.0"}], **extra}},
+                    None, SYSTEM)
+    with pytest.raises(PlatformError, match=words):
+        windows.render(network, nothing)
+
+
+@pytest.mark.parametrize("contents", [
+    b"not json", b"[]", b'{"mac":"fa:16:3e:0a:1b:2c"}', b'{"mac":"x","dhcp":true}',
+    b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":false,"ipv4":[]}',
+    b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":false,"ipv4":["203.0.113.10"]}',
+    b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":false,"ipv4":["2001:db8::1/64"]}',
+    b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":true,"extra":1}',
+])
+def test_parse_refuses_a_damaged_document(contents: bytes) -> None:
+    """A document that is not the canonical form is a PlatformError, never set on an adapter."""
+    with pytest.raises(PlatformError):
+        windows.parse(contents)
+
+
+@pytest.mark.parametrize("path", ["/etc/hosts", "wmi:adapter/fa163e0a1b2", "wmi:adapter/FA163E0A1B2C"])
+def test_only_adapter_paths_name_an_adapter(path: str) -> None:
+    """A path that is not ``wmi:adapter/<12 lowercase hex digits>`` is refused."""
+    with pytest.raises(PlatformError):
+        windows.mac_of(path)
+
+
+def test_the_plan_writes_no_unix_names_files_on_windows() -> None:
+    """plan.render for windows gives only the adapters' documents, no /etc/hostname, hosts or resolv.conf."""
+    assert list(plan.render(SCENARIOS["one-nic-ipv4"], "windows", nothing)) == [PUBLIC]

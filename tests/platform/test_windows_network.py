@@ -1,0 +1,217 @@
+"""The Windows network port against the fake WMI, netsh, ping and computer name (tests/fakes/wmi_network.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.errors import PlatformError
+from agent.network.renderers import windows
+from agent.platform.windows_network import WindowsNetwork
+from tests.fakes.wmi_network import Adapter, FakeWindowsNet
+from tests.fakes.xeniface import WBEM_E_FAILED, wmi_error
+
+MAC = "fa:16:3e:0a:1b:2c"
+PATH = "wmi:adapter/fa163e0a1b2c"
+STATIC = windows.document(MAC, dhcp=False, ipv4=["203.0.113.10/24", "203.0.113.11/24"],
+                          gateways=["203.0.113.1"], dns=["198.51.100.53"])
+
+
+@pytest.fixture
+def net() -> FakeWindowsNet:
+    return FakeWindowsNet([Adapter(MAC, index=7)])
+
+
+@pytest.fixture
+def port(net: FakeWindowsNet, tmp_path: Path) -> WindowsNetwork:
+    return WindowsNetwork(tmp_path / "network-backups", modules=net.modules(), run=net.run)
+
+
+def set_doc(port: WindowsNetwork, doc: dict[str, object]) -> bytes:
+    contents = windows.dumps(doc)
+    port.write(PATH, contents, 0o644)
+    port.apply("windows", [MAC])
+    return contents
+
+
+def test_a_dhcp_adapter_reads_as_dhcp(port: WindowsNetwork) -> None:
+    """The backup of a DHCP adapter is DHCP, not the lease it holds."""
+    assert json.loads(port.read(PATH) or b"") == {"mac": MAC, "dhcp": True}
+    assert port.read("wmi:adapter/fa163e000000") is None
+    assert port.interfaces() == {"fa163e0a1b2c": MAC}
+
+
+def test_a_static_configuration_is_set_through_wmi_and_reads_back_the_same(port: WindowsNetwork,
+                                                                           net: FakeWindowsNet) -> None:
+    """EnableStatic, SetGateways and SetDNSServerSearchOrder get nova's values; the adapter then reads back as
+    the very bytes written, so a second resetnetwork finds nothing to change."""
+    contents = set_doc(port, STATIC)
+    assert [(name, given) for name, _, given in net.calls] == [
+        ("EnableStatic", {"IPAddress": ["203.0.113.10", "203.0.113.11"],
+                          "SubnetMask": ["255.255.255.0", "255.255.255.0"]}),
+        ("SetGateways", {"DefaultIPGateway": ["203.0.113.1"], "GatewayCostMetric": [1]}),
+        ("SetDNSServerSearchOrder", {"DNSServerSearchOrder": ["198.51.100.53"]})]
+    assert net.commands == []
+    assert port.read(PATH) == contents
+
+
+def test_a_static_gateway_nova_no_longer_gives_is_removed(port: WindowsNetwork, net: FakeWindowsNet) -> None:
+    """SetGateways is not called with no gateway: the one set before is removed through netsh instead."""
+    set_doc(port, STATIC)
+    set_doc(port, {**STATIC, "gateways": []})
+    assert net.commands == [["netsh", "interface", "ipv4", "delete", "route", "prefix=0.0.0.0/0", "interface=7",
+                             "nexthop=203.0.113.1"]]
+    assert net.adapters[MAC].gateways == []
+
+
+def test_back_to_dhcp_removes_the_static_gateway_the_agent_set(port: WindowsNetwork, net: FakeWindowsNet) -> None:
+    """Rolling back to DHCP: EnableDHCP, the DHCP name servers again, and the static gateway removed (EnableDHCP
+    leaves it)."""
+    old = port.read(PATH) or b""
+    set_doc(port, STATIC)
+    port.write(PATH, old, 0o644)
+    port.apply("windows", [MAC])
+    adapter = net.adapters[MAC]
+    assert adapter.dhcp and adapter.ipv4 == ["192.0.2.50/24"] and adapter.dns == ["192.0.2.53"]
+    assert adapter.gateways == ["192.0.2.1"]
+    assert port.read(PATH) == old
+
+
+def test_ipv6_goes_through_netsh_and_is_removed_again(port: WindowsNetwork, net: FakeWindowsNet) -> None:
+    """Static IPv6 addresses and the IPv6 default route are added with netsh, and a later configuration without
+    them removes them (the port remembers what it set)."""
+    with_v6 = {**STATIC, "ipv6": ["2001:db8::10/64"], "gateway6": ["2001:db8::1"]}
+    contents = set_doc(port, with_v6)
+    assert net.adapters[MAC].ipv6 == ["2001:db8::10/64"] and net.adapters[MAC].gateway6 == ["2001:db8::1"]
+    assert port.read(PATH) == contents
+    set_doc(port, STATIC)
+    assert net.adapters[MAC].ipv6 == [] and net.adapters[MAC].gateway6 == []
+    assert ["netsh", "interface", "ipv6", "delete", "address", "interface=7", "address=2001:db8::10"] in net.commands
+
+
+@pytest.mark.parametrize(("method", "code", "meaning"), [
+    ("EnableStatic", 66, "invalid subnet mask"), ("EnableStatic", 70, "invalid IP address"),
+    ("SetGateways", 71, "invalid gateway IP address"), ("SetDNSServerSearchOrder", 84, "IP not enabled on adapter"),
+    ("EnableStatic", 64, "method not supported on this platform"), ("SetGateways", 4242, "does not describe"),
+])
+def test_a_failing_method_names_adapter_method_and_meaning(port: WindowsNetwork, net: FakeWindowsNet, method: str,
+                                                           code: int, meaning: str) -> None:
+    """A return value other than 0 or 1 is a PlatformError saying which adapter, which method and what it means."""
+    net.fail[method] = code
+    with pytest.raises(PlatformError, match=f"{method} on adapter {MAC} returned {code} \\(.*{meaning}"):
+        set_doc(port, STATIC)
+
+
+def test_reboot_required_is_success(port: WindowsNetwork, net: FakeWindowsNet,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Return value 1 (done, reboot required) is not a failure; the log says a reboot is wanted."""
+    net.fail["SetGateways"] = 1
+    with caplog.at_level(logging.WARNING):
+        set_doc(port, STATIC)
+    assert "reboot" in caplog.text
+
+
+def test_a_com_error_is_a_platform_error(port: WindowsNetwork, net: FakeWindowsNet,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A WMI failure raised as com_error becomes a PlatformError naming the method and WMI's description."""
+    def broken(adapter: Adapter, name: str, given: object) -> int:
+        raise wmi_error(WBEM_E_FAILED, "Generic failure ")
+
+    monkeypatch.setattr(net, "method", broken)
+    with pytest.raises(PlatformError, match=r"EnableStatic on adapter .* failed: Generic failure"):
+        set_doc(port, STATIC)
+
+
+def test_only_staged_documents_are_applied(port: WindowsNetwork, net: FakeWindowsNet) -> None:
+    """discard_partial drops a staged document, and an apply with nothing staged sets nothing."""
+    port.write(PATH, windows.dumps(STATIC), 0o644)
+    assert port.discard_partial(PATH) and not port.discard_partial(PATH)
+    port.apply("windows", [MAC])
+    assert net.calls == []
+
+
+@pytest.mark.parametrize(("stack", "contents"), [("ifupdown", None), ("windows", b"{}")])
+def test_apply_refuses_other_stacks_and_write_damaged_documents(port: WindowsNetwork, stack: str,
+                                                               contents: bytes | None) -> None:
+    """Only the windows stack applies, and only a canonical document is staged."""
+    with pytest.raises(PlatformError):
+        if contents is None:
+            port.apply(stack, [MAC])
+        else:
+            port.write(PATH, contents, 0o644)
+
+
+def test_observe_lists_global_addresses_and_gateways(port: WindowsNetwork) -> None:
+    """observe gives the adapter's addresses with prefixes (no link-local) and its default gateways."""
+    set_doc(port, {**STATIC, "ipv6": ["2001:db8::10/64"]})
+    observed = port.observe()
+    assert observed.addresses == {MAC: frozenset({"203.0.113.10/24", "203.0.113.11/24", "2001:db8::10/64"})}
+    assert observed.defaults == {("203.0.113.1", MAC)}
+
+
+def test_answers_needs_a_real_reply(port: WindowsNetwork, net: FakeWindowsNet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gateway answers when ping gets an echo reply; "Destination host unreachable" (exit status 0 on Windows)
+    and a time-out are no answer."""
+    net.reachable.add("203.0.113.1")
+    assert port.answers("203.0.113.1") and not port.answers("203.0.113.2")
+    monkeypatch.setattr(net, "run", lambda argv: (0, "Reply from 203.0.113.9: Destination host unreachable.\r\n"))
+    assert not WindowsNetwork(port.backups or ".", modules=net.modules(), run=net.run).answers("203.0.113.1")
+    with pytest.raises(PlatformError):
+        port.answers("gateway; del")
+
+
+def test_the_host_name_waits_for_a_reboot(port: WindowsNetwork, net: FakeWindowsNet,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    """set_hostname sets the next boot's name and says a reboot is pending; hostname stays the running one; a
+    name over 15 characters is logged with the NetBIOS name it gives."""
+    with caplog.at_level(logging.WARNING):
+        assert port.set_hostname("a-rather-long-web-name") is True
+    assert net.next_boot_name == "a-rather-long-web-name" and port.hostname() == "WIN-OLD"
+    assert "A-RATHER-LONG-W" in caplog.text
+    assert port.set_hostname("win-old") is False
+
+
+@pytest.mark.parametrize("name", ["", "web_1", "web.example.com", "-web", "x" * 64])
+def test_a_name_windows_cannot_take_is_refused(port: WindowsNetwork, net: FakeWindowsNet, name: str) -> None:
+    """A name that is not one DNS label is refused before SetComputerNameExW."""
+    with pytest.raises(PlatformError):
+        port.set_hostname(name)
+    assert net.next_boot_name == "WIN-OLD"
+
+
+def test_a_failing_rename_is_a_platform_error(port: WindowsNetwork, net: FakeWindowsNet,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """SetComputerNameExW returning 0 is a PlatformError with the thread's last error."""
+    monkeypatch.setattr(net, "_set_name", lambda kind, name: 0)
+    net._last_error = 5
+    port = WindowsNetwork(port.backups or ".", modules=net.modules(), run=net.run)
+    with pytest.raises(PlatformError, match="error 5"):
+        port.set_hostname("web-1")
+
+
+def test_kept_contents_live_beside_not_among_the_staged(port: WindowsNetwork) -> None:
+    """keep/kept/forget round-trip; staged documents are not kept contents (the machine forgets those it does
+    not own)."""
+    port.keep("resetnetwork-3-0.old", b"old")
+    port.write(PATH, windows.dumps(STATIC), 0o644)
+    assert port.kept_names() == ["resetnetwork-3-0.old"] and port.kept("resetnetwork-3-0.old") == b"old"
+    assert port.forget("resetnetwork-3-0.old") and not port.forget("resetnetwork-3-0.old")
+    assert port.kept("resetnetwork-3-0.old") is None
+    with pytest.raises(PlatformError):
+        port.keep("../escape", b"x")
+
+
+@pytest.mark.parametrize("call", [
+    lambda port: port.read(PATH), lambda port: port.set_hostname("web-1"), lambda port: port.hostname(),
+    lambda port: port.observe(), lambda port: port.answers("203.0.113.1"), lambda port: port.interfaces(),
+])
+def test_without_fakes_nothing_is_reached_here(tmp_path: Path, call: Any) -> None:
+    """Off Windows a port given no fakes refuses, and every call is a PlatformError before anything is run."""
+    port = WindowsNetwork(tmp_path)
+    assert port.refusal is not None and "only on Windows" in port.refusal
+    with pytest.raises(PlatformError, match="only on Windows"):
+        call(port)

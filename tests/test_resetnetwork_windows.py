@@ -1,0 +1,106 @@
+"""resetnetwork on Windows end to end: the real daemon on the WMI XenStore (the fake xeniface over the real
+xenstored) with the Windows network port over the fake WMI network configuration, driven as nova drives it."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.daemon import NETWORK_BACKUPS, Agent
+from agent.host import Host
+from agent.platform.windows_network import WindowsNetwork
+from tests import test_xenstore_wmi
+from tests.conftest import open_journal, wait_for
+from tests.fakes.wmi_network import Adapter, FakeWindowsNet
+
+#: The WMI XenStore's fixtures (the fake xeniface, the daemon in a thread on it), used here as they are there.
+xeniface = test_xenstore_wmi.xeniface
+wmi_agent = test_xenstore_wmi.wmi_agent
+
+MAC = "fa:16:3e:0a:1b:2c"
+NETWORK = {"fa163e0a1b2c": {"label": "public", "mac": MAC, "gateway": "203.0.113.1", "gateway_v6": "2001:db8::1",
+                            "ips": [{"ip": "203.0.113.10", "netmask": "255.255.255.0", "enabled": "1"}],
+                            "ip6s": [{"ip": "2001:db8::10", "netmask": 64, "enabled": "1"}],
+                            "dns": ["198.51.100.53"]}}
+
+
+@pytest.fixture
+def net() -> FakeWindowsNet:
+    """A Windows guest with one adapter on DHCP, named WIN-OLD."""
+    return FakeWindowsNet([Adapter(MAC, index=4)])
+
+
+@pytest.fixture
+def windows_agent(wmi_agent: Any, net: FakeWindowsNet, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The real daemon in a thread on the WMI XenStore, its network port the Windows one over ``net`` (the port
+    the daemon will build on Windows, built here instead of the Linux one)."""
+    monkeypatch.setattr(Agent, "network_port", lambda agent: WindowsNetwork(
+        agent.config.state_path / NETWORK_BACKUPS, modules=net.modules(), run=net.run))
+    return wmi_agent
+
+
+def is_dhcp(net: FakeWindowsNet) -> bool:
+    adapter = net.adapters[MAC]
+    return adapter.dhcp and adapter.ipv4 == ["192.0.2.50/24"] and adapter.ipv6 == [] and adapter.gateway6 == []
+
+
+def test_the_network_is_set_and_the_rename_waits_for_a_reboot(windows_agent: Any, host: Host,
+                                                               net: FakeWindowsNet, state_dir: Path) -> None:
+    """features offers resetnetwork; the adapter gets nova's addresses, gateways and name server; the reply is "0"
+    and says the host name takes effect after a reboot, which the journal records."""
+    windows_agent()
+    assert "resetnetwork" in host.call("features", "", timeout=20)["message"].split(",")
+    reply = host.reset_network(NETWORK, "web-1", timeout=30)
+    assert reply == {"returncode": "0", "message": "the host name web-1 takes effect after a reboot"}
+    adapter = net.adapters[MAC]
+    assert (adapter.dhcp, adapter.ipv4, adapter.gateways, adapter.dns) == (
+        False, ["203.0.113.10/24"], ["203.0.113.1"], ["198.51.100.53"])
+    assert (adapter.ipv6, adapter.gateway6) == (["2001:db8::10/64"], ["2001:db8::1"])
+    assert (net.running_name, net.next_boot_name) == ("WIN-OLD", "web-1")
+    journal = open_journal(state_dir)
+    command, = journal.commands(name="resetnetwork")
+    applied, = [t for t in journal.transitions(command.id) if t.dest == "verifying"]
+    assert "reboot_pending" in str(applied.detail)
+
+
+def test_a_failing_wmi_method_rolls_back_to_dhcp(windows_agent: Any, host: Host, net: FakeWindowsNet) -> None:
+    """SetGateways refusing the gateway (71) rolls the adapter back to its old DHCP configuration; the reply says
+    so, naming the method and the code's meaning; the host name stays."""
+    windows_agent()
+    net.fail["SetGateways"] = 71
+    reply = host.reset_network(NETWORK, "web-1", timeout=30)
+    assert reply["returncode"] == "500" and "was rolled back" in reply["message"]
+    assert "SetGateways on adapter fa:16:3e:0a:1b:2c returned 71 (invalid gateway IP address)" in reply["message"]
+    assert is_dhcp(net) and net.adapters[MAC].gateways == ["192.0.2.1"]
+    assert net.next_boot_name == "WIN-OLD"
+
+
+def test_a_gateway_that_never_answers_rolls_back(windows_agent: Any, host: Host, net: FakeWindowsNet) -> None:
+    """With verify = gateway and a gateway that does not answer ping, the change is rolled back after the
+    timeout: DHCP again, the old host name for the next boot, and a reply that says why."""
+    windows_agent(network_verify="gateway", network_verify_timeout=1)
+    reply = host.reset_network(NETWORK, "web-1", timeout=30)
+    assert reply["returncode"] == "500" and "gateway 203.0.113.1, 2001:db8::1 does not answer" in reply["message"]
+    assert is_dhcp(net) and net.next_boot_name == "WIN-OLD"
+    assert ["ping", "-n", "1", "-w", "1000", "203.0.113.1"] in net.commands
+
+
+def test_a_restart_while_verifying_rolls_back_once(windows_agent: Any, host: Host, net: FakeWindowsNet) -> None:
+    """The agent stops while the new network is being verified; the next agent rolls it back (once) from the
+    journal and answers the request."""
+    first = windows_agent(network_verify="gateway", network_verify_timeout=600)
+    answers: dict[str, Any] = {}
+    caller = threading.Thread(target=lambda: answers.update(reply=host.reset_network(NETWORK, "web-1", timeout=60)))
+    caller.start()
+    wait_for(lambda: net.adapters[MAC].ipv4 == ["203.0.113.10/24"] and net.next_boot_name == "web-1")
+    first.stop()
+    assert "reply" not in answers
+    windows_agent(network_verify="gateway", network_verify_timeout=600)
+    caller.join(60)
+    reply = answers["reply"]
+    assert reply["returncode"] == "500" and "the agent stopped" in reply["message"]
+    assert is_dhcp(net) and net.next_boot_name == "WIN-OLD"
+    assert [name for name, _, _ in net.calls].count("EnableDHCP") == 1
