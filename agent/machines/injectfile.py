@@ -36,13 +36,14 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from pathlib import PurePosixPath
+from pathlib import PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, TypeVar
 
 from agent.config import DEFAULT_CONFIG, rooted
 from agent.errors import CommandFailed, PlatformError
 from agent.machines.base import RESUME, Command, Event
 from agent.platform.files import Files, show
+from agent.platform.windows_files import WindowsFiles
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ def capitalised(message: str) -> str:
     return message[:1].upper() + message[1:]
 
 
-#: A Windows drive path, which the files port refuses with its own clear message on Linux and FreeBSD.
+#: A Windows drive path: a Windows agent's files port (``agent.platform.windows_files``) writes it; the one of
+#: Linux and FreeBSD refuses it with its own clear message.
 _DRIVE = re.compile(r"[A-Za-z]:[\\/]")
 
 
@@ -151,14 +153,21 @@ class _Injection(Command):
             with contextlib.suppress(OSError):
                 found = os.stat(rooted(config.root, directory))
                 own[(found.st_dev, found.st_ino)] = (directory, what)
-        guest = PurePosixPath(path)
+        # A drive path is compared as Windows compares paths (ignoring case), and found where the files port
+        # puts it; a POSIX path under the root.
+        files = self._files()
+        windows = files if isinstance(files, WindowsFiles) and _DRIVE.match(path) else None
+        flavour: type[PurePath] = PureWindowsPath if windows else PurePosixPath
+        guest = flavour(path)
         for directory, what in names:
-            if guest == PurePosixPath(directory) or PurePosixPath(directory) in guest.parents:
+            if guest == flavour(directory) or flavour(directory) in guest.parents:
                 raise CommandFailed("500", f"Refused to write {show(path)}: it is inside the agent's own {what} "
                                            f"directory {directory}")
         for ancestor in (guest, *guest.parents):
+            local = windows.drives(ancestor.drive[0].upper(), ancestor.parts[1:]) if windows \
+                else rooted(config.root, str(ancestor))
             try:
-                found = os.stat(rooted(config.root, str(ancestor)), follow_symlinks=False)
+                found = os.stat(local, follow_symlinks=False)
             except OSError:
                 continue  # not there yet: it will be created below an ancestor checked here
             hit = own.get((found.st_dev, found.st_ino))
@@ -227,8 +236,8 @@ class _Injection(Command):
 
     # -- helpers --------------------------------------------------------------------------------------
 
-    def _files(self) -> Files:
-        files: Files = self.ctx.ports.require("files")
+    def _files(self) -> Files | WindowsFiles:
+        files: Files | WindowsFiles = self.ctx.ports.require("files")
         return files
 
     @staticmethod
