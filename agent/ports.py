@@ -1,10 +1,13 @@
 """The ports: the only ways a command reaches the world, handed to it by the daemon in its ``Context``.
 
 - ``accounts``: the operating system's accounts (``agent.platform``): set a password, check one.
-- ``files``: writing files into the guest, atomically and symlink-safely (``agent.platform.files``).
+- ``files``: writing files into the guest, atomically and symlink-safely (``agent.platform.files``; on Windows
+  ``agent.platform.windows_files``, for drive paths).
 - ``network``: the guest's live network (``agent.platform.network``): its configuration files, applying them
   with the stack's own tools, what the kernel holds, the running host name.
 - ``host_data``: a read-only view of what the host wrote for the guest in XenStore (``vm-data/...``).
+- ``licensing``: Windows licensing (``agent.platform.windows_kms``): set the KMS server, activate. Only a Windows
+  agent has it, so only there is ``kmsactivate`` offered.
 - ``runtime``: what runs the agent (``agent.runtime``): uptime, supervision, confirming an update.
 - ``clock``: the wall clock, for times a command records (a key exchange's end); lifetimes already under
   way run on the monotonic clock inside the records that keep them.
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
     from agent.platform import Platform
     from agent.platform.files import Files
     from agent.platform.network import LiveNetwork
+    from agent.platform.windows_files import WindowsFiles
+    from agent.platform.windows_kms import Licensing
     from agent.xenstore import Transport
 
 #: Where the host writes data for the guest, relative to the domain home.
@@ -60,11 +65,12 @@ class Ports:
     """The ports a command may use; None where this agent (or test) provides none."""
 
     accounts: Platform | None = None
-    files: Files | None = None
+    files: Files | WindowsFiles | None = None
     network: LiveNetwork | None = None
     host_data: HostData | None = None
     runtime: Runtime = dataclasses.field(default_factory=Standalone)
     clock: Callable[[], datetime] = wall_clock
+    licensing: Licensing | None = None
 
     def require(self, name: str) -> Any:
         """The port ``name``, or a command failure saying this agent has none."""

@@ -158,6 +158,11 @@ def _reset_request(args: argparse.Namespace) -> NetworkReset:
     return NetworkReset(*network.read_description(args.input))
 
 
+def _kms_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("server", metavar="HOST:PORT",
+                        help="the KMS server; an IPv6 address in brackets: [2001:db8::5]:1688")
+
+
 def _raw_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("body")
 
@@ -201,6 +206,10 @@ CALLS = (
         "vm-data/hostname, call resetnetwork with the value \"\", and remove vm-data/hostname again once the "
         "agent has answered. nova waits 60 s for this call, the default --timeout here. "
         + FORMAT)),
+    HostCall("kmsactivate", "point a Windows guest at a KMS server and activate it",
+             lambda args: Call("kmsactivate", args.server), _kms_arguments, description=(
+        "Send kmsactivate with HOST:PORT, as the earlier Windows agent took it: the agent runs slmgr /skms "
+        "HOST:PORT, then slmgr /ato. Only a Windows agent offers it.")),
     HostCall("raw", "send BODY exactly as given (for testing bad requests)", lambda args: Raw(args.body),
              _raw_arguments),
 )

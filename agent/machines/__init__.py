@@ -13,6 +13,7 @@ from agent.machines.base import Command, Context
 from agent.machines.features import Features
 from agent.machines.injectfile import FileInject, InjectFile
 from agent.machines.keyinit import KeyInit
+from agent.machines.kmsactivate import KmsActivate
 from agent.machines.password import Password
 from agent.machines.rejected import Rejected
 from agent.machines.resetnetwork import ResetNetwork
@@ -28,6 +29,7 @@ REGISTRY: dict[str, type[Command]] = {machine.NAME: machine for machine in (
     AgentUpdate,
     InjectFile,
     FileInject,
+    KmsActivate,
     Rejected,
 )}
 

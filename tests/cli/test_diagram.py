@@ -17,6 +17,8 @@ from tests.cli.conftest import run
     ("agentupdate", ["switching --> restarting: restart", "restarting --> confirming: confirm",
                      "confirming --> committed: commit", "confirming --> rolling_back: rollback",
                      "rolling_back --> rolled_back: finish_rollback", "verifying --> done: nothing_to_do"]),
+    ("kmsactivate", ["received --> setting_server: configure", "setting_server --> activating: server_set",
+                     "activating --> done: activated", "activating --> failed: fail"]),
 ])
 def test_diagram_is_rendered_from_the_table(command: str, edges: list[str]) -> None:
     """The mermaid diagram shows every transition of the machine's table, fail included."""
@@ -75,6 +77,7 @@ agentupdate   yes           received downloading verifying staging switching res
 rolling_back rolled_back done failed
 injectfile    yes           received writing written done failed
 file_inject   yes           received writing written done failed
+kmsactivate   yes           received setting_server activating done failed
 rejected      no            received failed
 
 Draw one with 'openstack-agent diagram MACHINE' (mermaid source, one diagram).
