@@ -43,7 +43,8 @@ Facts about the real API this module relies on:
   ``pywintypes.error``.
 
 Unconfirmed (no Windows here): that ``IPSubnet`` gives IPv6 prefixes as bare numbers on every version, the
-``TTL=`` rule for every language, and netsh's exit statuses for an address that already exists.
+``TTL=`` rule for every language, netsh's exit statuses for an address that already exists, and that deleting
+the default route with netsh also clears the static gateway ``EnableDHCP`` leaves in the adapter's settings.
 """
 
 from __future__ import annotations
