@@ -19,10 +19,12 @@ machine uses of ``agent.platform.files`` (``check``, ``write``, ``digest``, ``di
   Files`` and ``C:\\ProgramData`` subfolders made by them, a profile's own folders).
 * The contents go to a temporary file beside the target (``.<name>.openstack-agent-tmp``), written, flushed and
   ``os.fsync``-ed (``FlushFileBuffers``), then ``os.replace``-d over the target (``MoveFileExW`` with
-  ``MOVEFILE_REPLACE_EXISTING``: on NTFS a rename within one directory, so within one volume, is atomic). The
-  target is therefore always the old file or the new one, whole. Windows cannot sync a directory; NTFS logs
-  the rename in its metadata journal. The old file is kept beside it as ``<name>.bak.<UTC time>``, a hard link
-  made before the replace (NTFS has hard links), unless backups are turned off.
+  ``MOVEFILE_REPLACE_EXISTING``; a rename within one directory stays on one volume, where NTFS makes it one
+  metadata operation, though the API's documentation promises no atomicity). The target is therefore the old
+  file or the new one, whole. The replace is refused when the target is read-only or open in another program.
+  Windows cannot sync a directory; NTFS logs the rename in its metadata journal. The old file is kept beside it
+  as ``<name>.bak.<UTC time>``, a hard link made before the replace (NTFS has hard links), unless backups are
+  turned off.
 * Security: a file or directory the agent makes inherits its directory's ACL (it is created with the default
   security descriptor, so the inheritable entries of the directory apply). A replaced file is such a new file
   too: it gets the directory's inherited ACL, not explicit entries the old file may have had (the backup keeps
