@@ -42,7 +42,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__, logs, platform, protocol, signals, status
 from agent import runtime as runtime_module
@@ -74,6 +74,11 @@ from agent.protocol import GUEST_DIR, HOST_DIR, Request
 from agent.runtime import Runtime
 from agent.signals import SignalInbox
 from agent.xenstore import Transport, open_transport
+
+if TYPE_CHECKING:
+    from agent.platform.windows_files import WindowsFiles
+    from agent.platform.windows_kms import Licensing
+    from agent.platform.windows_network import WindowsNetwork
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +115,9 @@ class Agent:
 
     def __init__(self, config: Config, on_ready: Callable[[], None] | None = None,
                  reload: Callable[[], Config] | None = None, *, transport: Transport | None = None,
-                 accounts: Platform | None = None, files: Files | None = None,
-                 network: LiveNetwork | None = None, runtime: Runtime | None = None) -> None:
+                 accounts: Platform | None = None, files: Files | WindowsFiles | None = None,
+                 network: LiveNetwork | WindowsNetwork | None = None, licensing: Licensing | None = None,
+                 runtime: Runtime | None = None) -> None:
         self.config = config
         self.xenstore: Transport = transport if transport is not None else open_transport(
             config.xenstore_address, config.domain_path, config.xenstore_timeout)
@@ -128,7 +134,8 @@ class Agent:
         self._files = files
         self.ports = Ports(accounts=accounts if accounts is not None else platform.for_system(config.root),
                            files=files or self.files_port(), network=network or self.network_port(),
-                           host_data=HostData(self.xenstore), runtime=self.runtime)
+                           host_data=HostData(self.xenstore), runtime=self.runtime,
+                           licensing=licensing if licensing is not None else self.licensing_port())
         #: Commands waiting in a state (agentupdate's probation, resetnetwork's verification or turn): command
         #: id -> when to run them again.
         self._waiting: dict[int, float] = {}
@@ -664,21 +671,38 @@ class Agent:
         return Context(journal=self._journal(), config=self.config, request=request, ports=self.ports,
                        offered=self.offered)
 
-    def files_port(self) -> Files | None:
-        """The files port under the current configuration (built at start and again at each reload)."""
-        if sys.platform == "win32":  # pragma: no cover - the Windows guest brings its own
-            return None
+    def files_port(self) -> Files | WindowsFiles | None:
+        """The files port under the current configuration (built at start and again at each reload): POSIX paths,
+        or on Windows drive paths (``C:\\...``)."""
         config = self.config
+        if sys.platform == "win32":
+            from agent.platform.windows_files import WindowsFiles, native, under
+
+            return WindowsFiles(allowed_paths=config.inject_allowed_paths, max_size=config.inject_max_size,
+                                keep_backups=config.inject_keep_backups,
+                                drives=under(config.root) if config.root else native)
         return Files(config.root or "/", allowed_paths=config.inject_allowed_paths, max_size=config.inject_max_size,
                      keep_backups=config.inject_keep_backups)
 
-    def network_port(self) -> LiveNetwork | None:
+    def network_port(self) -> LiveNetwork | WindowsNetwork | None:
         """The live network port: the guest's own network, or under ``--root`` that root's files (which it applies
-        only from a network namespace of its own: see ``LiveNetwork.refusal``)."""
-        if sys.platform == "win32":  # pragma: no cover - the Windows guest brings its own
-            return None
+        only from a network namespace of its own: see ``LiveNetwork.refusal``); on Windows its adapters, through
+        WMI."""
+        if sys.platform == "win32":
+            from agent.platform.windows_network import WindowsNetwork
+
+            return WindowsNetwork(self.config.state_path / NETWORK_BACKUPS)
         return LiveNetwork(self.config.root or "/", timeout=NETWORK_TOOL_TIMEOUT,
                            backups=self.config.state_path / NETWORK_BACKUPS)
+
+    @staticmethod
+    def licensing_port() -> Licensing | None:
+        """Windows licensing (KMS), which only a Windows agent has: ``kmsactivate`` is offered there alone."""
+        if sys.platform != "win32":
+            return None
+        from agent.platform.windows_kms import Licensing
+
+        return Licensing()
 
     def offered(self) -> list[str]:
         """Implemented commands that the policy allows and whose ports this agent has, for ``features``."""

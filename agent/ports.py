@@ -4,7 +4,8 @@
 - ``files``: writing files into the guest, atomically and symlink-safely (``agent.platform.files``; on Windows
   ``agent.platform.windows_files``, for drive paths).
 - ``network``: the guest's live network (``agent.platform.network``): its configuration files, applying them
-  with the stack's own tools, what the kernel holds, the running host name.
+  with the stack's own tools, what the kernel holds, the running host name; on Windows its adapters' settings
+  through WMI (``agent.platform.windows_network``).
 - ``host_data``: a read-only view of what the host wrote for the guest in XenStore (``vm-data/...``).
 - ``licensing``: Windows licensing (``agent.platform.windows_kms``): set the KMS server, activate. Only a Windows
   agent has it, so only there is ``kmsactivate`` offered.
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from agent.platform.network import LiveNetwork
     from agent.platform.windows_files import WindowsFiles
     from agent.platform.windows_kms import Licensing
+    from agent.platform.windows_network import WindowsNetwork
     from agent.xenstore import Transport
 
 #: Where the host writes data for the guest, relative to the domain home.
@@ -66,7 +68,7 @@ class Ports:
 
     accounts: Platform | None = None
     files: Files | WindowsFiles | None = None
-    network: LiveNetwork | None = None
+    network: LiveNetwork | WindowsNetwork | None = None
     host_data: HostData | None = None
     runtime: Runtime = dataclasses.field(default_factory=Standalone)
     clock: Callable[[], datetime] = wall_clock

@@ -29,6 +29,7 @@ from agent.cli import output
 from agent.errors import AgentError, ConfigError, FileRefused, NetworkDataError, PlatformError
 from agent.network.description import FORMAT, is_interface_name, load_network_description, mac_key
 from agent.network.detect import AUTO, RENDERERS
+from agent.network.renderers import windows
 
 if TYPE_CHECKING:
     from agent.cli.app import Subparsers
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
 #: The file name that means standard input.
 FROM_STDIN = "-"
 STDIN_NAME = "<stdin>"
+
+
+#: The stacks whose configuration is files. Windows keeps its network in the registry, set through WMI: its
+#: "files" are the agent's documents of each adapter's settings, which only a Windows guest can read and apply.
+FILE_STACKS = tuple(stack for stack in RENDERERS if stack != windows.NAME)
 
 
 def register(commands: Subparsers) -> None:
@@ -55,7 +61,7 @@ def register(commands: Subparsers) -> None:
                         help="the network description, or '-' to read it from standard input")
     render.add_argument("--out", required=True, metavar="DIR", type=Path,
                         help="where to write the files: a new or empty directory")
-    render.add_argument("--renderer", choices=(AUTO, *RENDERERS), default=AUTO,
+    render.add_argument("--renderer", choices=(AUTO, *FILE_STACKS), default=AUTO,
                         help="the network stack to render for (default: auto, the one the image under --root has)")
     render.add_argument("--root", default="/", metavar="DIR", type=Path,
                         help="the guest's root, read only: its stack, interfaces and present files (default: /)")
@@ -129,6 +135,9 @@ def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
     except ConfigError as exc:  # its wording names the option; here it is the flag, and the root is given
         raise ConfigError(str(exc).replace("in this image", f"under {root}").replace("network.renderer",
                                                                                       "--renderer")) from None
+    if stack == windows.NAME:
+        raise ConfigError(f"the image under {root} is Windows, whose network is set through WMI, not written to "
+                          f"files: there is nothing to render; name a file stack with --renderer")
     current = present_files(root, plan.MAX_FILE_SIZE)
     files = plan.render(network, stack, current)
     # Every file is read before anything is written, as the agent reads each file it would change first.

@@ -21,7 +21,7 @@ COMMANDS = ["run", "supervise", "install", "uninstall", "service", "service inst
             "release deb", "release rpm", "status", "config", "config check", "config show", "journal",
             "journal list", "journal show", "journal timing", "journal export", "journal verify", "collect-logs",
             "host", "host version", "host features", "host call", "host password", "host injectfile",
-            "host resetnetwork", "host raw", "network", "network render", "sandbox", "diagram"]
+            "host resetnetwork", "host kmsactivate", "host raw", "network", "network render", "sandbox", "diagram"]
 
 
 def subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[str]:
@@ -154,7 +154,8 @@ HOST_USAGE = ("usage: openstack-agent host [-h] [--xenstore ADDRESS] --domain-pa
                  f"(choose from {_choices()}); did you mean 'host'?\n", id="command"),
     pytest.param(["host", "--domain-path", "/local/domain/5", "versoin"], lambda: HOST_USAGE + (
         "openstack-agent host: error: argument CALL: invalid choice: 'versoin' (choose from 'version', 'features', "
-        "'call', 'password', 'injectfile', 'resetnetwork', 'raw'); did you mean 'version'?\n"), id="call"),
+        "'call', 'password', 'injectfile', 'resetnetwork', 'kmsactivate', 'raw'); did you mean 'version'?\n"),
+        id="call"),
     pytest.param(["host", "--domain-path", "/local/domain/5", "version", "--jsn"], lambda: (
         "usage: openstack-agent host version [-h]\nopenstack-agent host version: error: unrecognized arguments: "
         "--jsn; did you mean --json? 'openstack-agent host' takes it, before its subcommand\n"), id="parent-option"),

@@ -216,9 +216,9 @@ def timed_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "timed"
 
 
-STATES = ("applied, applying, committed, confirming, done, downloading, exchanged, failed, received, restarting, "
-          "rolled_back, rolling_back, staging, switching, verifying, writing, written")
-COMMANDS = "agentupdate, features, file_inject, injectfile, keyinit, password, resetnetwork, version"
+STATES = ("activating, applied, applying, committed, confirming, done, downloading, exchanged, failed, received, "
+          "restarting, rolled_back, rolling_back, setting_server, staging, switching, verifying, writing, written")
+COMMANDS = "agentupdate, features, file_inject, injectfile, keyinit, kmsactivate, password, resetnetwork, version"
 
 
 STATE_ERROR = f"--state 'bogus' is not a state of any command; the states are: {STATES}"

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.cli.network import interface_map
+from agent.cli.network import FILE_STACKS, interface_map
 from agent.network.description import FORMAT
-from agent.network.detect import RENDERERS
 from tests.cli.conftest import run
 from tests.network.scenarios import GOLDEN
 
@@ -72,7 +71,7 @@ def tree(path: Path) -> str:
     return digest.hexdigest()
 
 
-@pytest.mark.parametrize("stack", RENDERERS)
+@pytest.mark.parametrize("stack", FILE_STACKS)
 def test_render_writes_each_stacks_golden_files(tmp_path: Path, root: Path, stack: str) -> None:
     """For every stack, the files written under --out are the golden files of its renderer (and of the host
     name and resolver files, where the names goldens cover the stack) for the same network, and no others."""
@@ -308,7 +307,7 @@ def test_a_present_file_the_agent_would_refuse_is_refused(tmp_path: Path, root: 
     assert not out.exists()
 
 
-@pytest.mark.parametrize("stack", RENDERERS)
+@pytest.mark.parametrize("stack", FILE_STACKS)
 def test_modes(tmp_path: Path, root: Path, stack: str) -> None:
     """Each file gets the mode the agent gives a new one: 0600 for NetworkManager's keyfiles and netplan's YAML
     (which must not be readable by others), 0644 for the rest, whatever the umask."""
@@ -348,8 +347,21 @@ def test_no_stack_found_exits_2(tmp_path: Path, root: Path, capsys: pytest.Captu
     assert main(["network", "render", "--input", str(describe(tmp_path, TWO_NICS)), "--out", str(tmp_path / "out"),
                  "--root", str(root)], io.StringIO()) == 2
     assert capsys.readouterr().err == (f"Error: no network stack found under {root} (none of netplan, ifupdown, "
-                                       "sysconfig, NetworkManager, systemd-networkd, FreeBSD's rc.conf); name one "
+                                       "sysconfig, NetworkManager, systemd-networkd, FreeBSD's rc.conf, Windows); "
+                                       "name one with --renderer\n")
+
+
+def test_a_windows_image_has_no_files_to_render(tmp_path: Path, root: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """An image detected as Windows exits 2 saying its network is set through WMI, and nothing is written."""
+    (root / "Windows/System32/wbem").mkdir(parents=True)
+    out = tmp_path / "out"
+    assert main(["network", "render", "--input", str(describe(tmp_path, TWO_NICS)), "--out", str(out),
+                 "--root", str(root)], io.StringIO()) == 2
+    assert capsys.readouterr().err == (f"Error: the image under {root} is Windows, whose network is set through "
+                                       "WMI, not written to files: there is nothing to render; name a file stack "
                                        "with --renderer\n")
+    assert not out.exists() or not any(out.iterdir())
 
 
 @pytest.mark.parametrize(("flag", "value", "message"), [
