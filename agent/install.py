@@ -1,15 +1,19 @@
-"""The install layout: releases side by side, and the ``current`` and ``previous`` links.
+"""The install layout: releases side by side, and the ``current`` and ``previous`` pointers.
 
-    <install root>/releases/<version>/   one virtual environment per release, installed offline
+    <install root>/releases/<version>/   one release, installed offline: a virtual environment (a bundle of
+                                         wheels), or the frozen program's folder, ``openstack-agent.exe`` and
+                                         ``_internal/`` (a frozen bundle: no Python, no pip, no venv)
     <install root>/current -> releases/<version>
     <install root>/previous -> releases/<version>
     <install root>/downloads/            bundles being downloaded (``.part``) or downloaded
 
     <install root>/shipped-agent.toml    the annotated configuration the last ``install --service`` shipped
 
-A link is switched atomically: created under a temporary name, renamed over the old one, and the directory
-fsynced, so that after a power cut ``current`` is either the old release or the new one, never missing. A
-release directory counts only once its ``.complete`` marker exists: staging that was interrupted is redone.
+``current`` and ``previous`` are symbolic links on POSIX and pointer files on Windows (``agent.pointers``
+says why); either is switched atomically, so that after a power cut ``current`` is either the old release or
+the new one, never missing. A release directory counts only once its ``.complete`` marker exists: staging that
+was interrupted is redone. A release's program is its frozen ``openstack-agent.exe`` when it has one, else its
+venv's ``bin/openstack-agent``.
 
 The service (``install --service``, ``uninstall``) is the bundle's systemd unit in /etc/systemd/system, its
 annotated configuration in /etc/openstack-agent (never replacing an operator's) and its README in
@@ -30,7 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agent import release
+from agent import pointers, release
 from agent.config import DEFAULT_STATE_DIR, rooted
 from agent.errors import PlatformError, ReleaseError
 from agent.lock import StateLock
@@ -43,21 +47,17 @@ SPACE_FACTOR = 4
 SPACE_MARGIN = 64 * 1024 * 1024
 
 
-def fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+fsync_directory = pointers.fsync_directory
 
 
 class Layout:
-    """One install root."""
+    """One install root; ``pointers`` the kind of its pointers where it has none yet (``agent.pointers``)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, pointers_kind: str | None = None) -> None:
         self.root = root
-        self.releases = root / "releases"
+        self.releases = root / pointers.RELEASES
         self.downloads = root / "downloads"
+        self.pointers = pointers.Pointers(root, pointers_kind)
 
     def release_dir(self, version: str) -> Path:
         return self.releases / release.check_version(version)
@@ -66,12 +66,9 @@ class Layout:
         return (self.release_dir(version) / COMPLETE).exists()
 
     def link(self, name: str) -> str | None:
-        """The version the link ``current`` or ``previous`` points at, or None."""
-        try:
-            target = os.readlink(self.root / name)
-        except OSError:
-            return None
-        return Path(target).name
+        """The version ``current`` or ``previous`` points at, or None (a pointer file naming no release raises
+        ReleaseError)."""
+        return self.pointers.read(name)
 
     @property
     def current(self) -> str | None:
@@ -82,23 +79,34 @@ class Layout:
         return self.link("previous")
 
     def agent_command(self, name: str = "current") -> Path:
-        return self.root / name / "bin" / "openstack-agent"
+        """The program of the release ``name`` points at."""
+        version = self.link(name)
+        if version is None:
+            raise ReleaseError(f"no {name} release under {self.root}; install one with "
+                               "'openstack-agent install BUNDLE'")
+        return self.program(version)
+
+    def program(self, version: str) -> Path:
+        """What runs release ``version``: its frozen program, or its venv's command."""
+        frozen = self.release_dir(version) / release.FROZEN_PROGRAM
+        return frozen if frozen.is_file() else self.release_dir(version) / "bin" / "openstack-agent"
 
     # -- switching --------------------------------------------------------------------------------------
 
     def switch(self, name: str, version: str) -> None:
-        """Point link ``name`` at ``version``: a new link under a temporary name, renamed into place."""
+        """Point ``name`` at ``version``, atomically (``agent.pointers``)."""
         if not self.installed(version):
             raise ReleaseError(f"release {version} is not installed under {self.releases}")
-        temporary = self.root / f".{name}.new"
-        temporary.unlink(missing_ok=True)
-        os.symlink(Path("releases") / version, temporary)
-        os.replace(temporary, self.root / name)
-        fsync_directory(self.root)
+        self.pointers.point(name, version)
 
     def activate(self, version: str) -> None:
-        """Make ``version`` current, keeping the release it replaces as previous (idempotent)."""
-        old = self.current
+        """Make ``version`` current, keeping the release it replaces as previous (idempotent). A pointer file
+        that names no release is replaced: this is how it is repaired."""
+        try:
+            old = self.current
+        except ReleaseError as exc:
+            log.warning("%s; pointing it at %s", exc, version)
+            old = None
         if old == version:
             return
         if old is not None and self.installed(old):
@@ -117,7 +125,9 @@ class Layout:
         version = bundle.version
         if self.installed(version):
             return
-        if bundle.manifest.python != release.python_tag():
+        release.check_system(bundle.manifest)
+        frozen = bundle.manifest.kind == release.FROZEN
+        if not frozen and bundle.manifest.python != release.python_tag():
             raise ReleaseError(f"release {version} was built for {bundle.manifest.python}, but this guest runs "
                                f"{release.python_tag()}")
         self.releases.mkdir(parents=True, exist_ok=True)
@@ -131,13 +141,18 @@ class Layout:
             shutil.rmtree(target)  # an interrupted staging: start it again
         with tempfile.TemporaryDirectory(prefix=".unpack-", dir=self.releases) as unpacked:
             release.extract(bundle, Path(unpacked))
-            # Virtual environments are not relocatable, so the release is built where it will live; the
-            # marker, written last, is what makes it count.
-            _run([sys.executable, "-m", "venv", "--without-pip", str(target)], "creating the release's venv")
-            _run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "install",
-                  "--quiet", "--no-index", "--no-compile", "--find-links", str(Path(unpacked) / release.WHEELS),
-                  f"{release.NAME}=={version}", "pip"], f"installing release {version}", offline=True)
-        if image is not None:
+            # The marker, written last, is what makes the release count.
+            if frozen:
+                # The frozen program's folder runs wherever it lies: moved into place in one rename.
+                os.replace(Path(unpacked) / release.FROZEN, target)
+            else:
+                # Virtual environments are not relocatable, so the release is built where it will live.
+                _run([sys.executable, "-m", "venv", "--without-pip", str(target)], "creating the release's venv")
+                _run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "install",
+                      "--quiet", "--no-index", "--no-compile", "--find-links",
+                      str(Path(unpacked) / release.WHEELS), f"{release.NAME}=={version}", "pip"],
+                     f"installing release {version}", offline=True)
+        if image is not None and not frozen:
             _relocate(target, Path("/") / target.relative_to(image))
         (target / COMPLETE).write_text(f"{version}\n")
         fsync_directory(self.releases)
@@ -239,6 +254,9 @@ def install_service(bundle: release.Bundle, layout: Layout, root: str, install_r
     switched ``current``, so that a running service is restarted onto it.
     """
     systemctl = check_service(install_root, state_dir)
+    if layout.pointers.kind != pointers.SYMLINK:
+        raise ReleaseError(f"{layout.root} keeps pointer files, but the unit starts {install_root}/current/bin/"
+                           "openstack-agent through the symbolic link current; install into a new install root")
     unit = release.read_member(bundle, f"{release.SERVICE}/openstack-agent.service").decode()
     if _EXEC_START not in unit:
         raise ReleaseError(f"release {bundle.version}'s unit does not start {_EXEC_START.removeprefix('ExecStart=')}"
@@ -312,7 +330,8 @@ def _write(path: Path, data: bytes) -> None:
             temporary.write(data)
             temporary.flush()
             os.fsync(temporary.fileno())
-            os.fchmod(temporary.fileno(), 0o644)
+            if sys.platform != "win32":  # the systemd service's files; Windows has no mode bits to set
+                os.fchmod(temporary.fileno(), 0o644)
         except BaseException:
             os.unlink(temporary.name)
             raise
@@ -435,7 +454,7 @@ def _remove_state(state_dir: Path) -> Report:
 
 def _remove_install_root(layout: Layout) -> Report:
     versions = sorted(p.name for p in layout.releases.iterdir()) if layout.releases.is_dir() else []
-    links = [name for name in ("current", "previous") if (layout.root / name).is_symlink()]
+    links = layout.pointers.present()
     for name in _OWN:
         _remove(layout.root / name)
     others = sorted(p.name for p in layout.root.iterdir())

@@ -2,13 +2,21 @@
 
 A bundle ``openstack-agent-<version>.tar.gz`` holds::
 
-    manifest.json       format, name, version, target Python and platform, SHA-256 of every other file
+    manifest.json       format, name, version, kind, target Python and platform, SHA-256 of every other file
     manifest.json.sig   optional: an Ed25519 signature of manifest.json's exact bytes (base64)
-    wheels/*.whl        the agent's wheel, its dependencies' wheels, and pip's (so each release can
-                        install the next one)
-    service/            what ``install --service`` puts in place: the systemd unit, the annotated
+
+and, by its kind (the manifest's ``kind``; a manifest without one is of the kind ``wheels``):
+
+    wheels/*.whl        ``wheels``: the agent's wheel, its dependencies' wheels, and pip's (so each release
+                        can install the next one), installed into a venv
+    service/            ``wheels``: what ``install --service`` puts in place: the systemd unit, the annotated
                         configuration and the README the unit's Documentation= names (from the checkout's
                         packaging/ and README.md), so that a guest needs the bundle alone
+    frozen/             ``frozen``: a frozen one-folder build (PyInstaller's ``openstack-agent.exe`` and
+                        ``_internal/``), copied as it is: what a Windows guest installs, having no Python
+
+A bundle is for the system its manifest's platform names: ``check_system`` refuses a Linux bundle on Windows
+and the reverse, and a bundle of wheels on Windows.
 
 ``build`` makes one from a source checkout, optionally under another version number (the documented way
 to make test and candidate releases) and, for the update tests only, with a start-up fault built in
@@ -50,6 +58,14 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"
 WHEELS = "wheels"
 SERVICE = "service"
+#: The kinds of bundle (the manifest's ``kind``); FROZEN is also the folder of a frozen bundle's build.
+KIND_WHEELS = "wheels"
+FROZEN = "frozen"
+KINDS = (KIND_WHEELS, FROZEN)
+#: A frozen build's program, in its folder and in the release directory.
+FROZEN_PROGRAM = "openstack-agent.exe"
+#: The system a platform tag (``sysconfig.get_platform()``) names, by its prefix, in words.
+SYSTEMS = {"win": "Windows", "linux": "Linux", "freebsd": "FreeBSD", "macosx": "macOS"}
 #: The service's files in a bundle (``service/<name>``) and where each comes from in a checkout.
 SERVICE_FILES = {"openstack-agent.service": "packaging/openstack-agent.service",
                  "agent.toml": "packaging/agent.toml",
@@ -87,16 +103,37 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def system_of(platform: str) -> str:
+    """The system a platform tag names, in words: ``win-amd64`` is Windows, ``linux-x86_64`` Linux."""
+    for prefix, system in SYSTEMS.items():
+        if platform.startswith(prefix):
+            return system
+    return platform
+
+
+def check_system(manifest: Manifest, platform: str | None = None) -> None:
+    """Refuse a bundle that cannot run on this system (``platform``: this one's tag unless given)."""
+    here = system_of(platform or platform_tag())
+    theirs = system_of(manifest.platform)
+    if theirs != here:
+        raise ReleaseError(f"a {theirs} bundle cannot be installed on {here} (release {manifest.version} was "
+                           f"built for {manifest.platform})")
+    if here == "Windows" and manifest.kind != FROZEN:
+        raise ReleaseError(f"release {manifest.version}'s bundle holds wheels, which need Python and pip; on "
+                           f"Windows a release is the frozen build ({FROZEN_PROGRAM}): install its bundle")
+
+
 @dataclasses.dataclass(frozen=True)
 class Manifest:
     version: str
     python: str
     platform: str
     files: dict[str, str]
+    kind: str = KIND_WHEELS
 
     def to_bytes(self) -> bytes:
-        document = {"format": FORMAT, "name": NAME, "version": self.version, "python": self.python,
-                    "platform": self.platform, "files": dict(sorted(self.files.items()))}
+        document = {"format": FORMAT, "name": NAME, "version": self.version, "kind": self.kind,
+                    "python": self.python, "platform": self.platform, "files": dict(sorted(self.files.items()))}
         return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
 
     @classmethod
@@ -113,7 +150,11 @@ class Manifest:
                 isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
             raise ReleaseError("the bundle's manifest lacks its version, python, platform or files")
         version, python, platform = (str(f) for f in fields)
-        return cls(check_version(version), python, platform, dict(files))
+        kind = document.get("kind", KIND_WHEELS)
+        if kind not in KINDS:
+            raise ReleaseError(f"the bundle's manifest names the kind {kind!r}; this release knows "
+                               f"{' and '.join(KINDS)}")
+        return cls(check_version(version), python, platform, dict(files), kind)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,17 +283,43 @@ def build(out_dir: Path, source: Path, version: str | None = None, sign_key: Pat
             shutil.copyfile(copy / origin, service / name)
         files = {f"{WHEELS}/{p.name}": sha256_file(p) for p in sorted(wheels.iterdir())}
         files.update({f"{SERVICE}/{name}": sha256_file(service / name) for name in SERVICE_FILES})
-        manifest = Manifest(version, python_tag(), platform_tag(), files).to_bytes()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        target = out_dir / f"{NAME}-{version}.tar.gz"
-        partial = target.with_name(target.name + ".part")
-        with tarfile.open(partial, "w:gz") as archive:
-            _add_bytes(archive, MANIFEST, manifest)
-            if key is not None:
-                _add_bytes(archive, SIGNATURE, base64.b64encode(key.sign(manifest)) + b"\n")
-            for name in files:
-                archive.add(work / name, arcname=name, recursive=False)
-        partial.replace(target)
+        return _write_bundle(out_dir, Manifest(version, python_tag(), platform_tag(), files), work, key)
+
+
+def build_frozen(out_dir: Path, folder: Path, version: str, platform: str | None = None,
+                 sign_key: Path | None = None) -> Path:
+    """Bundle a frozen one-folder build (``folder`` holds ``openstack-agent.exe`` and ``_internal/``) as release
+    ``version`` for ``platform`` (this system's tag unless given: a frozen build runs only where it was built);
+    return its path. The folder's regular files go in as they are; a link or special file is refused."""
+    check_version(version)
+    if not (folder / FROZEN_PROGRAM).is_file():
+        raise ReleaseError(f"{folder} is not a frozen build: it has no {FROZEN_PROGRAM}")
+    key = load_private_key(sign_key) if sign_key else None
+    files: dict[str, str] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            raise ReleaseError(f"{path} is a link or a special file; a frozen build holds files and folders only")
+        if path.is_file():
+            files[f"{FROZEN}/{path.relative_to(folder).as_posix()}"] = sha256_file(path)
+    manifest = Manifest(version, python_tag(), platform or platform_tag(), files, FROZEN)
+    return _write_bundle(out_dir, manifest, folder, key, strip=FROZEN)
+
+
+def _write_bundle(out_dir: Path, manifest: Manifest, base: Path, key: Ed25519PrivateKey | None,
+                  strip: str | None = None) -> Path:
+    """Write the bundle of ``manifest``, whose files lie under ``base`` (without their first part ``strip``)."""
+    data = manifest.to_bytes()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{NAME}-{manifest.version}.tar.gz"
+    partial = target.with_name(target.name + ".part")
+    with tarfile.open(partial, "w:gz") as archive:
+        _add_bytes(archive, MANIFEST, data)
+        if key is not None:
+            _add_bytes(archive, SIGNATURE, base64.b64encode(key.sign(data)) + b"\n")
+        for name in manifest.files:
+            source = base / (name.removeprefix(f"{strip}/") if strip else name)
+            archive.add(source, arcname=name, recursive=False)
+    partial.replace(target)
     return target
 
 

@@ -12,8 +12,9 @@ find it taken and exit with AlreadyRunning's status): it looks the directory's `
 what the last agent did, nothing about the one that runs.
 
 Everything here only reads what it inspects: the journal through ``Journal.open_readonly``, the install root
-through ``os.readlink`` and directory listings. The daemon imports this module for ``Publisher``: nothing at
-its top level loads SQLAlchemy (the journal is read with literal SQL) or the install layout.
+through its pointers (``agent.pointers``: links or pointer files) and directory listings. The daemon imports
+this module for ``Publisher``: nothing at its top level loads SQLAlchemy (the journal is read with literal SQL)
+or the install layout.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 from agent import __version__
 from agent.config import Config
-from agent.errors import AgentError
+from agent.errors import AgentError, ReleaseError
 from agent.journal import Journal, releases, times
 from agent.journal.engine import COMPANIONS, DATABASE_NAME
 
@@ -293,10 +294,20 @@ def releases_report(install_root: Path, state_dir: Path) -> dict[str, Any]:
     with contextlib.suppress(OSError):
         installed = sorted(p.name for p in layout.releases.iterdir() if (p / COMPLETE).exists())
     verdicts = _verdicts(state_dir)
-    return {"install_root": str(install_root), "current": layout.current, "previous": layout.previous,
-            "installed": installed,
-            "verdicts": {version: dataclasses.asdict(v) for version, v in sorted(verdicts.items())},
-            "bad": sorted(v for v, verdict in verdicts.items() if verdict.bad)}
+    document: dict[str, Any] = {"install_root": str(install_root)}
+    errors = []
+    for name in ("current", "previous"):
+        try:
+            document[name] = layout.link(name)
+        except ReleaseError as exc:  # a pointer file naming no release: said, and the rest still reported
+            document[name] = None
+            errors.append(str(exc))
+    document.update({"installed": installed,
+                     "verdicts": {version: dataclasses.asdict(v) for version, v in sorted(verdicts.items())},
+                     "bad": sorted(v for v, verdict in verdicts.items() if verdict.bad)})
+    if errors:
+        document["errors"] = errors
+    return document
 
 
 def _verdicts(state_dir: Path) -> dict[str, releases.Verdict]:

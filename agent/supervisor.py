@@ -24,6 +24,16 @@ time, woken by the child's exit through a pidfd, by notifications and by signals
 (SIGTERM to the child, SIGKILL after ``daemon.shutdown_timeout``). SIGHUP is passed on to the agent (which
 reopens its log and reloads its configuration) and reopens the supervisor's own log; SIGUSR1 and SIGUSR2 are
 logged and ignored.
+
+``ServiceSupervisor`` is the same contract for a service that hosts the supervisor in its own process, as the
+Windows service does: no pidfd, no signals, no notify socket (Windows has neither AF_UNIX datagrams nor
+sd_notify). Each child's exit is waited for in a thread that posts it to a queue, beside ``stop`` (thread-safe,
+from the service's control handler), so the loop still never polls. Without a ready notification, probation is
+judged on the journal alone: a release not yet good must be marked good by its agent (agentupdate's commit,
+``update.probation`` seconds after it is ready) within ``update.ready_deadline`` + ``update.probation`` seconds
+of its start, or crash fewer than ``update.crash_limit`` times, else it is stopped, marked bad and rolled back.
+The child is stopped with ``Popen.terminate`` (TerminateProcess on Windows: the journal makes that a crash the
+agent recovers from, never a lost command).
 """
 
 from __future__ import annotations
@@ -33,11 +43,15 @@ import ctypes
 import dataclasses
 import logging
 import os
+import queue
 import select
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agent import logs, notify, signals
 from agent.config import Config
@@ -46,6 +60,9 @@ from agent.install import Layout
 from agent.journal import Journal, releases
 from agent.lock import StateLock
 from agent.signals import SignalInbox
+
+if TYPE_CHECKING:
+    from agent.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +78,8 @@ def die_with_parent(parent: int) -> Callable[[], None]:
     The request outlives exec, so it covers whichever release's agent runs. A parent that died before the
     request was made is caught by comparing the parent's pid afterwards.
     """
+    if sys.platform == "win32":
+        raise ReleaseError("a parent-death signal is Linux's; on Windows the service runs ServiceSupervisor")
     prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up now: after fork only async-safe work is done
 
     def prepare() -> None:
@@ -71,24 +90,124 @@ def die_with_parent(parent: int) -> Callable[[], None]:
     return prepare
 
 
-class Supervisor:
-    def __init__(self, config: Config, agent_args: list[str], reload: Callable[[], Config] | None = None) -> None:
+class _Probation:
+    """What both supervisors share: the install root, its lock, the journal's verdicts, crash counting, rollback."""
+
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self.agent_args = agent_args
         self.layout = Layout(config.install_path)
         self.lock = StateLock(config.install_path, "supervisor", what="install root")
+        self.journal: Journal | None = None
+        self.exit_code = 0
+        self._crashes: collections.deque[float] = collections.deque()
+        self._backoff = 0
+
+    def _current(self) -> str:
+        version = self.layout.current
+        if version is None:
+            raise ReleaseError(f"no current release under {self.layout.root}; install one with "
+                               "'openstack-agent install BUNDLE'")
+        return version
+
+    def _judge(self, version: str, probation: bool, code: int | None, ran: float) -> bool:
+        """After a child of ``version`` ended with ``code`` (None: stopped for missing its deadline) having run
+        ``ran`` seconds: act on it (restart at once, roll back, or pause); whether the supervisor must stop."""
+        if code == RestartRequested.exit_code:
+            log.info("the agent asked for a restart; starting the current release")
+            return False
+        if code == AlreadyRunning.exit_code:
+            log.error("the agent found another agent serving %s; that one is not this supervisor's, so "
+                      "nothing is restarted", self.config.state_path)
+            self.exit_code = code
+            return True
+        if probation and not self._good(version):
+            reason = (self._deadline_missed() if code is None else self._crashed(code))
+            if reason:
+                self.roll_back(version, reason)
+                return False
+        self._pause(ran)
+        return False
+
+    def _deadline_missed(self) -> str:
+        return f"did not signal ready within {self.config.ready_deadline:g} s"
+
+    def _pause(self, ran: float) -> None:
+        """Wait before the next restart (``_delay``), waking early for a stop."""
+        raise NotImplementedError
+
+    def _good(self, version: str) -> bool:
+        verdict = releases.verdict(self._journal(), version)
+        return verdict is not None and verdict.state == releases.GOOD
+
+    def _crashed(self, code: int) -> str:
+        """Count a crash of a release on probation; the reason to roll back once there are too many."""
+        now = time.monotonic()
+        self._crashes.append(now)
+        while self._crashes and now - self._crashes[0] > self.config.crash_window:
+            self._crashes.popleft()
+        log.warning("the agent on probation exited with status %d (%d of %d crashes allowed in %g s)", code,
+                    len(self._crashes), self.config.crash_limit, self.config.crash_window)
+        if len(self._crashes) < self.config.crash_limit:
+            return ""
+        return (f"crashed {len(self._crashes)} times within {self.config.crash_window:g} s "
+                f"(last exit status {code})")
+
+    def roll_back(self, version: str, reason: str) -> None:
+        """Mark ``version`` bad and make the previous release current again."""
+        releases.mark(self._journal(), version, releases.BAD, reason)
+        self._crashes.clear()
+        try:
+            previous = self.layout.previous
+        except ReleaseError as exc:  # a pointer file naming no release: as if there were none
+            log.error("%s", exc)
+            previous = None
+        if previous is None or previous == version or not self.layout.installed(previous):
+            log.critical("release %s is bad (%s) and there is no previous release to go back to", version, reason)
+            self._pause(0.0)
+            return
+        self.layout.switch("current", previous)
+        log.error("release %s marked bad (%s); rolled back to %s", version, reason, previous)
+
+    def _journal(self) -> Journal:
+        assert self.journal is not None, "startup() opens the journal"
+        return self.journal
+
+    def _stop(self, child: subprocess.Popen[bytes] | None) -> None:
+        """Stop a running child: terminate it, and kill it after ``daemon.shutdown_timeout``."""
+        if child is None or child.poll() is not None:
+            return
+        child.terminate()
+        try:
+            child.wait(self.config.shutdown_timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("the agent did not stop within %g s; killing it", self.config.shutdown_timeout)
+            child.kill()
+            child.wait()
+
+    def _delay(self, ran: float) -> float:
+        """The next restart's delay, from the backoff (reset by a child that ran long enough)."""
+        if ran >= STABLE_AFTER:
+            self._backoff = 0
+        delay = RESTART_BACKOFF[min(self._backoff, len(RESTART_BACKOFF) - 1)]
+        self._backoff += 1
+        log.info("restarting the agent in %g s", delay)
+        return delay
+
+
+class Supervisor(_Probation):
+    """The supervisor process of Linux and FreeBSD, under systemd (``openstack-agent supervise``)."""
+
+    def __init__(self, config: Config, agent_args: list[str], reload: Callable[[], Config] | None = None) -> None:
+        super().__init__(config)
+        self.agent_args = agent_args
         self._reload = reload
         self.should_exit = False
-        self.exit_code = 0
         self._hangup = False
         self._child_ready = False
         self.child: subprocess.Popen[bytes] | None = None
-        self.journal: Journal | None = None
         self.listener: notify.Listener | None = None
         self.signals = SignalInbox(self.note_signal)
         self._told_ready = False
-        self._crashes: collections.deque[float] = collections.deque()
-        self._backoff = 0
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -105,7 +224,7 @@ class Supervisor:
         """In the signal handler: set flags, nothing else (see ``agent.signals``)."""
         if sig in signals.STOP:
             self.should_exit = True
-        elif sig == signal.SIGHUP:
+        elif sys.platform != "win32" and sig == signal.SIGHUP:
             self._hangup = True
 
     def take_signals(self) -> None:
@@ -119,7 +238,7 @@ class Supervisor:
             child = self.child
             # An agent that has not signalled ready may not have its handlers yet: SIGHUP would kill it (and
             # count as a crash of a release on probation). It reads the configuration as it starts anyway.
-            if child is not None and child.poll() is None and self._child_ready:
+            if sys.platform != "win32" and child is not None and child.poll() is None and self._child_ready:
                 child.send_signal(signal.SIGHUP)
             self.reopen_log()
 
@@ -146,30 +265,12 @@ class Supervisor:
 
     def main_loop(self) -> None:
         while not self.should_exit:
-            version = self.layout.current
-            if version is None:
-                raise ReleaseError(f"no current release under {self.layout.root}; install one with "
-                                   "'openstack-agent install BUNDLE'")
+            version = self._current()
             probation = not self._good(version)
             started = time.monotonic()
             code = self._serve(version, probation)
-            if self.should_exit:
+            if self.should_exit or self._judge(version, probation, code, time.monotonic() - started):
                 break
-            if code == RestartRequested.exit_code:
-                log.info("the agent asked for a restart; starting the current release")
-                continue
-            if code == AlreadyRunning.exit_code:
-                log.error("the agent found another agent serving %s; that one is not this supervisor's, so "
-                          "nothing is restarted", self.config.state_path)
-                self.exit_code = code
-                break
-            if probation and not self._good(version):
-                reason = (f"did not signal ready within {self.config.ready_deadline:g} s" if code is None
-                          else self._crashed(code))
-                if reason:
-                    self.roll_back(version, reason)
-                    continue
-            self._pause(time.monotonic() - started)
 
     def shutdown(self) -> None:
         self.take_signals()
@@ -188,12 +289,14 @@ class Supervisor:
         listener = self._listener()
         env = {k: v for k, v in os.environ.items() if k not in ("WATCHDOG_USEC", "WATCHDOG_PID")}
         env.update({notify.ENV: str(listener.path), notify.SUPERVISED_ENV: "1"})
-        command = [str(self.layout.agent_command()), "run", *self.agent_args]
+        command = [str(self.layout.program(version)), "run", *self.agent_args]
         log.info("starting openstack-agent %s%s", version, " (on probation)" if probation else "")
         self._child_ready = False
         self.child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
                                       # Safe here: the supervisor runs no threads that fork could break.
                                       preexec_fn=die_with_parent(os.getpid()))
+        if sys.platform == "win32":
+            raise ReleaseError("the pidfd is Linux's; on Windows the service runs ServiceSupervisor")
         pidfd = os.pidfd_open(self.child.pid)
         deadline = time.monotonic() + self.config.ready_deadline if probation else None
         ping = notify.watchdog_interval()
@@ -242,62 +345,111 @@ class Supervisor:
         return False
 
     def _stop_child(self) -> None:
-        child = self.child
-        if child is None or child.poll() is not None:
-            return
-        child.terminate()
-        try:
-            child.wait(self.config.shutdown_timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("the agent did not stop within %g s; killing it", self.config.shutdown_timeout)
-            child.kill()
-            child.wait()
-
-    # -- verdicts -------------------------------------------------------------------------------------
-
-    def _good(self, version: str) -> bool:
-        verdict = releases.verdict(self._journal(), version)
-        return verdict is not None and verdict.state == releases.GOOD
-
-    def _crashed(self, code: int) -> str:
-        """Count a crash of a release on probation; the reason to roll back once there are too many."""
-        now = time.monotonic()
-        self._crashes.append(now)
-        while self._crashes and now - self._crashes[0] > self.config.crash_window:
-            self._crashes.popleft()
-        log.warning("the agent on probation exited with status %d (%d of %d crashes allowed in %g s)", code,
-                    len(self._crashes), self.config.crash_limit, self.config.crash_window)
-        if len(self._crashes) < self.config.crash_limit:
-            return ""
-        return (f"crashed {len(self._crashes)} times within {self.config.crash_window:g} s "
-                f"(last exit status {code})")
-
-    def roll_back(self, version: str, reason: str) -> None:
-        """Mark ``version`` bad and make the previous release current again."""
-        releases.mark(self._journal(), version, releases.BAD, reason)
-        self._crashes.clear()
-        previous = self.layout.previous
-        if previous is None or previous == version or not self.layout.installed(previous):
-            log.critical("release %s is bad (%s) and there is no previous release to go back to", version, reason)
-            self._pause(0.0)
-            return
-        self.layout.switch("current", previous)
-        log.error("release %s marked bad (%s); rolled back to %s", version, reason, previous)
+        self._stop(self.child)
 
     def _pause(self, ran: float) -> None:
-        if ran >= STABLE_AFTER:
-            self._backoff = 0
-        delay = RESTART_BACKOFF[min(self._backoff, len(RESTART_BACKOFF) - 1)]
-        self._backoff += 1
-        log.info("restarting the agent in %g s", delay)
-        readable, _, _ = select.select([self.signals.fileno()], [], [], delay)
+        readable, _, _ = select.select([self.signals.fileno()], [], [], self._delay(ran))
         if readable:
             self.signals.drain()
-
-    def _journal(self) -> Journal:
-        assert self.journal is not None, "startup() opens the journal"
-        return self.journal
 
     def _listener(self) -> notify.Listener:
         assert self.listener is not None, "startup() opens the notify socket"
         return self.listener
+
+
+#: What the queue of ServiceSupervisor carries besides a child's exit: a stop request.
+_STOP = object()
+
+
+class ServiceSupervisor(_Probation):
+    """The supervisor hosted by a service in its own process (the Windows service): ``run`` until ``stop``.
+
+    It has the agent's face toward the service (``run``, a thread-safe ``stop``, the ``runtime`` told when a
+    child is started), so that the service can host it where it hosts the agent. See the module's docstring.
+    """
+
+    def __init__(self, config: Config, runtime: Runtime, agent_args: list[str] | None = None) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+        self.agent_args = agent_args or []
+        self._events: queue.Queue[object] = queue.Queue()
+        self._stopping = threading.Event()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._child_lock = threading.Lock()
+
+    def run(self) -> None:
+        self.lock.acquire()
+        try:
+            self.journal = Journal.open(self.config.state_path)
+            log.info("supervisor starting: releases in %s, current %s", self.layout.root, self.layout.current)
+            while not self._stopping.is_set():
+                version = self._current()
+                probation = not self._good(version)
+                started = time.monotonic()
+                code = self._serve(version, probation)
+                if self._stopping.is_set() or self._judge(version, probation, code, time.monotonic() - started):
+                    break
+        finally:
+            self._stop_child()
+            if self.journal is not None:
+                self.journal.close()
+            self.lock.release()
+            log.info("supervisor stopped")
+
+    def stop(self) -> None:
+        """From any thread (the service's control handler): stop the agent, then the supervisor."""
+        self._stopping.set()
+        self._events.put(_STOP)
+
+    def _serve(self, version: str, probation: bool) -> int | None:
+        """Run one child of ``version`` until it exits (its status), misses its deadline (None) or a stop."""
+        env = {**os.environ, notify.SUPERVISED_ENV: "1"}
+        env.pop(notify.ENV, None)
+        command = [str(self.layout.program(version)), "run", *self.agent_args]
+        log.info("starting openstack-agent %s%s", version, " (on probation)" if probation else "")
+        with self._child_lock:
+            if self._stopping.is_set():
+                return None
+            child = self._child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+        threading.Thread(target=lambda: self._events.put(child.wait()), name="agent-exit", daemon=True).start()
+        self.runtime.ready(f"supervising openstack-agent {version}")
+        deadline = time.monotonic() + self.config.ready_deadline + self.config.probation if probation else None
+        while True:
+            try:
+                event = self._events.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                if self._good(version):
+                    deadline = None  # its agent committed the update: off probation
+                    continue
+                log.error("openstack-agent %s was not confirmed within %g s; stopping it", version,
+                          self.config.ready_deadline + self.config.probation)
+                self._stop_child()
+                self._drain_exit()
+                return None
+            if event is _STOP:
+                return None
+            assert isinstance(event, int)
+            return event
+
+    def _drain_exit(self) -> None:
+        """Take the stopped child's exit from the queue, keeping a stop request that came meanwhile."""
+        event = self._events.get()
+        if event is _STOP:
+            self._events.put(_STOP)
+
+    def _deadline_missed(self) -> str:
+        return (f"was not confirmed healthy within {self.config.ready_deadline + self.config.probation:g} s "
+                f"(update.ready_deadline and update.probation)")
+
+    def _stop_child(self) -> None:
+        with self._child_lock:
+            child = self._child
+        self._stop(child)
+
+    def _pause(self, ran: float) -> None:
+        try:
+            event = self._events.get(timeout=self._delay(ran))
+        except queue.Empty:
+            return
+        if event is _STOP:
+            self._events.put(_STOP)

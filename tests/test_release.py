@@ -171,3 +171,54 @@ def test_build_refuses_a_source_without_the_unit(tmp_path: Path) -> None:
                                                                 "openstack-agent.service"))
     with pytest.raises(ReleaseError, match=re.escape("lacks packaging/openstack-agent.service, which every bundle")):
         release.build(tmp_path / "out", source)
+
+
+@pytest.mark.parametrize(("built_for", "kind", "here", "refusal"), [
+    ("linux-x86_64", release.KIND_WHEELS, "win-amd64", "a Linux bundle cannot be installed on Windows (release "
+                                                       "1.2.3 was built for linux-x86_64)"),
+    ("win-amd64", release.FROZEN, "linux-x86_64", "a Windows bundle cannot be installed on Linux (release 1.2.3 "
+                                                  "was built for win-amd64)"),
+    ("win-amd64", release.KIND_WHEELS, "win-amd64", "release 1.2.3's bundle holds wheels, which need Python and "
+                                                    "pip; on Windows a release is the frozen build"),
+    ("win-amd64", release.FROZEN, "win32", None),
+    ("linux-x86_64", release.FROZEN, "linux-aarch64", None),
+    ("linux-x86_64", release.KIND_WHEELS, "linux-x86_64", None),
+])
+def test_a_bundle_is_for_its_system(built_for: str, kind: str, here: str, refusal: str | None) -> None:
+    """A bundle installs only on the system its platform names, and on Windows only as a frozen build."""
+    manifest = release.Manifest("1.2.3", "cp311", built_for, {}, kind)
+    assert release.Manifest.from_bytes(manifest.to_bytes()) == manifest
+    if refusal is None:
+        release.check_system(manifest, here)
+    else:
+        with pytest.raises(ReleaseError, match=re.escape(refusal)):
+            release.check_system(manifest, here)
+
+
+@pytest.mark.parametrize(("kind", "read"), [(None, release.KIND_WHEELS), ("venv", None)])
+def test_manifest_kind(kind: str | None, read: str | None) -> None:
+    """A manifest without a kind (bundles built before frozen ones) holds wheels; an unknown kind is refused."""
+    document = json.loads(release.Manifest("1.2.3", "cp311", "linux-x86_64", {}).to_bytes())
+    del document["kind"]
+    if kind is not None:
+        document["kind"] = kind
+    data = json.dumps(document).encode()
+    if read is not None:
+        assert release.Manifest.from_bytes(data).kind == read
+    else:
+        with pytest.raises(ReleaseError, match="names the kind 'venv'; this release knows wheels and frozen"):
+            release.Manifest.from_bytes(data)
+
+
+def test_frozen_bundle_refuses_links(tmp_path: Path) -> None:
+    """A frozen build holding a symbolic link is refused when it is bundled, naming the link."""
+    folder = tmp_path / "dist"
+    folder.mkdir()
+    (folder / release.FROZEN_PROGRAM).write_text("program")
+    (folder / "escape").symlink_to("/etc/passwd")
+    with pytest.raises(ReleaseError, match="escape is a link or a special file"):
+        release.build_frozen(tmp_path / "out", folder, "0.5.0")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ReleaseError, match=r"is not a frozen build: it has no openstack-agent\.exe"):
+        release.build_frozen(tmp_path / "out", empty, "0.5.0")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import __version__, status
+from agent import __version__, pointers, status
+from agent.install import COMPLETE, Layout
 
 
 def publish_ready(state_dir: Path) -> status.Publisher:
@@ -107,3 +108,29 @@ def test_a_planted_file_neither_hangs_nor_floods_status(tmp_path: Path, kind: st
             path.symlink_to("/dev/zero")
     assert status.read_published(tmp_path) is None
     assert status.observe(tmp_path).pid is None
+
+
+def test_releases_report_reads_pointer_files(tmp_path: Path) -> None:
+    """The releases report reads current and previous from pointer files (the Windows layout) as from links."""
+    layout = Layout(tmp_path / "install", pointers.FILE)
+    for version in ("0.1.0", "0.2.0"):
+        layout.release_dir(version).mkdir(parents=True)
+        (layout.release_dir(version) / COMPLETE).write_text(f"{version}\n")
+        layout.activate(version)
+    report = status.releases_report(layout.root, tmp_path / "state")
+    assert (report["current"], report["previous"], report["installed"]) == ("0.2.0", "0.1.0", ["0.1.0", "0.2.0"])
+    assert "errors" not in report
+
+
+def test_releases_report_names_a_broken_pointer_file(tmp_path: Path) -> None:
+    """A pointer file naming no release does not stop the report: that pointer reads as none, and the error
+    says which file and how to repair it."""
+    layout = Layout(tmp_path / "install", pointers.FILE)
+    layout.release_dir("0.1.0").mkdir(parents=True)
+    (layout.release_dir("0.1.0") / COMPLETE).write_text("0.1.0\n")
+    layout.activate("0.1.0")
+    (layout.root / "previous").write_bytes(b"releases/0.")
+    report = status.releases_report(layout.root, tmp_path / "state")
+    assert (report["current"], report["previous"]) == ("0.1.0", None)
+    [error] = report["errors"]
+    assert error.startswith(f"the pointer file {layout.root / 'previous'} holds b'releases/0.'")

@@ -1,4 +1,6 @@
-"""The supervisor with a release known good: the notify protocol, restarts after a crash, a clean stop."""
+"""The supervisor with a release known good: the notify protocol, restarts after a crash (with the install root's
+pointers as links or as pointer files), a clean stop; and the supervisor a service hosts (Windows), rolling back
+a frozen release that fails."""
 
 from __future__ import annotations
 
@@ -6,11 +8,24 @@ import os
 import signal
 import socket
 import subprocess
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from agent import __version__
+import pytest
+
+from agent import __version__, pointers
+from agent.config import Config
 from agent.host import Host
+from agent.install import COMPLETE, Layout
+from agent.journal import Journal, releases
+from agent.supervisor import ServiceSupervisor
+from tests import layouts
 from tests.conftest import Service, open_journal, verdict_of, wait_for
+
+#: The fixtures that run a test on either kind of pointers when it is parametrised over ``layout_kind``.
+service = layouts.service
+layout_kind = layouts.layout_kind
 
 
 def test_notify_ready_and_watchdog(service: Service, host: Host, tmp_path: Path) -> None:
@@ -30,8 +45,10 @@ def test_notify_ready_and_watchdog(service: Service, host: Host, tmp_path: Path)
     listener.close()
 
 
+@pytest.mark.parametrize("layout_kind", pointers.KINDS)
 def test_crashed_agent_is_restarted(service: Service, host: Host, state_dir: Path) -> None:
-    """An agent of a good release that dies is started again; the release stays good."""
+    """An agent of a good release that dies is started again, from the release current names (a link or a
+    pointer file); the release stays good."""
     service.start()
     assert host.call("version", "agent", timeout=30)["returncode"] == "0"
     first = service.agent_pid()
@@ -103,3 +120,108 @@ def test_one_supervisor_per_state_directory(service: Service, host: Host) -> Non
     assert service.process is not None
     assert f"another openstack-agent supervisor (pid {service.process.pid})" in second.stderr
     assert service.agent_pid() == agent
+
+
+# -- ServiceSupervisor: the contract hosted by a service (Windows), run here on stand-ins of frozen releases ----
+
+class Told:
+    """The service's runtime as the supervisor sees it: the status lines it was told."""
+
+    supervised = True
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def ready(self, status: str) -> None:
+        self.lines.append(status)
+
+    def uptime(self) -> float | None:
+        return None
+
+    def committed(self, version: str) -> None:
+        pass
+
+    def stopping(self) -> None:
+        pass
+
+
+#: Stand-ins of a frozen release's openstack-agent.exe: one serves until stopped, one crashes at start.
+PROGRAMS = {"serves": "#!/bin/sh\nexec sleep 600\n", "crashes": "#!/bin/sh\nexit 3\n"}
+
+
+def frozen_release(layout: Layout, version: str, program: str) -> None:
+    directory = layout.release_dir(version)
+    directory.mkdir(parents=True)
+    (directory / "openstack-agent.exe").write_text(PROGRAMS[program])
+    (directory / "openstack-agent.exe").chmod(0o755)
+    (directory / COMPLETE).write_text(f"{version}\n")
+
+
+@pytest.fixture
+def hosted(tmp_path: Path) -> Iterator[Callable[..., tuple[ServiceSupervisor, Told]]]:
+    """A ServiceSupervisor over a pointer-file install root whose good release 0.2.0 is previous and whose new
+    release 0.3.0 (``program``) is current and on probation, running in a thread as in the service."""
+    threads: list[tuple[ServiceSupervisor, threading.Thread]] = []
+
+    def start(program: str, **settings: float) -> tuple[ServiceSupervisor, Told]:
+        config = Config(install_root=str(tmp_path / "install"), state_dir=str(tmp_path / "state"),
+                        shutdown_timeout=5.0, **settings)
+        layout = Layout(config.install_path, pointers.FILE)
+        frozen_release(layout, "0.2.0", "serves")
+        frozen_release(layout, "0.3.0", program)
+        layout.activate("0.2.0")
+        layout.activate("0.3.0")
+        journal = Journal.open(config.state_path)
+        releases.mark(journal, "0.2.0", releases.GOOD, "installed by the test")
+        journal.close()
+        told = Told()
+        supervisor = ServiceSupervisor(config, told)
+        thread = threading.Thread(target=supervisor.run)
+        thread.start()
+        threads.append((supervisor, thread))
+        return supervisor, told
+
+    yield start
+    for supervisor, thread in threads:
+        supervisor.stop()
+        thread.join(60)
+        assert not thread.is_alive()
+
+
+def serving(supervisor: ServiceSupervisor, told: Told, version: str) -> bool:
+    child = supervisor._child
+    return bool(told.lines) and told.lines[-1] == f"supervising openstack-agent {version}" and \
+        child is not None and child.poll() is None
+
+
+@pytest.mark.parametrize(("program", "settings", "why"), [
+    ("crashes", {}, "crashed 3 times within 60 s (last exit status 3)"),
+    ("serves", {"ready_deadline": 0.5, "probation": 0.5},
+     "was not confirmed healthy within 1 s (update.ready_deadline and update.probation)"),
+])
+def test_hosted_supervisor_rolls_back_a_failing_release(hosted, program: str, settings: dict[str, float],
+                                                        why: str) -> None:
+    """Hosted by a service (as on Windows: no pidfd, signals or notify socket), the supervisor marks a frozen
+    release that crashes, or is not confirmed in time, bad, points current back (pointer files) and serves
+    the previous release."""
+    supervisor, told = hosted(program, **settings)
+    wait_for(lambda: serving(supervisor, told, "0.2.0"), timeout=60)
+    assert (supervisor.layout.current, supervisor.layout.pointers.kind) == ("0.2.0", pointers.FILE)
+    assert verdict_of(supervisor._journal(), "0.3.0") == ("bad", why)
+    assert told.lines[0] == "supervising openstack-agent 0.3.0"
+
+
+def test_hosted_supervisor_keeps_a_confirmed_release(hosted, tmp_path: Path) -> None:
+    """A release its agent confirms (marked good in the journal) before the deadline stays current; stop ends
+    its agent and the supervisor."""
+    supervisor, told = hosted("serves", ready_deadline=2.0, probation=0.5)
+    wait_for(lambda: serving(supervisor, told, "0.3.0"), timeout=30)
+    journal = Journal.open(tmp_path / "state")
+    releases.mark(journal, "0.3.0", releases.GOOD, "")
+    journal.close()
+    child = supervisor._child
+    assert child is not None
+    supervisor.stop()
+    assert child.wait(30) is not None
+    assert supervisor.layout.current == "0.3.0"
+    assert told.lines == ["supervising openstack-agent 0.3.0"]

@@ -1,7 +1,8 @@
 """agentupdate end to end: the supervisor, real bundles from a loopback HTTP server, real process kills.
 
 Each test installs this checkout's bundle as the current release inside a throw-away root and runs the
-supervisor from it, as the systemd unit does; the host side then sends agentupdate as nova does.
+supervisor from it, as the systemd unit does; the host side then sends agentupdate as nova does. The update and
+its rollback also run with pointer files for ``current`` and ``previous``, the Windows layout.
 """
 
 from __future__ import annotations
@@ -22,11 +23,17 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import __version__, release
+from agent import __version__, pointers, release
 from agent.host import Host
 from agent.protocol import GUEST_DIR, HOST_DIR, encode
 from agent.xenstore import XenStore
+from tests import layouts
 from tests.conftest import Service, open_journal, verdict_of, wait_for
+from tests.layouts import frozen_build
+
+#: The fixtures that run a test on either kind of pointers when it is parametrised over ``layout_kind``.
+service = layouts.service
+layout_kind = layouts.layout_kind
 
 STATES = ["received", "downloading", "verifying", "staging", "switching", "restarting", "confirming", "committed"]
 
@@ -49,9 +56,12 @@ def update_path(state_dir: Path) -> list[str]:
     return [t.dest for t in journal.transitions(command.id) if t.trigger not in ("recover", "deliver")]
 
 
-@pytest.mark.parametrize("form", ["text", "object"])
-def test_good_update(service: Service, bundles, file_server, host: Host, state_dir: Path, form: str) -> None:
-    """The new release answers version, the journal shows every state, and the links moved."""
+@pytest.mark.parametrize(("form", "layout_kind"), [("text", pointers.SYMLINK), ("object", pointers.SYMLINK),
+                                                   ("text", pointers.FILE)])
+def test_good_update(service: Service, bundles, file_server, host: Host, state_dir: Path, form: str,
+                     layout_kind: str) -> None:
+    """The new release answers version, the journal shows every state, and the pointers moved (links, or
+    pointer files as on Windows)."""
     service.start()
     assert versions(host) == __version__
     value: Any = serve(file_server, bundles.good)
@@ -63,6 +73,7 @@ def test_good_update(service: Service, bundles, file_server, host: Host, state_d
     assert versions(host) == "0.2.0"
     assert update_path(state_dir) == STATES
     assert (service.layout.current, service.layout.previous) == ("0.2.0", __version__)
+    assert service.layout.pointers.kind == layout_kind
     journal = open_journal(state_dir)
     assert verdict_of(journal, "0.2.0") == ("good", "")
     assert journal.verify().ok
@@ -142,14 +153,16 @@ def test_download_resumes_after_the_agent_is_killed_mid_transfer(service: Servic
     assert int(resumed_range.removeprefix("bytes=").rstrip("-")) >= 1_000_000
 
 
-@pytest.mark.parametrize(("bundle", "why"), [
-    ("crash", "crashed 3 times within 60 s (last exit status 3)"),
-    ("hang", "did not signal ready within 4 s"),
+@pytest.mark.parametrize(("bundle", "why", "layout_kind"), [
+    ("crash", "crashed 3 times within 60 s (last exit status 3)", pointers.SYMLINK),
+    ("hang", "did not signal ready within 4 s", pointers.SYMLINK),
+    ("crash", "crashed 3 times within 60 s (last exit status 3)", pointers.FILE),
 ])
 def test_bad_release_is_rolled_back_and_never_retried(service: Service, bundles, file_server, host: Host,
-                                                      state_dir: Path, bundle: str, why: str) -> None:
-    """A release that crashes at start, or never gets ready, is marked bad and rolled back; the old release
-    replies "500" with why, and a second request for it is refused at once."""
+                                                      state_dir: Path, bundle: str, why: str,
+                                                      layout_kind: str) -> None:
+    """A release that crashes at start, or never gets ready, is marked bad and rolled back (pointer files
+    too); the old release replies "500" with why, and a second request for it is refused at once."""
     service.start("--ready-deadline", "4")
     version = {"crash": "0.3.0", "hang": "0.4.0"}[bundle]
     value = serve(file_server, getattr(bundles, bundle))
@@ -157,7 +170,7 @@ def test_bad_release_is_rolled_back_and_never_retried(service: Service, bundles,
         "returncode": "500",
         "message": f"Update to openstack-agent {version} failed and was rolled back to {__version__}: {why}"}
     assert versions(host) == __version__
-    assert service.layout.current == __version__
+    assert (service.layout.current, service.layout.pointers.kind) == (__version__, layout_kind)
     assert verdict_of(open_journal(state_dir), version) == ("bad", why)
     assert update_path(state_dir)[-2:] == ["rolling_back", "rolled_back"]
     served_before = len(file_server.log)
@@ -187,6 +200,19 @@ def test_traversal_archive_is_refused(service: Service, bundles, file_server, ho
     answer = host.call("agentupdate", serve(file_server, crafted), timeout=30)
     assert answer == {"returncode": "500", "message": "Update refused: the bundle holds a path that leaves its "
                                                       "directory ('wheels/../../../etc/cron.d/evil'); refusing it"}
+
+
+def test_a_bundle_for_another_system_is_refused(service: Service, file_server, host: Host, tmp_path: Path) -> None:
+    """A Windows (frozen) bundle sent to a Linux guest is refused after verification, before anything is
+    staged, saying so."""
+    bundle = release.build_frozen(tmp_path / "out", frozen_build(tmp_path / "dist", "0.5.0"), "0.5.0",
+                                  platform="win-amd64")
+    service.start()
+    assert host.call("agentupdate", serve(file_server, bundle), timeout=30) == {
+        "returncode": "500", "message": "Update refused: a Windows bundle cannot be installed on Linux (release "
+                                        "0.5.0 was built for win-amd64)"}
+    assert not service.layout.release_dir("0.5.0").exists()
+    assert versions(host) == __version__
 
 
 @pytest.mark.parametrize("whole_service", [False, True], ids=["agent", "service"])

@@ -275,7 +275,9 @@ class AgentUpdate(Command):
 
         try:
             keys = release.load_public_keys(self.ctx.config.trusted_key_paths)
-            return release.open_bundle(path, keys, self.ctx.config.require_signature)
+            bundle = release.open_bundle(path, keys, self.ctx.config.require_signature)
+            release.check_system(bundle.manifest)  # a Linux bundle on Windows, or the reverse
+            return bundle
         except ReleaseError as exc:
             raise CommandFailed("500", f"Update refused: {exc}") from None
 
