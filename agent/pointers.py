@@ -18,11 +18,12 @@ Why pointer files on Windows rather than directory junctions or symbolic links:
   entry (MoveFileEx with MOVEFILE_REPLACE_EXISTING): a reader finds the old file or the new one. The pointer is
   written and fsynced (``FlushFileBuffers``) before it is renamed, so the file that lands is never torn or empty.
 
-Facts about Windows this module relies on: ``os.replace`` is MoveFileExW with MOVEFILE_REPLACE_EXISTING, which
-fails with ERROR_ACCESS_DENIED (PermissionError) while another process has the target open without
-FILE_SHARE_DELETE, as Python's ``open`` does: a reader holds the pointer for a moment only, so the rename is
-tried again a few times. A directory cannot be opened with ``os.open`` on Windows, so the directory fsync is
-POSIX only; NTFS journals the rename itself.
+Facts about Windows this module relies on: ``os.replace`` is MoveFileExW with MOVEFILE_REPLACE_EXISTING, on one
+volume; the target may not be a directory, and while any process has the target open the call fails with
+ERROR_ACCESS_DENIED (PermissionError), even when that open shares delete access: a reader holds the pointer for a
+moment only, so the rename is tried again a few times. CreateSymbolicLinkW without the privilege fails with
+ERROR_PRIVILEGE_NOT_HELD (1314). A directory cannot be opened with ``os.open`` on Windows, so the directory
+fsync is POSIX only; NTFS journals the rename itself.
 
 The kind is chosen per install root: what its ``current`` (or ``previous``) already is, else ``DEFAULT_KIND``
 (pointer files on Windows, symbolic links elsewhere; the tests run the pointer-file layout on Linux by setting
