@@ -41,14 +41,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from agent.errors import CommandFailed, ConfigError, NetworkDataError, PlatformError, where
 from agent.machines.base import MUST_PROPAGATE, RESUME, ROLL_BACK, Command, Event
-from agent.network import detect, names, plan
-from agent.network.model import Network, parse, system_interfaces
-from agent.network.renderers import windows
-from agent.platform.windows_network import WindowsNetwork
+from agent.network import names, plan
+from agent.network.model import Network, parse
 from agent.protocol import HOSTNAME, NETWORKING
 
 if TYPE_CHECKING:
     from agent.platform.network import LiveNetwork, Observed
+    from agent.platform.windows_network import WindowsNetwork
 
     #: What the machine drives: the Linux and FreeBSD port, or the Windows one.
     NetworkPort = LiveNetwork | WindowsNetwork
@@ -218,25 +217,13 @@ class ResetNetwork(Command):
                 name = None if raw_name is None else raw_name.decode("utf-8")
             except UnicodeDecodeError:
                 raise NetworkDataError(f"{HOSTNAME} is not UTF-8 text") from None
-            network = self._network()
-            interfaces = (network.interfaces() if isinstance(network, WindowsNetwork)
-                          else system_interfaces(network.root))
-            return parse(entries, name, interfaces)
+            return parse(entries, name, self._network().interfaces())
         except NetworkDataError as exc:
             raise CommandFailed("500", f"Invalid network data: {exc}; nothing was changed") from None
 
     def _stack(self) -> str:
-        network = self._network()
-        setting = self.ctx.config.network_renderer
         try:
-            if isinstance(network, WindowsNetwork):
-                if setting not in (detect.AUTO, windows.NAME):
-                    raise ConfigError(f"network.renderer {setting} is not a Windows network; use auto or windows")
-                return windows.NAME
-            stack = detect.choose(setting, network.root)
-            if stack == windows.NAME:
-                raise ConfigError("the windows network applies only on Windows")
-            return stack
+            return self._network().stack(self.ctx.config.network_renderer)
         except ConfigError as exc:
             raise CommandFailed("500", f"resetnetwork: {exc}; nothing was changed") from None
 

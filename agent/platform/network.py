@@ -49,7 +49,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.errors import PlatformError
+from agent.errors import ConfigError, PlatformError
 from agent.platform.base import run_bounded, run_tool, scrub
 from agent.platform.files import Files, show
 
@@ -185,6 +185,23 @@ class LiveNetwork:
         refusal = self.refusal
         if refusal is not None:
             raise PlatformError(refusal)
+
+    def interfaces(self) -> dict[str, str]:
+        """The guest's interfaces as the network model matches them: ``{mac12: name}``, from the root's sysfs."""
+        from agent.network.model import system_interfaces
+
+        return system_interfaces(self.root)
+
+    def stack(self, setting: str) -> str:
+        """The stack to render for: ``network.renderer``, or with ``auto`` the one the image has (ConfigError when
+        none is found, or for ``windows``, whose network is not files)."""
+        from agent.network import detect
+        from agent.network.renderers import windows
+
+        stack = detect.choose(setting, self.root)
+        if stack == windows.NAME:
+            raise ConfigError("the windows network applies only on Windows")
+        return stack
 
     # -- files ------------------------------------------------------------------------------------------
 

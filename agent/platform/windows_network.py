@@ -63,7 +63,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import PlatformError
+from agent.errors import ConfigError, PlatformError
 from agent.network.model import colon_mac, normal_mac
 from agent.network.renderers import windows as canonical
 from agent.platform.base import scrub
@@ -113,9 +113,6 @@ class WindowsNetwork:
     (``pythoncom``, ``pywintypes``, ``win32com.client``, ``win32api``, ``win32con``; ``kernel32`` with
     ``SetComputerNameExW`` and ``get_last_error``, ctypes' by default) and ``run`` the tool runner:
     tests give fakes, and nothing real is reached."""
-
-    #: The only stack this port applies (the machine takes it instead of looking for one).
-    stack = canonical.NAME
 
     def __init__(self, backups: str | os.PathLike[str], *, modules: dict[str, Any] | None = None,
                  run: Runner | None = None) -> None:
@@ -170,6 +167,12 @@ class WindowsNetwork:
         if adapter is None:
             raise PlatformError(f"no IP-enabled network adapter has MAC {colon_mac(mac)}")
         return adapter
+
+    def stack(self, setting: str) -> str:
+        """Always ``windows``: ``network.renderer`` may say ``auto`` or ``windows``, no file stack."""
+        if setting not in ("auto", canonical.NAME):
+            raise ConfigError(f"network.renderer {setting} is not a Windows network; use auto or windows")
+        return canonical.NAME
 
     def interfaces(self) -> dict[str, str]:
         """The adapters as the network model matches them: ``{mac12: name}``, the name being the MAC with colons
