@@ -21,10 +21,16 @@ def register(commands: Subparsers) -> None:
     build = actions.add_parser("build", help="build a bundle from a source checkout", description=(
         "Build openstack-agent-<version>.tar.gz: a manifest (version, target Python and platform, SHA-256 of "
         "every file), the agent's wheel and the wheels of its dependencies, so that a guest installs it "
-        "offline. --version builds the same source under another version number (candidates, tests)."))
+        "offline. --version builds the same source under another version number (candidates, tests). "
+        "--frozen bundles a frozen one-folder build instead (PyInstaller's, made with "
+        "packaging/windows/openstack-agent.spec on Windows, where a release is that build: no Python, no pip); it "
+        "needs --version, the build's own, and is for the system it is bundled on."))
     build.add_argument("--out", required=True, metavar="DIR", help="directory to write the bundle to")
     build.add_argument("--source", default=".", metavar="DIR", help="the source checkout (default: .)")
-    build.add_argument("--version", metavar="X.Y.Z", help="build under this version instead of the source's")
+    build.add_argument("--frozen", metavar="DIR",
+                       help="bundle this frozen build (openstack-agent.exe and _internal/) instead of a checkout")
+    build.add_argument("--version", metavar="X.Y.Z",
+                       help="build under this version instead of the source's (with --frozen: the build's version)")
     build.add_argument("--sign", metavar="KEY", help="sign the manifest with this Ed25519 private key (PEM)")
     build.set_defaults(handler=cmd_release_build)
 
@@ -68,8 +74,16 @@ def _debian_maintainer() -> str | None:
 
 def cmd_release_build(args: argparse.Namespace, out: TextIO) -> int:
     from agent import release
+    from agent.errors import ReleaseError
 
-    bundle = release.build(Path(args.out), Path(args.source), args.version, Path(args.sign) if args.sign else None)
+    sign = Path(args.sign) if args.sign else None
+    if args.frozen is None:
+        bundle = release.build(Path(args.out), Path(args.source), args.version, sign)
+    elif args.version is None:
+        # A frozen build does not say which version it is without being run, which it cannot be off Windows.
+        raise ReleaseError("--frozen needs --version: the version of the agent that build was made from")
+    else:
+        bundle = release.build_frozen(Path(args.out), Path(args.frozen), args.version, sign_key=sign)
     out.write(f"{bundle}\n")
     return 0
 

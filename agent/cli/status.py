@@ -98,6 +98,8 @@ def render(document: dict[str, Any], out: TextIO) -> None:
               ("previous", _release(releases["previous"], verdicts)),
               ("bad", ", ".join(f"{v} ({verdicts[v]['reason'] or 'no reason given'})" for v in releases["bad"])
                or "none")]
+    # What the install root could not tell (a pointer file naming no release), each with its fix.
+    pairs += [("error", error) for error in releases.get("errors", [])]
     pairs += _journal_lines(journal)
     output.fields(pairs, out)
     if journal["last"]:

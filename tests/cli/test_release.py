@@ -15,6 +15,7 @@ from agent import faults, release
 from agent.cli import main
 from agent.errors import ReleaseError
 from tests.cli.conftest import run
+from tests.layouts import frozen_build
 from tests.releases import ROOT
 
 
@@ -133,4 +134,37 @@ def test_package_of_a_file_not_a_bundle(tmp_path: Path, capsys: pytest.CaptureFi
     flags = ["--maintainer", "A <a@example.org>"] if action == "deb" else []
     assert run("release", action, str(bundle), "--out", str(tmp_path / "out"), *flags) == (10, "")
     assert capsys.readouterr().err.startswith("Error: openstack-agent-1.0.0.tar.gz is not a readable release bundle: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_frozen_prints_its_bundle(tmp_path: Path) -> None:
+    """'release build --frozen DIR --version V' prints the one bundle it wrote: of the kind frozen, for this
+    system, holding the build's files under frozen/ and checked by verify."""
+    build = frozen_build(tmp_path / "dist" / "openstack-agent", "2.1.0")
+    expected = tmp_path / "out" / "openstack-agent-2.1.0.tar.gz"
+    assert run("release", "build", "--frozen", str(build), "--version", "2.1.0", "--out", str(tmp_path / "out")) == (
+        0, f"{expected}\n")
+    assert sorted((tmp_path / "out").iterdir()) == [expected]
+    bundle = release.open_bundle(expected)
+    assert (bundle.manifest.kind, bundle.manifest.platform) == (release.FROZEN, release.platform_tag())
+    assert sorted(bundle.manifest.files) == ["frozen/_internal/base_library.zip", "frozen/openstack-agent.exe"]
+
+
+@pytest.mark.parametrize(("version", "contents", "message"), [
+    (None, True, "--frozen needs --version: the version of the agent that build was made from"),
+    ("2.1.0", False, "{build} is not a frozen build: it has no openstack-agent.exe"),
+    ("2.x", True, "invalid release version '2.x': use dotted numbers such as 1.2.3"),
+])
+def test_build_frozen_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str], version: str | None,
+                               contents: bool, message: str) -> None:
+    """Without a version, of a folder that is no frozen build, or under a version that is no release's, 'release
+    build --frozen' writes nothing and says why (exit 10)."""
+    build = tmp_path / "build"
+    if contents:
+        frozen_build(build, "2.1.0")
+    else:
+        build.mkdir()
+    flags = ["--version", version] if version else []
+    assert run("release", "build", "--frozen", str(build), *flags, "--out", str(tmp_path / "out")) == (10, "")
+    assert capsys.readouterr().err == f"Error: {message.format(build=build)}\n"
     assert not (tmp_path / "out").exists()

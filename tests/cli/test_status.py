@@ -200,6 +200,24 @@ def test_no_journal_and_no_state_directory(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_broken_pointer_file_is_named_with_its_fix(journal_dir: Path, installed: Path) -> None:
+    """A pointer file naming no release shows as no release and an error line saying how to repair it; the
+    rest of the report is still given."""
+    (installed / "previous").unlink()
+    (installed / "previous").write_text("releases/0.0.8\n")
+    code, text = status_of(journal_dir)
+    assert code == NOT_RUNNING
+    assert text.splitlines()[2:8] == [
+        f"install root  {installed}",
+        "current       0.1.0 (good)",
+        "previous      -",
+        "bad           0.2.0 (did not signal ready within 20 s)",
+        f"error         the pointer file {installed}/previous names releases/0.0.8, which does not exist; write the "
+        f"line 'releases/<version>' of a release installed under {installed}/releases into it, or install a "
+        "release again with 'openstack-agent install BUNDLE'",
+        journal_line(journal_dir).rstrip("\n")]
+
+
 def test_unfinished_and_a_tampered_journal(journal_dir: Path, installed: Path) -> None:
     """An unfinished command is named, and a journal edited outside the agent shows verify's failure."""
     journal = Journal.open(journal_dir)
