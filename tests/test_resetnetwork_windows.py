@@ -104,3 +104,40 @@ def test_a_restart_while_verifying_rolls_back_once(windows_agent: Any, host: Hos
     assert reply["returncode"] == "500" and "the agent stopped" in reply["message"]
     assert is_dhcp(net) and net.next_boot_name == "WIN-OLD"
     assert [name for name, _, _ in net.calls].count("EnableDHCP") == 1
+
+
+def test_a_second_run_keeps_the_pending_rename(windows_agent: Any, host: Host, net: FakeWindowsNet) -> None:
+    """Run 1 renames for the next boot; run 2 with the same data is unchanged (the pending name is the one asked
+    for) and says the rename still waits for the reboot; a later run that fails restores that pending name, not the
+    running one."""
+    windows_agent(network_verify="gateway", network_verify_timeout=1)
+    net.reachable = {"203.0.113.1", "2001:db8::1"}
+    assert host.reset_network(NETWORK, "web-1", timeout=30)["returncode"] == "0"
+    net.reachable = set()
+    calls = len(net.calls)
+    second = host.reset_network(NETWORK, "web-1", timeout=30)
+    assert second == {"returncode": "0", "message": "the host name web-1 takes effect after a reboot"}
+    assert net.next_boot_name == "web-1" and len(net.calls) == calls
+    third = host.reset_network(NETWORK, "web-2", timeout=30)
+    assert third["returncode"] == "500" and "was rolled back" in third["message"]
+    assert (net.running_name, net.next_boot_name) == ("WIN-OLD", "web-1")
+
+
+def test_after_the_reboot_an_unchanged_run_says_nothing_of_a_rename(windows_agent: Any, host: Host,
+                                                                    net: FakeWindowsNet) -> None:
+    """Once the reboot took the pending name, the same data again is "0" with no message."""
+    windows_agent()
+    assert host.reset_network(NETWORK, "web-1", timeout=30)["returncode"] == "0"
+    net.reboot()
+    assert host.reset_network(NETWORK, "web-1", timeout=30) == {"returncode": "0", "message": ""}
+
+
+def test_two_adapters_with_the_mac_refuse_the_change(windows_agent: Any, host: Host, net: FakeWindowsNet) -> None:
+    """An emulated NIC beside the PV one with nova's MAC: the reply is "500", names the MAC and both adapters and
+    says nothing was changed; neither adapter nor the host name was touched."""
+    windows_agent()
+    net.adapters["emulated"] = Adapter(MAC.upper(), index=9)
+    reply = host.reset_network(NETWORK, "web-1", timeout=30)
+    assert reply["returncode"] == "500" and reply["message"].endswith("nothing was changed")
+    assert f"two IP-enabled network adapters have MAC {MAC} (interface index 4 and 9)" in reply["message"]
+    assert net.calls == [] and net.commands == [] and net.next_boot_name == "WIN-OLD"

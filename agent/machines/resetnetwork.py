@@ -14,15 +14,16 @@ the kernel holds. The machine decides when, and journals what:
 
 Validate, then act. ``received`` reads, parses and renders and reads the present files, touching nothing: bad
 data is a "500" that says nothing was changed. ``plan`` journals, as working data, each file's present
-contents (the backup) and new contents, the stack, the addresses and default routes to expect and the running
-host name, before the first file is written. So a rollback (after a failed write, apply or verify, or after a
-crash or reboot in any state between) has everything it needs in the journal: it removes the files that were
-new, puts the old contents back, applies the old configuration again (unless nothing had been applied yet) and
-restores the host name. The reply says what happened: "0" only when the network was verified.
+contents (the backup) and new contents, the stack, the addresses and default routes to expect and the host
+name (on Windows the one the next boot takes), before the first file is written. So a rollback (after a failed
+write, apply or verify, or after a crash or reboot in any state between) has everything it needs in the journal:
+it removes the files that were new, puts the old contents back, applies the old configuration again (unless
+nothing had been applied yet) and restores the host name. The reply says what happened: "0" only when the
+network was verified.
 
 On Windows (``agent.platform.windows_network``) the "files" are the adapters' configurations and the stack is
 always ``windows``; a new host name takes effect only at the next boot, so the journal records that a reboot is
-pending and the "0" reply says so.
+pending and the "0" reply says so (an unchanged one too, while the rename still waits for the reboot).
 
 ``verifying`` does not block the agent: it looks, and if the network is not there yet it asks to be resumed
 shortly (``wait``), so other requests are served meanwhile; after ``network.verify_timeout`` it rolls back.
@@ -116,7 +117,8 @@ class ResetData:
     #: The default routes that must be in place, as [gateway, interface].
     defaults: list[list[str]] = dataclasses.field(default_factory=list)
     hostname: str | None = None
-    #: The running host name before the change, to restore on rollback.
+    #: The host name before the change, to restore on rollback: the running one, or on Windows the one the next
+    #: boot takes (a rename an earlier command left pending).
     previous_hostname: str | None = None
     #: Why the change is being rolled back (set by ``rollback``).
     why: str = ""
@@ -167,14 +169,18 @@ class ResetNetwork(Command):
             missing = "" if changed else self._missing(network, addresses, defaults)
             running = None if wanted.hostname is None else names.system_name(wanted.hostname, stack)
             if not missing and running is not None and previous_hostname not in (None, running):
-                missing = f"the running host name is not {running}"
+                missing = f"the host name is not {running}"
+            waiting = running is not None and not changed and not missing and _rename_pending(network)
         except PlatformError as exc:
             raise CommandFailed("500", f"resetnetwork: {exc}; nothing was changed") from None
         detail: dict[str, Any] = {"stack": stack, "interfaces": list(addresses),
                                   "hostname": wanted.hostname}
         if not changed:
             if not missing:
-                self.finish("unchanged", "0", "", detail={**detail, "files": [], "unchanged": True})
+                # A rename an earlier run made may still wait for the reboot: the reply says so again.
+                message = f"the host name {running} takes effect after a reboot" if waiting else ""
+                self.finish("unchanged", "0", message, detail={**detail, "files": [], "unchanged": True,
+                                                               "reboot_pending": waiting})
                 return
             detail["applying_because"] = f"the files are as asked but the system is not: {missing}"
         planned = [PlannedFile(path, _sha256(current(path)), hashlib.sha256(files[path].contents).hexdigest(),
@@ -220,6 +226,8 @@ class ResetNetwork(Command):
             return parse(entries, name, self._network().interfaces())
         except NetworkDataError as exc:
             raise CommandFailed("500", f"Invalid network data: {exc}; nothing was changed") from None
+        except PlatformError as exc:  # the interfaces cannot be listed, or not told apart
+            raise CommandFailed("500", f"resetnetwork: {exc}; nothing was changed") from None
 
     def _stack(self) -> str:
         try:
@@ -410,6 +418,12 @@ class ResetNetwork(Command):
             owner = name.split("-")[1] if name.startswith("resetnetwork-") else ""
             if not owner.isdigit() or int(owner) not in unfinished:
                 network.forget(name)
+
+
+def _rename_pending(network: NetworkPort) -> bool:
+    """Whether the port's host name waits for the next boot (only Windows renames at boot)."""
+    pending = getattr(network, "rename_pending", None)
+    return bool(pending()) if pending is not None else False
 
 
 def _sha256(contents: bytes | None) -> str | None:

@@ -41,6 +41,11 @@ Facts about the real API this module relies on:
   (its stubs list only ``GetComputerNameEx``), so it is called through ctypes (``kernel32`` can be injected).
   ``win32api.GetComputerNameEx(win32con.ComputerNamePhysicalDnsHostname)`` is the running name and fails with
   ``pywintypes.error``.
+* ``SetComputerNameExW(ComputerNamePhysicalDnsHostname, name)`` stores ``name`` as it was given in the value ``NV
+  Hostname`` of ``HKLM\\SYSTEM\\CurrentControlSet\\Services\\Tcpip\\Parameters`` and leaves ``Hostname`` (the
+  running name) as it is; the next boot takes ``NV Hostname``. GetComputerNameEx has no format for that pending
+  name, so ``hostname`` reads it with the standard library's ``winreg`` (``OpenKey``, ``QueryValueEx``, which
+  raise ``OSError``, ``FileNotFoundError`` for a missing value).
 
 Unconfirmed (no Windows here): that ``IPSubnet`` gives IPv6 prefixes as bare numbers on every version, the
 ``TTL=`` rule for every language, netsh's exit statuses for an address that already exists, and that deleting
@@ -75,6 +80,9 @@ NAMESPACE = "root\\cimv2"
 ADAPTERS = "SELECT * FROM Win32_NetworkAdapterConfiguration WHERE IPEnabled = TRUE"
 #: COMPUTER_NAME_FORMAT's ComputerNamePhysicalDnsHostname (win32con has it; the number is for the fakes).
 COMPUTER_NAME_PHYSICAL_DNS_HOSTNAME = 5
+#: Where SetComputerNameExW leaves the DNS host name the next boot takes (HKEY_LOCAL_MACHINE).
+TCPIP_PARAMETERS = "SYSTEM\\CurrentControlSet\\Services\\Tcpip\\Parameters"
+PENDING_HOSTNAME = "NV Hostname"
 #: MAX_COMPUTERNAME_LENGTH: the NetBIOS name is the host name cut to this many characters.
 NETBIOS_MAX = 15
 #: A DNS host name label.
@@ -110,9 +118,9 @@ def run_tool(argv: Sequence[str]) -> tuple[int, str]:
 
 class WindowsNetwork:
     """The network port on Windows (see the module's description). ``modules`` injects pywin32's
-    (``pythoncom``, ``pywintypes``, ``win32com.client``, ``win32api``, ``win32con``; ``kernel32`` with
-    ``SetComputerNameExW`` and ``get_last_error``, ctypes' by default) and ``run`` the tool runner:
-    tests give fakes, and nothing real is reached."""
+    (``pythoncom``, ``pywintypes``, ``win32com.client``, ``win32api``, ``win32con``), the standard ``winreg``,
+    ``kernel32`` (with ``SetComputerNameExW`` and ``get_last_error``, ctypes' by default), and ``run`` the tool
+    runner: tests give fakes, and nothing real is reached."""
 
     def __init__(self, backups: str | os.PathLike[str], *, modules: dict[str, Any] | None = None,
                  run: Runner | None = None) -> None:
@@ -146,7 +154,8 @@ class WindowsNetwork:
     # -- the adapters through WMI -------------------------------------------------------------------------
 
     def _adapters(self) -> dict[str, Any]:
-        """The IP-enabled adapters by 12-digit MAC."""
+        """The IP-enabled adapters by 12-digit MAC; PlatformError when two have one MAC (an emulated NIC left
+        beside the PV one): which of them nova means cannot be told, so neither is guessed."""
         self._allowed()
         com_error = self._module("pywintypes").com_error
         try:
@@ -156,8 +165,14 @@ class WindowsNetwork:
             adapters: dict[str, Any] = {}
             for adapter in found:
                 mac = _get(adapter, "MACAddress")
-                if isinstance(mac, str) and len(normal_mac(mac)) == 12:
-                    adapters.setdefault(normal_mac(mac), adapter)
+                if not isinstance(mac, str) or len(normal_mac(mac)) != 12:
+                    continue
+                first = adapters.setdefault(normal_mac(mac), adapter)
+                if first is not adapter:
+                    raise PlatformError(
+                        f"two IP-enabled network adapters have MAC {colon_mac(normal_mac(mac))} (interface index "
+                        f"{_get(first, 'InterfaceIndex')} and {_get(adapter, 'InterfaceIndex')}): which one to "
+                        "configure cannot be told; disable or remove the one not meant")
             return adapters
         except com_error as exc:
             raise PlatformError(f"cannot list the network adapters through WMI: {_com_text(exc)}") from exc
@@ -375,9 +390,28 @@ class WindowsNetwork:
         if not kernel32.SetComputerNameExW(self._name_format(), name):
             code = kernel32.get_last_error()
             raise PlatformError(f"cannot set the host name {name}: SetComputerNameExW failed with error {code}")
-        return name.lower() != (self.hostname() or "").lower()
+        return name.lower() != self.running_hostname().lower()
 
     def hostname(self) -> str | None:
+        """The host name the computer will have after the next boot: the one a rename left pending, else the
+        running one. The machine journals it as the name to restore, and a name asked for again is unchanged."""
+        self._allowed()
+        winreg = self._module("winreg")
+        try:
+            with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, TCPIP_PARAMETERS) as key:
+                pending, _ = winreg.QueryValueEx(key, PENDING_HOSTNAME)
+        except FileNotFoundError:
+            pending = None
+        except OSError as exc:
+            raise PlatformError(f"cannot read the host name for the next boot ({PENDING_HOSTNAME} under "
+                                f"HKLM\\{TCPIP_PARAMETERS}): {exc.strerror or exc}") from exc
+        return pending if isinstance(pending, str) and pending else self.running_hostname()
+
+    def rename_pending(self) -> bool:
+        """Whether the next boot renames the computer (the pending host name is not the running one)."""
+        return (self.hostname() or "").lower() != self.running_hostname().lower()
+
+    def running_hostname(self) -> str:
         """The running computer name (a rename takes effect only at the next boot)."""
         self._allowed()
         if TYPE_CHECKING:

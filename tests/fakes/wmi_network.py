@@ -2,9 +2,9 @@
 ``Win32_NetworkAdapterConfiguration`` through pywin32's COM client, ``netsh``, ``ping`` and the computer name.
 
 ``FakeWindowsNet`` holds the adapters' state; ``modules()`` is what the port imports (``pythoncom``,
-``pywintypes``, ``win32com.client``, ``win32api``, ``win32con``, and ``kernel32`` for ``SetComputerNameExW``) and
-``run`` its tool runner. What it follows of the real API (the WMI class's documentation, pywin32, the scripting
-API as ``tests/fakes/xeniface.py`` models it):
+``pywintypes``, ``win32com.client``, ``win32api``, ``win32con``, ``winreg``, and ``kernel32`` for
+``SetComputerNameExW``) and ``run`` its tool runner. What it follows of the real API (the WMI class's
+documentation, pywin32, the scripting API as ``tests/fakes/xeniface.py`` models it):
 
 - ``ConnectServer(".", "root\\cimv2").ExecQuery(...)`` lists the IP-enabled adapters as SWbemObjects whose
   properties are a snapshot taken by the query (a method call does not refresh them); ``MACAddress`` in upper
@@ -16,11 +16,16 @@ API as ``tests/fakes/xeniface.py`` models it):
   Each returns ``ReturnValue``. ``fail[method] = code`` makes the next call of a method return ``code``.
 - ``netsh interface ipv4|ipv6 add|delete address|route``, exit status 1 with a message for a missing element
   or one that exists; ``ping -n 1 -w 1000 ip`` answers (with ``TTL=``) for the addresses in ``reachable``.
-- ``SetComputerNameExW(5, name)`` sets the name the next boot takes; ``GetComputerNameEx(5)`` is the running one.
+- ``SetComputerNameExW(5, name)`` sets the name the next boot takes, which ``winreg`` reads as the value ``NV
+  Hostname`` of ``HKLM\\SYSTEM\\CurrentControlSet\\Services\\Tcpip\\Parameters`` (``OpenKey`` a context manager,
+  ``QueryValueEx`` returning ``(value, REG_SZ)``, ``FileNotFoundError`` for a missing value, ``OSError`` for
+  others; ``registry_error`` sets the error a read raises: ``FileNotFoundError`` where no rename ever wrote the
+  value); ``GetComputerNameEx(5)`` is the running one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import threading
@@ -31,6 +36,9 @@ from typing import Any
 from tests.fakes.xeniface import _Apartments, _Com, _InParameters, _Instance, com_error
 
 ERROR_INVALID_PARAMETER = 87
+HKEY_LOCAL_MACHINE = 0x80000002
+REG_SZ = 1
+TCPIP_PARAMETERS = "SYSTEM\\CurrentControlSet\\Services\\Tcpip\\Parameters"
 COMPUTER_NAME_PHYSICAL_DNS_HOSTNAME = 5
 METHODS = {"EnableStatic": ("IPAddress", "SubnetMask"), "SetGateways": ("DefaultIPGateway", "GatewayCostMetric"),
            "SetDNSServerSearchOrder": ("DNSServerSearchOrder",), "EnableDHCP": ()}
@@ -127,6 +135,8 @@ class FakeWindowsNet:
         self.lock = threading.Lock()
         self.apartments = _Apartments()
         self._last_error = 0
+        #: What reading the pending name raises (None: it is read).
+        self.registry_error: OSError | None = None
 
     # -- the modules the port imports ---------------------------------------------------------------------
 
@@ -137,6 +147,8 @@ class FakeWindowsNet:
             "win32com.client": types.SimpleNamespace(Dispatch=self._dispatch),
             "win32api": types.SimpleNamespace(GetComputerNameEx=self._get_name),
             "win32con": types.SimpleNamespace(ComputerNamePhysicalDnsHostname=COMPUTER_NAME_PHYSICAL_DNS_HOSTNAME),
+            "winreg": types.SimpleNamespace(HKEY_LOCAL_MACHINE=HKEY_LOCAL_MACHINE, OpenKey=self._open_key,
+                                            QueryValueEx=self._query_value),
             "kernel32": types.SimpleNamespace(SetComputerNameExW=self._set_name,
                                               get_last_error=lambda: self._last_error),
         }
@@ -167,6 +179,17 @@ class FakeWindowsNet:
         if kind != COMPUTER_NAME_PHYSICAL_DNS_HOSTNAME:
             raise error(ERROR_INVALID_PARAMETER, "GetComputerNameEx", "The parameter is incorrect.")
         return self.running_name
+
+    def _open_key(self, key: int, sub_key: str) -> contextlib.AbstractContextManager[str]:
+        assert (key, sub_key.lower()) == (HKEY_LOCAL_MACHINE, TCPIP_PARAMETERS.lower()), sub_key
+        return contextlib.nullcontext(sub_key)
+
+    def _query_value(self, key: str, name: str) -> tuple[str, int]:
+        if self.registry_error is not None:
+            raise self.registry_error
+        if name.lower() != "nv hostname":
+            raise FileNotFoundError(2, "The system cannot find the file specified")
+        return self.next_boot_name, REG_SZ
 
     def _set_name(self, kind: int, name: str) -> int:
         if kind != COMPUTER_NAME_PHYSICAL_DNS_HOSTNAME or not name or len(name) > 63 or any(

@@ -45,6 +45,17 @@ def test_a_dhcp_adapter_reads_as_dhcp(port: WindowsNetwork) -> None:
     assert port.interfaces() == {"fa163e0a1b2c": MAC}
 
 
+def test_two_adapters_with_one_mac_are_refused(port: WindowsNetwork, net: FakeWindowsNet) -> None:
+    """Two IP-enabled adapters with one MAC (an emulated NIC beside the PV one, MACs in either case): every call
+    that looks for the adapters refuses, naming the MAC and both interface indexes, and nothing is set."""
+    net.adapters["emulated"] = Adapter(MAC.upper(), index=12)
+    for call in (port.interfaces, lambda: port.read(PATH), lambda: set_doc(port, STATIC)):
+        with pytest.raises(PlatformError, match=rf"two IP-enabled network adapters have MAC {MAC} \(interface "
+                                                r"index 7 and 12\)"):
+            call()
+    assert net.calls == [] and net.commands == []
+
+
 def test_a_static_configuration_is_set_through_wmi_and_reads_back_the_same(port: WindowsNetwork,
                                                                            net: FakeWindowsNet) -> None:
     """EnableStatic, SetGateways and SetDNSServerSearchOrder get nova's values; the adapter then reads back as
@@ -166,13 +177,26 @@ def test_answers_needs_a_real_reply(port: WindowsNetwork, net: FakeWindowsNet, m
 
 def test_the_host_name_waits_for_a_reboot(port: WindowsNetwork, net: FakeWindowsNet,
                                           caplog: pytest.LogCaptureFixture) -> None:
-    """set_hostname sets the next boot's name and says a reboot is pending; hostname stays the running one; a
-    name over 15 characters is logged with the NetBIOS name it gives."""
+    """set_hostname sets the next boot's name and says a reboot is pending; hostname is then that pending name,
+    running_hostname the running one; a name over 15 characters is logged with the NetBIOS name it gives."""
+    assert not port.rename_pending()
     with caplog.at_level(logging.WARNING):
         assert port.set_hostname("a-rather-long-web-name") is True
-    assert net.next_boot_name == "a-rather-long-web-name" and port.hostname() == "WIN-OLD"
+    assert net.next_boot_name == "a-rather-long-web-name" and port.hostname() == "a-rather-long-web-name"
+    assert port.running_hostname() == "WIN-OLD" and port.rename_pending()
     assert "A-RATHER-LONG-W" in caplog.text
-    assert port.set_hostname("win-old") is False
+    assert port.set_hostname("win-old") is False and not port.rename_pending()
+
+
+def test_the_pending_name_falls_back_to_the_running_one(port: WindowsNetwork, net: FakeWindowsNet) -> None:
+    """Without an NV Hostname value (no rename ever wrote one) hostname is the running name; another registry
+    error is a PlatformError naming the value."""
+    net.running_name = "WIN-RUN"
+    net.registry_error = FileNotFoundError(2, "The system cannot find the file specified")
+    assert port.hostname() == "WIN-RUN" and not port.rename_pending()
+    net.registry_error = PermissionError(13, "Access is denied")
+    with pytest.raises(PlatformError, match="NV Hostname"):
+        port.hostname()
 
 
 @pytest.mark.parametrize("name", ["", "web_1", "web.example.com", "-web", "x" * 64])
@@ -207,6 +231,7 @@ def test_kept_contents_live_beside_not_among_the_staged(port: WindowsNetwork) ->
 
 @pytest.mark.parametrize("call", [
     lambda port: port.read(PATH), lambda port: port.set_hostname("web-1"), lambda port: port.hostname(),
+    lambda port: port.running_hostname(),
     lambda port: port.observe(), lambda port: port.answers("203.0.113.1"), lambda port: port.interfaces(),
 ])
 def test_without_fakes_nothing_is_reached_here(tmp_path: Path, call: Any) -> None:
