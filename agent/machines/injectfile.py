@@ -35,10 +35,12 @@ import hashlib
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable
-from pathlib import PurePath, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, TypeVar
 
+import agent
 from agent.config import DEFAULT_CONFIG, rooted
 from agent.errors import CommandFailed, PlatformError
 from agent.machines.base import RESUME, Command, Event
@@ -110,6 +112,20 @@ def capitalised(message: str) -> str:
 _DRIVE = re.compile(r"[A-Za-z]:[\\/]")
 
 
+def program_directories() -> list[str]:
+    """Where the running agent's code is: a frozen build's folder (the MSI's, under Program Files), else the
+    package and, in a virtual environment, that environment (a release, or one an operator made). Outside
+    ``install_root`` when the agent was installed by hand or by the MSI."""
+    if getattr(sys, "frozen", False):
+        executable = sys.executable
+        flavour: type[PurePath] = PureWindowsPath if _DRIVE.match(executable) else PurePosixPath
+        return [str(flavour(executable).parent)]
+    found = [str(Path(agent.__file__).resolve().parent)]
+    if sys.prefix != sys.base_prefix:
+        found.append(sys.prefix)
+    return found
+
+
 class _Injection(Command):
     """What both commands share: everything but how the value is decoded. (Each subclass gets a machine of
     its own from this table.)"""
@@ -138,21 +154,28 @@ class _Injection(Command):
         self.advance("write", detail={"path": data.path, "size": data.size, "sha256": data.sha256}, data=data)
 
     def _refuse_own(self, path: str) -> None:
-        """The agent's own state, install and configuration directories are not the host's to write: a file
-        there could replace the journal (the audit trail), a release or the agent's policy, whatever
-        ``inject.allowed_paths`` says.
+        """The agent's own state, install, configuration and program directories are not the host's to write: a
+        file there could replace the journal (the audit trail), a release, the agent's policy or the code that
+        runs, whatever ``inject.allowed_paths`` says.
 
         Compared by device and inode, not by name: the state directory may be a link an operator made, or a
         bind mount, and a path through its real name must be refused too.
         """
         config = self.ctx.config
-        names = ((config.state_dir, "state"), (config.install_root, "install"),
-                 (str(DEFAULT_CONFIG.parent), "configuration"))
+        names: tuple[tuple[str, str], ...] = ((config.state_dir, "state"), (config.install_root, "install"),
+                                              (str(DEFAULT_CONFIG.parent), "configuration"))
+        programs = tuple((directory, "program") for directory in program_directories())
         own: dict[tuple[int, int], tuple[str, str]] = {}
         for directory, what in names:
             with contextlib.suppress(OSError):
                 found = os.stat(rooted(config.root, directory))
                 own[(found.st_dev, found.st_ino)] = (directory, what)
+        for directory, what in programs:
+            # The running code is where it is, not under the root: found by its own path.
+            with contextlib.suppress(OSError):
+                found = os.stat(directory)
+                own[(found.st_dev, found.st_ino)] = (directory, what)
+        names += programs
         # A drive path is compared as Windows compares paths (ignoring case), and found where the files port
         # puts it; a POSIX path under the root.
         files = self._files()

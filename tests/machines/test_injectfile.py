@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,13 @@ from typing import Any
 import pytest
 from transitions import MachineError
 
+import agent
 from agent.config import from_overrides
 from agent.errors import CommandFailed, PlatformError
 from agent.journal import Journal
 from agent.machines import REGISTRY
 from agent.machines.base import Command, Context, stored_value
-from agent.machines.injectfile import BAD_BASE64, FileInject, InjectFile
+from agent.machines.injectfile import BAD_BASE64, FileInject, InjectFile, program_directories
 from agent.platform.files import Files, temp_name
 from agent.ports import Ports
 from agent.protocol import Request
@@ -30,6 +32,10 @@ MARKER = b"ssh-ed25519 AAAAC3-InjectFile-Marker-7Qx9 operator@example\n"
 NOON = datetime(2026, 11, 24, 5, 15, tzinfo=UTC)
 MACHINES = [InjectFile, FileInject]
 WITHDRAWN = CommandFailed("500", "Request was withdrawn by the host before the agent could finish it")
+
+
+#: The agent package's directory: the running agent's own code.
+PACKAGE = str(Path(agent.__file__).resolve().parent)
 
 
 def b64(data: bytes) -> str:
@@ -457,6 +463,51 @@ def test_the_agents_own_directories_are_refused(journal: Journal, root: Path, ma
     assert (cmd.state, cmd.record.reply_code) == ("failed", "500")
     assert cmd.record.reply_message == f"Refused to write '{path}': it is inside the agent's own {what}"
     assert snapshot(root) == before
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+def test_the_running_agents_own_code_is_refused(journal: Journal, root: Path, machine: type[Command]) -> None:
+    """The package the agent runs from is refused by name, wherever it was installed."""
+    package = Path(agent.__file__).resolve().parent
+    cmd = command(journal, machine, value_for(machine, str(package / "daemon.py"), b"Marker"), files_port(root))
+    cmd.run()
+    assert (cmd.state, cmd.record.reply_code) == ("failed", "500")
+    assert cmd.record.reply_message == (f"Refused to write '{package}/daemon.py': it is inside the agent's own "
+                                        f"program directory {package}")
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+def test_the_virtual_environment_the_agent_runs_from_is_refused(journal: Journal, root: Path, machine: type[Command],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A virtual environment outside install_root that the agent runs from, reached through the root, is refused
+    by identity."""
+    venv = root / "srv/venv"
+    (venv / "bin").mkdir(parents=True)
+    monkeypatch.setattr(sys, "prefix", str(venv))
+    before = snapshot(root)
+    record = journal.receive("own", "", machine.NAME, machine.NAME, "0" * 64, None)
+    ctx = Context(journal=journal, config=from_overrides(root=str(root)), ports=Ports(files=files_port(root)),
+                  request=Request("own", machine.NAME, value_for(machine, "/srv/venv/bin/python3", MARKER), "0" * 64))
+    cmd = machine(record, ctx)
+    cmd.run()
+    assert (cmd.state, cmd.record.reply_code) == ("failed", "500")
+    assert f"it is inside the agent's own program directory {venv}" in (cmd.record.reply_message or "")
+    assert snapshot(root) == before
+
+
+@pytest.mark.parametrize(("frozen", "executable", "prefix", "expected"), [
+    (True, r"C:\Program Files\OpenStack\Agent\openstack-agent.exe", None, [r"C:\Program Files\OpenStack\Agent"]),
+    (True, "/opt/agent/openstack-agent", None, ["/opt/agent"]),
+    (False, "/usr/bin/python3", "/srv/venv", [PACKAGE, "/srv/venv"]),
+    (False, "/usr/bin/python3", None, [PACKAGE]),
+], ids=["frozen-windows", "frozen-posix", "venv", "system-python"])
+def test_program_directories(monkeypatch: pytest.MonkeyPatch, frozen: bool, executable: str, prefix: str | None,
+                             expected: list[str]) -> None:
+    """A frozen build's folder, else the package and the virtual environment it runs in (if it does)."""
+    monkeypatch.setattr(sys, "frozen", frozen, raising=False)
+    monkeypatch.setattr(sys, "executable", executable)
+    monkeypatch.setattr(sys, "prefix", prefix or sys.base_prefix)
+    assert program_directories() == expected
 
 
 @pytest.mark.parametrize("machine", MACHINES)

@@ -5,6 +5,7 @@ agent's own directories by name (ignoring case, as Windows does) and by identity
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,21 @@ def test_the_agents_own_directory_is_refused_by_identity(journal: Journal, drive
     assert cmd.record.reply_code == "500"
     assert "it is inside the agent's own state directory /var/lib/openstack-agent" in (cmd.record.reply_message or "")
     assert os.listdir(state) == [] and files.writes == 0
+
+
+@pytest.mark.parametrize("path", [r"C:\Program Files\OpenStack\Agent\_internal\python311.dll",
+                                  r"c:/program files/openstack/agent/openstack-agent.exe"])
+def test_the_frozen_builds_own_folder_is_refused(journal: Journal, drives: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 path: str) -> None:
+    """The folder the running frozen build was installed in (the MSI's, outside install_root) is refused,
+    whatever the case of its letters."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", r"C:\Program Files\OpenStack\Agent\openstack-agent.exe")
+    files = port(drives)
+    cmd = command(journal, InjectFile, value_for(InjectFile, path, MARKER), files,
+                  state_dir=r"C:\ProgramData\OpenStackAgent")
+    cmd.run()
+    assert cmd.record.reply_code == "500"
+    assert (cmd.record.reply_message or "").endswith(
+        r"it is inside the agent's own program directory C:\Program Files\OpenStack\Agent")
+    assert not (drives / "C/Program Files").exists() and files.writes == 0
