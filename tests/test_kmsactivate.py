@@ -23,7 +23,7 @@ from agent.xenstore_wmi import WmiXenStore
 from tests.cli.conftest import run
 from tests.conftest import ThreadAgent, make_config, open_journal
 from tests.fakes.reparse import FakeAttributes
-from tests.fakes.slmgr import NO_KMS_QUITS, NO_KMS_TEXT, FakeCscript
+from tests.fakes.slmgr import NO_KMS_QUITS, NO_KMS_TEXT, FakeCscript, FakeLicensingWmi
 from tests.fakes.xeniface import FakeXeniface
 
 SERVER = "[2001:db8::5]:1688"
@@ -56,7 +56,8 @@ def windows_agent(xenstored: Xenstored, domain: str, system_root: Path, cscript:
         agent = Agent(config, on_ready=ready.set, transport=transport, files=files)
         if windows:  # what the daemon builds on Windows
             agent.ports = dataclasses.replace(agent.ports, licensing=Licensing(
-                cscript=str(cscript.path), slmgr=r"C:\Windows\System32\slmgr.vbs"))
+                cscript=str(cscript.path), slmgr=r"C:\Windows\System32\slmgr.vbs",
+                modules=FakeLicensingWmi().modules()))
         holder = ThreadAgent(agent, threading.Thread(target=agent.run, daemon=True))
         holder.thread.start()
         assert ready.wait(20), "the agent did not become ready"

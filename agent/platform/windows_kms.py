@@ -25,9 +25,17 @@ Facts about slmgr.vbs this module relies on (the script as Windows ships it):
   ``Error:`` line.
 - Some failures always exit 0: a product whose license status is not "licensed" after ``Activate`` prints
   ``Error: Product activation failed.``; no product key prints ``Error: product not found.``
-- slmgr's messages are localised (``slmgr\\<language id>\\slmgr.ini`` beside the script). A non-zero exit
-  status is an error in any language; with exit status 0 this module recognises an error by the English
-  ``Error:`` prefix only, and otherwise takes slmgr at its word.
+- slmgr's messages are localised (``slmgr\\<language id>\\slmgr.ini`` beside the script), but its HRESULTs are
+  not: a non-zero exit status, the English ``Error:`` prefix or a licensing error code (``0xC004xxxx``, the
+  Software Licensing Service's facility) anywhere in the output is a failure in any language.
+- So that a failure slmgr words in another language and exits 0 for is not taken as success, ``activate``
+  then reads the license state itself (``licensed``): WMI ``root\\cimv2``, the ``SoftwareLicensingProduct``
+  instances whose ``ApplicationID`` is Windows' (``55c92734-d682-4d71-983e-d6ec3f16059f``, the one slmgr
+  filters on) and which have a ``PartialProductKey`` (a product key installed); ``LicenseStatus`` (uint32) 0
+  unlicensed, 1 licensed, 2 out-of-box grace, 3 out-of-tolerance grace, 4 non-genuine grace, 5 notification, 6
+  extended grace. Activated means one of them is licensed (1). Through pywin32's COM client and the scripting
+  API (``SWbemLocator.ConnectServer``, ``ExecQuery``, ``Properties_``) as ``agent.platform.windows_network``
+  reaches WMI; failures are ``pywintypes.com_error``.
 
 The value is checked before anything runs (``parse_server``): it goes on a command line, so only a host name,
 an IPv4 address or a bracketed IPv6 address and a port pass, and no blank, quote or shell character can.
@@ -53,6 +61,18 @@ SET_SERVER_TIMEOUT = 60.0
 ACTIVATE_TIMEOUT = 120.0
 #: What slmgr prints before an error (``L_MsgErrorText_8``, English).
 ERROR_PREFIX = "Error:"
+#: A Software Licensing Service error code (HRESULT of its facility, severity error), in any language's output.
+_LICENSING_ERROR = re.compile(r"\b0x[cC]004[0-9A-Fa-f]{4}\b")
+NAMESPACE = "root\\cimv2"
+#: SoftwareLicensingProduct's ApplicationID of Windows (other products, such as Office, have their own).
+WINDOWS_APPLICATION_ID = "55c92734-d682-4d71-983e-d6ec3f16059f"
+PRODUCTS = ("SELECT Name, LicenseStatus, PartialProductKey FROM SoftwareLicensingProduct WHERE ApplicationID = "
+            "'55c92734-d682-4d71-983e-d6ec3f16059f'")
+LICENSED = 1
+#: SoftwareLicensingProduct.LicenseStatus, in words.
+LICENSE_STATUS = {0: "unlicensed", 1: "licensed", 2: "in its out-of-box grace period",
+                  3: "in its out-of-tolerance grace period", 4: "in its non-genuine grace period",
+                  5: "in notification mode", 6: "in its extended grace period"}
 #: RFC 1123 host-name label: letters, digits and hyphens, not starting or ending with a hyphen.
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _DOTTED = re.compile(r"[0-9.]+")
@@ -154,25 +174,57 @@ class Licensing:
     """The licensing port: slmgr.vbs run by cscript, each run bounded in time.
 
     ``cscript`` and ``slmgr`` are the programs' paths (by default under ``%SystemRoot%\\System32``);
-    ``runner`` runs one command line (``run_bounded`` by default; tests run a fake cscript through it too).
+    ``runner`` runs one command line (``run_bounded`` by default; tests run a fake cscript through it too);
+    ``modules`` injects pywin32's (``pythoncom``, ``pywintypes``, ``win32com.client``) for the WMI read, which
+    tests give fakes.
     """
 
     def __init__(self, cscript: str | None = None, slmgr: str | None = None, runner: Runner = _run,
-                 set_server_timeout: float = SET_SERVER_TIMEOUT, activate_timeout: float = ACTIVATE_TIMEOUT) -> None:
+                 set_server_timeout: float = SET_SERVER_TIMEOUT, activate_timeout: float = ACTIVATE_TIMEOUT,
+                 modules: dict[str, Any] | None = None) -> None:
         system32 = PureWindowsPath(system_root(), "System32")
         self.cscript = cscript or str(system32 / "cscript.exe")
         self.slmgr = slmgr or str(system32 / "slmgr.vbs")
         self._runner = runner
         self.set_server_timeout = set_server_timeout
         self.activate_timeout = activate_timeout
+        self._loaded: dict[str, Any] = dict(modules or {})
 
     def set_server(self, server: KmsServer) -> str:
         """``slmgr /skms host:port``; slmgr's message, or PlatformError saying why it failed."""
         return self._slmgr(["/skms", server.argument()], self.set_server_timeout)
 
     def activate(self) -> str:
-        """``slmgr /ato``; slmgr's message, or PlatformError saying why activation failed."""
-        return self._slmgr(["/ato"], self.activate_timeout)
+        """``slmgr /ato``, then the license state read back (``licensed``); slmgr's message, or PlatformError
+        saying why activation failed."""
+        message = self._slmgr(["/ato"], self.activate_timeout)
+        self.licensed()
+        return message
+
+    def licensed(self) -> str:
+        """The name of the Windows product that is licensed; PlatformError saying the license state when none is
+        (or when it cannot be read)."""
+        # Imported here: the machines import this module on every system, the WMI helpers only Windows needs.
+        from agent.platform.windows_network import com_text, load
+
+        com_error = load(self._loaded, "pywintypes").com_error
+        try:
+            load(self._loaded, "pythoncom").CoInitialize()
+            locator = load(self._loaded, "win32com.client").Dispatch("WbemScripting.SWbemLocator")
+            products = [(_get(p, "Name"), _get(p, "LicenseStatus"))
+                        for p in locator.ConnectServer(".", NAMESPACE).ExecQuery(PRODUCTS)
+                        if _get(p, "PartialProductKey")]
+        except com_error as exc:
+            raise PlatformError(f"slmgr /ato reported no error, but the license status cannot be read through WMI "
+                                f"(SoftwareLicensingProduct): {com_text(exc)}") from exc
+        for name, status in products:
+            if status == LICENSED:
+                return str(name)
+        if not products:
+            raise PlatformError("slmgr /ato reported no error, but no Windows product has a product key installed")
+        states = "; ".join(f"{scrub(str(name), '')} is {LICENSE_STATUS.get(status, f'in license status {status}')}"
+                           for name, status in products)
+        raise PlatformError(f"slmgr /ato reported no error, but Windows is not activated: {states}")
 
     def _slmgr(self, options: list[str], timeout: float) -> str:
         step = f"slmgr {' '.join(options)}"
@@ -202,11 +254,16 @@ def outcome(step: str, status: int, stdout: str, stderr: str) -> str:
     if status != 0:
         message = scrub(" ".join(errors), "") or scrub(stderr, "", tail=True) or scrub(" ".join(lines), "", tail=True)
         raise PlatformError(f"{step} failed with exit status {_status(status)}: {message or 'no message'}")
+    errors = errors or [line for line in lines if _LICENSING_ERROR.search(line)]
     if errors:
         raise PlatformError(f"{step} failed (exit status 0): {scrub(' '.join(errors), '')}")
     if not lines:
         return ""
     return scrub(lines[-1], "", tail=True)
+
+
+def _get(instance: Any, name: str) -> Any:
+    return instance.Properties_.Item(name).Value
 
 
 def _status(status: int) -> str:

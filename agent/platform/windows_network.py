@@ -142,14 +142,7 @@ class WindowsNetwork:
             raise PlatformError(self.refusal)
 
     def _module(self, name: str) -> Any:
-        # Imported on first use: the module imports (and is tested) where pywin32 is not installed.
-        if name not in self._loaded:
-            try:
-                self._loaded[name] = importlib.import_module(name)
-            except ImportError:
-                raise PlatformError("pywin32 is not installed; install the agent with its Windows dependencies "
-                                    "(pip install pywin32)") from None
-        return self._loaded[name]
+        return load(self._loaded, name)
 
     # -- the adapters through WMI -------------------------------------------------------------------------
 
@@ -175,7 +168,7 @@ class WindowsNetwork:
                         "configure cannot be told; disable or remove the one not meant")
             return adapters
         except com_error as exc:
-            raise PlatformError(f"cannot list the network adapters through WMI: {_com_text(exc)}") from exc
+            raise PlatformError(f"cannot list the network adapters through WMI: {com_text(exc)}") from exc
 
     def _adapter(self, mac: str) -> Any:
         adapter = self._adapters().get(mac)
@@ -207,7 +200,7 @@ class WindowsNetwork:
                 out = adapter.ExecMethod_(method)
             code = out.Properties_.Item("ReturnValue").Value
         except com_error as exc:
-            raise PlatformError(f"{method} on adapter {colon_mac(mac)} failed: {_com_text(exc)}") from exc
+            raise PlatformError(f"{method} on adapter {colon_mac(mac)} failed: {com_text(exc)}") from exc
         if code in (0, REBOOT_REQUIRED):
             return bool(code == REBOOT_REQUIRED)
         meaning = RETURN_CODES.get(code, "an error WMI does not describe")
@@ -461,6 +454,18 @@ class WindowsNetwork:
         return status == 0 and (target.version == 6 or "TTL=" in output.upper())
 
 
+def load(loaded: dict[str, Any], name: str) -> Any:
+    """The module ``name``: the one injected in ``loaded``, else imported on first use and kept there (so this
+    module imports, and is tested, where pywin32 is not installed)."""
+    if name not in loaded:
+        try:
+            loaded[name] = importlib.import_module(name)
+        except ImportError:
+            raise PlatformError("pywin32 is not installed; install the agent with its Windows dependencies "
+                                "(pip install pywin32)") from None
+    return loaded[name]
+
+
 def _get(adapter: Any, name: str) -> Any:
     return adapter.Properties_.Item(name).Value
 
@@ -500,7 +505,7 @@ def _plain(name: str) -> str:
     return name
 
 
-def _com_text(exc: BaseException) -> str:
+def com_text(exc: BaseException) -> str:
     """A com_error in words: the WMI description when excepinfo has one."""
     info = getattr(exc, "excepinfo", None)
     if info and len(info) > 2 and info[2]:

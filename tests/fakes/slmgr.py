@@ -12,19 +12,29 @@ It follows recorded facts about slmgr.vbs (the script as Windows ships it; see `
 Each run appends its arguments (after the program) as a JSON line to ``calls``; what it answers to each option
 is the ``Answer`` the test set for it (``FakeCscript.answer``). A Linux exit status keeps only the low 8 bits,
 so an HRESULT status arrives as its last byte.
+
+``FakeLicensingWmi`` stands in for the license state the port reads back after ``/ato``: WMI's
+``SoftwareLicensingProduct`` instances (``LicenseStatus`` 1 licensed, 0 unlicensed, 2-6 grace states; a product
+key installed when ``PartialProductKey`` holds its last five characters).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
+import types
 from pathlib import Path
 from typing import Any
+
+from agent.platform.windows_kms import WINDOWS_APPLICATION_ID
+from tests.fakes.xeniface import _Apartments, _Com, _Instance, com_error
 
 ACTIVATING = "Activating Windows(R), ServerDatacenter edition (b3ca044e-a358-4d68-9883-aaa2941aca99) ..."
 SKMS_SET = "Key Management Service machine name set to {server} successfully."
 ACTIVATED = "Product activated successfully."
+ACTIVATED_PRODUCT = "Windows(R), ServerDatacenter edition"
 #: HRESULTs and the texts slmgr prints for them.
 SL_E_NO_KMS = 0xC004F074
 NO_KMS_TEXT = ("Error: 0xC004F074 The Software Licensing Service reported that the computer could not be activated. "
@@ -100,3 +110,54 @@ class FakeCscript:
     def options(self) -> list[str]:
         """The slmgr options run so far, in order, with their values: ``["/skms kms:1688", "/ato"]``."""
         return [" ".join(call[2:]) for call in self.calls()]
+
+
+@dataclasses.dataclass
+class Product:
+    """A ``SoftwareLicensingProduct`` instance: its name, ``LicenseStatus`` and ``PartialProductKey`` (None when
+    no key is installed), of Windows' ApplicationID unless told otherwise."""
+
+    name: str
+    status: int = 1
+    key: str | None = "J462D"
+    application: str = WINDOWS_APPLICATION_ID
+
+
+class FakeLicensingWmi:
+    """WMI's ``root\\cimv2`` as the licensing port reads it: ``modules()`` is pywin32's ``pythoncom``,
+    ``pywintypes`` and ``win32com.client``; ``ExecQuery`` answers the port's query with the ``products`` of the
+    ApplicationID it names (WQL compares strings without regard to case), each an SWbemObject whose
+    ``Properties_`` hold ``Name``, ``LicenseStatus`` and ``PartialProductKey``. ``error`` makes the query raise
+    that ``com_error``."""
+
+    def __init__(self, products: list[Product] | None = None) -> None:
+        self.products = [Product(ACTIVATED_PRODUCT)] if products is None else products
+        self.apartments = _Apartments()
+        self.error: Exception | None = None
+        self.queries: list[str] = []
+
+    def modules(self) -> dict[str, Any]:
+        return {"pythoncom": self.apartments, "pywintypes": types.SimpleNamespace(com_error=com_error),
+                "win32com.client": types.SimpleNamespace(Dispatch=self._dispatch)}
+
+    def _dispatch(self, progid: str) -> Any:
+        assert progid == "WbemScripting.SWbemLocator" and self.apartments.initialized()
+        wmi = self
+
+        class Services(_Com):
+            def ExecQuery(self, wql: str) -> list[Any]:
+                self._check()
+                wmi.queries.append(wql)
+                if wmi.error is not None:
+                    raise wmi.error
+                found = re.fullmatch(r"SELECT (.+) FROM SoftwareLicensingProduct WHERE ApplicationID = '([^']*)'", wql)
+                assert found, wql
+                return [_Instance({"Name": p.name, "LicenseStatus": p.status, "PartialProductKey": p.key})
+                        for p in wmi.products if p.application.lower() == found.group(2).lower()]
+
+        class Locator(_Com):
+            def ConnectServer(self, server: str, namespace: str) -> Services:
+                assert (server, namespace) == (".", "root\\cimv2")
+                return Services()
+
+        return Locator()

@@ -18,7 +18,16 @@ from agent.machines.kmsactivate import KmsActivate
 from agent.platform.windows_kms import Licensing
 from agent.ports import Ports
 from agent.protocol import Request
-from tests.fakes.slmgr import NO_KMS_QUITS, NO_KMS_TEXT, NO_PRODUCT, Answer, FakeCscript
+from tests.fakes.slmgr import (
+    ACTIVATING,
+    NO_KMS_QUITS,
+    NO_KMS_TEXT,
+    NO_PRODUCT,
+    Answer,
+    FakeCscript,
+    FakeLicensingWmi,
+    Product,
+)
 from tests.machines import stopping_at
 
 SERVER = "kms.example.com:1688"
@@ -36,8 +45,9 @@ def cscript(tmp_path: Path) -> FakeCscript:
     return FakeCscript(tmp_path / "cscript")
 
 
-def port(fake: FakeCscript) -> Licensing:
-    return Licensing(cscript=str(fake.path), slmgr=r"C:\Windows\System32\slmgr.vbs")
+def port(fake: FakeCscript, wmi: FakeLicensingWmi | None = None) -> Licensing:
+    return Licensing(cscript=str(fake.path), slmgr=r"C:\Windows\System32\slmgr.vbs",
+                     modules=(wmi or FakeLicensingWmi()).modules())
 
 
 def command(journal: Journal, machine: type[Command], value: Any, licensing: Licensing | None) -> Command:
@@ -141,6 +151,19 @@ def test_a_failed_activation_says_the_server_was_set(journal: Journal, cscript: 
     message = reply(journal, cmd)["message"] or ""
     assert message.startswith(f"The KMS server was set to {SERVER}, but activation failed: {why}")
     assert cmd.state == "failed" and cscript.options() == [SKMS, "/ato"]
+
+
+def test_an_ato_that_exits_0_unlicensed_is_a_500_saying_so(journal: Journal, cscript: FakeCscript) -> None:
+    """/ato exiting 0 with a failure in another language (no English "Error:") while Windows stays unlicensed is
+    a 500 with the license state WMI reads, not "activated"."""
+    cscript.answer("/ato", Answer((ACTIVATING, "Fehler: Die Produktaktivierung ist fehlgeschlagen.")))
+    wmi = FakeLicensingWmi([Product("Windows(R), ServerStandard edition", status=5)])
+    cmd = command(journal, KmsActivate, SERVER, port(cscript, wmi))
+    cmd.run()
+    assert reply(journal, cmd) == {"returncode": "500", "message": (
+        f"The KMS server was set to {SERVER}, but activation failed: slmgr /ato reported no error, but Windows is not "
+        "activated: Windows(R), ServerStandard edition is in notification mode")}
+    assert cmd.state == "failed"
 
 
 class DiesAfterSkms(KmsActivate):

@@ -20,7 +20,10 @@ from tests.fakes.slmgr import (
     STILL_UNLICENSED,
     Answer,
     FakeCscript,
+    FakeLicensingWmi,
+    Product,
 )
+from tests.fakes.xeniface import WBEM_E_FAILED, wmi_error
 
 SLMGR = r"C:\Windows\System32\slmgr.vbs"
 
@@ -30,8 +33,14 @@ def cscript(tmp_path: Path) -> FakeCscript:
     return FakeCscript(tmp_path / "cscript")
 
 
-def licensing(fake: FakeCscript, **kwargs: Any) -> Licensing:
-    return Licensing(cscript=str(fake.path), slmgr=SLMGR, **kwargs)
+@pytest.fixture
+def wmi() -> FakeLicensingWmi:
+    """One Windows product with a key, licensed."""
+    return FakeLicensingWmi()
+
+
+def licensing(fake: FakeCscript, wmi: FakeLicensingWmi | None = None, **kwargs: Any) -> Licensing:
+    return Licensing(cscript=str(fake.path), slmgr=SLMGR, modules=(wmi or FakeLicensingWmi()).modules(), **kwargs)
 
 
 # -- the value ------------------------------------------------------------------------------------------
@@ -114,6 +123,63 @@ def test_failures_carry_slmgrs_error_whatever_the_status(cscript: FakeCscript, a
     with pytest.raises(PlatformError) as raised:
         licensing(cscript).activate()
     assert str(raised.value).startswith(why)
+
+
+@pytest.mark.parametrize(("stdout", "why"), [
+    ("Activation de Windows...\r\nErreur : 0xC004F074 Le service de gestion des licences logicielles...\r\n",
+     "slmgr /ato failed (exit status 0): Erreur : 0xC004F074 Le service"),
+    ("0xc004c003\r\n", "slmgr /ato failed (exit status 0): 0xc004c003"),
+], ids=["french", "bare-code"])
+def test_a_licensing_error_code_fails_in_any_language(stdout: str, why: str) -> None:
+    """A Software Licensing error code (0xC004xxxx) anywhere in output that exits 0 is a failure, whatever the
+    language of the words around it."""
+    with pytest.raises(PlatformError) as raised:
+        outcome("slmgr /ato", 0, stdout, "")
+    assert str(raised.value).startswith(why)
+
+
+def test_activation_is_confirmed_through_wmi(cscript: FakeCscript, wmi: FakeLicensingWmi) -> None:
+    """After /ato the port asks WMI for Windows' products (by Windows' ApplicationID) and one with a key licensed
+    confirms it; licensed names that product."""
+    assert licensing(cscript, wmi).activate() == "Product activated successfully."
+    assert wmi.queries == ["SELECT Name, LicenseStatus, PartialProductKey FROM SoftwareLicensingProduct WHERE "
+                           "ApplicationID = '55c92734-d682-4d71-983e-d6ec3f16059f'"]
+    assert licensing(cscript, wmi).licensed() == "Windows(R), ServerDatacenter edition"
+
+
+@pytest.mark.parametrize(("products", "why"), [
+    ([Product("Windows(R), ServerStandard edition", status=0)],
+     "Windows is not activated: Windows(R), ServerStandard edition is unlicensed"),
+    ([Product("Windows(R), ServerStandard edition", status=2)],
+     "Windows is not activated: Windows(R), ServerStandard edition is in its out-of-box grace period"),
+    ([Product("Windows(R), ServerStandard edition", status=9)],
+     "Windows is not activated: Windows(R), ServerStandard edition is in license status 9"),
+    ([Product("Windows(R), ServerDatacenter edition", key=None), Product("Windows(R), ServerStandard", status=5)],
+     "Windows is not activated: Windows(R), ServerStandard is in notification mode"),
+    ([Product("Office 16, Office16ProPlusVL_KMS_Client edition", application="0ff1ce15-a989-479d-af46-f275c6370663"),
+      Product("Windows(R), ServerStandard edition", status=0)],
+     "Windows is not activated: Windows(R), ServerStandard edition is unlicensed"),
+    ([Product("Windows(R), ServerStandard edition", key=None)], "no Windows product has a product key installed"),
+    ([], "no Windows product has a product key installed"),
+], ids=["unlicensed", "grace", "unknown-status", "keyless-licensed", "office-licensed", "no-key", "none"])
+def test_an_ato_that_exits_0_without_a_license_fails(cscript: FakeCscript, products: list[Product],
+                                                      why: str) -> None:
+    """/ato exiting 0 with no English Error: line (slmgr in German here) while no Windows product with a key is
+    licensed is a failure saying the license state; a licensed product without a key, or of Office, does not
+    count."""
+    cscript.answer("/ato", Answer(("Aktivierung von Windows(R), ServerStandard edition (x)...",
+                                   "Fehler: Die Produktaktivierung ist fehlgeschlagen.")))
+    with pytest.raises(PlatformError) as raised:
+        licensing(cscript, FakeLicensingWmi(products)).activate()
+    assert str(raised.value) == f"slmgr /ato reported no error, but {why}"
+
+
+def test_a_wmi_failure_reading_the_license_is_a_platform_error(cscript: FakeCscript, wmi: FakeLicensingWmi) -> None:
+    """A com_error from the query is a PlatformError with WMI's description."""
+    wmi.error = wmi_error(WBEM_E_FAILED, "Generic failure ")
+    with pytest.raises(PlatformError, match=r"the license status cannot be read through WMI "
+                                            r"\(SoftwareLicensingProduct\): Generic failure$"):
+        licensing(cscript, wmi).activate()
 
 
 def test_a_hanging_slmgr_is_killed_at_its_bound(cscript: FakeCscript) -> None:
