@@ -37,10 +37,16 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows images on
     DEFAULT_STATE_DIR = str(_BASE)
     # Where the earlier Windows agent logged, so that operators find the log where they always did.
     DEFAULT_LOG_FILE = str(Path(os.environ.get("WINDIR", r"C:\Windows")) / "Logs" / "OpenStackAgent.log")
+    # The releases live in the state directory, the one folder the agent keeps for SYSTEM and Administrators
+    # alone (agent.winacl; its lock secures the install root wherever it is): %ProgramData% lets every user create
+    # in it, and a release is code the service runs as LocalSystem. Not the MSI's folder under Program Files,
+    # which the MSI owns: an upgrade or removal there would race the supervisor switching releases.
+    DEFAULT_INSTALL_ROOT = DEFAULT_STATE_DIR
 else:
     DEFAULT_CONFIG = Path("/etc/openstack-agent/agent.toml")
     DEFAULT_STATE_DIR = "/var/lib/openstack-agent"
     DEFAULT_LOG_FILE = ""
+    DEFAULT_INSTALL_ROOT = "/opt/openstack-agent"
 
 FAULT_POINTS = (
     "before_received",
@@ -393,7 +399,7 @@ class Config:
     shutdown_timeout: float = 10.0
     password_user: str = ""
     exchange_lifetime: float = 3600.0
-    install_root: str = "/opt/openstack-agent"
+    install_root: str = DEFAULT_INSTALL_ROOT
     keep_releases: int = 3
     allow_http: bool = True
     require_signature: bool = False

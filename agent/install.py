@@ -2,7 +2,8 @@
 
     <install root>/releases/<version>/   one release, installed offline: a virtual environment (a bundle of
                                          wheels), or the frozen program's folder, ``openstack-agent.exe`` and
-                                         ``_internal/`` (a frozen bundle: no Python, no pip, no venv)
+                                         ``_internal/`` (a frozen bundle, or the Windows service's own
+                                         build copied from where the MSI put it: no Python, no pip, no venv)
     <install root>/current -> releases/<version>
     <install root>/previous -> releases/<version>
     <install root>/downloads/            bundles being downloaded (``.part``) or downloaded
@@ -131,11 +132,7 @@ class Layout:
             raise ReleaseError(f"release {version} was built for {bundle.manifest.python}, but this guest runs "
                                f"{release.python_tag()}")
         self.releases.mkdir(parents=True, exist_ok=True)
-        needed = bundle.unpacked_size * SPACE_FACTOR + SPACE_MARGIN
-        free = shutil.disk_usage(self.releases).free
-        if free < needed:
-            raise ReleaseError(f"not enough free disk space to install release {version}: {free // 2**20} MiB "
-                               f"free under {self.releases}, {needed // 2**20} MiB needed")
+        self._check_space(version, bundle.unpacked_size)
         target = self.release_dir(version)
         if target.exists():
             shutil.rmtree(target)  # an interrupted staging: start it again
@@ -154,6 +151,38 @@ class Layout:
                      f"installing release {version}", offline=True)
         if image is not None and not frozen:
             _relocate(target, Path("/") / target.relative_to(image))
+        self._complete(target, version)
+
+    def stage_build(self, folder: Path, version: str) -> None:
+        """Install the frozen build in ``folder`` (the Windows service's own, which the MSI installed) as release
+        ``version`` (idempotent): copied beside the releases, then moved into place in one rename."""
+        if self.installed(version):
+            return
+        if not (folder / release.FROZEN_PROGRAM).is_file():
+            raise ReleaseError(f"{folder} is not a frozen build: it has no {release.FROZEN_PROGRAM}")
+        if self.root.resolve().is_relative_to(folder.resolve()):
+            raise ReleaseError(f"the install root {self.root} lies inside the build {folder} it would copy; "
+                               "configure update.install_root elsewhere")
+        self.releases.mkdir(parents=True, exist_ok=True)
+        self._check_space(version, sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()))
+        target = self.release_dir(version)
+        if target.exists():
+            shutil.rmtree(target)  # an interrupted copy: start it again
+        with tempfile.TemporaryDirectory(prefix=".unpack-", dir=self.releases) as unpacked:
+            copy = Path(unpacked) / release.FROZEN
+            shutil.copytree(folder, copy)
+            os.replace(copy, target)
+        self._complete(target, version)
+
+    def _check_space(self, version: str, size: int) -> None:
+        needed = size * SPACE_FACTOR + SPACE_MARGIN
+        free = shutil.disk_usage(self.releases).free
+        if free < needed:
+            raise ReleaseError(f"not enough free disk space to install release {version}: {free // 2**20} MiB "
+                               f"free under {self.releases}, {needed // 2**20} MiB needed")
+
+    def _complete(self, target: Path, version: str) -> None:
+        """Write the marker that makes the release in ``target`` count (last, once everything else is there)."""
         (target / COMPLETE).write_text(f"{version}\n")
         fsync_directory(self.releases)
         log.info("release %s installed in %s", version, target)
@@ -183,6 +212,14 @@ class Layout:
             shutil.rmtree(path)
             removed.append(path.name)
         return removed
+
+
+def newer(version: str, than: str) -> bool:
+    """Whether release ``version`` is newer than ``than``, comparing their dotted numbers (1.10 after 1.9)."""
+    def key(v: str) -> tuple[int, ...]:
+        parts = [int(part) for part in release.check_version(v).split(".")]
+        return tuple(parts + [0] * (4 - len(parts)))  # 1.2 and 1.2.0 are one version
+    return key(version) > key(than)
 
 
 def _relocate(target: Path, seen_as: Path) -> None:

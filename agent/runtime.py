@@ -7,7 +7,9 @@ sd_notify protocol (``agent.notify``) to systemd or to the agent's own superviso
 which restarts the agent into a new release (with its pidfd, its ``current`` release link and its notify
 socket, all Linux-only, kept there); run by hand it has no socket to tell and is not supervised.
 ``Standalone`` is for an agent built in-process (tests on the in-memory XenStore): it tells no one and
-cannot restart. The Windows service's runtime is ``agent.winservice.WindowsServiceRuntime``.
+cannot restart. The Windows service's runtime is ``agent.winservice.WindowsServiceRuntime``; an agent the
+service's supervisor (``agent.supervisor.ServiceSupervisor``) starts has ``ServiceChild``, which tells no one (that
+supervisor judges its child by its exit and the journal) but is supervised, as the supervisor's environment says.
 """
 
 from __future__ import annotations
@@ -84,9 +86,19 @@ class Standalone(_Clocked):
         pass
 
 
+class ServiceChild(Standalone):
+    """An agent on Windows, run by hand or as the child of the service's supervisor: there is no notify socket
+    there, so it tells no one; it is supervised when that supervisor started it (``OPENSTACK_AGENT_SUPERVISED``,
+    as on Linux), and may then ask to be restarted into a new release."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.supervised = bool(os.environ.get(notify.SUPERVISED_ENV))
+
+
 def for_this_process() -> Runtime:
-    """The runtime of the current process, from its environment: on Windows an agent run by hand tells no
-    one (the service brings its own runtime, ``agent.winservice``)."""
+    """The runtime of the current process, from its environment (the service itself brings its own runtime,
+    ``agent.winservice``)."""
     if sys.platform == "win32":
-        return Standalone()
+        return ServiceChild()
     return SystemdRuntime()

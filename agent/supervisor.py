@@ -33,7 +33,17 @@ judged on the journal alone: a release not yet good must be marked good by its a
 ``update.probation`` seconds after it is ready) within ``update.ready_deadline`` + ``update.probation`` seconds
 of its start, or crash fewer than ``update.crash_limit`` times, else it is stopped, marked bad and rolled back.
 The child is stopped with ``Popen.terminate`` (TerminateProcess on Windows: the journal makes that a crash the
-agent recovers from, never a lost command).
+agent recovers from, never a lost command). Each child is handed to ``contain`` as soon as it is started: the
+Windows service puts it in a job object that ends it when the service's process ends, however that ends (the
+parent-death signal's counterpart; ``agent.winservice.ChildJob``).
+
+The service's own build is a release too. A service that runs a frozen build (the MSI's, under Program Files)
+passes it as ``build``; on start, under the install root's lock, the supervisor copies it into
+``releases/<version>`` and makes it current when there is no current release (the first start after the MSI
+installed the agent; a pointer file naming no release counts as none), or when the build is newer than the
+current release (an MSI upgrade: the release it replaces becomes previous). It is then marked good, as
+``openstack-agent install`` marks a release an administrator installed: no agentupdate will confirm it. A build
+the journal marks bad, or one older than the current release (which agentupdate brought), is left alone.
 """
 
 from __future__ import annotations
@@ -51,12 +61,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import logs, notify, signals
 from agent.config import Config
 from agent.errors import AlreadyRunning, ConfigError, ReleaseError, RestartRequested
-from agent.install import Layout
+from agent.install import Layout, newer
 from agent.journal import Journal, releases
 from agent.lock import StateLock
 from agent.signals import SignalInbox
@@ -368,10 +379,16 @@ class ServiceSupervisor(_Probation):
     child is started), so that the service can host it where it hosts the agent. See the module's docstring.
     """
 
-    def __init__(self, config: Config, runtime: Runtime, agent_args: list[str] | None = None) -> None:
+    def __init__(self, config: Config, runtime: Runtime, agent_args: list[str] | None = None, *,
+                 build: tuple[Path, str] | None = None,
+                 contain: Callable[[subprocess.Popen[bytes]], None] | None = None) -> None:
         super().__init__(config)
         self.runtime = runtime
         self.agent_args = agent_args or []
+        #: The service's own frozen build, its folder and version, to adopt as a release (module docstring).
+        self.build = build
+        #: Called with each child once started (the Windows service's job object).
+        self.contain = contain
         self._events: queue.Queue[object] = queue.Queue()
         self._stopping = threading.Event()
         self._child: subprocess.Popen[bytes] | None = None
@@ -381,6 +398,8 @@ class ServiceSupervisor(_Probation):
         self.lock.acquire()
         try:
             self.journal = Journal.open(self.config.state_path)
+            if self.build is not None:
+                self.adopt(*self.build)
             log.info("supervisor starting: releases in %s, current %s", self.layout.root, self.layout.current)
             while not self._stopping.is_set():
                 version = self._current()
@@ -395,6 +414,31 @@ class ServiceSupervisor(_Probation):
                 self.journal.close()
             self.lock.release()
             log.info("supervisor stopped")
+
+    def adopt(self, folder: Path, version: str) -> bool:
+        """Make the service's own build in ``folder`` release ``version`` and current, when it should be (see the
+        module's docstring); whether it did."""
+        verdict = releases.verdict(self._journal(), version)
+        if verdict is not None and verdict.state == releases.BAD:
+            log.warning("the service's own build %s is marked bad (%s); it is not made current", version,
+                        verdict.reason or "no reason given")
+            return False
+        try:
+            current = self.layout.current
+        except ReleaseError as exc:
+            log.warning("%s; the service's own build %s takes its place", exc, version)
+            current = None
+        if current is not None and not newer(version, current):
+            if current != version:
+                log.info("the service's own build %s is older than the current release %s, which stays",
+                         version, current)
+            return False
+        self.layout.stage_build(folder, version)
+        self.layout.activate(version)
+        releases.mark(self._journal(), version, releases.GOOD, "the service's own build, installed with it")
+        log.info("the service's own build %s is now the current release%s", version,
+                 f" (previous: {current})" if current else "")
+        return True
 
     def stop(self) -> None:
         """From any thread (the service's control handler): stop the agent, then the supervisor."""
@@ -411,6 +455,8 @@ class ServiceSupervisor(_Probation):
             if self._stopping.is_set():
                 return None
             child = self._child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+            if self.contain is not None:
+                self.contain(child)
         threading.Thread(target=lambda: self._events.put(child.wait()), name="agent-exit", daemon=True).start()
         self.runtime.ready(f"supervising openstack-agent {version}")
         deadline = time.monotonic() + self.config.ready_deadline + self.config.probation if probation else None

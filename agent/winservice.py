@@ -1,4 +1,4 @@
-"""The Windows service: the agent (``agent.daemon.Agent``) run by the Service Control Manager, and its set-up.
+r"""The Windows service: the agent (``agent.daemon.Agent``) run by the Service Control Manager, and its set-up.
 
 The service is named ``OpenStackAgent``, the earlier Windows agent's name, so that installing this one
 replaces that one in place. It starts automatically at boot, runs as LocalSystem, and the SCM restarts it
@@ -43,9 +43,32 @@ Facts this module relies on (pywin32's win32serviceutil.py and PythonService.cpp
   ``pywintypes.error(winerror, funcname, strerror)``; ``OpenService`` of an unknown name gives
   ``ERROR_SERVICE_DOES_NOT_EXIST`` (1060).
 
-``supervised`` is False on Windows: no supervisor process runs above the agent there, and nothing swaps its
-release, so the agent may not ask to be restarted into a new one. A restart on Windows is the SCM's recovery
-action, which starts the same program again after a failure.
+What the service runs (``hosted``): the supervisor (``agent.supervisor.ServiceSupervisor``) over the install
+root, which runs the current release's ``openstack-agent.exe run`` as its child, restarts it, and rolls an
+update back when the new release fails, as on Linux. The frozen program the MSI installed is the service's own
+build: the supervisor makes it the first release (``releases\<version>`` and the pointer file ``current``) when
+there is none, and the current one after an MSI upgrade. Only a service that is not a frozen program
+(pythonservice.exe, a development install) with no current release runs the agent itself, unsupervised: it
+cannot update (agentupdate refuses without a supervisor). The runtime's ``supervised`` is therefore False: the
+service itself never swaps its program; its child's runtime is ``agent.runtime.ServiceChild``.
+
+Each child is put in a job object that kills it when the job's last handle closes, and the service's process
+holds the only one: a service killed outright (Task Manager, a crash) takes its agent with it, so that the next
+start does not find the state directory locked by an orphan (AlreadyRunning, exit 11). Facts relied on (the job
+object documentation, pywin32's win32job and win32api):
+
+- ``win32job.CreateJobObject(jobAttributes, name)`` with None and "" makes an unnamed job and returns its handle;
+  ``QueryInformationJobObject(Job, JobObjectExtendedLimitInformation)`` (9) returns the
+  JOBOBJECT_EXTENDED_LIMIT_INFORMATION structure as a dict, its ``BasicLimitInformation`` a dict whose
+  ``LimitFlags`` ``SetInformationJobObject(Job, JobObjectExtendedLimitInformation, info)`` sets;
+  ``JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`` (0x2000) terminates every process of the job when its last handle is
+  closed, which the system does for a process that ends however it ends.
+- ``AssignProcessToJobObject(hJob, hProcess)`` needs a process handle with PROCESS_SET_QUOTA (0x0100) and
+  PROCESS_TERMINATE (0x0001), which ``win32api.OpenProcess(reqdAccess, bInherit, pid)`` opens (the pid cannot be
+  reused meanwhile: the Popen keeps its own handle to the process until it is waited for); since Windows 8 a
+  process already in a job (nested jobs) can be assigned too. Processes the child starts join its job.
+- There is a moment between the child's start and its assignment when it is in no job; the agent starts no
+  process of its own in it.
 """
 
 from __future__ import annotations
@@ -59,14 +82,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent import __version__, winlog
-from agent.errors import AgentError, PlatformError
+from agent.errors import AgentError, PlatformError, ReleaseError
 
 if TYPE_CHECKING:
+    import subprocess
+
     from agent.config import Config
-    from agent.daemon import Agent
     from agent.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -114,6 +138,20 @@ START_WAIT_S = 120.0
 STOP_MARGIN_S = 5.0
 #: The stop's wait hint before the configuration is read: the default shutdown_timeout and the margin.
 STOP_HINT_MS = 15_000
+#: The process rights AssignProcessToJobObject needs.
+PROCESS_TERMINATE = 0x0001
+PROCESS_SET_QUOTA = 0x0100
+
+
+class Hosted(Protocol):
+    """What the service runs in its thread: the agent, or the supervisor over its releases."""
+
+    def run(self) -> object:
+        ...
+
+    def stop(self) -> None:
+        """From the dispatcher thread: stop, and let ``run`` return."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -125,11 +163,14 @@ class Win32:
     servicemanager: Any
     win32evtlogutil: Any
     pywintypes: Any
+    win32job: Any
+    win32api: Any
 
     @classmethod
     def load(cls) -> Win32:
         return cls(*(winlog.pywin32(name) for name in
-                     ("win32service", "win32serviceutil", "servicemanager", "win32evtlogutil", "pywintypes")))
+                     ("win32service", "win32serviceutil", "servicemanager", "win32evtlogutil", "pywintypes",
+                      "win32job", "win32api")))
 
     def failure(self, doing: str, exc: BaseException) -> PlatformError:
         return PlatformError(f"cannot {doing} the {SERVICE_NAME} service: {winlog.describe(exc)}")
@@ -186,11 +227,59 @@ class WindowsServiceRuntime:
             self._report(SERVICE_STOP_PENDING, self.stop_hint_ms)
 
 
-def _default_agent(config: Config, runtime: Runtime) -> Agent:
+class ChildJob:
+    """A job object that ends its processes when the service's process ends (see the module's docstring)."""
+
+    def __init__(self, win32: Win32) -> None:
+        self.win32 = win32
+        job = win32.win32job
+        try:
+            self.handle = job.CreateJobObject(None, "")
+            info = job.QueryInformationJobObject(self.handle, job.JobObjectExtendedLimitInformation)
+            info["BasicLimitInformation"]["LimitFlags"] |= job.JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+            job.SetInformationJobObject(self.handle, job.JobObjectExtendedLimitInformation, info)
+        except win32.pywintypes.error as exc:
+            raise PlatformError(f"cannot make the job object the agent runs in: {winlog.describe(exc)}") from exc
+
+    def __call__(self, child: subprocess.Popen[bytes]) -> None:
+        """Put ``child`` in the job. A failure is logged, not raised: the agent serves all the same, only it
+        would outlive a service killed outright."""
+        api, error = self.win32.win32api, self.win32.pywintypes.error
+        try:
+            process = api.OpenProcess(PROCESS_SET_QUOTA | PROCESS_TERMINATE, False, child.pid)
+            try:
+                self.win32.win32job.AssignProcessToJobObject(self.handle, process)
+            finally:
+                api.CloseHandle(process)
+        except error as exc:
+            log.error("the agent (pid %d) is not in the service's job object, so it would outlive a service "
+                      "killed outright: %s", child.pid, winlog.describe(exc))
+
+
+def hosted(config: Config, runtime: Runtime, win32: Win32 | None = None, build: tuple[Path, str] | None = None,
+           ) -> Hosted:
+    """What the service runs (see the module's docstring): the supervisor when there is a build to make a
+    release of (``build``, the folder and version of the frozen program; this program's when it is frozen) or a
+    current release, with each child in a job object (``win32``'s); else the agent itself."""
     from agent import config as config_module
     from agent.daemon import Agent
+    from agent.install import Layout
+    from agent.supervisor import ServiceSupervisor
 
-    return Agent(config, reload=config_module.load, runtime=runtime)
+    if build is None and getattr(sys, "frozen", False):
+        build = (Path(sys.executable).parent, __version__)
+    if build is None:
+        try:
+            current = Layout(config.install_path).current
+        except ReleaseError as exc:
+            log.error("%s", exc)
+            current = None
+        if current is None:
+            log.warning("no release under %s and this service is not a frozen build: the agent runs "
+                        "unsupervised, and cannot update itself", config.install_path)
+            return Agent(config, reload=config_module.load, runtime=runtime)
+    job = ChildJob(win32 or Win32.load())
+    return ServiceSupervisor(config, runtime, build=build, contain=job)
 
 
 def _default_config() -> Config:
@@ -222,7 +311,7 @@ class AgentServiceBase:
     #: the tests, which run it on the in-memory XenStore).
     load_config: Callable[[], Config] = staticmethod(_default_config)
     secure_state_dir: Callable[[Path], None] = staticmethod(_secure_state_dir)
-    make_agent: Callable[[Config, Runtime], Agent] = staticmethod(_default_agent)
+    make_agent: Callable[[Config, Runtime], Hosted] = staticmethod(hosted)
     start_wait: float = START_WAIT_S
 
     # Given by ServiceFramework.
@@ -232,7 +321,7 @@ class AgentServiceBase:
         super().__init__(args)  # type: ignore[call-arg]  # ServiceFramework's, which follows in the class
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._agent: Agent | None = None
+        self._agent: Hosted | None = None
         self.runtime = WindowsServiceRuntime(self._report)
 
     def _report(self, state: int, wait_hint_ms: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -366,3 +367,25 @@ def test_no_file_at_the_default_path_means_defaults(tmp_path: Path) -> None:
     assert set(resolved.sources.values()) == {"default"}
     assert resolved.config == config.Config(root=str(tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("platform", "environment", "expected"), [
+    ("linux", {}, ("/var/lib/openstack-agent", "/opt/openstack-agent")),
+    ("win32", {"PROGRAMDATA": "D:\\Data"}, ("D:\\Data/OpenStackAgent", "D:\\Data/OpenStackAgent")),
+])
+def test_the_install_root_defaults_per_system(monkeypatch: pytest.MonkeyPatch, platform: str,
+                                              environment: dict[str, str], expected: tuple[str, str]) -> None:
+    """On Windows the releases default to the state directory under %ProgramData% (which the agent keeps for
+    SYSTEM and Administrators alone); elsewhere to /opt/openstack-agent. The module is loaded afresh for the
+    system, the agent's own left as it is (paths joined by this system's separator)."""
+    import importlib.util
+
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("sys.platform", platform)
+    spec = importlib.util.spec_from_file_location("config_for_another_system", config.__file__)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    assert (module.Config().state_dir, module.Config().install_root) == expected

@@ -149,3 +149,49 @@ def test_activate_repairs_a_broken_pointer_file(tmp_path: Path) -> None:
         _ = layout.current
     layout.activate("0.2.0")
     assert (layout.current, layout.previous) == ("0.2.0", None)
+
+
+def test_a_build_folder_is_staged_as_a_release(tmp_path: Path) -> None:
+    """The service's own frozen build is copied whole into releases/<version>/, complete only at the end; a
+    second staging of that version copies nothing again."""
+    build = frozen_build(tmp_path / "build", "0.3.0")
+    layout = Layout(tmp_path / "install", pointers.FILE)
+    layout.stage_build(build, "0.3.0")
+    target = layout.release_dir("0.3.0")
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == [
+        COMPLETE, "_internal", "_internal/base_library.zip", "openstack-agent.exe"]
+    assert layout.program("0.3.0") == target / "openstack-agent.exe"
+    (build / "openstack-agent.exe").write_text("changed")
+    layout.stage_build(build, "0.3.0")
+    assert (target / "openstack-agent.exe").read_text() != "changed"
+    assert [p.name for p in layout.releases.iterdir()] == ["0.3.0"]  # no copy left behind
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("empty", "{build} is not a frozen build: it has no openstack-agent.exe"),
+    ("inside", "the install root {build}/releases-root lies inside the build {build} it would copy; configure "
+               "update.install_root elsewhere"),
+])
+def test_staging_a_build_refuses(tmp_path: Path, where: str, message: str) -> None:
+    """A folder that is no frozen build, or one holding the install root (the copy would copy itself), is not
+    staged, and nothing is left."""
+    build = tmp_path / "build"
+    if where == "empty":
+        build.mkdir()
+        root = tmp_path / "install"
+    else:
+        frozen_build(build, "0.3.0")
+        root = build / "releases-root"
+    with pytest.raises(ReleaseError) as raised:
+        Layout(root, pointers.FILE).stage_build(build, "0.3.0")
+    assert str(raised.value) == message.format(build=build)
+    assert not root.exists()
+
+
+@pytest.mark.parametrize(("version", "than", "expected"), [
+    ("0.3.0", "0.2.0", True), ("1.10", "1.9", True), ("0.2.0", "0.3.0", False), ("1.2", "1.2.0", False),
+    ("1.2.0.1", "1.2", True),
+])
+def test_newer_compares_dotted_numbers(version: str, than: str, expected: bool) -> None:
+    """Versions compare number by number, a missing part counting as 0."""
+    assert install.newer(version, than) is expected

@@ -225,3 +225,73 @@ def test_hosted_supervisor_keeps_a_confirmed_release(hosted, tmp_path: Path) -> 
     assert child.wait(30) is not None
     assert supervisor.layout.current == "0.3.0"
     assert told.lines == ["supervising openstack-agent 0.3.0"]
+
+
+# -- the service's own build (the MSI's) made a release ---------------------------------------------------------
+
+def own_build(tmp_path: Path, version: str) -> tuple[Path, str]:
+    """A stand-in of the frozen build the MSI installs (it serves until stopped), as ``hosted`` would pass it."""
+    folder = layouts.frozen_build(tmp_path / "Program Files" / "OpenStack" / "Agent", version)
+    (folder / "openstack-agent.exe").write_text(PROGRAMS["serves"])
+    return folder, version
+
+
+@pytest.mark.parametrize(("before", "bad", "adopted", "current", "previous"), [
+    (None, False, True, "0.3.0", None),          # the first start after the MSI installed the agent
+    ("0.2.0", False, True, "0.3.0", "0.2.0"),    # an MSI upgrade: the release it replaces becomes previous
+    ("0.3.0", False, False, "0.3.0", None),      # started again: nothing to do
+    ("0.4.0", False, False, "0.4.0", None),      # agentupdate brought a newer release, which stays
+    ("0.2.0", True, False, "0.2.0", None),       # the build was rolled back before: it stays rolled back
+    ("broken", False, True, "0.3.0", None),      # a pointer file naming no release is repaired
+])
+def test_the_services_own_build_becomes_a_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  before: str | None, bad: bool, adopted: bool, current: str,
+                                                  previous: str | None) -> None:
+    """The service's build 0.3.0 is copied into releases/ and made current (pointer files, as on Windows) and good
+    when there is no current release or an older one; never over a newer release, nor when the journal marks it
+    bad."""
+    monkeypatch.setattr(pointers, "DEFAULT_KIND", pointers.FILE)
+    config = Config(install_root=str(tmp_path / "install"), state_dir=str(tmp_path / "state"))
+    layout = Layout(config.install_path, pointers.FILE)
+    if before == "broken":
+        layout.root.mkdir()
+        (layout.root / "current").write_text("releases/0.1.0\n")
+    elif before is not None:
+        frozen_release(layout, before, "serves")
+        layout.activate(before)
+    supervisor = ServiceSupervisor(config, Told(), build=own_build(tmp_path, "0.3.0"))
+    supervisor.journal = Journal.open(config.state_path)
+    if bad:
+        releases.mark(supervisor.journal, "0.3.0", releases.BAD, "crashed 3 times within 60 s")
+    try:
+        assert supervisor.adopt(*own_build(tmp_path / "again", "0.3.0")) is adopted
+        assert (layout.current, layout.previous) == (current, previous)
+        assert (layout.root / "current").read_text() == f"releases/{current}\n"
+        if adopted:
+            copied = layout.release_dir("0.3.0")
+            assert sorted(p.relative_to(copied).as_posix() for p in copied.rglob("*")) == [
+                COMPLETE, "_internal", "_internal/base_library.zip", "openstack-agent.exe"]
+            assert verdict_of(supervisor.journal, "0.3.0") == ("good", "the service's own build, installed with it")
+    finally:
+        supervisor.journal.close()
+
+
+def test_a_first_start_serves_the_services_own_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no release at all, the hosted supervisor makes the service's build the first release (a pointer file,
+    as on Windows) and serves it, each child handed to ``contain`` (the service's job object) as it starts."""
+    monkeypatch.setattr(pointers, "DEFAULT_KIND", pointers.FILE)
+    config = Config(install_root=str(tmp_path / "install"), state_dir=str(tmp_path / "state"), shutdown_timeout=5.0)
+    contained: list[subprocess.Popen[bytes]] = []
+    told = Told()
+    supervisor = ServiceSupervisor(config, told, build=own_build(tmp_path, "0.3.0"), contain=contained.append)
+    thread = threading.Thread(target=supervisor.run)
+    thread.start()
+    try:
+        wait_for(lambda: serving(supervisor, told, "0.3.0"), timeout=30)
+        assert contained == [supervisor._child]
+        assert (config.install_path / "current").read_text() == "releases/0.3.0\n"
+    finally:
+        supervisor.stop()
+        thread.join(60)
+    assert not thread.is_alive()
+    assert contained[0].returncode is not None

@@ -5,6 +5,8 @@ recovery actions; and ``install``/``remove``/``start``/``stop``."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -367,3 +369,90 @@ def test_a_frozen_build_is_installed_as_the_msi_installs_it(monkeypatch: pytest.
     record = scm.services[SERVICE_NAME]
     assert (record.binary, record.python_class) == (f'"{exe}" service run', None)
     assert build_parser().parse_args(["service", "run"]).handler.__name__ == "cmd_service_run"
+
+
+# -- what the service hosts, and the job object its agent runs in ---------------------------------------------
+
+@pytest.mark.parametrize(("frozen", "release", "hosts"), [
+    (True, False, "supervisor"),    # the MSI's build: it becomes the first release
+    (False, True, "supervisor"),    # pythonservice.exe over an install root with a current release
+    (False, False, "agent"),        # a development install: nothing to supervise
+])
+def test_the_service_hosts_the_supervisor_when_it_can(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                      frozen: bool, release: bool, hosts: str) -> None:
+    """A frozen service hosts the supervisor with its own build (its folder and version) to make a release of,
+    and with each child put in a job object; without one, it hosts the supervisor when there is a current
+    release, else the agent itself (unsupervised)."""
+    from agent import __version__, pointers
+    from agent.install import COMPLETE, Layout
+    from agent.supervisor import ServiceSupervisor
+
+    exe = tmp_path / "Program Files" / "openstack-agent.exe"
+    monkeypatch.setattr(winservice.sys, "frozen", frozen, raising=False)
+    monkeypatch.setattr(winservice.sys, "executable", str(exe))
+    config = agent_config.from_overrides(root=str(tmp_path), state_dir="/state", install_root="/releases-root")
+    if release:
+        layout = Layout(config.install_path, pointers.FILE)
+        layout.release_dir("0.2.0").mkdir(parents=True)
+        (layout.release_dir("0.2.0") / COMPLETE).write_text("0.2.0\n")
+        layout.activate("0.2.0")
+    scm = FakeSCM()
+    runtime = WindowsServiceRuntime(lambda state, hint: None)
+    made = winservice.hosted(config, runtime, scm.win32())
+    if hosts == "agent":
+        assert isinstance(made, Agent) and scm.jobs.jobs == []
+        return
+    assert isinstance(made, ServiceSupervisor) and made.runtime is runtime
+    assert made.build == ((exe.parent, __version__) if frozen else None)
+    [job] = scm.jobs.jobs
+    assert isinstance(made.contain, winservice.ChildJob) and made.contain.handle is job
+    assert job.flags & 0x2000  # JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+
+
+def test_a_child_in_the_job_dies_when_the_job_closes() -> None:
+    """The child is put in the kill-on-close job through a process handle with the rights assignment needs
+    (closed afterwards); when the job's handle closes (the service's process ends), the child is killed."""
+    scm = FakeSCM()
+    job = winservice.ChildJob(scm.win32())
+    child = subprocess.Popen(["sleep", "600"])
+    try:
+        job(child)
+        assert job.handle.assigned == [child.pid]
+        assert scm.jobs.open_process_handles() == []
+        scm.jobs.CloseHandle(job.handle)
+        assert child.wait(30) == -signal.SIGKILL
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_child_the_job_refuses_still_serves(caplog: pytest.LogCaptureFixture) -> None:
+    """AssignProcessToJobObject failing (ERROR_ACCESS_DENIED) is logged with what it means, and the child runs on."""
+    scm = FakeSCM()
+    scm.jobs.fail_assign = 5
+    job = winservice.ChildJob(scm.win32())
+    child = subprocess.Popen(["sleep", "600"])
+    try:
+        job(child)
+        assert child.poll() is None
+        assert scm.jobs.open_process_handles() == []
+        assert f"the agent (pid {child.pid}) is not in the service's job object, so it would outlive a service " \
+               "killed outright: AssignProcessToJobObject failed with error 5: Access is denied." in caplog.text
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.parametrize(("environment", "supervised"), [({}, False), ({"OPENSTACK_AGENT_SUPERVISED": "1"}, True)])
+def test_an_agent_on_windows_is_supervised_when_its_supervisor_says_so(
+        monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], supervised: bool) -> None:
+    """On Windows the agent's runtime tells no one (no notify socket) and is supervised when the service's
+    supervisor started it, as its environment says; so agentupdate may restart it into a new release."""
+    from agent import runtime
+
+    monkeypatch.delenv("OPENSTACK_AGENT_SUPERVISED", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(runtime.sys, "platform", "win32")
+    made = runtime.for_this_process()
+    assert isinstance(made, runtime.ServiceChild) and made.supervised is supervised

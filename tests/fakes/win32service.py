@@ -157,6 +157,18 @@ class Handle:
     closed: bool = False
 
 
+def fake_module(name: str, owner: object, functions: tuple[str, ...], constants: dict[str, Any],
+                prefixes: tuple[str, ...]) -> types.ModuleType:
+    """A stand-in module ``name``: ``owner``'s methods of those names, and the ``constants`` with those prefixes."""
+    module = types.ModuleType(name)
+    for function in functions:
+        setattr(module, function, getattr(owner, function))
+    for constant, value in constants.items():
+        if constant.startswith(prefixes):
+            setattr(module, constant, value)
+    return module
+
+
 class FakeSCM:
     """The Service Control Manager, its event log, and the service classes the host would load."""
 
@@ -173,6 +185,10 @@ class FakeSCM:
         self.handles: list[Handle] = []
         #: The class ``servicemanager.PrepareToHostSingle`` was given.
         self.prepared: type | None = None
+        from tests.fakes.win32job import FakeJobs  # which raises this module's pywintypes.error
+
+        #: The job objects and process handles made through ``win32job`` and ``win32api``.
+        self.jobs = FakeJobs()
         self._lock = threading.RLock()
 
     # -- the modules --------------------------------------------------------------------------------
@@ -180,16 +196,13 @@ class FakeSCM:
     def win32(self) -> Win32:
         pywintypes = types.ModuleType("pywintypes")
         pywintypes.error = error  # type: ignore[attr-defined]
-        service = types.ModuleType("win32service")
+        service = fake_module("win32service", self, ("OpenSCManager", "OpenService", "CreateService",
+                                                     "ChangeServiceConfig", "ChangeServiceConfig2", "DeleteService",
+                                                     "CloseServiceHandle", "StartService", "ControlService",
+                                                     "QueryServiceStatus", "SetServiceStatus"),
+                              globals(), ("SERVICE_", "SC_"))
         service.__file__ = WIN32SERVICE_PYD
         service.error = error  # type: ignore[attr-defined]
-        for name in ("OpenSCManager", "OpenService", "CreateService", "ChangeServiceConfig",
-                     "ChangeServiceConfig2", "DeleteService", "CloseServiceHandle", "StartService",
-                     "ControlService", "QueryServiceStatus", "SetServiceStatus"):
-            setattr(service, name, getattr(self, name))
-        for name, value in globals().items():
-            if name.startswith(("SERVICE_", "SC_")):
-                setattr(service, name, value)
         manager = types.ModuleType("servicemanager")
         manager.RegisterServiceCtrlHandler = self.register_handler  # type: ignore[attr-defined]
         manager.SetEventSourceName = lambda name, register_now=False: None  # type: ignore[attr-defined]
@@ -204,7 +217,7 @@ class FakeSCM:
         evtlogutil.AddSourceToRegistry = self.add_source  # type: ignore[attr-defined]
         evtlogutil.RemoveSourceFromRegistry = self.remove_source  # type: ignore[attr-defined]
         evtlogutil.ReportEvent = self.report_event  # type: ignore[attr-defined]
-        return Win32(service, util, manager, evtlogutil, pywintypes)
+        return Win32(service, util, manager, evtlogutil, pywintypes, *self.jobs.modules())
 
     @staticmethod
     def _framework(win32service: types.ModuleType, manager: Any) -> type:

@@ -37,6 +37,8 @@ SERVICE_ERROR_NORMAL = 1
 START_ON_INSTALL, STOP_ON_INSTALL, DELETE_ON_INSTALL = 1, 2, 8
 START_ON_UNINSTALL, STOP_ON_UNINSTALL, DELETE_ON_UNINSTALL = 16, 32, 128
 ONLY_DETECT, MIN_INCLUSIVE, MAX_INCLUSIVE = 2, 256, 512
+#: The UpgradeCode of the earlier Windows agent's MSI (OpenStackAgent, built with py2exe2msi).
+EARLIER_AGENT = "{BF9C41BE-9C81-42CD-A1CB-A8C17699A2F1}"
 COMPONENT_64BIT = 256
 #: A type 50 custom action (an executable named by a property), deferred and not impersonated.
 EXE_FROM_PROPERTY, DEFERRED, NO_IMPERSONATE = 50, 1024, 2048
@@ -147,8 +149,7 @@ def test_service_is_started_on_install_and_stopped_and_removed_on_uninstall(msi:
 def test_upgrade_table_finds_older_versions_and_refuses_downgrades(msi: Path) -> None:
     """Upgrade: with the product's UpgradeCode, older versions are removed, newer ones only detected and refused."""
     upgrade_code = property_value(msi, "UpgradeCode")
-    rows = table(msi, "Upgrade")
-    assert {row["UpgradeCode"] for row in rows} == {upgrade_code}
+    rows = [row for row in table(msi, "Upgrade") if row["UpgradeCode"] == upgrade_code]
     removes = one(rows, ActionProperty="WIX_UPGRADE_DETECTED")
     assert not int(removes["Attributes"]) & ONLY_DETECT
     assert [detects(removes, version) for version in ("0.0.9", "0.1.0", "0.1.1")] == [True, False, False]
@@ -158,6 +159,20 @@ def test_upgrade_table_finds_older_versions_and_refuses_downgrades(msi: Path) ->
     assert one(table(msi, "LaunchCondition"), Condition="NOT WIX_DOWNGRADE_DETECTED")
     secure = property_value(msi, "SecureCustomProperties").split(";")
     assert {"WIX_UPGRADE_DETECTED", "WIX_DOWNGRADE_DETECTED"} <= set(secure)
+
+
+def test_the_earlier_windows_agent_is_found_and_removed(msi: Path) -> None:
+    """Upgrade: the earlier Windows agent's MSI (its own UpgradeCode, from its setup.py) is found at any version
+    and removed by RemoveExistingProducts, its property secured for the elevated part of the install; the only
+    other rows are this product's own."""
+    rows = table(msi, "Upgrade")
+    earlier = one(rows, UpgradeCode=EARLIER_AGENT)
+    assert (earlier["ActionProperty"], earlier["VersionMax"], earlier["Remove"]) == ("EARLIERAGENTFOUND", "", "")
+    assert not int(earlier["Attributes"]) & ONLY_DETECT
+    assert [detects(earlier, version) for version in ("0.0.0", "0.1.0", "1.0.0", "99.0.0")] == [True] * 4
+    assert {row["UpgradeCode"] for row in rows} == {EARLIER_AGENT, property_value(msi, "UpgradeCode")}
+    assert "EARLIERAGENTFOUND" in property_value(msi, "SecureCustomProperties").split(";")
+    assert "RemoveExistingProducts" in sequence(msi)
 
 
 def test_older_product_is_removed_before_anything_is_installed(msi: Path) -> None:
@@ -179,7 +194,8 @@ def test_newer_msi_replaces_the_older(msis: Callable[[str], Path]) -> None:
              if row["UpgradeCode"] == property_value(older, "UpgradeCode") and detects(row, "0.1.0")]
     assert [(row["ActionProperty"], int(row["Attributes"]) & ONLY_DETECT) for row in found] == [
         ("WIX_UPGRADE_DETECTED", 0)]
-    refused = [row["ActionProperty"] for row in table(older, "Upgrade") if detects(row, "0.2.0")]
+    refused = [row["ActionProperty"] for row in table(older, "Upgrade")
+               if row["UpgradeCode"] == property_value(newer, "UpgradeCode") and detects(row, "0.2.0")]
     assert refused == ["WIX_DOWNGRADE_DETECTED"]
 
 

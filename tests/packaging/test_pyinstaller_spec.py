@@ -108,14 +108,14 @@ def test_migrations_ship_as_files_where_the_installed_package_has_them(steps: di
 
 
 def test_pywin32_hidden_imports_are_pywin32_modules(steps: dict[str, Step]) -> None:
-    """win32timezone (which pywin32's services import from C) is a hidden import, and every pywin32-looking
-    hidden import is a module pywin32 has."""
+    """win32timezone (which pywin32's services import from C) is a hidden import, as are the service's modules and
+    the job object's (win32job, win32api), and every pywin32-looking hidden import is a module pywin32 has."""
     hidden = set(steps["Analysis"].kwargs["hiddenimports"])
     assert "win32timezone" in hidden
     known = pywin32_modules()
     looks_like_pywin32 = {name for name in hidden if name.split(".")[0] in {n.split(".")[0] for n in known}}
     assert looks_like_pywin32 <= known
-    assert {"win32service", "servicemanager", "pywintypes"} <= looks_like_pywin32
+    assert {"win32service", "servicemanager", "pywintypes", "win32job", "win32api"} <= looks_like_pywin32
 
 
 def test_every_pywin32_module_the_agent_loads_by_name_is_a_hidden_import(steps: dict[str, Step]) -> None:
