@@ -5,7 +5,8 @@ machine uses of ``agent.platform.files`` (``check``, ``write``, ``digest``, ``di
 * The path is checked before anything is touched: an absolute drive path (``C:\\...``, ``\\`` or ``/`` as the
   separator), none of ``..``, a NUL or another control character, ``<>:"|?*`` (a ``:`` after the drive would name an
   alternate data stream, ``file:stream``), a reserved device name (``CON``, ``PRN``, ``AUX``, ``NUL``,
-  ``COM1``-``COM9``, ``LPT1``-``LPT9``, with or without an extension) or a component ending in a dot or a blank
+  ``CONIN$``, ``CONOUT$``, ``COM0``-``COM9``, ``LPT0``-``LPT9`` and ``COM``/``LPT`` with a superscript 1-3, with or
+  without an extension) or a component ending in a dot or a blank
   (Windows drops those, so the file written would not be the one named). UNC paths (``\\\\server\\share``) and
   device paths (``\\\\?\\``, ``\\\\.\\``) are refused. Then ``inject.allowed_paths`` (globs matched against the path
   with ``\\`` separators, ignoring case as Windows does) and ``inject.max_size``, as on Linux.
@@ -72,9 +73,12 @@ FILE_ATTRIBUTE_REPARSE_POINT = 0x400
 IO_REPARSE_TAG_MOUNT_POINT = 0xA0000003
 IO_REPARSE_TAG_SYMLINK = 0xA000000C
 _TAGS = {IO_REPARSE_TAG_MOUNT_POINT: "a junction (mount point)", IO_REPARSE_TAG_SYMLINK: "a symbolic link"}
-#: Device names Windows reserves in every directory, with or without an extension.
-RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(1, 10)),
-                      *(f"LPT{n}" for n in range(1, 10))})
+#: Device names Windows reserves in every directory, with or without an extension: the console's CONIN$ and
+#: CONOUT$ too, and COM and LPT with a superscript 1, 2 or 3 (which Windows reads as the digit). COM0 and LPT0
+#: are on Windows' list of reserved names too, though Windows 10 was seen to create ``com0.c``: refused, as a
+#: name no host needs.
+RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
+                      *(f"{device}{n}" for device in ("COM", "LPT") for n in "0123456789\u00b9\u00b2\u00b3")})
 _DRIVE_PATH = re.compile(r"([A-Za-z]):[\\/]")
 _SEPARATORS = re.compile(r"[\\/]")
 _FORBIDDEN = frozenset('<>"|?*')
@@ -255,7 +259,7 @@ class WindowsFiles:
     def _replace(self, folder: str, target: DrivePath, contents: bytes) -> WrittenFile:
         local = os.path.join(folder, target.name)
         old = self._existing(local, target, "write")
-        temp = os.path.join(folder, temp_name(target.name))
+        temp = self._temp(folder, target, "write", "; nothing was changed")
         with suppress(FileNotFoundError):
             os.unlink(temp)  # a leftover of an interrupted write: never whole, never trusted
         backup: str | None = None
@@ -352,12 +356,28 @@ class WindowsFiles:
                 if self._reparse(temp) is not None:
                     raise FileRefused(f"refused to clean up after {target.shown}: its temporary file is a reparse "
                                       "point, which the agent does not touch")
+                self._temp(folder, target, "clean up after", "")
                 os.unlink(temp)
             except FileNotFoundError:
                 return False
             return True
         except OSError as exc:
             raise _failure(target, exc, "clean up after", "") from None
+
+    @staticmethod
+    def _temp(folder: str, target: DrivePath, doing: str, outcome: str) -> str:
+        """The local path of ``target``'s temporary file; PlatformError when a directory is there (Windows would
+        only say access is denied, to the unlink and to the open alike)."""
+        temp = os.path.join(folder, temp_name(target.name))
+        try:
+            found = os.stat(temp, follow_symlinks=False)
+        except FileNotFoundError:
+            return temp
+        if stat.S_ISDIR(found.st_mode):
+            shown = show(target.join(target.dirs, temp_name(target.name)))
+            raise PlatformError(f"cannot {doing} {target.shown}: {shown} is a directory where the agent's temporary "
+                                f"file goes{outcome}")
+        return temp
 
     # -- walking ------------------------------------------------------------------------------------------
 

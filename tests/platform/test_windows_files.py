@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,6 +87,12 @@ def test_drive_paths_are_normalised(path: str, normal: str) -> None:
     (r"C:\a\nul.txt", "device name Windows reserves"),
     (r"C:\COM1\x.txt", "device name Windows reserves"),
     (r"C:\a\lpt9", "device name Windows reserves"),
+    ("C:\\a\\COM\u00b9", "device name Windows reserves"),
+    ("C:\\a\\lpt\u00b3.txt", "device name Windows reserves"),
+    (r"C:\a\CONIN$", "device name Windows reserves"),
+    (r"C:\a\conout$.log", "device name Windows reserves"),
+    (r"C:\a\COM0", "device name Windows reserves"),
+    (r"C:\a\LPT0.txt", "device name Windows reserves"),
     (r"C:\a\name.", "ends in a dot or a blank"),
     (r"C:\a \name.txt", "ends in a dot or a blank"),
     (r"C:\a\b?c.txt", "characters Windows does not allow"),
@@ -166,6 +173,20 @@ def test_a_failed_write_leaves_nothing(files: WindowsFiles, root: Path, monkeypa
     for path in (r"C:\ProgramData\motd.txt", r"C:\ProgramData\new\deeper\file.txt"):
         with pytest.raises(PlatformError, match=r"the disk is full; nothing was changed$"):
             files.write(path, KEY)
+    assert snapshot(root) == before
+
+
+def test_a_directory_where_the_temporary_file_goes_is_named(files: WindowsFiles, root: Path) -> None:
+    """A directory in the temporary file's place fails the write and the clean-up with a message naming it (not
+    the "access is denied" Windows gives), and the old file and the directory stay."""
+    (root / "C/ProgramData" / temp_name("motd.txt")).mkdir()
+    before = snapshot(root)
+    why = r"'C:\\ProgramData\\.motd.txt.openstack-agent-tmp' is a directory where the agent's temporary file goes"
+    with pytest.raises(PlatformError, match=rf"^cannot write 'C:\\\\ProgramData\\\\motd.txt': {re.escape(why)}; "
+                                            "nothing was changed$"):
+        files.write(r"C:\ProgramData\motd.txt", KEY)
+    with pytest.raises(PlatformError, match=re.escape(why)):
+        files.discard_partial(r"C:\ProgramData\motd.txt")
     assert snapshot(root) == before
 
 
