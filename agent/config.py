@@ -334,7 +334,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("exchange_lifetime", "password", "exchange_lifetime", _duration("seconds"),
            "seconds a keyinit exchange stays usable; then its secret is wiped", unit="seconds"),
     Option("install_root", "update", "install_root", str,
-           "where releases live: releases/<version>/ plus the current and previous links"),
+           "where releases live: releases/<version>/ plus the current and previous links (one-line pointer files "
+           "on Windows)"),
     Option("keep_releases", "update", "keep_releases", _count,
            "releases kept on disk (current and previous are never removed)"),
     Option("allow_http", "update", "allow_http", _bool, "whether agentupdate may download over plain http"),
