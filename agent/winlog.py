@@ -21,10 +21,29 @@ Facts this module relies on (pywin32's win32evtlogutil.py, the event logging API
 - Event types: ``EVENTLOG_ERROR_TYPE`` 1, ``EVENTLOG_WARNING_TYPE`` 2, ``EVENTLOG_INFORMATION_TYPE`` 4.
 - Failures raise ``pywintypes.error(winerror, funcname, strerror)``; ``ERROR_ACCESS_DENIED`` is 5.
 
-The file rotates by size (``logging.handlers.RotatingFileHandler``): Windows has no logrotate, and a file an
-agent holds open cannot be renamed under it there, so the process that writes it must rotate it. Each new file
-is created for SYSTEM and Administrators only (``agent.winacl``), as the agent's log is 0600 on Linux; one that
-exists (the earlier agent's) keeps its ACL.
+The file rotates by size (``RotatingLog``): Windows has no logrotate, and a file a process holds open cannot be
+renamed under it there, so the process that writes it must rotate it, and it must be the file's only writer. The
+agent writes ``daemon.log_file`` (``OpenStackAgent.log``); the service's process, which hosts the supervisor and
+starts the agent as its child, writes its own file beside it (``service_log_file``:
+``OpenStackAgent-service.log``). Both report to the event log, which takes events from any number of processes.
+Each new file is created for SYSTEM and Administrators only (``agent.winacl``), as the agent's log is 0600 on
+Linux; one that exists (the earlier agent's) keeps its ACL.
+
+A rotation can still be refused: a viewer, a backup or an antivirus scan may hold the file open for a while.
+``logging.handlers.RotatingFileHandler`` then loses lines: its ``emit`` hands the rename's error to
+``handleError`` (a traceback on stderr, which a service does not have) and never writes the record; it tries
+again on every later record, and each try shifts the backups once more, dropping the oldest, before the rename
+fails again. ``RotatingLog`` moves the file being written first (to ``<file>.rotating``), so that a refusal
+changes nothing, and finishes a rotation cut short on its next one; a refused rotation is reported once, as a
+line in the file itself, the record is written all the same, and the rotation is tried again each time the file
+has grown by another ``RETRY_FRACTION`` of its size limit, not on every line.
+
+Facts about files on Windows this relies on (the ``MoveFileEx`` and ``CreateFile`` documentation, CPython's
+``open``): a file opened without ``FILE_SHARE_DELETE`` cannot be renamed or replaced until that handle is closed;
+CPython's ``open`` does not ask for that sharing; ``os.replace`` (``MoveFileExW`` with
+``MOVEFILE_REPLACE_EXISTING``) then fails with ``ERROR_SHARING_VIOLATION`` (32) or ``ERROR_ACCESS_DENIED`` (5),
+both raised as ``PermissionError``. CPython's files are not inherited by child processes (PEP 446), so the
+agent the service starts does not hold the service's log open.
 
 The MSI registers the event source too (packaging/windows/openstack-agent.wxs), with the message file where
 the one-folder build has it, the path ``message_dll`` gives at run time there.
@@ -58,6 +77,12 @@ MAX_STRING = 31_839
 #: The file rotates at this size, keeping this many old files beside it (OpenStackAgent.log.1, ...).
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 5
+#: After a refused rotation, the next is tried once the file has grown by this fraction of its size limit more.
+RETRY_FRACTION = 0.1
+#: Where a rotation puts the file it moves aside before it shifts the older ones.
+PENDING = ".rotating"
+#: Added to the agent's log file's name (before its extension) for the service process's own log.
+SERVICE_SUFFIX = "-service"
 
 
 def event_type(level: int) -> int:
@@ -123,27 +148,92 @@ class EventLogHandler(logging.Handler):
             self.handleError(record)
 
 
-class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
-    """A rotating file each new file of which (the first, and the one started by each rotation) is made by
-    ``create`` before it is opened: on Windows, for SYSTEM and Administrators only, the 0600 of the agent's log
-    on Linux."""
+def service_log_file(agent_log: str) -> str:
+    """The service process's log file beside the agent's (``OpenStackAgent.log``: ``OpenStackAgent-service.log``);
+    empty (stderr) when the agent's is."""
+    if not agent_log:
+        return ""
+    stem, extension = os.path.splitext(agent_log)
+    return f"{stem}{SERVICE_SUFFIX}{extension}"
 
-    def __init__(self, path: str, create: Callable[[str], None], **options: Any) -> None:
+
+class RotatingLog(logging.handlers.RotatingFileHandler):
+    """A file rotated by size that a refused rotation does not stop (see the module's docstring). Each new file
+    (the first, and the one each rotation starts) is made by ``create`` before it is opened: on Windows, for
+    SYSTEM and Administrators only. ``rename`` moves one file over another (``os.replace``; a stand-in in tests)."""
+
+    def __init__(self, path: str, create: Callable[[str], None] | None = None,
+                 rename: Callable[[str, str], None] = os.replace, **options: Any) -> None:
         self._create = create
+        self._rename = rename
+        #: The size at which a rotation is tried again after one was refused; None while none was.
+        self._retry_at: int | None = None
+        #: Rotations refused since the last one that worked.
+        self.refused = 0
         super().__init__(path, **options)
 
     def _open(self) -> Any:
-        if not os.path.exists(self.baseFilename):
+        if self._create is not None and not os.path.exists(self.baseFilename):
             self._create(self.baseFilename)
         return super()._open()
 
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        if not super().shouldRollover(record):
+            return False
+        # The base opened the stream and sought to its end.
+        return self._retry_at is None or self.stream is None or self.stream.tell() >= self._retry_at
+
+    def doRollover(self) -> None:
+        if self.stream:
+            self.stream.close()
+            self.stream = None
+        note = ""
+        try:
+            if self.backupCount > 0:
+                self._rotate()
+        except OSError as exc:
+            self.refused += 1
+            if self.refused == 1:
+                note = (f"the log file cannot be rotated ({exc}); it grows past {self.maxBytes} bytes, and the "
+                        f"rotation is tried again every {self._retry_step()} bytes. Most likely another process "
+                        "holds it open: another agent, a viewer, a backup or an antivirus scan")
+        else:
+            if self.refused:
+                note = f"the log file rotated after {self.refused} refused attempts"
+            self.refused = 0
+        self.stream = self._open()
+        self._retry_at = self.stream.seek(0, os.SEEK_END) + self._retry_step() if self.refused else None
+        if note:
+            logging.FileHandler.emit(self, logging.LogRecord(__name__, logging.WARNING, __file__, 0, note, None,
+                                                             None))
+
+    def _retry_step(self) -> int:
+        return max(1, int(self.maxBytes * RETRY_FRACTION))
+
+    def _rotate(self) -> None:
+        """Move the file aside first (a refusal changes nothing), then shift the old files up and make it ``.1``.
+        A rotation cut short (an old file held open, a crash) left its file aside: it is finished first."""
+        pending = self.baseFilename + PENDING
+        if os.path.exists(pending):
+            self._shift(pending)
+        self._rename(self.baseFilename, pending)
+        self._shift(pending)
+
+    def _shift(self, pending: str) -> None:
+        for number in range(self.backupCount - 1, 0, -1):
+            older = self.rotation_filename(f"{self.baseFilename}.{number}")
+            if os.path.exists(older):
+                self._rename(older, self.rotation_filename(f"{self.baseFilename}.{number + 1}"))
+        self._rename(pending, self.rotation_filename(f"{self.baseFilename}.1"))
+
 
 def rotating_file(path: str, max_bytes: int = MAX_BYTES, backups: int = BACKUPS,
-                  create: Callable[[str], None] | None = None) -> logging.Handler:
+                  create: Callable[[str], None] | None = None,
+                  rename: Callable[[str, str], None] = os.replace) -> RotatingLog:
     """The log file, rotated by size: at ``max_bytes`` it becomes ``<path>.1`` (older ones shift up to
     ``<path>.<backups>``, the oldest dropped) and a new file starts. Each new file is made by ``create`` (by
     default on Windows ``agent.winacl.create_private_file``: SYSTEM and Administrators only); a file that
-    exists keeps its ACL."""
+    exists keeps its ACL. ``rename``: see ``RotatingLog``."""
     if create is None and sys.platform == "win32":
         from agent.winacl import create_private_file
 
@@ -152,9 +242,7 @@ def rotating_file(path: str, max_bytes: int = MAX_BYTES, backups: int = BACKUPS,
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         options: dict[str, Any] = {"maxBytes": max_bytes, "backupCount": backups, "encoding": "utf-8",
                                    "errors": "backslashreplace"}
-        if create is None:
-            return logging.handlers.RotatingFileHandler(path, **options)
-        return PrivateRotatingFileHandler(path, create, **options)
+        return RotatingLog(path, create, rename, **options)
     except OSError as exc:
         raise ConfigError(f"cannot open the log file {path}: {exc.strerror}; fix daemon.log_file "
                           "(--log-file) or its directory's permissions") from exc

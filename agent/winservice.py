@@ -52,6 +52,12 @@ there is none, and the current one after an MSI upgrade. Only a service that is 
 cannot update (agentupdate refuses without a supervisor). The runtime's ``supervised`` is therefore False: the
 service itself never swaps its program; its child's runtime is ``agent.runtime.ServiceChild``.
 
+The log: each file has one writer, the process that rotates it (``agent.winlog``). The agent child writes
+``daemon.log_file`` (``%WINDIR%\\Logs\\OpenStackAgent.log``); the service's process writes its own file beside it
+(``OpenStackAgent-service.log``: the service's start and stop, the supervisor's restarts, adoptions and
+rollbacks). Both send every line to the event log too. A service that runs the agent itself (unsupervised, above)
+switches its log to the agent's file once it knows, since no child writes it then.
+
 Each child is put in a job object that kills it when the job's last handle closes, and the service's process
 holds the only one: a service killed outright (Task Manager, a crash) takes its agent with it, so that the next
 start does not find the state directory locked by an orphan (AlreadyRunning, exit 11). Facts relied on (the job
@@ -262,6 +268,7 @@ def hosted(config: Config, runtime: Runtime, win32: Win32 | None = None, build: 
     release of (``build``, the folder and version of the frozen program; this program's when it is frozen) or a
     current release, with each child in a job object (``win32``'s); else the agent itself."""
     from agent import config as config_module
+    from agent import logs
     from agent.daemon import Agent
     from agent.install import Layout
     from agent.supervisor import ServiceSupervisor
@@ -276,22 +283,25 @@ def hosted(config: Config, runtime: Runtime, win32: Win32 | None = None, build: 
             current = None
         if current is None:
             log.warning("no release under %s and this service is not a frozen build: the agent runs "
-                        "unsupervised, and cannot update itself", config.install_path)
+                        "unsupervised in the service's process, and cannot update itself; its log is %s",
+                        config.install_path, config.log_file or "stderr")
+            # No child writes the agent's file then: this process is its one writer.
+            logs.setup(config.log_level, config.log_file)
             return Agent(config, reload=config_module.load, runtime=runtime)
     job = ChildJob(win32 or Win32.load())
     return ServiceSupervisor(config, runtime, build=build, contain=job)
 
 
 def _default_config() -> Config:
-    """The configuration file's (``%ProgramData%\\OpenStackAgent\\agent.toml``), checked, with the log set up
-    (the file and the event log) before anything else runs."""
+    """The configuration file's (``%ProgramData%\\OpenStackAgent\\agent.toml``), checked, with the service's log
+    set up (its own file beside the agent's, and the event log) before anything else runs."""
     from agent import config as config_module
     from agent import logs
     from agent.machines import host_commands
 
     resolved = config_module.resolve()
     config_module.validate(resolved.config, host_commands(), resolved.sources)
-    logs.setup(resolved.config.log_level, resolved.config.log_file)
+    logs.setup(resolved.config.log_level, winlog.service_log_file(resolved.config.log_file))
     return resolved.config
 
 
@@ -585,7 +595,9 @@ def start(win32: Win32, wait: float, interval: float = 0.25) -> str:
         return "running"
     if state == SERVICE_STOPPED:
         raise PlatformError(f"the {SERVICE_NAME} service stopped while starting; see the Application event "
-                            f"log (source {winlog.SOURCE}) and the agent's log file")
+                            f"log (source {winlog.SOURCE}) and the log files: the service's "
+                            f"{winlog.service_log_file('OpenStackAgent.log')} beside the agent's OpenStackAgent.log, "
+                            "in %WINDIR%\\Logs unless daemon.log_file says otherwise")
     return f"still starting after {wait:g} s"
 
 

@@ -28,6 +28,7 @@ from tests.fakes.win32service import (
     WIN32SERVICE_PYD,
     FakeSCM,
     FakeSecurity,
+    HeldFiles,
     PySID,
 )
 
@@ -141,6 +142,89 @@ def test_the_file_rotates_by_size(tmp_path: Path) -> None:
     lines = "".join(kept).splitlines()
     assert lines == [f"line {n} " + "x" * 40 for n in range(2, 8)]
     assert all(p.stat().st_size <= 100 for p in tmp_path.iterdir())
+
+
+def _write(handler: logging.Handler, numbers: range) -> None:
+    for n in numbers:
+        handler.handle(logging.LogRecord("agent", logging.INFO, __file__, 1, f"line {n:03d} " + "x" * 40, (), None))
+
+
+def _lines(path: Path, *suffixes: str) -> list[str]:
+    """The lines of the agent's records in the files ``path`` + each suffix, in that order."""
+    return [line for suffix in suffixes for line in path.with_name(path.name + suffix).read_text().splitlines()
+            if line.startswith("line ")]
+
+
+def _in_order(path: Path) -> list[str]:
+    """The agent's records in every file of the log, oldest first: the backups from the highest number down,
+    then a file waiting aside for its rotation, then the file being written."""
+    backups = sorted((int(p.suffix[1:]) for p in path.parent.glob(path.name + ".*") if p.suffix[1:].isdigit()),
+                     reverse=True)
+    return _lines(path, *(f".{n}" for n in backups), *([winlog.PENDING] * path.with_name(path.name +
+                                                                                        winlog.PENDING).exists()), "")
+
+
+def _numbered(numbers: range) -> list[str]:
+    return [f"line {n:03d} " + "x" * 40 for n in numbers]
+
+
+def test_a_refused_rotation_loses_no_line_and_is_reported_once(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """While another process holds the file open, no backup moves, every line is still written, the refusal is one
+    warning in the file (nothing on stderr), and the rename is tried again each tenth of the limit, not each
+    line; once it is let go, the next try rotates and says after how many refusals."""
+    held = HeldFiles()
+    path = tmp_path / "OpenStackAgent.log"
+    path.with_name("OpenStackAgent.log.1").write_text("line older\n")
+    handler = winlog.rotating_file(str(path), max_bytes=1000, backups=2, rename=held.replace)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    held.hold(path)
+    _write(handler, range(40))  # 48 bytes a line: about twice the limit
+    size = path.stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["OpenStackAgent.log", "OpenStackAgent.log.1"]
+    assert _lines(path, "") == _numbered(range(40))
+    warnings = [line for line in path.read_text().splitlines() if "cannot be rotated" in line]
+    assert len(warnings) == 1 and HeldFiles.SHARING_VIOLATION in warnings[0]
+    assert capsys.readouterr().err == ""
+    assert set(held.attempts) == {(str(path), str(path) + winlog.PENDING)}
+    assert 1 < len(held.attempts) <= 1 + (size - 1000) // 100
+    refused = len(held.attempts)
+    held.release(path)
+    _write(handler, range(40, 45))
+    handler.close()
+    assert _lines(path, ".2", ".1", "") == ["line older", *_numbered(range(45))]
+    assert path.read_text().splitlines()[0] == f"the log file rotated after {refused} refused attempts"
+
+
+def test_a_rotation_cut_short_by_a_held_backup_is_finished_by_the_next(tmp_path: Path) -> None:
+    """An old file held open (a viewer on OpenStackAgent.log.2) stops the shift half-way: the full file waits
+    aside and a new one is written; once it is let go, the next rotation puts the waiting file in its place
+    first, so the files stay in order and no line is lost."""
+    held = HeldFiles()
+    path = tmp_path / "OpenStackAgent.log"
+    for suffix, text in ((".1", "line one\n"), (".2", "line two\n")):
+        path.with_name(path.name + suffix).write_text(text)
+    handler = winlog.rotating_file(str(path), max_bytes=500, backups=9, rename=held.replace)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    held.hold(path.with_name("OpenStackAgent.log.2"))
+    _write(handler, range(20))  # one rotation, cut short: the first file waits aside
+    assert path.with_name(path.name + winlog.PENDING).exists()
+    assert _in_order(path) == ["line two", "line one", *_numbered(range(20))]
+    held.release(path.with_name("OpenStackAgent.log.2"))
+    _write(handler, range(20, 40))
+    handler.close()
+    assert not path.with_name(path.name + winlog.PENDING).exists()
+    assert _in_order(path) == ["line two", "line one", *_numbered(range(40))]
+    assert path.with_name("OpenStackAgent.log.5").exists(), "the rotations went on after the one cut short"
+
+
+@pytest.mark.parametrize(("agent_log", "service_log"), [
+    (r"C:\Windows\Logs\OpenStackAgent.log", r"C:\Windows\Logs\OpenStackAgent-service.log"),
+    ("/var/log/agent", "/var/log/agent-service"),
+    ("", "")])
+def test_the_service_log_is_beside_the_agents(agent_log: str, service_log: str) -> None:
+    """The service process's file is the agent's name with -service before its extension; none without one."""
+    assert winlog.service_log_file(agent_log) == service_log
 
 
 def test_each_new_log_file_is_created_for_system_and_administrators(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ recovery actions; and ``install``/``remove``/``start``/``stop``."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import threading
@@ -371,6 +372,34 @@ def test_a_frozen_build_is_installed_as_the_msi_installs_it(monkeypatch: pytest.
     assert build_parser().parse_args(["service", "run"]).handler.__name__ == "cmd_service_run"
 
 
+def _fresh_root_logger(monkeypatch: pytest.MonkeyPatch) -> logging.Logger:
+    """The root logger with no handlers, its handlers and level put back after the test."""
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    return root
+
+
+def test_the_service_process_writes_its_own_log_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The service's configuration sets its process's log up in OpenStackAgent-service.log beside the agent's
+    file, which it leaves to its agent child: no file has two writers."""
+    from agent import config as config_module
+
+    agent_log = tmp_path / "Logs" / "OpenStackAgent.log"
+    agent_log.parent.mkdir()
+    file = tmp_path / "agent.toml"
+    file.write_text(f'[daemon]\nlog_file = "{agent_log.as_posix()}"\n', encoding="utf-8")
+    resolve = config_module.resolve
+    monkeypatch.setattr(config_module, "resolve", lambda: resolve(file=file))
+    root = _fresh_root_logger(monkeypatch)
+    config = winservice._default_config()
+    [handler] = root.handlers
+    handler.close()
+    assert config.log_file == str(agent_log)
+    assert isinstance(handler, logging.FileHandler)
+    assert handler.baseFilename == str(agent_log.with_name("OpenStackAgent-service.log"))
+
+
 # -- what the service hosts, and the job object its agent runs in ---------------------------------------------
 
 @pytest.mark.parametrize(("frozen", "release", "hosts"), [
@@ -381,8 +410,9 @@ def test_a_frozen_build_is_installed_as_the_msi_installs_it(monkeypatch: pytest.
 def test_the_service_hosts_the_supervisor_when_it_can(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                       frozen: bool, release: bool, hosts: str) -> None:
     """A frozen service hosts the supervisor with its own build (its folder and version) to make a release of,
-    and with each child put in a job object; without one, it hosts the supervisor when there is a current
-    release, else the agent itself (unsupervised)."""
+    and with each child put in a job object, its log left as it was (the service's own file); without one, it
+    hosts the supervisor when there is a current release, else the agent itself (unsupervised), its process's
+    log switched to the agent's file, which no child writes then."""
     from agent import __version__, pointers
     from agent.install import COMPLETE, Layout
     from agent.supervisor import ServiceSupervisor
@@ -390,7 +420,10 @@ def test_the_service_hosts_the_supervisor_when_it_can(monkeypatch: pytest.Monkey
     exe = tmp_path / "Program Files" / "openstack-agent.exe"
     monkeypatch.setattr(winservice.sys, "frozen", frozen, raising=False)
     monkeypatch.setattr(winservice.sys, "executable", str(exe))
-    config = agent_config.from_overrides(root=str(tmp_path), state_dir="/state", install_root="/releases-root")
+    agent_log = tmp_path / "OpenStackAgent.log"
+    config = agent_config.from_overrides(root=str(tmp_path), state_dir="/state", install_root="/releases-root",
+                                         log_file=str(agent_log))
+    root_logger = _fresh_root_logger(monkeypatch)
     if release:
         layout = Layout(config.install_path, pointers.FILE)
         layout.release_dir("0.2.0").mkdir(parents=True)
@@ -400,8 +433,12 @@ def test_the_service_hosts_the_supervisor_when_it_can(monkeypatch: pytest.Monkey
     runtime = WindowsServiceRuntime(lambda state, hint: None)
     made = winservice.hosted(config, runtime, scm.win32())
     if hosts == "agent":
+        [handler] = root_logger.handlers
+        handler.close()
         assert isinstance(made, Agent) and scm.jobs.jobs == []
+        assert isinstance(handler, logging.FileHandler) and handler.baseFilename == str(agent_log)
         return
+    assert root_logger.handlers == []
     assert isinstance(made, ServiceSupervisor) and made.runtime is runtime
     assert made.build == ((exe.parent, __version__) if frozen else None)
     [job] = scm.jobs.jobs

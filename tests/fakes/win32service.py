@@ -39,10 +39,14 @@ win32serviceutil.py, PythonService.cpp, win32evtlogutil.py, win32security; the S
   (replacing inherited entries, keeping owners and explicit entries). ``win32file.CreateDirectory(name, sa)``:
   ERROR_ALREADY_EXISTS (183) for a name taken; ``CreateFile(name, access, share, sa, CREATE_NEW, flags,
   template)``: ERROR_FILE_EXISTS (80).
+- ``os.replace`` (``MoveFileExW``) of a file, or over a file, that another process holds open without
+  ``FILE_SHARE_DELETE`` (CPython's ``open`` never asks for it) fails with ERROR_SHARING_VIOLATION (32), raised
+  as ``PermissionError`` (``HeldFiles``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import types
@@ -677,3 +681,28 @@ class FakeSecurity:
         self.descriptors[name] = PySECURITY_DESCRIPTOR(
             given.owner or PySID(26), PyACL(list(given.dacl.aces)) if given.dacl else PyACL(self._inheritable(name)),
             given.control)
+
+
+class HeldFiles:
+    """Windows' rule for renaming open files, as ``os.replace`` meets it there: a file another process holds open
+    (``hold``) can be neither moved nor replaced until it lets go (``release``). ``replace`` stands in for
+    ``os.replace`` and records each attempt."""
+
+    SHARING_VIOLATION = "The process cannot access the file because it is being used by another process"
+
+    def __init__(self) -> None:
+        self.held: set[str] = set()
+        self.attempts: list[tuple[str, str]] = []
+
+    def hold(self, path: os.PathLike[str] | str) -> None:
+        self.held.add(os.fspath(path))
+
+    def release(self, path: os.PathLike[str] | str) -> None:
+        self.held.discard(os.fspath(path))
+
+    def replace(self, source: str, destination: str) -> None:
+        self.attempts.append((source, destination))
+        if any(name in self.held and os.path.exists(name) for name in (source, destination)):
+            # What CPython raises for ERROR_SHARING_VIOLATION there: errno EACCES, the two names.
+            raise PermissionError(errno.EACCES, self.SHARING_VIOLATION, source, None, destination)
+        os.replace(source, destination)
