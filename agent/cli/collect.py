@@ -21,6 +21,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -46,6 +47,8 @@ MAX_LOG_BYTES = 50 * 1024 * 1024
 #: Flags the journal commands take (the rest of the configuration means nothing to them).
 JOURNAL_FLAGS = ("--config=", "--root=", "--state-dir=")
 MANIFEST = "MANIFEST.txt"
+#: Whether the Windows service's own log file (beside the agent's) is a part too.
+WINDOWS = sys.platform == "win32"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +102,11 @@ def cmd_collect_logs(args: argparse.Namespace, out: TextIO) -> int:
         _guarded("journalctl.txt", f"journalctl -u {UNIT} --no-pager -n {SERVICE_LOG_LINES} -o short-iso",
                  lambda m, w: _service_log(m, w, settings.root)),
     ]
+    if WINDOWS:
+        from agent.winlog import service_log_file
+
+        parts.append(_guarded("service.log", "the Windows service's own log file, beside the agent's",
+                              lambda m, w: _log_file(m, w, service_log_file(settings.log_file))))
     manifest = render_manifest(parts, stamp)
     members = [(p.member, p.data) for p in parts if p.data is not None] + [(MANIFEST, manifest.encode())]
     _write_archive(target, name, members)

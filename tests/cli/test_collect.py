@@ -194,6 +194,19 @@ def test_never_a_secret_after_a_password_flow(agent_process, host: Host, state_d
                 assert value.encode() not in data, f"the {what} is in {member} ({moment})"
 
 
+def test_on_windows_the_services_own_log_is_a_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Windows the archive also holds the service process's log, the file beside the agent's."""
+    monkeypatch.setattr("agent.cli.collect.WINDOWS", True)
+    (tmp_path / "OpenStackAgent.log").write_text("agent line\n")
+    (tmp_path / "OpenStackAgent-service.log").write_text("service line\n")
+    archive = tmp_path / "bug.tar.gz"
+    code, _ = collect_in(tmp_path, "--log-file", str(tmp_path / "OpenStackAgent.log"), "--out", str(archive))
+    found = members(archive)
+    assert code == 0
+    assert (found["agent.log"], found["service.log"]) == (b"agent line\n", b"service line\n")
+    assert manifest_results(found["MANIFEST.txt"])["service.log"] == "collected"
+
+
 @pytest.mark.parametrize("kind", ["link", "fifo"])
 def test_the_log_is_read_only_as_the_agents_regular_file(tmp_path: Path, kind: str) -> None:
     """daemon.log_file naming a link (to a secret) or a FIFO is refused as a part: nothing is read through the
