@@ -454,9 +454,13 @@ class ServiceSupervisor(_Probation):
         with self._child_lock:
             if self._stopping.is_set():
                 return None
-            child = self._child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+            # A service has no console: what the child prints before its own log is set up (a configuration
+            # error, a traceback) would be lost, so it is read here and logged in the service's log.
+            child = self._child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             if self.contain is not None:
                 self.contain(child)
+        threading.Thread(target=_relay, args=(child, version), name="agent-output", daemon=True).start()
         threading.Thread(target=lambda: self._events.put(child.wait()), name="agent-exit", daemon=True).start()
         self.runtime.ready(f"supervising openstack-agent {version}")
         deadline = time.monotonic() + self.config.ready_deadline + self.config.probation if probation else None
@@ -499,3 +503,18 @@ class ServiceSupervisor(_Probation):
             return
         if event is _STOP:
             self._events.put(_STOP)
+
+
+#: The longest line of a child's output the service logs (a runaway print must not fill its log with one line).
+MAX_RELAYED_LINE = 2000
+
+
+def _relay(child: subprocess.Popen[bytes], version: str) -> None:
+    """Log each line the child prints, until it closes its output (it exits); lines are bounded and decoded
+    leniently, since they come from a program that may be failing."""
+    assert child.stdout is not None
+    with child.stdout:
+        for raw in child.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                log.warning("openstack-agent %s printed: %s", version, line[:MAX_RELAYED_LINE])

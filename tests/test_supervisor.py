@@ -4,6 +4,7 @@ a frozen release that fails."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -146,7 +147,8 @@ class Told:
 
 
 #: Stand-ins of a frozen release's openstack-agent.exe: one serves until stopped, one crashes at start.
-PROGRAMS = {"serves": "#!/bin/sh\nexec sleep 600\n", "crashes": "#!/bin/sh\nexit 3\n"}
+PROGRAMS = {"serves": "#!/bin/sh\nexec sleep 600\n", "crashes": "#!/bin/sh\nexit 3\n",
+            "complains": "#!/bin/sh\necho 'Error: the configuration file is not TOML' >&2\nexit 2\n"}
 
 
 def frozen_release(layout: Layout, version: str, program: str) -> None:
@@ -209,6 +211,16 @@ def test_hosted_supervisor_rolls_back_a_failing_release(hosted, program: str, se
     assert (supervisor.layout.current, supervisor.layout.pointers.kind) == ("0.2.0", pointers.FILE)
     assert verdict_of(supervisor._journal(), "0.3.0") == ("bad", why)
     assert told.lines[0] == "supervising openstack-agent 0.3.0"
+
+
+def test_hosted_supervisor_logs_what_its_child_prints(hosted, caplog: pytest.LogCaptureFixture) -> None:
+    """What a child prints before its own log is set up (a service has no console) reaches the service's log."""
+    caplog.set_level(logging.WARNING, logger="agent.supervisor")
+    hosted("complains")
+    wait_for(lambda: any("the configuration file is not TOML" in r.getMessage() for r in caplog.records),
+             timeout=30)
+    assert any(r.getMessage() == "openstack-agent 0.3.0 printed: Error: the configuration file is not TOML"
+               for r in caplog.records)
 
 
 def test_hosted_supervisor_keeps_a_confirmed_release(hosted, tmp_path: Path) -> None:
