@@ -44,7 +44,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from agent import __version__, logs, platform, protocol, signals, status
+from agent import __version__, logs, notify, platform, protocol, signals, status
 from agent import runtime as runtime_module
 from agent.config import Config, reloaded, validate
 from agent.errors import (
@@ -176,11 +176,25 @@ class Agent:
 
     def install_signal_handlers(self) -> None:
         """Signals are only noted by their handler (see ``agent.signals``); a relay thread turns each into a
-        wake-up of the main loop, which acts on them."""
+        wake-up of the main loop, which acts on them. Under a supervisor that has no signals to send (the
+        Windows service's), the end of standard input is the stop request instead (``notify.STOP_ON_EOF_ENV``)."""
+        if os.environ.get(notify.STOP_ON_EOF_ENV) == "1" and sys.stdin is not None:
+            threading.Thread(target=self._stop_at_end_of_input, args=(sys.stdin.buffer,), name="agent-input",
+                             daemon=True).start()
         if threading.current_thread() is not threading.main_thread():
             return  # signals are delivered to the main thread only (tests run the agent in threads)
         threading.Thread(target=self._relay_signals, name="agent-signals", daemon=True).start()
         self.signals.install()
+
+    def _stop_at_end_of_input(self, stream: Any) -> None:
+        """Read ``stream`` (the supervisor's pipe, which says nothing) until it ends, then stop as on SIGTERM."""
+        try:
+            while stream.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass  # a pipe that broke or closed is the same request: the supervisor is done with this agent
+        log.info("the supervisor closed the agent's input: shutting down")
+        self.stop()
 
     def note_signal(self, sig: int) -> None:
         """In the signal handler: set flags, nothing else."""

@@ -21,6 +21,9 @@ ENV = "NOTIFY_SOCKET"
 COMMITTED = "X_OPENSTACK_AGENT_COMMITTED"
 #: Set by the supervisor in its child's environment: the agent may ask to be restarted.
 SUPERVISED_ENV = "OPENSTACK_AGENT_SUPERVISED"
+#: Set by a supervisor that has no signals to send (the Windows service's): the agent stops, as on SIGTERM, when
+#: its standard input reaches its end, which the supervisor brings about by closing its side of the pipe.
+STOP_ON_EOF_ENV = "OPENSTACK_AGENT_STOP_ON_EOF"
 
 
 def _address(value: str) -> str:

@@ -31,9 +31,11 @@ sd_notify). Each child's exit is waited for in a thread that posts it to a queue
 from the service's control handler), so the loop still never polls. Without a ready notification, probation is
 judged on the journal alone: a release not yet good must be marked good by its agent (agentupdate's commit,
 ``update.probation`` seconds after it is ready) within ``update.ready_deadline`` + ``update.probation`` seconds
-of its start, or crash fewer than ``update.crash_limit`` times, else it is stopped, marked bad and rolled back.
-The child is stopped with ``Popen.terminate`` (TerminateProcess on Windows: the journal makes that a crash the
-agent recovers from, never a lost command). Each child is handed to ``contain`` as soon as it is started: the
+of its start, and crash fewer than ``update.crash_limit`` times, else it is stopped, marked bad and rolled back.
+With no signal to send, the supervisor asks its child to stop by closing the child's standard input (the agent
+stops on its end, as on SIGTERM: ``notify.STOP_ON_EOF_ENV``); only a child still running after
+``daemon.shutdown_timeout`` is terminated (TerminateProcess on Windows: the journal makes that a crash the agent
+recovers from, never a lost command). Each child is handed to ``contain`` as soon as it is started: the
 Windows service puts it in a job object that ends it when the service's process ends, however that ends (the
 parent-death signal's counterpart; ``agent.winservice.ChildJob``).
 
@@ -49,6 +51,7 @@ the journal marks bad, or one older than the current release (which agentupdate 
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import dataclasses
 import logging
@@ -447,16 +450,18 @@ class ServiceSupervisor(_Probation):
 
     def _serve(self, version: str, probation: bool) -> int | None:
         """Run one child of ``version`` until it exits (its status), misses its deadline (None) or a stop."""
-        env = {**os.environ, notify.SUPERVISED_ENV: "1"}
+        env = {**os.environ, notify.SUPERVISED_ENV: "1", notify.STOP_ON_EOF_ENV: "1"}
         env.pop(notify.ENV, None)
         command = [str(self.layout.program(version)), "run", *self.agent_args]
         log.info("starting openstack-agent %s%s", version, " (on probation)" if probation else "")
         with self._child_lock:
             if self._stopping.is_set():
                 return None
+            # Windows has no SIGTERM: closing the child's input asks it to stop (``_stop_child``), and it ends
+            # as it does on SIGTERM elsewhere: the command under way finished or journaled, the journal closed.
             # A service has no console: what the child prints before its own log is set up (a configuration
             # error, a traceback) would be lost, so it is read here and logged in the service's log.
-            child = self._child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+            child = self._child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE,
                                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             if self.contain is not None:
                 self.contain(child)
@@ -495,6 +500,22 @@ class ServiceSupervisor(_Probation):
         with self._child_lock:
             child = self._child
         self._stop(child)
+
+    def _stop(self, child: subprocess.Popen[bytes] | None) -> None:
+        """Ask a running child to stop by closing its input; terminate it (TerminateProcess on Windows, which the
+        journal recovers from as from a crash) only after ``daemon.shutdown_timeout``."""
+        if child is None or child.poll() is not None:
+            return
+        if child.stdin is not None:
+            with contextlib.suppress(OSError):
+                child.stdin.close()
+        try:
+            child.wait(self.config.shutdown_timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("the agent did not stop within %g s of its input closing; terminating it",
+                        self.config.shutdown_timeout)
+            child.terminate()
+            child.wait()
 
     def _pause(self, ran: float) -> None:
         try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import __version__, status
+from agent import __version__, notify, status
 from agent.cli.status import NOT_READY, NOT_RUNNING
 from agent.host import Host
 from agent.protocol import GUEST_DIR
@@ -186,6 +186,22 @@ def test_the_published_status_follows_the_agent(agent_process, xenstored: Xensto
     stopped = status.observe(state_dir)
     assert (stopped.running, stopped.last.state, stopped.last.pid) == (False, "stopped", agent.process.pid)
     assert status_code() == NOT_RUNNING
+
+
+def test_the_end_of_its_input_stops_an_agent_told_so(agent_process, state_dir: Path) -> None:
+    """Under a supervisor with no signals to send (the Windows service's), closing the agent's input stops it
+    as SIGTERM does: exit 0, the run recorded as stopped cleanly."""
+    agent = agent_process()
+    agent.env = {**agent.env, notify.STOP_ON_EOF_ENV: "1"}
+    with agent.log_path.open("ab") as log:
+        agent.process = subprocess.Popen(agent.args, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                         env=agent.env)
+    wait_for(lambda: status.observe(state_dir).ready)
+    assert agent.process.stdin is not None
+    agent.process.stdin.close()
+    assert agent.wait() == 0
+    assert status.observe(state_dir).last.state == "stopped"
+    assert "the supervisor closed the agent's input: shutting down" in agent.log()
 
 
 def test_a_killed_agent_is_not_running_whatever_its_file_says(agent_process, state_dir: Path) -> None:

@@ -146,8 +146,10 @@ class Told:
         pass
 
 
-#: Stand-ins of a frozen release's openstack-agent.exe: one serves until stopped, one crashes at start.
-PROGRAMS = {"serves": "#!/bin/sh\nexec sleep 600\n", "crashes": "#!/bin/sh\nexit 3\n",
+#: Stand-ins of a frozen release's openstack-agent.exe: one serves until its input ends (as the agent does under
+#: the service), one ignores its input, one crashes at start, one complains on stderr and exits.
+PROGRAMS = {"serves": "#!/bin/sh\nexec cat >/dev/null\n", "deaf": "#!/bin/sh\nexec sleep 600\n",
+            "crashes": "#!/bin/sh\nexit 3\n",
             "complains": "#!/bin/sh\necho 'Error: the configuration file is not TOML' >&2\nexit 2\n"}
 
 
@@ -167,7 +169,7 @@ def hosted(tmp_path: Path) -> Iterator[Callable[..., tuple[ServiceSupervisor, To
 
     def start(program: str, **settings: float) -> tuple[ServiceSupervisor, Told]:
         config = Config(install_root=str(tmp_path / "install"), state_dir=str(tmp_path / "state"),
-                        shutdown_timeout=5.0, **settings)
+                        **{"shutdown_timeout": 5.0, **settings})
         layout = Layout(config.install_path, pointers.FILE)
         frozen_release(layout, "0.2.0", "serves")
         frozen_release(layout, "0.3.0", program)
@@ -211,6 +213,18 @@ def test_hosted_supervisor_rolls_back_a_failing_release(hosted, program: str, se
     assert (supervisor.layout.current, supervisor.layout.pointers.kind) == ("0.2.0", pointers.FILE)
     assert verdict_of(supervisor._journal(), "0.3.0") == ("bad", why)
     assert told.lines[0] == "supervising openstack-agent 0.3.0"
+
+
+@pytest.mark.parametrize(("program", "status"), [("serves", 0), ("deaf", -signal.SIGTERM)])
+def test_hosted_supervisor_stops_its_child_by_closing_its_input(hosted, program: str, status: int) -> None:
+    """Stop closes the child's input, which ends an agent cleanly; a child that does not end within
+    daemon.shutdown_timeout is terminated."""
+    supervisor, told = hosted(program, ready_deadline=60.0, shutdown_timeout=0.5)
+    wait_for(lambda: serving(supervisor, told, "0.3.0"), timeout=30)
+    child = supervisor._child
+    assert child is not None
+    supervisor.stop()
+    assert child.wait(30) == status
 
 
 def test_hosted_supervisor_logs_what_its_child_prints(hosted, caplog: pytest.LogCaptureFixture) -> None:
