@@ -1,15 +1,18 @@
-r"""The Windows service: the agent (``agent.daemon.Agent``) run by the Service Control Manager, and its set-up.
+r"""The Windows service: what the Service Control Manager runs (the supervisor and its agent child, see "What the
+service runs" below), and its set-up.
 
 The service is named ``OpenStackAgent``, the earlier Windows agent's name, so that installing this one
 replaces that one in place. It starts automatically at boot, runs as LocalSystem, and the SCM restarts it
 after a failure (recovery actions: 5 s, 5 s, then 60 s after each failure, the count reset after a day
 without one), whether the process crashed or stopped with an error.
 
-What the SCM sees of a start: ``SERVICE_START_PENDING``, its checkpoint advancing while the agent locks its
-state directory, opens its journal and connects to XenStore, then ``SERVICE_RUNNING`` once the agent serves
-(the ``ready`` of its runtime, ``WindowsServiceRuntime``). A stop or a system shutdown asks the agent to stop
-through its thread-safe ``Agent.stop``, reports ``SERVICE_STOP_PENDING`` with a wait hint covering
-``daemon.shutdown_timeout``, and the service reports ``SERVICE_STOPPED`` once the agent has closed its journal.
+What the SCM sees of a start: ``SERVICE_START_PENDING``, its checkpoint advancing while what the service runs
+starts, then ``SERVICE_RUNNING`` at its runtime's ``ready`` (``WindowsServiceRuntime``): for the supervisor,
+once it has started the current release's agent; for an agent run directly, once it serves. A stop or a
+system shutdown asks it to stop through its thread-safe ``stop``, reports ``SERVICE_STOP_PENDING`` with a
+wait hint covering ``daemon.shutdown_timeout``, and the service reports ``SERVICE_STOPPED`` once it has
+returned: the supervisor closes its child's input, the agent stops on it as on SIGTERM and closes its journal,
+and only a child still running after the timeout is terminated.
 
 Facts this module relies on (pywin32's win32serviceutil.py and PythonService.cpp, the SCM documentation):
 
