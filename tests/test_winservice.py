@@ -447,8 +447,9 @@ def test_the_service_hosts_the_supervisor_when_it_can(monkeypatch: pytest.Monkey
 
 
 def test_a_child_in_the_job_dies_when_the_job_closes() -> None:
-    """The child is put in the kill-on-close job through a process handle with the rights assignment needs
-    (closed afterwards); when the job's handle closes (the service's process ends), the child is killed."""
+    """ChildJob assigns the child, through a process handle with the rights assignment needs (closed
+    afterwards), to a job set to kill its processes when its last handle closes; the stand-in then kills them,
+    as Windows does when the service's process ends (that kill is Windows', and is not tested here)."""
     scm = FakeSCM()
     job = winservice.ChildJob(scm.win32())
     child = subprocess.Popen(["sleep", "600"])

@@ -4,8 +4,8 @@ file_inject").
 Both commands carry a guest path and the file's contents; they differ only in how. ``injectfile``, the older
 form, sends base64 of ``"<path>,<contents>"``, split at the first comma (a path holds none, contents may);
 ``file_inject`` sends ``{"b64_path": <base64>, "b64_file": <base64>}``. The writing itself is the files
-port's (``agent.platform.files``): checked, symlink-safe, atomic and durable, with a backup of the file it
-replaces. The machine decides when, and journals what.
+port's (``agent.platform.files``; on Windows ``agent.platform.windows_files``, for drive paths): checked,
+symlink-safe, atomic and durable, with a backup of the file it replaces. The machine decides when, and journals what.
 
 Validate, then act. ``received`` decodes the value and has the port check the path, the policy
 (``inject.allowed_paths``) and the size (``inject.max_size``) without touching the disk; ``write`` journals
