@@ -141,3 +141,40 @@ def test_two_adapters_with_the_mac_refuse_the_change(windows_agent: Any, host: H
     assert reply["returncode"] == "500" and reply["message"].endswith("nothing was changed")
     assert f"two IP-enabled network adapters have MAC {MAC} (interface index 4 and 9)" in reply["message"]
     assert net.calls == [] and net.commands == [] and net.next_boot_name == "WIN-OLD"
+
+
+ROUTED = {"fa163e0a1b2c": {**NETWORK["fa163e0a1b2c"],
+                           "routes": [{"route": "10.0.0.0", "netmask": "255.0.0.0", "gateway": "203.0.113.254"}],
+                           "dns": ["198.51.100.53", "2001:db8::53"]}}
+
+
+def test_static_routes_and_ipv6_name_servers_are_applied_and_a_second_run_is_unchanged(
+        windows_agent: Any, host: Host, net: FakeWindowsNet) -> None:
+    """nova's static route becomes a persistent route on the adapter and its IPv6 name server the adapter's; the
+    change is verified ("0"); the same data again changes nothing (no WMI call, no netsh command)."""
+    windows_agent()
+    assert host.reset_network(ROUTED, None, timeout=30) == {"returncode": "0", "message": ""}
+    adapter = net.adapters[MAC]
+    assert adapter.routes == [("10.0.0.0/8", "203.0.113.254")] and adapter.dns6 == ["2001:db8::53"]
+    assert adapter.dns == ["198.51.100.53"]
+    calls, commands = len(net.calls), len(net.commands)
+    assert host.reset_network(ROUTED, None, timeout=30) == {"returncode": "0", "message": ""}
+    assert (len(net.calls), len(net.commands)) == (calls, commands)
+
+
+def test_a_failing_route_rolls_back_the_old_routes_and_name_servers(windows_agent: Any, host: Host,
+                                                                    net: FakeWindowsNet) -> None:
+    """A route Windows refuses fails the change: the reply names the netsh command, and the routes and IPv6 name
+    servers the agent set before are back, the new ones gone."""
+    windows_agent()
+    assert host.reset_network(ROUTED, None, timeout=30)["returncode"] == "0"
+    entry = ROUTED["fa163e0a1b2c"]
+    changed = {"fa163e0a1b2c": {**entry, "dns": ["2001:db8::54"], "routes": [
+        {"route": "172.16.0.0", "netmask": "255.240.0.0", "gateway": "203.0.113.254"}]}}
+    net.refuse.add("172.16.0.0/12")
+    reply = host.reset_network(changed, None, timeout=30)
+    assert reply["returncode"] == "500" and "was rolled back" in reply["message"]
+    assert "add route prefix=172.16.0.0/12" in reply["message"]
+    adapter = net.adapters[MAC]
+    assert adapter.routes == [("10.0.0.0/8", "203.0.113.254")] and adapter.dns6 == ["2001:db8::53"]
+    assert adapter.ipv4 == ["203.0.113.10/24"] and adapter.dns == ["198.51.100.53"]

@@ -9,8 +9,14 @@ The resetnetwork machine drives this port exactly as it drives ``agent.platform.
   document, then drops it; ``discard_partial`` drops a staged document that was not applied (the machine calls
   it for every file it restores, so a rollback never applies a new document that was only staged).
 * ``apply`` writes, before it touches an adapter, what it is about to set (``applied-<mac>.json``): the next
-  apply removes the IPv6 addresses and the default routes that record holds and the new document does not,
-  which WMI cannot tell apart from the ones the network gave (SLAAC, DHCP).
+  apply removes the IPv6 addresses, the default routes and the static routes that record holds and the new
+  document does not, which WMI cannot tell apart from the ones the network gave (SLAAC, DHCP) or an operator
+  added; a route the agent did not add is never removed. The IPv6 name servers go back to DHCPv6's only when
+  the record holds some and the new document none; an adapter the agent never gave any is left as it is.
+* The static routes and IPv6 name servers of ``read``'s document are that record's: WMI's adapter class has
+  neither (``DNSServerSearchOrder`` is IPv4 only), and netsh's ``show route``/``show dnsservers`` print
+  localised text. So the backup holds the routes and IPv6 name servers the agent manages, and a rollback
+  restores exactly those.
 * ``observe`` reads the adapters' addresses and default gateways back; ``answers`` pings.
 * The kept contents (``keep``/``kept``) are files in the backups directory, which the agent's state directory
   (SYSTEM and Administrators only) holds.
@@ -32,7 +38,16 @@ Facts about the real API this module relies on:
   anything else a failure (``RETURN_CODES``). Called through the scripting API (``Methods_(name).InParameters.
   SpawnInstance_()``, ``ExecMethod_``), as ``agent.xenstore_wmi`` does; COM failures are ``pywintypes.com_error``.
 * ``netsh interface ipv6 add|delete address interface=<index> address=<ip>/<len>``, ``netsh interface
-  ipv4|ipv6 add|delete route prefix=<net> interface=<index> nexthop=<gw>``; exit status 0 is success.
+  ipv4|ipv6 add|delete route prefix=<net>/<len> interface=<index> nexthop=<gw>``; exit status 0 is success.
+  ``add route`` takes ``store=active|persistent`` (persistent, the default, keeps the route across boots and
+  sets it now); ``set route`` with the same keys changes a route that exists and fails on a missing one.
+* ``netsh interface ipv6 set dnsservers name=<index> source=static address=<ip> register=none validate=no``
+  replaces the adapter's IPv6 name servers with one; ``add dnsservers name=<index> address=<ip> index=<n>
+  validate=no`` puts another at position n of the search order; ``set dnsservers name=<index> source=dhcp``
+  goes back to the ones DHCPv6 gives. ``validate=no`` keeps netsh from querying the server first (a server
+  that is not reachable yet is not an error). The WMI alternative, ``MSFT_DNSClientServerAddress`` (in
+  ``root\\StandardCimv2``, Windows 8 / Server 2012 and later), is not used, for the same reason as for
+  ``MSFT_NetIPAddress``.
 * ``ping -n 1 -w 1000 <ip>``: exit status 0 when a reply came; for IPv4 a "Destination host unreachable" reply
   from a router also exits 0, so a reply must also carry ``TTL=`` (printed in every language's output).
 * ``SetComputerNameExW(ComputerNamePhysicalDnsHostname (5), name)`` (kernel32) sets the DNS host name and the
@@ -50,6 +65,11 @@ Facts about the real API this module relies on:
 Unconfirmed (no Windows here): that ``IPSubnet`` gives IPv6 prefixes as bare numbers on every version, the
 ``TTL=`` rule for every language, netsh's exit statuses for an address that already exists, and that deleting
 the default route with netsh also clears the static gateway ``EnableDHCP`` leaves in the adapter's settings.
+Also unconfirmed: that ``add route`` exits non-zero for a route that already exists (the agent then tries
+``set route``, which succeeds only on an existing route, so an existing route is taken as added and a real
+failure still fails), that ``delete route`` without ``store=`` also removes the persistent route, and that
+``set|add dnsservers`` take ``validate=no`` on every version the agent supports (Windows 7 / Server 2008 R2
+and later document it; earlier ones have ``set dnsserver`` without it).
 """
 
 from __future__ import annotations
@@ -212,7 +232,7 @@ class WindowsNetwork:
         """The adapter's present configuration as a canonical document; None when no adapter has the MAC."""
         mac = canonical.mac_of(path)
         adapter = self._adapters().get(mac)
-        return None if adapter is None else canonical.dumps(_present(adapter, mac))
+        return None if adapter is None else canonical.dumps(_present(adapter, mac, self._applied(mac)))
 
     def write(self, path: str, contents: bytes, mode: int) -> None:
         """Stage the document for ``apply`` (checked first: a damaged one is refused before anything is set)."""
@@ -242,19 +262,26 @@ class WindowsNetwork:
             if contents is None:
                 continue
             doc = canonical.parse(contents)
-            record = self._staging().parent / f"applied-{mac}.json"
-            before = self._load(record)
-            previous = canonical.parse(before) if before is not None else canonical.document(mac, dhcp=True)
-            self._store(record, contents)  # before the first change: a crash midway still knows what it added
+            previous = self._applied(mac)
+            # Before the first change: a crash midway still knows what it added.
+            self._store(self._record(mac), contents)
             reboot |= self._set(mac, doc, previous)
             staged.unlink()
         if reboot:
             log.warning("Windows says the network configuration takes full effect only after a reboot")
 
+    def _record(self, mac: str) -> Path:
+        return self._staging().parent / f"applied-{mac}.json"
+
+    def _applied(self, mac: str) -> dict[str, Any]:
+        """The document the agent last set on the adapter (DHCP, nothing of its own, when it never set one)."""
+        before = self._load(self._record(mac))
+        return canonical.parse(before) if before is not None else canonical.document(mac, dhcp=True)
+
     def _set(self, mac: str, doc: dict[str, Any], previous: dict[str, Any]) -> bool:
         adapter = self._adapter(mac)
         index = str(_get(adapter, "InterfaceIndex"))
-        present = _present(adapter, mac)
+        present = _present(adapter, mac, previous)
         log.info("configuring adapter %s (%s)", colon_mac(mac), "DHCP" if doc["dhcp"] else ", ".join(doc["ipv4"]))
         reboot = False
         if doc["dhcp"]:
@@ -290,7 +317,40 @@ class WindowsNetwork:
         for gateway in doc.get("gateway6", []):
             if gateway not in live:
                 self._netsh("ipv6", "add", "route", "prefix=::/0", f"interface={index}", f"nexthop={gateway}")
+        self._set_routes(index, doc.get("routes", []), previous.get("routes", []))
+        self._set_dns6(index, doc.get("dns6", []), previous.get("dns6", []))
         return reboot
+
+    def _set_routes(self, index: str, routes: list[list[str]], previous: list[list[str]]) -> None:
+        """Remove the static routes the agent added that nova no longer gives, then add nova's new ones."""
+        for prefix, gateway in previous:
+            if [prefix, gateway] not in routes:
+                self._netsh(_family(prefix), "delete", "route", f"prefix={prefix}", f"interface={index}",
+                            f"nexthop={gateway}", may_fail=True)
+        for prefix, gateway in routes:
+            if [prefix, gateway] in previous:
+                continue
+            keys = (f"prefix={prefix}", f"interface={index}", f"nexthop={gateway}", "store=persistent")
+            try:
+                self._netsh(_family(prefix), "add", "route", *keys)
+            except PlatformError:
+                # Already there (a rollback after a crash before its removal, or an operator's own): set route
+                # succeeds only on a route that exists, so anything else is still the add's failure.
+                if not self._netsh(_family(prefix), "set", "route", *keys, may_fail=True):
+                    raise
+
+    def _set_dns6(self, index: str, servers: list[str], previous: list[str]) -> None:
+        """The IPv6 name servers in nova's order, or DHCPv6's again when the agent set some and nova gives none."""
+        if servers == previous:
+            return
+        if not servers:
+            self._netsh("ipv6", "set", "dnsservers", f"name={index}", "source=dhcp")
+            return
+        self._netsh("ipv6", "set", "dnsservers", f"name={index}", "source=static", f"address={servers[0]}",
+                    "register=none", "validate=no")
+        for position, server in enumerate(servers[1:], start=2):
+            self._netsh("ipv6", "add", "dnsservers", f"name={index}", f"address={server}", f"index={position}",
+                        "validate=no")
 
     def _drop_gateways(self, index: str, gateways: list[str], keep: list[str]) -> None:
         for gateway in dict.fromkeys(gateways):
@@ -298,7 +358,8 @@ class WindowsNetwork:
                 self._netsh("ipv4", "delete", "route", "prefix=0.0.0.0/0", f"interface={index}", f"nexthop={gateway}",
                             may_fail=True)
 
-    def _netsh(self, family: str, *args: str, may_fail: bool = False) -> None:
+    def _netsh(self, family: str, *args: str, may_fail: bool = False) -> bool:
+        """Run one netsh command; whether it worked (a failure is a PlatformError unless ``may_fail``)."""
         self._allowed()
         argv = ["netsh", "interface", family, *args]
         status, output = self._run(argv)
@@ -307,7 +368,8 @@ class WindowsNetwork:
             message = f"{' '.join(argv)} failed with exit status {status}: {said}"
             if not may_fail:
                 raise PlatformError(message)
-            log.info("%s (which may fail here: it may be gone already)", message)
+            log.info("%s (which may fail here: it may be gone already, or there already)", message)
+        return status == 0
 
     # -- the contents a change keeps until it ends ---------------------------------------------------------
 
@@ -484,8 +546,14 @@ def _addresses(adapter: Any) -> list[str]:
     return [a for a in found if not ipaddress.ip_interface(a).is_link_local]
 
 
-def _present(adapter: Any, mac: str) -> dict[str, Any]:
-    """The adapter's configuration now, as a canonical document."""
+def _family(prefix: str) -> str:
+    return "ipv6" if ipaddress.ip_network(prefix).version == 6 else "ipv4"
+
+
+def _present(adapter: Any, mac: str, applied: dict[str, Any]) -> dict[str, Any]:
+    """The adapter's configuration now, as a canonical document; its static routes and IPv6 name servers are the
+    ones the agent set (``applied``), which WMI does not list."""
+    own = {"routes": applied.get("routes", []), "dns6": applied.get("dns6", [])}
     found = _addresses(adapter)
     ipv4 = [a for a in found if ipaddress.ip_interface(a).version == 4]
     ipv6 = [a for a in found if ipaddress.ip_interface(a).version == 6]
@@ -494,9 +562,9 @@ def _present(adapter: Any, mac: str) -> dict[str, Any]:
     v6 = [g for g in gateways if ipaddress.ip_address(g).version == 6 and not ipaddress.ip_address(g).is_link_local]
     if _get(adapter, "DHCPEnabled"):
         # What DHCP and SLAAC gave is the network's: only the document's own static IPv6 would follow it.
-        return canonical.document(mac, dhcp=True)
+        return canonical.document(mac, dhcp=True, **own)
     dns = [s for s in _strings(adapter, "DNSServerSearchOrder") if ipaddress.ip_address(s).version == 4]
-    return canonical.document(mac, dhcp=False, ipv4=ipv4, gateways=v4, dns=dns, ipv6=ipv6, gateway6=v6)
+    return canonical.document(mac, dhcp=False, ipv4=ipv4, gateways=v4, dns=dns, ipv6=ipv6, gateway6=v6, **own)
 
 
 def _plain(name: str) -> str:

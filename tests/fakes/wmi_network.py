@@ -15,7 +15,15 @@ documentation, pywin32, the scripting API as ``tests/fakes/xeniface.py`` models 
   back to DHCP's servers; ``EnableDHCP`` takes a lease and leaves the static gateways, as the documentation says.
   Each returns ``ReturnValue``. ``fail[method] = code`` makes the next call of a method return ``code``.
 - ``netsh interface ipv4|ipv6 add|delete address|route``, exit status 1 with a message for a missing element
-  or one that exists; ``ping -n 1 -w 1000 ip`` answers (with ``TTL=``) for the addresses in ``reachable``.
+  or one that exists; ``set route`` changes an existing route (1, "Element not found.", for a missing one); a
+  route's prefix of the other family is "The parameter is incorrect."; the default routes (``0.0.0.0/0``,
+  ``::/0``) are the adapter's gateways, any other prefix one of its ``routes``. ``refuse`` holds prefixes whose
+  ``add route`` fails (1) as a route Windows cannot take does.
+- ``netsh interface ipv6 set dnsservers name=<index> source=static address=<ip>`` replaces the IPv6 name servers
+  with one, ``source=dhcp`` empties them (no DHCPv6 here), ``add dnsservers ... index=<n>`` inserts one at
+  position n (1, "The object is already in the list.", for one there already); WMI's ``DNSServerSearchOrder``
+  never lists them, as it lists IPv4 servers only.
+- ``ping -n 1 -w 1000 ip`` answers (with ``TTL=``) for the addresses in ``reachable``.
 - ``SetComputerNameExW(5, name)`` sets the name the next boot takes, which ``winreg`` reads as the value ``NV
   Hostname`` of ``HKLM\\SYSTEM\\CurrentControlSet\\Services\\Tcpip\\Parameters`` (``OpenKey`` a context manager,
   ``QueryValueEx`` returning ``(value, REG_SZ)``, ``FileNotFoundError`` for a missing value, ``OSError`` for
@@ -62,6 +70,9 @@ class Adapter:
     dns: list[str] = dataclasses.field(default_factory=list)
     ipv6: list[str] = dataclasses.field(default_factory=list)
     gateway6: list[str] = dataclasses.field(default_factory=list)
+    #: Static routes other than the default ones, as (prefix, next hop), and the IPv6 name servers.
+    routes: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    dns6: list[str] = dataclasses.field(default_factory=list)
     #: What DHCP gives this adapter: address/prefix, gateway, name server.
     lease: tuple[str, str, str] = ("192.0.2.50/24", "192.0.2.1", "192.0.2.53")
 
@@ -130,6 +141,7 @@ class FakeWindowsNet:
         self.next_boot_name = hostname
         self.reachable: set[str] = set()
         self.fail: dict[str, int] = {}
+        self.refuse: set[str] = set()
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         self.commands: list[list[str]] = []
         self.lock = threading.Lock()
@@ -255,9 +267,14 @@ class FakeWindowsNet:
         family, verb, noun = argv[2:5]
         options = dict(arg.split("=", 1) for arg in argv[5:])
         with self.lock:
-            adapter = next((a for a in self.adapters.values() if str(a.index) == options.get("interface")), None)
+            index = options.get("name" if noun == "dnsservers" else "interface")
+            adapter = next((a for a in self.adapters.values() if str(a.index) == index), None)
             if adapter is None:
                 return 1, "The filename, directory name, or volume label syntax is incorrect.\r\n"
+            if noun == "dnsservers":
+                return self._dnsservers(adapter, family, verb, options)
+            if noun == "route" and options["prefix"] not in ("0.0.0.0/0", "::/0"):
+                return self._route(adapter, family, verb, options)
             if noun == "address":
                 items, value = adapter.ipv6, options["address"]
                 if verb == "delete":
@@ -275,3 +292,43 @@ class FakeWindowsNet:
                 return 1, "Element not found.\r\n"
         return 0, "Ok.\r\n"
 
+
+    def _route(self, adapter: Adapter, family: str, verb: str, options: dict[str, str]) -> tuple[int, str]:
+        try:
+            prefix = ipaddress.ip_network(options["prefix"])
+            nexthop = ipaddress.ip_address(options["nexthop"])
+        except ValueError:
+            return 1, "The parameter is incorrect.\r\n"
+        if f"ipv{prefix.version}" != family or nexthop.version != prefix.version:
+            return 1, "The parameter is incorrect.\r\n"
+        assert verb == "delete" or options.get("store") == "persistent", options
+        route = (str(prefix), str(nexthop))
+        if verb == "add":
+            if str(prefix) in self.refuse:
+                return 1, "The parameter is incorrect.\r\n"
+            if route in adapter.routes:
+                return 1, "The object already exists.\r\n"
+            adapter.routes.append(route)
+        elif route not in adapter.routes:
+            return 1, "Element not found.\r\n"
+        elif verb == "delete":
+            adapter.routes.remove(route)
+        return 0, "Ok.\r\n"
+
+    @staticmethod
+    def _dnsservers(adapter: Adapter, family: str, verb: str, options: dict[str, str]) -> tuple[int, str]:
+        assert family == "ipv6" and options.get("validate", "no") == "no", options
+        if verb == "set" and options.get("source") == "dhcp":
+            adapter.dns6 = []
+            return 0, "Ok.\r\n"
+        if not _valid(options.get("address"), 6):
+            return 1, "The parameter is incorrect.\r\n"
+        server = options["address"]
+        if verb == "set":
+            assert options.get("source") == "static" and options.get("register") == "none", options
+            adapter.dns6 = [server]
+        elif server in adapter.dns6:
+            return 1, "The object is already in the list.\r\n"
+        else:
+            adapter.dns6.insert(int(options.get("index", len(adapter.dns6) + 1)) - 1, server)
+        return 0, "Ok.\r\n"

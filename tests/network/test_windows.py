@@ -1,4 +1,4 @@
-"""The Windows renderer: one canonical document per adapter, which parses back, and what it refuses."""
+"""The Windows renderer: one canonical document per adapter, which parses back, and the damaged ones parse refuses."""
 
 from __future__ import annotations
 
@@ -51,17 +51,28 @@ def test_an_interface_without_ipv4_is_dhcp() -> None:
         "mac": "fa:16:3e:0a:1b:2c", "dhcp": True, "ipv6": ["2001:db8::10/64"]}
 
 
-@pytest.mark.parametrize(("extra", "words"), [
-    ({"routes": [{"route": "10.0.0.0", "netmask": "255.0.0.0", "gateway": "10.1.0.1"}]}, "static routes"),
-    ({"dns": ["2001:db8::53"]}, "IPv6 name servers"),
-])
-def test_what_windows_does_not_apply_yet_is_refused(extra: dict[str, object], words: str) -> None:
-    """Static routes and IPv6 name servers are refused rather than applied in part."""
+def test_static_routes_and_ipv6_name_servers_have_their_own_keys() -> None:
+    """nova's static routes of both families go to "routes", sorted (IPv4 first), and the IPv6 name servers to
+    "dns6" in nova's order, apart from the IPv4 ones; the document parses back."""
     network = parse({"fa163e998877": {"mac": "fa:16:3e:99:88:77", "ips": [{"ip": "10.1.2.3",
-                                                                          "netmask": "255.255.0.0"}], **extra}},
-                    None, SYSTEM)
-    with pytest.raises(PlatformError, match=words):
-        windows.render(network, nothing)
+                                                                          "netmask": "255.255.0.0"}],
+                                      "routes": [{"route": "2001:db8:9::", "netmask": "48", "gateway": "2001:db8::1"},
+                                                 {"route": "192.168.0.0", "netmask": "255.255.0.0",
+                                                  "gateway": "10.1.0.1"},
+                                                 {"route": "10.0.0.0", "netmask": "255.0.0.0", "gateway": "10.1.0.1"}],
+                                      "dns": ["2001:db8::54", "10.1.0.53", "2001:db8::53"]}}, None, SYSTEM)
+    contents = windows.render(network, nothing)[PRIVATE]
+    assert json.loads(contents) == {
+        "mac": "fa:16:3e:99:88:77", "dhcp": False, "ipv4": ["10.1.2.3/16"], "gateways": [], "dns": ["10.1.0.53"],
+        "routes": [["10.0.0.0/8", "10.1.0.1"], ["192.168.0.0/16", "10.1.0.1"], ["2001:db8:9::/48", "2001:db8::1"]],
+        "dns6": ["2001:db8::54", "2001:db8::53"]}
+    assert windows.dumps(windows.parse(contents)) == contents
+
+
+def test_the_two_nics_scenario_renders_the_private_routes() -> None:
+    """The scenario every renderer covers, with the private network's two routes, renders (nothing is refused)."""
+    rendered = windows.render(SCENARIOS["two-nics"], nothing)
+    assert json.loads(rendered[PRIVATE])["routes"] == [["10.0.0.0/8", "10.1.0.1"], ["192.168.0.0/16", "10.1.0.1"]]
 
 
 @pytest.mark.parametrize("contents", [
@@ -70,6 +81,11 @@ def test_what_windows_does_not_apply_yet_is_refused(extra: dict[str, object], wo
     b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":false,"ipv4":["203.0.113.10"]}',
     b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":false,"ipv4":["2001:db8::1/64"]}',
     b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":true,"extra":1}',
+    b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":true,"routes":[["10.0.0.0/8","2001:db8::1"]]}',
+    b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":true,"routes":[["10.0.0.1/8","10.1.0.1"]]}',
+    b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":true,"routes":[["10.0.0.0","10.1.0.1"]]}',
+    b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":true,"routes":["10.0.0.0/8 10.1.0.1"]}',
+    b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":true,"dns6":["198.51.100.53"]}',
 ])
 def test_parse_refuses_a_damaged_document(contents: bytes) -> None:
     """A document that is not the canonical form is a PlatformError, never set on an adapter."""

@@ -104,6 +104,63 @@ def test_ipv6_goes_through_netsh_and_is_removed_again(port: WindowsNetwork, net:
     assert ["netsh", "interface", "ipv6", "delete", "address", "interface=7", "address=2001:db8::10"] in net.commands
 
 
+ROUTED = {**STATIC, "routes": [["10.0.0.0/8", "203.0.113.254"], ["2001:db8:9::/48", "2001:db8::fe"]],
+          "dns6": ["2001:db8::53", "2001:db8::54"]}
+
+
+def test_static_routes_and_ipv6_name_servers_go_through_netsh(port: WindowsNetwork, net: FakeWindowsNet) -> None:
+    """Each static route is added as a persistent route on the adapter's interface index, the IPv6 name servers are
+    set in order; the adapter then reads back as the very bytes written."""
+    contents = set_doc(port, ROUTED)
+    assert net.commands == [
+        ["netsh", "interface", "ipv4", "add", "route", "prefix=10.0.0.0/8", "interface=7", "nexthop=203.0.113.254",
+         "store=persistent"],
+        ["netsh", "interface", "ipv6", "add", "route", "prefix=2001:db8:9::/48", "interface=7",
+         "nexthop=2001:db8::fe", "store=persistent"],
+        ["netsh", "interface", "ipv6", "set", "dnsservers", "name=7", "source=static", "address=2001:db8::53",
+         "register=none", "validate=no"],
+        ["netsh", "interface", "ipv6", "add", "dnsservers", "name=7", "address=2001:db8::54", "index=2",
+         "validate=no"]]
+    adapter = net.adapters[MAC]
+    assert adapter.routes == [("10.0.0.0/8", "203.0.113.254"), ("2001:db8:9::/48", "2001:db8::fe")]
+    assert adapter.dns6 == ["2001:db8::53", "2001:db8::54"]
+    assert port.read(PATH) == contents
+
+
+def test_routes_and_ipv6_name_servers_nova_drops_are_removed_but_not_others(port: WindowsNetwork,
+                                                                            net: FakeWindowsNet) -> None:
+    """A later document without them deletes the routes the agent added and gives the IPv6 name servers back to
+    DHCPv6; a route an operator added on the adapter stays."""
+    net.adapters[MAC].routes.append(("172.16.0.0/12", "203.0.113.254"))
+    set_doc(port, ROUTED)
+    del net.commands[:]
+    set_doc(port, {**STATIC, "routes": [["10.0.0.0/8", "203.0.113.254"]]})
+    assert net.commands == [
+        ["netsh", "interface", "ipv6", "delete", "route", "prefix=2001:db8:9::/48", "interface=7",
+         "nexthop=2001:db8::fe"],
+        ["netsh", "interface", "ipv6", "set", "dnsservers", "name=7", "source=dhcp"]]
+    assert net.adapters[MAC].routes == [("172.16.0.0/12", "203.0.113.254"), ("10.0.0.0/8", "203.0.113.254")]
+    assert net.adapters[MAC].dns6 == []
+
+
+def test_a_route_that_is_there_already_is_taken(port: WindowsNetwork, net: FakeWindowsNet) -> None:
+    """add route fails on a route that exists; set route then succeeds on it, so the route counts as added."""
+    net.adapters[MAC].routes.append(("10.0.0.0/8", "203.0.113.254"))
+    set_doc(port, {**STATIC, "routes": [["10.0.0.0/8", "203.0.113.254"]]})
+    assert [argv[3] for argv in net.commands] == ["add", "set"]
+    assert net.adapters[MAC].routes == [("10.0.0.0/8", "203.0.113.254")]
+
+
+def test_a_route_windows_refuses_is_a_platform_error(port: WindowsNetwork, net: FakeWindowsNet) -> None:
+    """An add route that fails (and is no existing route either) is a PlatformError naming the command and
+    netsh's message."""
+    net.refuse.add("10.0.0.0/8")
+    with pytest.raises(PlatformError, match=r"add route prefix=10\.0\.0\.0/8 .* exit status 1: The parameter is "
+                                            "incorrect"):
+        set_doc(port, ROUTED)
+    assert net.adapters[MAC].routes == []
+
+
 @pytest.mark.parametrize(("method", "code", "meaning"), [
     ("EnableStatic", 66, "invalid subnet mask"), ("EnableStatic", 70, "invalid IP address"),
     ("SetGateways", 71, "invalid gateway IP address"), ("SetDNSServerSearchOrder", 84, "IP not enabled on adapter"),

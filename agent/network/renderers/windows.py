@@ -14,12 +14,14 @@ The form (``dumps``: sorted keys, no spaces, one trailing line break, so equal c
 - ``{"mac", "dhcp": false, "ipv4": ["a.b.c.d/len", ..], "gateways": [..], "dns": [..]}`` otherwise, in
   nova's order (the first address is the adapter's primary one, the DNS order is the search order);
 - ``"ipv6": [..]`` and ``"gateway6": [..]``, sorted (Windows lists them in an order of its own), when there
-  are any.
+  are any;
+- ``"routes": [["<net>/<len>", "<gateway>"], ..]``, nova's static routes of both families, sorted (by family,
+  then as text), when there are any;
+- ``"dns6": [..]``, the IPv6 name servers in nova's order (the search order), when there are any; beside DHCP
+  too, as the IPv6 name servers are set apart from the IPv4 ones.
 
 Only the default route goes on the interface that carries it (``Network.gateway4``/``gateway6``), as on
-Linux: two default routes on two adapters would make Windows pick by metric. Static routes and IPv6 name
-servers are not applied on Windows yet: a network that has them is refused (a PlatformError, which the
-machine answers as "nothing was changed") rather than applied in part.
+Linux: two default routes on two adapters would make Windows pick by metric.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from agent.network.model import Interface, Network, normal_mac
 NAME = "windows"
 #: The pseudo-path of an adapter's document: the MAC as 12 lowercase hex digits follows.
 PREFIX = "wmi:adapter/"
-_KEYS = {"mac", "dhcp", "ipv4", "gateways", "dns", "ipv6", "gateway6"}
+_KEYS = {"mac", "dhcp", "ipv4", "gateways", "dns", "ipv6", "gateway6", "routes", "dns6"}
 
 
 def path_for(mac: str) -> str:
@@ -52,7 +54,8 @@ def mac_of(path: str) -> str:
 
 def document(mac: str, *, dhcp: bool, ipv4: list[str] | None = None, gateways: list[str] | None = None,
              dns: list[str] | None = None, ipv6: list[str] | None = None,
-             gateway6: list[str] | None = None) -> dict[str, Any]:
+             gateway6: list[str] | None = None, routes: list[list[str]] | None = None,
+             dns6: list[str] | None = None) -> dict[str, Any]:
     """An adapter's configuration in canonical form (static IPv4 keys only when not DHCP)."""
     doc: dict[str, Any] = {"mac": ":".join(normal_mac(mac)[i:i + 2] for i in range(0, 12, 2)), "dhcp": dhcp}
     if not dhcp:
@@ -61,6 +64,10 @@ def document(mac: str, *, dhcp: bool, ipv4: list[str] | None = None, gateways: l
         doc["ipv6"] = sorted(ipv6)
     if gateway6:
         doc["gateway6"] = sorted(gateway6)
+    if routes:
+        doc["routes"] = sorted(([p, g] for p, g in routes), key=lambda r: (":" in r[0], r))
+    if dns6:
+        doc["dns6"] = list(dns6)
     return doc
 
 
@@ -80,7 +87,7 @@ def parse(contents: bytes) -> dict[str, Any]:
     if not isinstance(mac, str) or len(normal_mac(mac)) != 12:
         raise PlatformError("an adapter configuration has no valid 'mac'")
     for key, version, with_prefix in (("ipv4", 4, True), ("gateways", 4, False), ("dns", 4, False),
-                                      ("ipv6", 6, True), ("gateway6", 6, False)):
+                                      ("ipv6", 6, True), ("gateway6", 6, False), ("dns6", 6, False)):
         values = doc.get(key, [])
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise PlatformError(f"an adapter configuration's {key!r} is not a list of strings")
@@ -92,9 +99,25 @@ def parse(contents: bytes) -> dict[str, Any]:
             if parsed is None or parsed.version != version or (with_prefix and "/" not in value):
                 raise PlatformError(f"an adapter configuration's {key!r} holds {value!r:.60}, not an IPv{version} "
                                     f"{'address/prefix' if with_prefix else 'address'}")
+    for route in doc.get("routes", []):
+        _check_route(route)
     if not doc["dhcp"] and not doc.get("ipv4"):
         raise PlatformError("a static adapter configuration needs at least one IPv4 address")
     return doc
+
+
+def _check_route(route: Any) -> None:
+    """A ``[net/len, gateway]`` pair of one family, the network given with its prefix; PlatformError if not."""
+    try:
+        if not (isinstance(route, list) and len(route) == 2 and all(isinstance(v, str) for v in route)
+                and "/" in route[0]):
+            raise ValueError
+        network, gateway = ipaddress.ip_network(route[0]), ipaddress.ip_address(route[1])
+        if network.version != gateway.version:
+            raise ValueError
+    except ValueError:
+        raise PlatformError(f"an adapter configuration's 'routes' holds {route!r:.80}, not a [network/prefix, "
+                            "gateway] pair of one family") from None
 
 
 def render(network: Network, current: Callable[[str], bytes | None]) -> dict[str, bytes]:
@@ -103,17 +126,13 @@ def render(network: Network, current: Callable[[str], bytes | None]) -> dict[str
 
 
 def _document(interface: Interface, network: Network) -> dict[str, Any]:
-    if interface.routes:
-        raise PlatformError(f"nova gives static routes for {interface.mac}, which the agent does not apply on "
-                            "Windows yet")
-    if any(server.version == 6 for server in interface.dns):
-        raise PlatformError(f"nova gives IPv6 name servers for {interface.mac}, which the agent does not apply on "
-                            "Windows yet")
     default4 = network.gateway4[1] if network.gateway4 and network.gateway4[0] is interface else None
     default6 = network.gateway6[1] if network.gateway6 and network.gateway6[0] is interface else None
     return document(interface.mac, dhcp=not interface.ipv4,
                     ipv4=[a.with_prefixlen for a in interface.ipv4],
                     gateways=[] if default4 is None else [str(default4)],
-                    dns=[str(server) for server in interface.dns],
+                    dns=[str(server) for server in interface.dns if server.version == 4],
                     ipv6=[a.with_prefixlen for a in interface.ipv6],
-                    gateway6=[] if default6 is None else [str(default6)])
+                    gateway6=[] if default6 is None else [str(default6)],
+                    routes=[[r.destination.with_prefixlen, str(r.gateway)] for r in interface.routes],
+                    dns6=[str(server) for server in interface.dns if server.version == 6])
