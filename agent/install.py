@@ -95,24 +95,30 @@ class Layout:
     # -- switching --------------------------------------------------------------------------------------
 
     def switch(self, name: str, version: str) -> None:
-        """Point ``name`` at ``version``, atomically (``agent.pointers``)."""
+        """Point ``name`` at ``version``, atomically, under the pointers' lock (``agent.pointers``)."""
+        with self.pointers.switching():
+            self._switch(name, version)
+
+    def _switch(self, name: str, version: str) -> None:
         if not self.installed(version):
             raise ReleaseError(f"release {version} is not installed under {self.releases}")
         self.pointers.point(name, version)
 
     def activate(self, version: str) -> None:
-        """Make ``version`` current, keeping the release it replaces as previous (idempotent). A pointer file
-        that names no release is replaced: this is how it is repaired."""
-        try:
-            old = self.current
-        except ReleaseError as exc:
-            log.warning("%s; pointing it at %s", exc, version)
-            old = None
-        if old == version:
-            return
-        if old is not None and self.installed(old):
-            self.switch("previous", old)
-        self.switch("current", version)
+        """Make ``version`` current, keeping the release it replaces as previous (idempotent), under the pointers'
+        lock: no other writer switches either in between. A pointer that names no release is replaced: this is
+        how it is repaired."""
+        with self.pointers.switching():
+            try:
+                old = self.current
+            except ReleaseError as exc:
+                log.warning("%s; pointing it at %s", exc, version)
+                old = None
+            if old == version:
+                return
+            if old is not None and self.installed(old):
+                self._switch("previous", old)
+            self._switch("current", version)
         log.info("release %s is now current (previous: %s)", version, old or "none")
 
     # -- staging ----------------------------------------------------------------------------------------
@@ -268,8 +274,7 @@ _EXEC_START = f"ExecStart={UNIT_INSTALL_ROOT}/current/bin/openstack-agent "
 #: An install root systemd takes in ExecStart= as it is: no quoting, no specifiers (%), no variables ($).
 _PLAIN_PATH = re.compile(r"/[A-Za-z0-9._+/-]*")
 #: What the install root holds: ``uninstall`` removes these and keeps (and names) anything else.
-_OWN = ("releases", "downloads", "current", "previous", ".current.new", ".previous.new", SHIPPED_CONFIG,
-        "supervisor.pid")
+_OWN = ("releases", "downloads", "current", "previous", pointers.LOCK, SHIPPED_CONFIG, "supervisor.pid")
 
 #: What install_service and uninstall did, a (verb, what) line each, for the command's output.
 Report = list[tuple[str, str]]
@@ -492,8 +497,8 @@ def _remove_state(state_dir: Path) -> Report:
 def _remove_install_root(layout: Layout) -> Report:
     versions = sorted(p.name for p in layout.releases.iterdir()) if layout.releases.is_dir() else []
     links = layout.pointers.present()
-    for name in _OWN:
-        _remove(layout.root / name)
+    for path in [*(layout.root / name for name in _OWN), *layout.pointers.temporaries()]:
+        _remove(path)
     others = sorted(p.name for p in layout.root.iterdir())
     removed = ", ".join(filter(None, [f"releases {', '.join(versions)}" if versions else "",
                                       f"links {', '.join(links)}" if links else ""])) or "empty"

@@ -5,6 +5,9 @@ would be replaced under a password in flight. The agent locks its state director
 install root, with an advisory ``flock`` on the directory itself (Windows: a byte-range lock on a file in
 it); the kernel releases it when the process dies, however it dies, so a crashed agent never leaves a stale
 lock behind.
+
+``holding`` is the same lock on a file, for a moment rather than a process's life: the writers of the install
+root's pointers take it around a switch (``agent.pointers``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from agent.errors import AlreadyRunning, JournalError
@@ -86,6 +90,25 @@ class StateLock:
             os.close(fd)
 
 
+@contextlib.contextmanager
+def holding(path: Path, wait: float) -> Iterator[None]:
+    """An exclusive lock on the file ``path`` (created if need be) for a ``with`` block, waited for up to ``wait``
+    seconds: TimeoutError when another process (or thread) keeps it longer, OSError when it cannot be opened."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | _FLAGS, 0o600)
+    try:
+        deadline = time.monotonic() + wait
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{path} stays locked")
+            time.sleep(RETRY_INTERVAL)
+        try:
+            yield
+        finally:
+            _unlock(fd)
+    finally:
+        os.close(fd)
+
+
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows images only
     import msvcrt
 
@@ -100,6 +123,11 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows images on
         except OSError:
             return False
         return True
+
+    def _unlock(fd: int) -> None:
+        # _locking's documentation asks for a region to be unlocked before its file is closed.
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 else:
     import fcntl
 
@@ -113,3 +141,6 @@ else:
         except BlockingIOError:
             return False
         return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)

@@ -151,6 +151,39 @@ def test_activate_repairs_a_broken_pointer_file(tmp_path: Path) -> None:
     assert (layout.current, layout.previous) == ("0.2.0", None)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_activate_refuses_a_directory_in_place_of_current(tmp_path: Path, kind: str) -> None:
+    """A directory named current cannot be repaired by activating a release: ReleaseError naming it and the fix,
+    and the directory is left as it was."""
+    layout = Layout(tmp_path, kind)
+    layout.release_dir("0.2.0").mkdir(parents=True)
+    (layout.release_dir("0.2.0") / COMPLETE).write_text("0.2.0\n")
+    (tmp_path / "current" / "bin").mkdir(parents=True)
+    with pytest.raises(ReleaseError, match=f"^{tmp_path / 'current'} is a directory, not a pointer: .*move the "
+                                           "directory away, then install a release again"):
+        layout.activate("0.2.0")
+    assert [p.name for p in (tmp_path / "current").iterdir()] == ["bin"]
+
+
+@pytest.mark.parametrize("write", ["activate", "switch"])
+def test_pointer_writers_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write: str) -> None:
+    """activate and switch wait for the pointers' lock another writer holds (install beside a supervisor rolling
+    back), and give up with a ReleaseError after LOCK_WAIT, nothing switched."""
+    monkeypatch.setattr(pointers, "LOCK_WAIT", 0.0)
+    layout = Layout(tmp_path, pointers.FILE)
+    for version in ("0.1.0", "0.2.0"):
+        layout.release_dir(version).mkdir(parents=True)
+        (layout.release_dir(version) / COMPLETE).write_text(f"{version}\n")
+    layout.activate("0.1.0")
+    busy = "another openstack-agent process has been switching the pointers"
+    with layout.pointers.switching(), pytest.raises(ReleaseError, match=busy):
+        if write == "activate":
+            layout.activate("0.2.0")
+        else:
+            layout.switch("current", "0.2.0")
+    assert (layout.current, layout.previous) == ("0.1.0", None)
+
+
 def test_a_build_folder_is_staged_as_a_release(tmp_path: Path) -> None:
     """The service's own frozen build is copied whole into releases/<version>/, complete only at the end; a
     second staging of that version copies nothing again."""

@@ -1,8 +1,9 @@
-"""The install root's pointers: atomic switching of either kind, and pointer files that do not name a release
-refused with the file and the fix."""
+"""The install root's pointers: atomic switching of either kind by writers that may run at once, pointer files
+as Windows tools write them, and pointers of either kind that do not name a release refused with the fix."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -76,16 +77,133 @@ def test_a_pointer_file_that_names_no_release_is_refused(tmp_path: Path, content
     assert "'openstack-agent install BUNDLE'" in message
 
 
-def test_a_failed_write_leaves_the_old_pointer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A pointer file is written whole before the rename: a write that fails never touches the old pointer."""
+@pytest.mark.parametrize("content", [
+    b"releases/0.2.0\r\n", b"releases/0.2.0 \r\n", b"releases/0.2.0\n\n", b"\xef\xbb\xbfreleases/0.2.0\r\n",
+    "releases/0.2.0\r\n".encode("utf-16-le").join([b"\xff\xfe", b""]),
+    "releases/0.2.0".encode("utf-16-be").join([b"\xfe\xff", b""]),
+], ids=["cmd-echo", "cmd-echo-space", "blank-line", "notepad-bom", "powershell-5.1", "utf-16-be"])
+def test_a_pointer_file_written_by_windows_tools_is_read(tmp_path: Path, content: bytes) -> None:
+    """What cmd's echo, Notepad and Windows PowerShell write for the line (CR LF, blanks, a UTF-8 or UTF-16
+    byte-order mark) names the release as the bare line does."""
+    root = with_releases(tmp_path, "0.2.0")
+    (root / "current").write_bytes(content)
+    assert Pointers(root).read("current") == "0.2.0"
+
+
+@pytest.mark.parametrize("content", [
+    "releases/0.2.0".encode("utf-16-le"), b"\xef\xbb\xbfreleases/0.2.0\xc2\xa0", "releases/0.2.\u0660".encode("utf-16"),
+], ids=["utf-16-without-bom", "non-ascii-utf-8", "non-ascii-utf-16"])
+def test_only_an_ascii_line_is_a_pointer(tmp_path: Path, content: bytes) -> None:
+    """Text that is not the ASCII line, in whatever encoding, is still refused with the fix."""
+    root = with_releases(tmp_path, "0.2.0")
+    (root / "current").write_bytes(content)
+    with pytest.raises(ReleaseError, match="not the line 'releases/<version>'"):
+        Pointers(root).read("current")
+
+
+@pytest.mark.parametrize(("target", "what"), [
+    ("/etc", "points at '/etc', not at releases/<version>"),
+    ("releases/..", "points at 'releases/..', not at releases/<version>"),
+    ("releases/../../../tmp/evil", "not at releases/<version>"),
+    ("releases", "not at releases/<version>"),
+    ("RELEASE_ABSOLUTE", "not at releases/<version>"),
+    ("releases/0.9.0", "points at releases/0.9.0, which does not exist"),
+], ids=["outside", "dot-dot", "escape", "the-releases", "absolute", "missing"])
+def test_a_link_that_names_no_release_is_refused(tmp_path: Path, target: str, what: str) -> None:
+    """A link is checked as a pointer file is: anything but releases/<version> of an existing release is an error
+    naming the link, what it points at, and how to put it right."""
+    root = with_releases(tmp_path, "0.2.0")
+    (root / "previous").symlink_to(str(root / "releases/0.2.0") if target == "RELEASE_ABSOLUTE" else target)
+    with pytest.raises(ReleaseError) as raised:
+        Pointers(root).read("previous")
+    message = str(raised.value)
+    assert message.startswith(f"the link {root / 'previous'} points at ") and what in message, message
+    assert f"'ln -sfn releases/<version> {root / 'previous'}'" in message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_directory_in_place_of_a_pointer_is_refused(tmp_path: Path, kind: str) -> None:
+    """A directory named current can be neither read nor replaced by a rename: both say so, with the fix."""
+    root = with_releases(tmp_path, "0.2.0")
+    (root / "current").mkdir()
+    store = Pointers(root, kind)
+    for attempt in (lambda: store.read("current"), lambda: store.point("current", "0.2.0")):
+        with pytest.raises(ReleaseError, match=f"^{root / 'current'} is a directory, not a pointer: .* move the "
+                                               "directory away, then install a release again"):
+            attempt()
+    assert sorted(p.name for p in root.iterdir()) == ["current", "releases"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_writers_at_once_each_switch_whole(tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer whose temporary is ready when another writer runs whole still switches: each has a temporary of
+    its own, so neither removes nor renames the other's, and the pointer never ends up empty."""
     root = with_releases(tmp_path, "0.1.0", "0.2.0")
-    store = Pointers(root, FILE)
+    store = Pointers(root, kind)
+    replace = pointers._replace
+    interleaved = []
+
+    def another_writer_first(source: Path, target: Path) -> None:
+        if not interleaved:
+            interleaved.append(source)
+            store.point("current", "0.1.0")
+        replace(source, target)
+
+    monkeypatch.setattr(pointers, "_replace", another_writer_first)
+    store.point("current", "0.2.0")
+    assert interleaved and store.read("current") == "0.2.0"
+    assert sorted(p.name for p in root.iterdir()) == ["current", "releases"]
+
+
+def test_switching_is_one_writer_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While one writer holds the pointers' lock another is refused once it has waited LOCK_WAIT, with a
+    ReleaseError naming the lock; the next holder removes the temporaries a crashed writer left."""
+    monkeypatch.setattr(pointers, "LOCK_WAIT", 0.0)
+    root = with_releases(tmp_path, "0.2.0")
+    left = [root / ".current.new", root / ".previous.k2j3h4.new"]
+    for path in left:
+        path.write_bytes(b"")
+    busy = f"switching the pointers of {root} .* holds {root / pointers.LOCK}"
+    with Pointers(root).switching():
+        assert not any(path.exists() for path in left)
+        with pytest.raises(ReleaseError, match=busy), Pointers(root).switching():
+            pass
+
+
+@pytest.mark.parametrize(("kind", "failing"), [(FILE, "fsync"), (SYMLINK, "symlink")])
+def test_a_failed_write_leaves_the_old_pointer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str,
+                                              failing: str) -> None:
+    """A pointer is made whole before the rename: a write that fails is a ReleaseError naming the pointer, leaves
+    the old pointer and no temporary behind."""
+    root = with_releases(tmp_path, "0.1.0", "0.2.0")
+    store = Pointers(root, kind)
     store.point("current", "0.1.0")
 
-    def full(fd: int) -> None:
+    def fail(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pointers.os, "fsync", full)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr(pointers.os, failing, fail)
+    with pytest.raises(ReleaseError, match=f"^cannot point {root / 'current'} at releases/0.2.0: No space left"):
         store.point("current", "0.2.0")
     assert store.read("current") == "0.1.0"
+    assert sorted(p.name for p in root.iterdir()) == ["current", "releases"]
+
+
+def test_a_planted_lock_link_is_not_followed(tmp_path: Path) -> None:
+    """The lock file is opened without following a link planted in its place: ReleaseError, nothing created."""
+    root = with_releases(tmp_path, "0.2.0")
+    os.symlink(tmp_path / "elsewhere", root / pointers.LOCK)
+    with pytest.raises(ReleaseError, match=f"cannot lock {root / pointers.LOCK}"), Pointers(root).switching():
+        pass
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_what_a_switch_raises_is_not_taken_for_the_lock(tmp_path: Path) -> None:
+    """An error inside switching() reaches the caller as it is, not as a failure to take the lock, and the lock
+    is free again afterwards."""
+    root = with_releases(tmp_path, "0.2.0")
+    with pytest.raises(PermissionError, match="refused"), Pointers(root).switching():
+        raise PermissionError(13, "refused")
+    with Pointers(root).switching():
+        Pointers(root, FILE).point("current", "0.2.0")
+    assert Pointers(root).read("current") == "0.2.0"

@@ -190,13 +190,14 @@ def test_install_service_without_systemctl(bundles, tmp_path: Path, monkeypatch:
 ])
 def test_uninstall_removes_the_service_and_keeps_what_it_should(bundles, tmp_path: Path, edit: bool, purge: bool,
                                                                 config_line: str, state_line: str) -> None:
-    """uninstall disables and removes the unit, README, releases and links; the configuration goes only when
-    unchanged (or with --purge), the journal only with --purge."""
+    """uninstall disables and removes the unit, README, releases and links (and a temporary link a crash left);
+    the configuration goes only when unchanged (or with --purge), the journal only with --purge."""
     root = tmp_path / "root"
     paths = service_paths(root)
     assert run("install", str(bundles.base), "--service", "--root", str(root))[0] == 0
     if edit:
         paths["config"].write_text("[daemon]\nlog_level = \"debug\"\n")
+    (paths["install"] / ".current.0a1b2c.new").write_bytes(b"releases/")  # a writer's, crashed mid-switch
     assert run("uninstall", "--root", str(root), *(["--purge"] if purge else [])) == (0, "\n".join([
         f"disabled  openstack-agent.service in {root}",
         f"removed   {paths['unit']}",
@@ -217,7 +218,8 @@ def test_uninstall_with_nothing_installed(tmp_path: Path) -> None:
 
 def test_uninstall_refuses_while_a_supervisor_serves_the_install_root(bundles, tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """A supervisor holding the install root's lock (started by hand) stops uninstall before anything goes."""
+    """A supervisor holding the install root's lock (started by hand) stops uninstall before anything goes, and
+    not install, which only takes the pointers' lock for its switch."""
     root = tmp_path / "root"
     paths = service_paths(root)
     assert run("install", str(bundles.base), "--service", "--root", str(root))[0] == 0
@@ -226,11 +228,13 @@ def test_uninstall_refuses_while_a_supervisor_serves_the_install_root(bundles, t
     lock.acquire()
     try:
         assert run("uninstall", "--root", str(root))[0] == 11
+        assert capsys.readouterr().err == (
+            f"Error: another openstack-agent supervisor (pid {os.getpid()}) is using the install root "
+            f"{paths['install']}; stop it first, or give this one another --install-root\n")
+        # install is not refused: a package upgrade installs beside the running service's supervisor.
+        assert run("install", str(bundles.base), "--root", str(root))[0] == 0
     finally:
         lock.release()
-    assert capsys.readouterr().err == (
-        f"Error: another openstack-agent supervisor (pid {os.getpid()}) is using the install root "
-        f"{paths['install']}; stop it first, or give this one another --install-root\n")
     assert paths["unit"].exists() and paths["install"].is_dir() and os.path.islink(paths["wants"])
 
 
