@@ -33,10 +33,17 @@ A rotation can still be refused: a viewer, a backup or an antivirus scan may hol
 ``logging.handlers.RotatingFileHandler`` then loses lines: its ``emit`` hands the rename's error to
 ``handleError`` (a traceback on stderr, which a service does not have) and never writes the record; it tries
 again on every later record, and each try shifts the backups once more, dropping the oldest, before the rename
-fails again. ``RotatingLog`` moves the file being written first (to ``<file>.rotating``), so that a refusal
-changes nothing, and finishes a rotation cut short on its next one; a refused rotation is reported once, as a
-line in the file itself, the record is written all the same, and the rotation is tried again each time the file
-has grown by another ``RETRY_FRACTION`` of its size limit, not on every line.
+fails again. ``RotatingLog`` moves the file being written first (to ``<file>.rotating``), so that the commonest
+refusal, the file itself held, moves nothing. It then moves only the old files it must: those up to the first
+free number (a crash or a refusal may have left a gap there), or, when none is free, all of them, the oldest
+dropped. If one of them is refused, it moves back what it moved, so that a refused rotation leaves every file
+where it was but, the first time, the oldest that the rotation drops anyway, and its retries lose nothing; a
+rotation cut short all the same (a crash, an undo refused) leaves its file aside and a gap, which the next
+rotation finishes and fills. A refused rotation is reported once, as a line in the file itself, the record is
+written all the same, and the rotation is tried again each time the file has grown by another
+``RETRY_FRACTION`` of its size limit, not on every line. A ``<file>.rotating`` that is not a regular file (a
+directory, a link) was not left by the agent: it is left alone, reported once with what to remove, and the
+rotations go on without it, the full file moved straight to ``.1``.
 
 Facts about files on Windows this relies on (the ``MoveFileEx`` and ``CreateFile`` documentation, CPython's
 ``open``): a file opened without ``FILE_SHARE_DELETE`` cannot be renamed or replaced until that handle is closed;
@@ -51,10 +58,12 @@ the one-folder build has it, the path ``message_dll`` gives at run time there.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import logging.handlers
 import os
+import stat
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -170,6 +179,8 @@ class RotatingLog(logging.handlers.RotatingFileHandler):
         self._retry_at: int | None = None
         #: Rotations refused since the last one that worked.
         self.refused = 0
+        #: Whether a ``.rotating`` that is not the agent's was reported.
+        self._refused_pending = False
         super().__init__(path, **options)
 
     def _open(self) -> Any:
@@ -187,44 +198,89 @@ class RotatingLog(logging.handlers.RotatingFileHandler):
         if self.stream:
             self.stream.close()
             self.stream = None
-        note = ""
+        notes: list[str] = []
         try:
             if self.backupCount > 0:
-                self._rotate()
+                self._rotate(notes)
         except OSError as exc:
             self.refused += 1
             if self.refused == 1:
-                note = (f"the log file cannot be rotated ({exc}); it grows past {self.maxBytes} bytes, and the "
-                        f"rotation is tried again every {self._retry_step()} bytes. Most likely another process "
-                        "holds it open: another agent, a viewer, a backup or an antivirus scan")
+                notes.append(f"the log file cannot be rotated ({exc}); it grows past {self.maxBytes} bytes, and the "
+                             f"rotation is tried again every {self._retry_step()} bytes. {_why(exc)}")
         else:
             if self.refused:
-                note = f"the log file rotated after {self.refused} refused attempts"
+                notes.append(f"the log file rotated after {self.refused} refused attempts")
             self.refused = 0
         self.stream = self._open()
         self._retry_at = self.stream.seek(0, os.SEEK_END) + self._retry_step() if self.refused else None
-        if note:
+        for note in notes:
             logging.FileHandler.emit(self, logging.LogRecord(__name__, logging.WARNING, __file__, 0, note, None,
                                                              None))
 
     def _retry_step(self) -> int:
         return max(1, int(self.maxBytes * RETRY_FRACTION))
 
-    def _rotate(self) -> None:
-        """Move the file aside first (a refusal changes nothing), then shift the old files up and make it ``.1``.
-        A rotation cut short (an old file held open, a crash) left its file aside: it is finished first."""
-        pending = self.baseFilename + PENDING
-        if os.path.exists(pending):
+    def _rotate(self, notes: list[str]) -> None:
+        """Move the file aside (a refusal moves nothing), then shift the old files up and make it ``.1``; if that is
+        refused, put it back. A rotation cut short (a crash) left its file aside: it is finished first."""
+        pending = self._pending(notes)
+        if pending is None:
+            self._shift(self.baseFilename)
+            return
+        if os.path.lexists(pending):
             self._shift(pending)
         self._rename(self.baseFilename, pending)
-        self._shift(pending)
+        try:
+            self._shift(pending)
+        except OSError:
+            # Put back; if even that is refused, it waits aside for the next rotation to finish.
+            with contextlib.suppress(OSError):
+                self._rename(pending, self.baseFilename)
+            raise
 
-    def _shift(self, pending: str) -> None:
-        for number in range(self.backupCount - 1, 0, -1):
-            older = self.rotation_filename(f"{self.baseFilename}.{number}")
-            if os.path.exists(older):
-                self._rename(older, self.rotation_filename(f"{self.baseFilename}.{number + 1}"))
-        self._rename(pending, self.rotation_filename(f"{self.baseFilename}.1"))
+    def _pending(self, notes: list[str]) -> str | None:
+        """Where the file waits during a rotation; None, reported once, when something not the agent's is there."""
+        pending = self.baseFilename + PENDING
+        try:
+            mode = os.lstat(pending).st_mode
+        except FileNotFoundError:
+            return pending
+        if stat.S_ISREG(mode):
+            return pending
+        if not self._refused_pending:
+            self._refused_pending = True
+            kind = "a directory" if stat.S_ISDIR(mode) else "a link" if stat.S_ISLNK(mode) else "not a regular file"
+            notes.append(f"{pending} is {kind}, not a file the agent left; the agent leaves it alone and rotates "
+                         "without it (the full file moves straight to .1). Remove it")
+        return None
+
+    def _shift(self, source: str) -> None:
+        """Make ``source`` the ``.1``: the old files up to the first free number move up one (all of them, the
+        oldest dropped, when none is free). A refused move puts back those made before it and raises."""
+        names = [self.rotation_filename(f"{self.baseFilename}.{number}") for number in range(1, self.backupCount + 1)]
+        free = next((index for index, name in enumerate(names) if not os.path.lexists(name)), len(names) - 1)
+        moves = [*((names[index - 1], names[index]) for index in range(free, 0, -1)), (source, names[0])]
+        done: list[tuple[str, str]] = []
+        try:
+            for old, new in moves:
+                self._rename(old, new)
+                done.append((old, new))
+        except OSError:
+            for old, new in reversed(done):
+                try:
+                    self._rename(new, old)
+                except OSError:
+                    break  # Going on would move a file over one left where it is; a gap is filled next time.
+            raise
+
+
+def _why(exc: OSError) -> str:
+    """What most likely refused a rotation, for its report."""
+    if isinstance(exc, PermissionError):
+        # Windows raises this for a file held open and, as ERROR_ACCESS_DENIED, for a directory in the way alike.
+        return ("Windows refuses this while another process holds the file open (another agent, a viewer, a backup "
+                "or an antivirus scan), or when a directory or a read-only file is in the way: remove that")
+    return "Remove or fix what the error names"
 
 
 def rotating_file(path: str, max_bytes: int = MAX_BYTES, backups: int = BACKUPS,

@@ -160,8 +160,9 @@ def _in_order(path: Path) -> list[str]:
     then a file waiting aside for its rotation, then the file being written."""
     backups = sorted((int(p.suffix[1:]) for p in path.parent.glob(path.name + ".*") if p.suffix[1:].isdigit()),
                      reverse=True)
-    return _lines(path, *(f".{n}" for n in backups), *([winlog.PENDING] * path.with_name(path.name +
-                                                                                        winlog.PENDING).exists()), "")
+    aside = path.with_name(path.name + winlog.PENDING)
+    return _lines(path, *(f".{n}" for n in backups), *([winlog.PENDING] * (aside.is_file() and not aside.is_symlink())),
+                  "")
 
 
 def _numbered(numbers: range) -> list[str]:
@@ -196,26 +197,102 @@ def test_a_refused_rotation_loses_no_line_and_is_reported_once(tmp_path: Path,
     assert path.read_text().splitlines()[0] == f"the log file rotated after {refused} refused attempts"
 
 
-def test_a_rotation_cut_short_by_a_held_backup_is_finished_by_the_next(tmp_path: Path) -> None:
-    """An old file held open (a viewer on OpenStackAgent.log.2) stops the shift half-way: the full file waits
-    aside and a new one is written; once it is let go, the next rotation puts the waiting file in its place
-    first, so the files stay in order and no line is lost."""
-    held = HeldFiles()
+def _backups(path: Path, count: int) -> None:
+    """Old files .1 to .``count``, each one line naming its number."""
+    for number in range(1, count + 1):
+        path.with_name(f"{path.name}.{number}").write_text(f"line backup {number}\n")
+
+
+@pytest.mark.parametrize("held", [".1", ".3"])
+def test_a_rotation_refused_by_a_held_backup_moves_nothing_and_its_retries_drop_no_backup(tmp_path: Path,
+                                                                                          held: str) -> None:
+    """A viewer on an old file refuses the shift: what moved is put back, so however often it is tried again only
+    the oldest file (the one the rotation drops anyway) is gone; once it is let go, the rotations go on in order
+    and no line is lost."""
+    files = HeldFiles()
     path = tmp_path / "OpenStackAgent.log"
-    for suffix, text in ((".1", "line one\n"), (".2", "line two\n")):
-        path.with_name(path.name + suffix).write_text(text)
-    handler = winlog.rotating_file(str(path), max_bytes=500, backups=9, rename=held.replace)
+    _backups(path, 5)
+    handler = winlog.rotating_file(str(path), max_bytes=500, backups=5, rename=files.replace)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    held.hold(path.with_name("OpenStackAgent.log.2"))
-    _write(handler, range(20))  # one rotation, cut short: the first file waits aside
-    assert path.with_name(path.name + winlog.PENDING).exists()
-    assert _in_order(path) == ["line two", "line one", *_numbered(range(20))]
-    held.release(path.with_name("OpenStackAgent.log.2"))
-    _write(handler, range(20, 40))
+    files.hold(path.with_name(path.name + held))
+    _write(handler, range(60))  # about six times the limit: dozens of tries
+    assert len(files.attempts) > 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["OpenStackAgent.log", *(f"OpenStackAgent.log.{n}"
+                                                                                  for n in range(1, 5))]
+    assert _in_order(path) == [*(f"line backup {n}" for n in range(4, 0, -1)), *_numbered(range(60))]
+    files.release(path.with_name(path.name + held))
+    _write(handler, range(60, 65))  # one rotation, the file that waited past its limit made .1
+    handler.close()
+    assert _in_order(path) == [*(f"line backup {n}" for n in range(4, 0, -1)), *_numbered(range(65))]
+    assert path.with_name("OpenStackAgent.log.5").exists() and path.stat().st_size <= 500
+
+
+def test_a_rotation_cut_short_by_a_crash_is_finished_by_the_next_without_losing_a_backup(tmp_path: Path) -> None:
+    """A crash mid-shift leaves the full file aside and a gap among the old ones: the next rotation puts the file in
+    place moving only the files below the gap, then rotates, so the order holds and the count is kept."""
+    path = tmp_path / "OpenStackAgent.log"
+    _backups(path, 5)  # the crash: the file moved aside, .4 to .5 (dropping the oldest) and .3 to .4 done
+    path.with_name("OpenStackAgent.log.5").replace(path.with_name("OpenStackAgent.log.5.dropped"))
+    for number in (4, 3):
+        path.with_name(f"OpenStackAgent.log.{number}").replace(path.with_name(f"OpenStackAgent.log.{number + 1}"))
+    path.with_name("OpenStackAgent.log.5.dropped").unlink()
+    path.with_name(path.name + winlog.PENDING).write_text("line aside\n")
+    handler = winlog.rotating_file(str(path), max_bytes=500, backups=5)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    _write(handler, range(11))  # one rotation
     handler.close()
     assert not path.with_name(path.name + winlog.PENDING).exists()
-    assert _in_order(path) == ["line two", "line one", *_numbered(range(40))]
-    assert path.with_name("OpenStackAgent.log.5").exists(), "the rotations went on after the one cut short"
+    assert _in_order(path) == ["line backup 3", "line backup 2", "line backup 1", "line aside", *_numbered(range(11))]
+
+
+@pytest.mark.parametrize("planted", ["directory", "link to a directory", "link to a file", "dangling link"])
+def test_a_rotating_leftover_that_is_not_a_file_is_left_alone_and_rotated_around(tmp_path: Path, planted: str,
+                                                                                 capsys: pytest.CaptureFixture[str]
+                                                                                 ) -> None:
+    """A .rotating the agent did not leave (a directory, a link) is not moved or followed: one line says what it is
+    and to remove it, and the rotations go on without it, the file bounded and its lines in order."""
+    logs_dir, elsewhere = tmp_path / "Logs", tmp_path / "elsewhere"
+    logs_dir.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "file").write_text("not a log\n")
+    path, pending = logs_dir / "OpenStackAgent.log", logs_dir / ("OpenStackAgent.log" + winlog.PENDING)
+    if planted == "directory":
+        pending.mkdir()
+    else:
+        pending.symlink_to({"link to a directory": elsewhere, "link to a file": elsewhere / "file",
+                            "dangling link": elsewhere / "missing"}[planted])
+    handler = winlog.rotating_file(str(path), max_bytes=500, backups=3)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    _write(handler, range(40))  # about four rotations
+    handler.close()
+    assert sorted(p.name for p in logs_dir.iterdir()) == sorted([path.name, pending.name, *(
+        f"OpenStackAgent.log.{n}" for n in (1, 2, 3))])
+    assert pending.is_symlink() == (planted != "directory") and (elsewhere / "file").read_text() == "not a log\n"
+    kept = _lines(path, ".3", ".2", ".1", "")
+    assert kept == _numbered(range(40 - len(kept), 40)) and len(kept) > 20 and path.stat().st_size <= 500
+    notes = [line for n in (".3", ".2", ".1", "") for line in path.with_name(path.name + n).read_text().splitlines()
+             if not line.startswith("line ")]
+    kind = "a directory" if planted == "directory" else "a link"
+    assert notes == [f"{pending} is {kind}, not a file the agent left; the agent leaves it alone and rotates without "
+                     "it (the full file moves straight to .1). Remove it"]
+    assert capsys.readouterr().err == ""
+
+
+def test_a_rotation_refused_by_something_else_than_a_held_file_says_so(tmp_path: Path) -> None:
+    """A refusal that is no sharing violation (a directory where an old file goes) is reported with its error and
+    what to do, not blamed on another process holding the file."""
+    path = tmp_path / "OpenStackAgent.log"
+    path.with_name("OpenStackAgent.log.1").write_text("line backup 1\n")
+    (tmp_path / "OpenStackAgent.log.2").mkdir()
+    (tmp_path / "OpenStackAgent.log.2" / "x").write_text("")
+    handler = winlog.rotating_file(str(path), max_bytes=500, backups=2)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    _write(handler, range(20))
+    handler.close()
+    warnings = [line for line in path.read_text().splitlines() if "cannot be rotated" in line]
+    assert len(warnings) == 1 and "OpenStackAgent.log.2" in warnings[0]
+    assert warnings[0].endswith("Remove or fix what the error names") and "holds" not in warnings[0]
+    assert _lines(path, ".1", "") == ["line backup 1", *_numbered(range(20))]
 
 
 @pytest.mark.parametrize(("agent_log", "service_log"), [
