@@ -178,3 +178,16 @@ def test_a_failing_route_rolls_back_the_old_routes_and_name_servers(windows_agen
     adapter = net.adapters[MAC]
     assert adapter.routes == [("10.0.0.0/8", "203.0.113.254")] and adapter.dns6 == ["2001:db8::53"]
     assert adapter.ipv4 == ["203.0.113.10/24"] and adapter.dns == ["198.51.100.53"]
+
+
+
+def test_a_default_route_beside_the_gateway_refuses_the_change(windows_agent: Any, host: Host,
+                                                               net: FakeWindowsNet) -> None:
+    """A static default route through another next hop than the gateway: the reply is "500", says why and that
+    nothing was changed; the adapter was not touched."""
+    windows_agent()
+    routes = [{"route": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "203.0.113.9"}]
+    reply = host.reset_network({"fa163e0a1b2c": {**NETWORK["fa163e0a1b2c"], "routes": routes}}, None, timeout=30)
+    assert reply["returncode"] == "500" and reply["message"].endswith("nothing was changed")
+    assert "static default route 0.0.0.0/0 via 203.0.113.9, but its gateway is 203.0.113.1" in reply["message"]
+    assert net.calls == [] and net.commands == [] and is_dhcp(net)

@@ -11,8 +11,12 @@ The resetnetwork machine drives this port exactly as it drives ``agent.platform.
 * ``apply`` writes, before it touches an adapter, what it is about to set (``applied-<mac>.json``): the next
   apply removes the IPv6 addresses, the default routes and the static routes that record holds and the new
   document does not, which WMI cannot tell apart from the ones the network gave (SLAAC, DHCP) or an operator
-  added; a route the agent did not add is never removed. The IPv6 name servers go back to DHCPv6's only when
-  the record holds some and the new document none; an adapter the agent never gave any is left as it is.
+  added. A static route is recorded only once ``add route`` has added it (the record is written again after
+  each route added or removed): one that was there already is an operator's, taken as it is and never
+  recorded, so it stays when nova drops it; a route the agent did not add is never removed (a crash between an
+  add and its record leaves that route in place, unmanaged, rather than risk removing one it did not add). The
+  IPv6 name servers go back to DHCPv6's only when the record holds some and the new document none; an adapter
+  the agent never gave any is left as it is. A damaged record is refused, naming the file.
 * The static routes and IPv6 name servers of ``read``'s document are that record's: WMI's adapter class has
   neither (``DNSServerSearchOrder`` is IPv4 only), and netsh's ``show route``/``show dnsservers`` print
   localised text. So the backup holds the routes and IPv6 name servers the agent manages, and a rollback
@@ -66,10 +70,10 @@ Unconfirmed (no Windows here): that ``IPSubnet`` gives IPv6 prefixes as bare num
 ``TTL=`` rule for every language, netsh's exit statuses for an address that already exists, and that deleting
 the default route with netsh also clears the static gateway ``EnableDHCP`` leaves in the adapter's settings.
 Also unconfirmed: that ``add route`` exits non-zero for a route that already exists (the agent then tries
-``set route``, which succeeds only on an existing route, so an existing route is taken as added and a real
-failure still fails), that ``delete route`` without ``store=`` also removes the persistent route, and that
-``set|add dnsservers`` take ``validate=no`` on every version the agent supports (Windows 7 / Server 2008 R2
-and later document it; earlier ones have ``set dnsserver`` without it).
+``set route``, which succeeds only on an existing route, so an existing route is taken as it is, not as the
+agent's, and a real failure still fails), that ``delete route`` without ``store=`` also removes the persistent
+route, and that ``set|add dnsservers`` take ``validate=no`` on every version the agent supports (Windows 7 /
+Server 2008 R2 and later document it; earlier ones have ``set dnsserver`` without it).
 """
 
 from __future__ import annotations
@@ -263,8 +267,9 @@ class WindowsNetwork:
                 continue
             doc = canonical.parse(contents)
             previous = self._applied(mac)
-            # Before the first change: a crash midway still knows what it added.
-            self._store(self._record(mac), contents)
+            # Before the first change: a crash midway still knows what it added. The static routes are the ones
+            # added before; _set_routes records each route as it adds or removes it.
+            self._own(mac, doc, previous.get("routes", []))
             reboot |= self._set(mac, doc, previous)
             staged.unlink()
         if reboot:
@@ -273,10 +278,23 @@ class WindowsNetwork:
     def _record(self, mac: str) -> Path:
         return self._staging().parent / f"applied-{mac}.json"
 
+    def _own(self, mac: str, doc: dict[str, Any], routes: list[list[str]]) -> None:
+        """Record ``doc`` as set on the adapter, with ``routes`` as the static routes the agent added."""
+        self._store(self._record(mac), canonical.dumps(canonical.with_routes(doc, routes)))
+
     def _applied(self, mac: str) -> dict[str, Any]:
         """The document the agent last set on the adapter (DHCP, nothing of its own, when it never set one)."""
-        before = self._load(self._record(mac))
-        return canonical.parse(before) if before is not None else canonical.document(mac, dhcp=True)
+        record = self._record(mac)
+        before = self._load(record)
+        if before is None:
+            return canonical.document(mac, dhcp=True)
+        try:
+            return canonical.parse(before)
+        except PlatformError as exc:
+            raise PlatformError(
+                f"{record} is damaged ({exc}): remove it; the agent then takes the adapter as it finds it and "
+                "manages only the IPv6 addresses, routes and name servers it sets from then on (the ones it set "
+                "before stay until removed by hand)") from None
 
     def _set(self, mac: str, doc: dict[str, Any], previous: dict[str, Any]) -> bool:
         adapter = self._adapter(mac)
@@ -317,16 +335,21 @@ class WindowsNetwork:
         for gateway in doc.get("gateway6", []):
             if gateway not in live:
                 self._netsh("ipv6", "add", "route", "prefix=::/0", f"interface={index}", f"nexthop={gateway}")
-        self._set_routes(index, doc.get("routes", []), previous.get("routes", []))
+        self._set_routes(mac, index, doc, previous.get("routes", []))
         self._set_dns6(index, doc.get("dns6", []), previous.get("dns6", []))
         return reboot
 
-    def _set_routes(self, index: str, routes: list[list[str]], previous: list[list[str]]) -> None:
-        """Remove the static routes the agent added that nova no longer gives, then add nova's new ones."""
+    def _set_routes(self, mac: str, index: str, doc: dict[str, Any], previous: list[list[str]]) -> None:
+        """Remove the static routes the agent added that nova no longer gives, then add nova's new ones, recording
+        after each what the agent added (a route that was there already is not the agent's: never recorded)."""
+        routes: list[list[str]] = doc.get("routes", [])
+        owned = list(previous)
         for prefix, gateway in previous:
             if [prefix, gateway] not in routes:
                 self._netsh(_family(prefix), "delete", "route", f"prefix={prefix}", f"interface={index}",
                             f"nexthop={gateway}", may_fail=True)
+                owned.remove([prefix, gateway])
+                self._own(mac, doc, owned)
         for prefix, gateway in routes:
             if [prefix, gateway] in previous:
                 continue
@@ -334,10 +357,15 @@ class WindowsNetwork:
             try:
                 self._netsh(_family(prefix), "add", "route", *keys)
             except PlatformError:
-                # Already there (a rollback after a crash before its removal, or an operator's own): set route
-                # succeeds only on a route that exists, so anything else is still the add's failure.
+                # Already there (an operator's own): set route succeeds only on a route that exists, so anything
+                # else is still the add's failure. The route is taken as it is, and is not the agent's to remove.
                 if not self._netsh(_family(prefix), "set", "route", *keys, may_fail=True):
                     raise
+                log.info("the route to %s via %s on interface %s was there already: it is left to whoever added "
+                         "it", prefix, gateway, index)
+                continue
+            owned.append([prefix, gateway])
+            self._own(mac, doc, owned)
 
     def _set_dns6(self, index: str, servers: list[str], previous: list[str]) -> None:
         """The IPv6 name servers in nova's order, or DHCPv6's again when the agent set some and nova gives none."""

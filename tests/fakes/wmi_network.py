@@ -15,10 +15,10 @@ documentation, pywin32, the scripting API as ``tests/fakes/xeniface.py`` models 
   back to DHCP's servers; ``EnableDHCP`` takes a lease and leaves the static gateways, as the documentation says.
   Each returns ``ReturnValue``. ``fail[method] = code`` makes the next call of a method return ``code``.
 - ``netsh interface ipv4|ipv6 add|delete address|route``, exit status 1 with a message for a missing element
-  or one that exists; ``set route`` changes an existing route (1, "Element not found.", for a missing one); a
-  route's prefix of the other family is "The parameter is incorrect."; the default routes (``0.0.0.0/0``,
-  ``::/0``) are the adapter's gateways, any other prefix one of its ``routes``. ``refuse`` holds prefixes whose
-  ``add route`` fails (1) as a route Windows cannot take does.
+  or one that exists; ``set route`` changes an existing route, default ones included, and leaves it in place
+  (1, "Element not found.", for a missing one); a route's prefix of the other family is "The parameter is
+  incorrect."; the default routes (``0.0.0.0/0``, ``::/0``) are the adapter's gateways, any other prefix one of
+  its ``routes``. ``refuse`` holds prefixes whose ``add route`` fails (1) as a route Windows cannot take does.
 - ``netsh interface ipv6 set dnsservers name=<index> source=static address=<ip>`` replaces the IPv6 name servers
   with one, ``source=dhcp`` empties them (no DHCPv6 here), ``add dnsservers ... index=<n>`` inserts one at
   position n (1, "The object is already in the list.", for one there already); WMI's ``DNSServerSearchOrder``
@@ -286,6 +286,9 @@ class FakeWindowsNet:
                 if value in items:
                     return 1, "The object already exists.\r\n"
                 items.append(value)
+            elif verb == "set":  # changes a route's settings: one that exists stays, a missing one is not found
+                if value not in items:
+                    return 1, "Element not found.\r\n"
             elif value in items:
                 items.remove(value)
             else:

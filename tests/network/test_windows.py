@@ -86,6 +86,11 @@ def test_the_two_nics_scenario_renders_the_private_routes() -> None:
     b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":true,"routes":[["10.0.0.0","10.1.0.1"]]}',
     b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":true,"routes":["10.0.0.0/8 10.1.0.1"]}',
     b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":true,"dns6":["198.51.100.53"]}',
+    b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":true,"routes":[["0.0.0.0/0","10.1.0.1"]]}',
+    b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":true,"routes":[["::/0","2001:db8::1"]]}',
+    json.dumps({"mac": "fa:16:3e:0a:1b:2c", "dhcp": True,
+                "routes": [[f"10.{i // 256}.{i % 256}.0/24", "10.1.0.1"] for i in range(windows.MAX_ROUTES + 1)]}
+               ).encode(),
 ])
 def test_parse_refuses_a_damaged_document(contents: bytes) -> None:
     """A document that is not the canonical form is a PlatformError, never set on an adapter."""
@@ -103,3 +108,45 @@ def test_only_adapter_paths_name_an_adapter(path: str) -> None:
 def test_the_plan_writes_no_unix_names_files_on_windows() -> None:
     """plan.render for windows gives only the adapters' documents, no /etc/hostname, hosts or resolv.conf."""
     assert list(plan.render(SCENARIOS["one-nic-ipv4"], "windows", nothing)) == [PUBLIC]
+
+
+def _with_routes(*routes: dict[str, str], gateway: str = "10.1.0.1") -> dict[str, object]:
+    return {"fa163e998877": {"mac": "fa:16:3e:99:88:77", "gateway": gateway, "gateway_v6": "2001:db8::1",
+                             "ips": [{"ip": "10.1.2.3", "netmask": "255.255.0.0"}],
+                             "ip6s": [{"ip": "2001:db8::10", "netmask": 64}], "routes": list(routes)}}
+
+
+def test_a_default_route_through_the_gateway_is_the_gateway() -> None:
+    """A static default route of either family whose next hop is the interface's gateway is left out of "routes"
+    (it is the adapter's gateway, set with SetGateways), so no netsh route ever names a default prefix."""
+    network = parse(_with_routes({"route": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.1.0.1"},
+                                 {"route": "::", "netmask": "0", "gateway": "2001:db8::1"},
+                                 {"route": "10.0.0.0", "netmask": "255.0.0.0", "gateway": "10.1.0.1"}), None, SYSTEM)
+    doc = json.loads(windows.render(network, nothing)[PRIVATE])
+    assert (doc["routes"], doc["gateways"], doc["gateway6"]) == ([["10.0.0.0/8", "10.1.0.1"]], ["10.1.0.1"],
+                                                                 ["2001:db8::1"])
+
+
+@pytest.mark.parametrize(("route", "message"), [
+    ({"route": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.1.0.9"},
+     "static default route 0.0.0.0/0 via 10.1.0.9, but its gateway is 10.1.0.1"),
+    ({"route": "::", "netmask": "0", "gateway": "2001:db8::9"},
+     "static default route ::/0 via 2001:db8::9, but its gateway is 2001:db8::1"),
+])
+def test_a_default_route_through_another_next_hop_is_refused(route: dict[str, str], message: str) -> None:
+    """A static default route that names another next hop than the interface's gateway is refused at render
+    time (so the machine replies "500", nothing changed) rather than set beside the gateway."""
+    network = parse(_with_routes(route), None, SYSTEM)
+    with pytest.raises(PlatformError, match=message):
+        windows.render(network, nothing)
+
+
+def test_more_routes_than_an_adapter_takes_are_refused() -> None:
+    """More than MAX_ROUTES static routes on one interface are refused at render time, naming the bound."""
+    routes = [{"route": f"10.{i // 256}.{i % 256}.0", "netmask": "255.255.255.0", "gateway": "10.1.0.1"}
+              for i in range(windows.MAX_ROUTES + 1)]
+    network = parse(_with_routes(*routes), None, SYSTEM)
+    with pytest.raises(PlatformError, match=f"{windows.MAX_ROUTES + 1} static routes.* at most {windows.MAX_ROUTES}"):
+        windows.render(network, nothing)
+    assert len(json.loads(windows.render(parse(_with_routes(*routes[:-1]), None, SYSTEM), nothing)[PRIVATE])[
+        "routes"]) == windows.MAX_ROUTES

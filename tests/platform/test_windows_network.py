@@ -143,12 +143,65 @@ def test_routes_and_ipv6_name_servers_nova_drops_are_removed_but_not_others(port
     assert net.adapters[MAC].dns6 == []
 
 
-def test_a_route_that_is_there_already_is_taken(port: WindowsNetwork, net: FakeWindowsNet) -> None:
-    """add route fails on a route that exists; set route then succeeds on it, so the route counts as added."""
+def test_a_route_that_is_there_already_is_taken_but_not_the_agents(port: WindowsNetwork, net: FakeWindowsNet,
+                                                                    tmp_path: Path) -> None:
+    """add route fails on a route an operator added; set route then succeeds on it, so the change goes on, but the
+    route is not recorded as the agent's: when nova drops it, it stays."""
     net.adapters[MAC].routes.append(("10.0.0.0/8", "203.0.113.254"))
     set_doc(port, {**STATIC, "routes": [["10.0.0.0/8", "203.0.113.254"]]})
     assert [argv[3] for argv in net.commands] == ["add", "set"]
+    assert "routes" not in json.loads((tmp_path / "network-backups" / "applied-fa163e0a1b2c.json").read_bytes())
+    set_doc(port, STATIC)
     assert net.adapters[MAC].routes == [("10.0.0.0/8", "203.0.113.254")]
+    assert [argv[3] for argv in net.commands] == ["add", "set"]
+
+
+def test_the_routes_added_before_a_failure_are_removed_by_the_rollback(port: WindowsNetwork,
+                                                                       net: FakeWindowsNet) -> None:
+    """Each route is recorded as it is added: after a later route fails, applying the old document again removes
+    the ones this change added, and only those."""
+    net.adapters[MAC].routes.append(("172.16.0.0/12", "203.0.113.254"))
+    old = set_doc(port, STATIC)
+    net.refuse.add("2001:db8:9::/48")
+    with pytest.raises(PlatformError):
+        set_doc(port, ROUTED)
+    assert ("10.0.0.0/8", "203.0.113.254") in net.adapters[MAC].routes
+    port.write(PATH, old, 0o644)
+    port.apply("windows", [MAC])
+    assert net.adapters[MAC].routes == [("172.16.0.0/12", "203.0.113.254")]
+    assert port.read(PATH) == old
+
+
+@pytest.mark.parametrize("contents", [b'{"mac": "x"', b'{"mac":"fa:16:3e:0a:1b:2c","dhcp":true,"extra":1}'])
+def test_a_damaged_record_is_named_with_its_fix(port: WindowsNetwork, tmp_path: Path, contents: bytes) -> None:
+    """A damaged applied-<mac>.json fails read and apply with a PlatformError that names the file and says to
+    remove it; once removed, the adapter reads and is set again."""
+    set_doc(port, ROUTED)
+    record = tmp_path / "network-backups" / "applied-fa163e0a1b2c.json"
+    record.write_bytes(contents)
+    pattern = rf"{record}.* damaged .*remove it"
+    with pytest.raises(PlatformError, match=pattern):
+        port.read(PATH)
+    with pytest.raises(PlatformError, match=pattern):
+        set_doc(port, STATIC)
+    record.unlink()
+    assert port.read(PATH) == windows.dumps(STATIC)
+    set_doc(port, STATIC)
+
+
+@pytest.mark.parametrize(("family", "prefix", "gateway"), [("ipv4", "0.0.0.0/0", "203.0.113.1"),
+                                                           ("ipv6", "::/0", "2001:db8::1")])
+def test_the_fakes_set_route_leaves_a_default_route(net: FakeWindowsNet, family: str, prefix: str,
+                                                    gateway: str) -> None:
+    """In the fake, as in netsh, set route on a default route changes it and leaves it; on a missing one it fails."""
+    adapter = net.adapters[MAC]
+    adapter.gateways, adapter.gateway6 = ["203.0.113.1"], ["2001:db8::1"]
+    argv = ["netsh", "interface", family, "set", "route", f"prefix={prefix}", "interface=7", f"nexthop={gateway}",
+            "store=persistent"]
+    assert net.run(argv)[0] == 0
+    assert (adapter.gateways, adapter.gateway6) == (["203.0.113.1"], ["2001:db8::1"])
+    assert net.run([*argv[:7], "nexthop=203.0.113.9" if family == "ipv4" else "nexthop=2001:db8::9"]) == (
+        1, "Element not found.\r\n")
 
 
 def test_a_route_windows_refuses_is_a_platform_error(port: WindowsNetwork, net: FakeWindowsNet) -> None:

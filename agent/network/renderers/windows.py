@@ -16,7 +16,10 @@ The form (``dumps``: sorted keys, no spaces, one trailing line break, so equal c
 - ``"ipv6": [..]`` and ``"gateway6": [..]``, sorted (Windows lists them in an order of its own), when there
   are any;
 - ``"routes": [["<net>/<len>", "<gateway>"], ..]``, nova's static routes of both families, sorted (by family,
-  then as text), when there are any;
+  then as text), when there are any; at most ``MAX_ROUTES``, and never a default one (``0.0.0.0/0``, ``::/0``):
+  Windows' default route is the adapter's gateway, set with ``SetGateways`` (IPv6: ``gateway6``), so a default
+  route among nova's routes that names the interface's own gateway is that gateway and is left out, and one that
+  names another next hop is refused (two default routes would make Windows pick by metric);
 - ``"dns6": [..]``, the IPv6 name servers in nova's order (the search order), when there are any; beside DHCP
   too, as the IPv6 name servers are set apart from the IPv4 ones.
 
@@ -38,6 +41,8 @@ NAME = "windows"
 #: The pseudo-path of an adapter's document: the MAC as 12 lowercase hex digits follows.
 PREFIX = "wmi:adapter/"
 _KEYS = {"mac", "dhcp", "ipv4", "gateways", "dns", "ipv6", "gateway6", "routes", "dns6"}
+#: The most static routes one adapter takes (each is one netsh command; nova's data gives a handful).
+MAX_ROUTES = 256
 
 
 def path_for(mac: str) -> str:
@@ -64,11 +69,17 @@ def document(mac: str, *, dhcp: bool, ipv4: list[str] | None = None, gateways: l
         doc["ipv6"] = sorted(ipv6)
     if gateway6:
         doc["gateway6"] = sorted(gateway6)
-    if routes:
-        doc["routes"] = sorted(([p, g] for p, g in routes), key=lambda r: (":" in r[0], r))
     if dns6:
         doc["dns6"] = list(dns6)
-    return doc
+    return with_routes(doc, routes or [])
+
+
+def with_routes(doc: dict[str, Any], routes: list[list[str]]) -> dict[str, Any]:
+    """``doc`` with ``routes`` as its static routes, in canonical order (no key when there are none)."""
+    out = {key: value for key, value in doc.items() if key != "routes"}
+    if routes:
+        out["routes"] = sorted(([p, g] for p, g in routes), key=lambda r: (":" in r[0], r))
+    return out
 
 
 def dumps(doc: dict[str, Any]) -> bytes:
@@ -99,7 +110,10 @@ def parse(contents: bytes) -> dict[str, Any]:
             if parsed is None or parsed.version != version or (with_prefix and "/" not in value):
                 raise PlatformError(f"an adapter configuration's {key!r} holds {value!r:.60}, not an IPv{version} "
                                     f"{'address/prefix' if with_prefix else 'address'}")
-    for route in doc.get("routes", []):
+    routes = doc.get("routes", [])
+    if not isinstance(routes, list) or len(routes) > MAX_ROUTES:
+        raise PlatformError(f"an adapter configuration's 'routes' is not a list of at most {MAX_ROUTES} routes")
+    for route in routes:
         _check_route(route)
     if not doc["dhcp"] and not doc.get("ipv4"):
         raise PlatformError("a static adapter configuration needs at least one IPv4 address")
@@ -118,6 +132,9 @@ def _check_route(route: Any) -> None:
     except ValueError:
         raise PlatformError(f"an adapter configuration's 'routes' holds {route!r:.80}, not a [network/prefix, "
                             "gateway] pair of one family") from None
+    if network.prefixlen == 0:
+        raise PlatformError(f"an adapter configuration's 'routes' holds the default route {route!r:.80}, which "
+                            "is the adapter's gateway ('gateways', 'gateway6'), not a static route")
 
 
 def render(network: Network, current: Callable[[str], bytes | None]) -> dict[str, bytes]:
@@ -134,5 +151,26 @@ def _document(interface: Interface, network: Network) -> dict[str, Any]:
                     dns=[str(server) for server in interface.dns if server.version == 4],
                     ipv6=[a.with_prefixlen for a in interface.ipv6],
                     gateway6=[] if default6 is None else [str(default6)],
-                    routes=[[r.destination.with_prefixlen, str(r.gateway)] for r in interface.routes],
+                    routes=_routes(interface),
                     dns6=[str(server) for server in interface.dns if server.version == 6])
+
+
+def _routes(interface: Interface) -> list[list[str]]:
+    """nova's static routes of the interface; PlatformError (so nothing is changed) for too many of them or for
+    a default route that is not the interface's own gateway (one that is, is that gateway and left out)."""
+    if len(interface.routes) > MAX_ROUTES:
+        raise PlatformError(f"interface {interface.name} has {len(interface.routes)} static routes; Windows takes "
+                            f"at most {MAX_ROUTES} per adapter from the agent")
+    routes = []
+    for route in interface.routes:
+        if route.destination.prefixlen == 0:
+            own = interface.gateway4 if route.destination.version == 4 else interface.gateway6
+            if route.gateway == own:
+                continue
+            raise PlatformError(
+                f"interface {interface.name} has a static default route {route.destination} via {route.gateway}, "
+                f"but its gateway is {own or 'not given'}: on Windows the default route is the adapter's gateway; "
+                "give the gateway as the interface's gateway, or drop that route")
+        if [route.destination.with_prefixlen, str(route.gateway)] not in routes:
+            routes.append([route.destination.with_prefixlen, str(route.gateway)])
+    return routes
