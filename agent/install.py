@@ -121,6 +121,20 @@ class Layout:
             self._switch("current", version)
         log.info("release %s is now current (previous: %s)", version, old or "none")
 
+    def roll_back(self, bad: str) -> str | None:
+        """Point ``current`` back at ``previous`` in place of the release ``bad``, under the pointers' lock: the
+        release now current, or None when ``current`` no longer names ``bad`` (another writer, an operator's
+        ``install`` say, switched it meanwhile: that release stays, and the pointers are left alone).
+        ReleaseError when there is no other installed release to go back to, or the lock cannot be had."""
+        with self.pointers.switching():
+            if self.current != bad:
+                return None
+            previous = self.previous
+            if previous is None or previous == bad or not self.installed(previous):
+                raise ReleaseError(f"there is no previous release to go back to from {bad} under {self.root}")
+            self._switch("current", previous)
+        return previous
+
     # -- staging ----------------------------------------------------------------------------------------
 
     def stage(self, bundle: release.Bundle, image: Path | None = None) -> None:

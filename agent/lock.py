@@ -13,7 +13,9 @@ root's pointers take it around a switch (``agent.pointers``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -93,20 +95,85 @@ class StateLock:
 @contextlib.contextmanager
 def holding(path: Path, wait: float) -> Iterator[None]:
     """An exclusive lock on the file ``path`` (created if need be) for a ``with`` block, waited for up to ``wait``
-    seconds: TimeoutError when another process (or thread) keeps it longer, OSError when it cannot be opened."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | _FLAGS, 0o600)
-    try:
-        deadline = time.monotonic() + wait
-        while not _try_lock(fd):
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{path} stays locked")
-            time.sleep(RETRY_INTERVAL)
+    seconds: TimeoutError when another process (or thread) keeps it longer, IsADirectoryError when a directory is
+    in its place, OSError when it cannot be opened.
+
+    The file is this module's own, so anything else found in its place (a link, dangling or not, a FIFO, a
+    device node) is removed and the file made again rather than followed or opened (``_open_regular``). A lock
+    taken on a file that is no longer the one at ``path`` once it is had (replaced meanwhile) is let go and taken
+    again on the file there now: two holders never lock two different files.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        fd = _open_regular(path)
         try:
-            yield
-        finally:
+            while not _try_lock(fd):
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"{path} stays locked")
+                time.sleep(RETRY_INTERVAL)
+            if _same_file(os.fstat(fd), path):
+                break
             _unlock(fd)
-    finally:
+        except BaseException:
+            os.close(fd)
+            raise
         os.close(fd)
+    try:
+        yield
+    finally:
+        try:
+            _unlock(fd)
+        finally:
+            os.close(fd)
+
+
+def _open_regular(path: Path) -> int:
+    """Open (create) the regular file ``path``, removing first whatever else is in its place but a directory,
+    which is an operator's to move away (IsADirectoryError). Links are never followed: lstat says what is there
+    (on Windows too, where a symbolic link or a junction is a reparse point and O_NOFOLLOW does not exist), and
+    fstat after the open that what was opened is a regular file."""
+    for _ in range(3):  # a planted file that comes back after each removal is an error below, not a loop
+        with contextlib.suppress(FileNotFoundError):
+            found = os.lstat(path)
+            if _planted(found):
+                _remove_planted(path, found)
+            elif stat.S_ISDIR(found.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "a directory is in place of the lock file", str(path))
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _FLAGS, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # a link planted between the lstat and the open: removed next time
+                continue
+            raise
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+        os.close(fd)
+    raise OSError(errno.EEXIST, "something other than a regular file keeps being put in place of the lock file",
+                  str(path))
+
+
+def _planted(found: os.stat_result) -> bool:
+    """Whether what lstat found is neither a regular file nor a directory proper: a link, or a special file."""
+    if getattr(found, "st_file_attributes", 0) & getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0):
+        return True  # Windows: a symbolic link or a junction, to a file or a directory
+    return not (stat.S_ISREG(found.st_mode) or stat.S_ISDIR(found.st_mode))
+
+
+def _remove_planted(path: Path, found: os.stat_result) -> None:
+    with contextlib.suppress(FileNotFoundError):  # another process removed it first
+        if stat.S_ISDIR(found.st_mode):
+            os.rmdir(path)  # a junction or a directory link: the link goes, what it names is untouched
+        else:
+            os.unlink(path)
+
+
+def _same_file(opened: os.stat_result, path: Path) -> bool:
+    """Whether ``path`` still names the file ``opened`` describes."""
+    try:
+        there = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return (there.st_dev, there.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows images only

@@ -41,7 +41,9 @@ its temporary under a name of its own, so that no writer removes or renames anot
 a pointer empty; and each holds ``switching()``, a lock on the file ``.pointers.lock`` held for a moment, not
 the install root's own lock, which the supervisor keeps for its whole life and which ``install`` therefore cannot
 take. Under that lock the temporaries a crashed writer left behind are removed, and ``activate`` reads
-``current`` and moves it to ``previous`` without another writer switching either in between.
+``current`` and moves it to ``previous`` without another writer switching either in between. A link or special
+file found in place of ``.pointers.lock`` is removed and the file made again; a directory there is refused with
+the fix (``agent.lock.holding``).
 """
 
 from __future__ import annotations
@@ -183,6 +185,9 @@ class Pointers:
         except TimeoutError as exc:
             raise ReleaseError(f"another openstack-agent process has been switching the pointers of {self.root} "
                                f"for {LOCK_WAIT:.0f} s (it holds {path}); try again once it is done") from exc
+        except IsADirectoryError as exc:
+            raise ReleaseError(f"cannot lock {path} to switch the pointers of {self.root}: it is a directory, not "
+                               "the lock file the agent makes there; move the directory away") from exc
         except OSError as exc:
             raise ReleaseError(f"cannot lock {path} to switch the pointers of {self.root}: {exc.strerror}") \
                 from exc

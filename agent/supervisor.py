@@ -10,6 +10,12 @@ It runs the ``current`` release's agent as a child and keeps it running:
   marked bad in the journal with the reason; ``current`` is switched back to ``previous`` and that release
   is started. The release leaves probation once the journal marks it good (the agent tells the supervisor
   when it has committed the update).
+- The switch back is made under the pointers' lock, and only while ``current`` still names the bad release: a
+  release an operator installed meanwhile stays current. When the pointers cannot be switched (their lock is
+  held or is a directory), ``previous`` is served from ``releases/`` all the same, the log and the status say
+  that ``current`` still names the bad release, and the switch is tried again before each start: a current
+  release the journal marks bad is never served while there is a previous one (this also covers a supervisor
+  that died between the verdict and the switch), so a pointer that cannot be switched is no crash loop.
 - Toward the service manager it speaks the notify protocol: ``READY=1`` once the first child is ready, and
   ``WATCHDOG=1`` pings when ``WATCHDOG_USEC`` asks for them.
 
@@ -115,6 +121,10 @@ class _Probation:
         self.exit_code = 0
         self._crashes: collections.deque[float] = collections.deque()
         self._backoff = 0
+        #: The release a rollback chose to serve next (``_release``), and the bad release ``current`` still names
+        #: when a rollback could not switch it.
+        self._next: str | None = None
+        self._unswitched: str | None = None
 
     def _current(self) -> str:
         version = self.layout.current
@@ -167,20 +177,70 @@ class _Probation:
                 f"(last exit status {code})")
 
     def roll_back(self, version: str, reason: str) -> None:
-        """Mark ``version`` bad and make the previous release current again."""
+        """Mark ``version`` bad and make the previous release current again (``_leave``): it is served next."""
         releases.mark(self._journal(), version, releases.BAD, reason)
         self._crashes.clear()
+        if self._previous(version) is None:
+            log.critical("release %s is bad (%s) and there is no previous release to go back to", version, reason)
+            self._pause(0.0)
+            return
+        self._next = self._leave(version, reason)
+
+    def _release(self) -> str:
+        """The release to serve next: the current one, unless the journal marks it bad and there is a previous
+        one. ``current`` then still names the bad release because a rollback could not switch it (or the
+        supervisor died between the verdict and the switch): the switch is tried again, and the release to go
+        back to is served even if it fails, so that a pointer that cannot be switched is no crash loop."""
+        chosen, self._next = self._next, None
+        if chosen is not None:
+            return chosen
+        self._unswitched = None
+        version = self._current()
+        verdict = releases.verdict(self._journal(), version)
+        if verdict is None or not verdict.bad or self._previous(version) is None:
+            return version
+        return self._leave(version, verdict.reason)
+
+    def _previous(self, bad: str) -> str | None:
+        """The installed release ``previous`` names, other than ``bad``, read without the pointers' lock."""
         try:
             previous = self.layout.previous
         except ReleaseError as exc:  # a pointer file naming no release: as if there were none
             log.error("%s", exc)
-            previous = None
-        if previous is None or previous == version or not self.layout.installed(previous):
-            log.critical("release %s is bad (%s) and there is no previous release to go back to", version, reason)
-            self._pause(0.0)
-            return
-        self.layout.switch("current", previous)
-        log.error("release %s marked bad (%s); rolled back to %s", version, reason, previous)
+            return None
+        return previous if previous not in (None, bad) and self.layout.installed(previous) else None
+
+    def _leave(self, bad: str, reason: str) -> str:
+        """Switch ``current`` from the bad release back to the previous one (``Layout.roll_back``); the release to
+        serve now. What was done is logged as it is: switched, left to a release another writer made current
+        meanwhile, or, when the pointers cannot be switched, the previous release served without them."""
+        self._unswitched = None
+        try:
+            now = self.layout.roll_back(bad)
+        except ReleaseError as exc:
+            previous = self._previous(bad)
+            if previous is None:
+                log.critical("release %s is bad (%s), and current cannot be switched back: %s", bad, reason, exc)
+                return bad
+            self._unswitched = bad
+            log.error("release %s is bad (%s), but current cannot be switched back to %s: %s; serving %s from %s "
+                      "all the same, while current still names %s; the switch is tried again before the agent's "
+                      "next start", bad, reason, previous, exc, previous, self.layout.release_dir(previous), bad)
+            return previous
+        if now is None:
+            now = self._current()
+            log.warning("release %s marked bad (%s), but current was switched to %s meanwhile (not by the "
+                        "supervisor); that release stays current", bad, reason, now)
+            return now
+        log.error("release %s marked bad (%s); rolled back to %s", bad, reason, now)
+        return now
+
+    def _status(self, version: str) -> str:
+        """What the service manager is told the supervisor does, serving ``version``."""
+        if self._unswitched is None:
+            return f"supervising openstack-agent {version}"
+        return (f"supervising openstack-agent {version}; current still names the bad release {self._unswitched}, "
+                "which could not be switched back (see the log)")
 
     def _journal(self) -> Journal:
         assert self.journal is not None, "startup() opens the journal"
@@ -279,7 +339,7 @@ class Supervisor(_Probation):
 
     def main_loop(self) -> None:
         while not self.should_exit:
-            version = self._current()
+            version = self._release()
             probation = not self._good(version)
             started = time.monotonic()
             code = self._serve(version, probation)
@@ -350,7 +410,7 @@ class Supervisor(_Probation):
             log.info("openstack-agent %s is ready", version)
             self._child_ready = True
             # The status names the release that serves: after a rollback it is another one.
-            status = f"STATUS=supervising openstack-agent {version}"
+            status = f"STATUS={self._status(version)}"
             if not self._told_ready:
                 self._told_ready = notify.send("READY=1", status)
             else:
@@ -405,7 +465,7 @@ class ServiceSupervisor(_Probation):
                 self.adopt(*self.build)
             log.info("supervisor starting: releases in %s, current %s", self.layout.root, self.layout.current)
             while not self._stopping.is_set():
-                version = self._current()
+                version = self._release()
                 probation = not self._good(version)
                 started = time.monotonic()
                 code = self._serve(version, probation)
@@ -467,7 +527,7 @@ class ServiceSupervisor(_Probation):
                 self.contain(child)
         threading.Thread(target=_relay, args=(child, version), name="agent-output", daemon=True).start()
         threading.Thread(target=lambda: self._events.put(child.wait()), name="agent-exit", daemon=True).start()
-        self.runtime.ready(f"supervising openstack-agent {version}")
+        self.runtime.ready(self._status(version))
         deadline = time.monotonic() + self.config.ready_deadline + self.config.probation if probation else None
         while True:
             try:

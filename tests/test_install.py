@@ -165,6 +165,41 @@ def test_activate_refuses_a_directory_in_place_of_current(tmp_path: Path, kind: 
     assert [p.name for p in (tmp_path / "current").iterdir()] == ["bin"]
 
 
+def releases_of(layout: Layout, *versions: str) -> Layout:
+    for version in versions:
+        layout.release_dir(version).mkdir(parents=True)
+        (layout.release_dir(version) / COMPLETE).write_text(f"{version}\n")
+    return layout
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("meanwhile", "result", "current"), [
+    (None, "0.1.0", "0.1.0"),      # current still names the bad release: it goes back to previous
+    ("0.3.0", None, "0.3.0"),      # an operator installed 0.3.0 since the verdict: it stays
+])
+def test_roll_back_switches_only_the_release_it_judged(tmp_path: Path, kind: str, meanwhile: str | None,
+                                                       result: str | None, current: str) -> None:
+    """roll_back points current back at previous only while current still names the bad release; when another
+    writer switched current since, it leaves both pointers alone and says so (None)."""
+    layout = releases_of(Layout(tmp_path, kind), "0.1.0", "0.2.0", "0.3.0")
+    layout.activate("0.1.0")
+    layout.activate("0.2.0")
+    if meanwhile is not None:
+        layout.activate(meanwhile)
+    previous = layout.previous
+    assert layout.roll_back("0.2.0") == result
+    assert (layout.current, layout.previous) == (current, previous)
+
+
+def test_roll_back_without_a_previous_release_is_refused(tmp_path: Path) -> None:
+    """With no other installed release to go back to, roll_back raises ReleaseError and current stays."""
+    layout = releases_of(Layout(tmp_path, pointers.FILE), "0.2.0")
+    layout.activate("0.2.0")
+    with pytest.raises(ReleaseError, match=r"no previous release to go back to from 0\.2\.0"):
+        layout.roll_back("0.2.0")
+    assert layout.current == "0.2.0"
+
+
 @pytest.mark.parametrize("write", ["activate", "switch"])
 def test_pointer_writers_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write: str) -> None:
     """activate and switch wait for the pointers' lock another writer holds (install beside a supervisor rolling

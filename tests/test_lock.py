@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
+from agent import lock as lock_module
 from agent.errors import AlreadyRunning, JournalError
 from agent.lock import StateLock
 from tests.conftest import wait_for
@@ -126,3 +129,41 @@ def test_on_windows_the_state_directory_gets_its_acl_before_anything_is_in_it(
     else:
         engine.prepare_state_dir(directory)
     assert secured == [(directory, False)]
+
+
+# -- holding: the lock of a moment on a file (the pointers' writers) ---------------------------------------------
+
+def test_a_lock_file_replaced_while_waited_for_is_taken_again(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lock file replaced while a process waits for it (a planted link repaired by another) is let go once had,
+    and the lock taken on the file there now: two holders never hold two different files."""
+    path = tmp_path / ".pointers.lock"
+    locked: list[int] = []
+    try_lock = lock_module._try_lock
+
+    def replacing_first(fd: int) -> bool:
+        locked.append(os.fstat(fd).st_ino)
+        if len(locked) == 1:
+            (tmp_path / "new").write_bytes(b"")
+            os.replace(tmp_path / "new", path)
+        return try_lock(fd)
+
+    monkeypatch.setattr(lock_module, "_try_lock", replacing_first)
+    with lock_module.holding(path, 0.0):
+        assert locked[-1] == os.lstat(path).st_ino
+    assert len(locked) == 2 and locked[0] != locked[1]
+
+
+@pytest.mark.parametrize(("mode", "attributes", "planted"), [
+    (stat.S_IFREG, 0, False),
+    (stat.S_IFDIR, 0, False),                                         # refused, never removed
+    (stat.S_IFLNK, 0, True),
+    (stat.S_IFIFO, 0, True),
+    (stat.S_IFDIR, stat.FILE_ATTRIBUTE_REPARSE_POINT, True),          # a junction, as Windows' lstat reports it
+    (stat.S_IFREG, stat.FILE_ATTRIBUTE_REPARSE_POINT, True),          # a file symbolic link, likewise
+])
+def test_what_counts_as_planted_in_place_of_a_lock_file(mode: int, attributes: int, planted: bool) -> None:
+    """A link, a special file, or on Windows any reparse point (a junction lstat reports as a directory) is
+    planted and removed; a regular file or a real directory is not."""
+    found = types.SimpleNamespace(st_mode=mode | 0o600, st_file_attributes=attributes)
+    assert lock_module._planted(found) is planted  # type: ignore[arg-type]

@@ -189,13 +189,33 @@ def test_a_failed_write_leaves_the_old_pointer(tmp_path: Path, monkeypatch: pyte
     assert sorted(p.name for p in root.iterdir()) == ["current", "releases"]
 
 
-def test_a_planted_lock_link_is_not_followed(tmp_path: Path) -> None:
-    """The lock file is opened without following a link planted in its place: ReleaseError, nothing created."""
+@pytest.mark.parametrize("planted", ["link", "dangling link", "fifo"])
+def test_something_planted_in_place_of_the_lock_is_replaced(tmp_path: Path, planted: str) -> None:
+    """A link (dangling or not) or a FIFO in place of the lock file is removed, never followed or opened, and the
+    lock taken on a regular file made there; what a link named is untouched."""
     root = with_releases(tmp_path, "0.2.0")
-    os.symlink(tmp_path / "elsewhere", root / pointers.LOCK)
-    with pytest.raises(ReleaseError, match=f"cannot lock {root / pointers.LOCK}"), Pointers(root).switching():
+    lock = root / pointers.LOCK
+    (tmp_path / "elsewhere").write_text("keep me\n")
+    if planted == "fifo":
+        os.mkfifo(lock)
+    else:
+        lock.symlink_to(tmp_path / ("elsewhere" if planted == "link" else "nothing"))
+    with Pointers(root).switching():
+        Pointers(root, FILE).point("current", "0.2.0")
+    assert lock.is_file() and not lock.is_symlink()
+    assert (tmp_path / "elsewhere").read_text() == "keep me\n" and not (tmp_path / "nothing").exists()
+    assert Pointers(root).read("current") == "0.2.0"
+
+
+def test_a_directory_in_place_of_the_lock_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """A directory in place of the lock file is an operator's to move: ReleaseError naming it and the fix, and
+    the directory and what it holds are left as they were."""
+    root = with_releases(tmp_path, "0.2.0")
+    (root / pointers.LOCK / "inside").mkdir(parents=True)
+    with pytest.raises(ReleaseError, match=f"cannot lock {root / pointers.LOCK} .*: it is a directory.*move the "
+                                           "directory away"), Pointers(root).switching():
         pass
-    assert not (tmp_path / "elsewhere").exists()
+    assert [p.name for p in (root / pointers.LOCK).iterdir()] == ["inside"]
 
 
 def test_what_a_switch_raises_is_not_taken_for_the_lock(tmp_path: Path) -> None:

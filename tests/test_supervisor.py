@@ -253,6 +253,72 @@ def test_hosted_supervisor_keeps_a_confirmed_release(hosted, tmp_path: Path) -> 
     assert told.lines == ["supervising openstack-agent 0.3.0"]
 
 
+def judged(tmp_path: Path) -> ServiceSupervisor:
+    """A ServiceSupervisor, not running, over a root whose good 0.2.0 is previous and whose 0.3.0 on probation is
+    current (its journal open), to judge 0.3.0 as the loop does."""
+    config = Config(install_root=str(tmp_path / "install"), state_dir=str(tmp_path / "state"))
+    layout = Layout(config.install_path, pointers.FILE)
+    for version in ("0.2.0", "0.3.0", "0.4.0"):
+        frozen_release(layout, version, "serves")
+    layout.activate("0.2.0")
+    layout.activate("0.3.0")
+    supervisor = ServiceSupervisor(config, Told())
+    supervisor.journal = Journal.open(config.state_path)
+    return supervisor
+
+
+def test_a_rollback_leaves_a_release_an_operator_made_current_meanwhile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """An operator's install landing while the supervisor rolls back (after it read previous) stays current: the
+    bad verdict is journaled, the pointers are left as the install made them, and the log says so."""
+    supervisor = judged(tmp_path)
+    read = Layout.link
+
+    def install_meanwhile(layout: Layout, name: str) -> str | None:
+        version = read(layout, name)
+        if name == "previous" and supervisor.layout.current == "0.3.0":
+            Layout(supervisor.layout.root).activate("0.4.0")  # 'openstack-agent install' in another process
+        return version
+
+    monkeypatch.setattr(Layout, "link", install_meanwhile)
+    try:
+        supervisor.roll_back("0.3.0", "crashed 3 times within 60 s")
+        assert (supervisor.layout.current, supervisor.layout.previous) == ("0.4.0", "0.3.0")
+        assert supervisor._release() == "0.4.0"
+        assert verdict_of(supervisor._journal(), "0.3.0") == ("bad", "crashed 3 times within 60 s")
+    finally:
+        supervisor._journal().close()
+    assert "current was switched to 0.4.0 meanwhile (not by the supervisor); that release stays current" in \
+        caplog.text
+
+
+def test_a_rollback_that_cannot_switch_serves_the_previous_release(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """When the pointers' lock cannot be had (a directory in its place), the rollback raises nothing: the previous
+    release is served from releases/ with a status and a log that say current still names the bad release,
+    and the switch is tried again before each start until it succeeds."""
+    supervisor = judged(tmp_path)
+    planted = supervisor.layout.root / pointers.LOCK
+    planted.unlink()
+    planted.mkdir()
+    try:
+        supervisor.roll_back("0.3.0", "crashed 3 times within 60 s")
+        assert supervisor._release() == "0.2.0"
+        assert supervisor._release() == "0.2.0"  # a later start: current is still 0.3.0, marked bad
+        assert supervisor.layout.current == "0.3.0"
+        assert supervisor._status("0.2.0") == (
+            "supervising openstack-agent 0.2.0; current still names the bad release 0.3.0, which could not be "
+            "switched back (see the log)")
+        planted.rmdir()
+        assert supervisor._release() == "0.2.0"
+        assert supervisor.layout.current == "0.2.0"
+        assert supervisor._status("0.2.0") == "supervising openstack-agent 0.2.0"
+    finally:
+        supervisor._journal().close()
+    assert f"serving 0.2.0 from {supervisor.layout.release_dir('0.2.0')} all the same, while current still " \
+           "names 0.3.0" in caplog.text
+
+
 # -- the service's own build (the MSI's) made a release ---------------------------------------------------------
 
 def own_build(tmp_path: Path, version: str) -> tuple[Path, str]:
