@@ -228,8 +228,18 @@ def verdict_of(journal: Journal, version: str) -> tuple[str, str] | None:
 
 
 def holding(state_dir: Path, value: str) -> list[str]:
-    """The files of the state directory (database, WAL, SHM) whose bytes contain ``value``."""
-    return [path.name for path in state_dir.iterdir() if value.encode() in path.read_bytes()]
+    """The files of the state directory (database, WAL, SHM) whose bytes contain ``value``. A running agent
+    replaces some of its files through a temporary one (``agent.status``): one gone between the listing and
+    the read held nothing any more."""
+    found = []
+    for path in state_dir.iterdir():
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        if value.encode() in data:
+            found.append(path.name)
+    return found
 
 
 def exchange_state(state_dir: Path) -> str | None:
