@@ -127,10 +127,12 @@ def run_agent(xenstored: Xenstored, domain: str, system_root: Path) -> Iterator[
     given; all are stopped at the end."""
     started: list[ThreadAgent] = []
 
-    def start(transport: Transport | None = None, **overrides: Any) -> ThreadAgent:
+    def start(transport: Transport | None = None, ports: dict[str, Any] | None = None,
+              **overrides: Any) -> ThreadAgent:
+        """``ports``: ports to give the agent instead of its own (``files``, ``network``, ``licensing``)."""
         ready = threading.Event()
         agent = Agent(make_config(xenstored, domain, system_root, **overrides), on_ready=ready.set,
-                      transport=transport)
+                      transport=transport, **(ports or {}))
         holder = ThreadAgent(agent, threading.Thread(target=lambda: _run(agent, holder), daemon=True))
         holder.thread.start()
         assert ready.wait(20), "the agent did not become ready"

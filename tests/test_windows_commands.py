@@ -5,23 +5,20 @@ xenstored directly."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.daemon import Agent
 from agent.host import Host
 from agent.platform.windows_files import WindowsFiles, under
 from agent.platform.windows_kms import Licensing
 from agent.sandbox import Xenstored
 from agent.xenstore_wmi import WmiXenStore
 from tests.cli.conftest import run
-from tests.conftest import ThreadAgent, make_config, open_journal
+from tests.conftest import ThreadAgent, open_journal
 from tests.fakes.reparse import FakeAttributes
 from tests.fakes.slmgr import NO_KMS_QUITS, NO_KMS_TEXT, FakeCscript, FakeLicensingWmi
 from tests.fakes.xeniface import FakeXeniface
@@ -42,31 +39,20 @@ def drives(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def windows_agent(xenstored: Xenstored, domain: str, system_root: Path, cscript: FakeCscript,
-                  drives: Path) -> Iterator[Callable[..., ThreadAgent]]:
+def windows_agent(run_agent: Any, xenstored: Xenstored, domain: str, cscript: FakeCscript,
+                  drives: Path) -> Callable[..., ThreadAgent]:
     """Start agents in threads on WMI with the Windows ports (``windows=False``: without them, as on Linux)."""
-    started: list[ThreadAgent] = []
 
     def start(windows: bool = True, **overrides: Any) -> ThreadAgent:
-        ready = threading.Event()
         transport = WmiXenStore("", timeout=10, check_interval=0.2,
                                 **FakeXeniface(xenstored.address, domain).modules())
-        config = make_config(xenstored, domain, system_root, domain_path="", **overrides)
-        files = WindowsFiles(drives=under(drives), attributes=FakeAttributes()) if windows else None
-        agent = Agent(config, on_ready=ready.set, transport=transport, files=files)
-        if windows:  # what the daemon builds on Windows
-            agent.ports = dataclasses.replace(agent.ports, licensing=Licensing(
-                cscript=str(cscript.path), slmgr=r"C:\Windows\System32\slmgr.vbs",
-                modules=FakeLicensingWmi().modules()))
-        holder = ThreadAgent(agent, threading.Thread(target=agent.run, daemon=True))
-        holder.thread.start()
-        assert ready.wait(20), "the agent did not become ready"
-        started.append(holder)
-        return holder
+        # What the daemon builds on Windows: drive paths (C: under a throw-away directory) and licensing.
+        ports = {"files": WindowsFiles(drives=under(drives), attributes=FakeAttributes()),
+                 "licensing": Licensing(cscript=str(cscript.path), slmgr=r"C:\Windows\System32\slmgr.vbs",
+                                        modules=FakeLicensingWmi().modules())} if windows else {}
+        return run_agent(transport=transport, ports=ports, domain_path="", **overrides)
 
-    yield start
-    for holder in started:
-        holder.stop()
+    return start
 
 
 @pytest.mark.parametrize(("windows", "listed"), [(True, True), (False, False)], ids=["windows", "linux"])
