@@ -59,7 +59,6 @@ the one-folder build has it, the path ``message_dll`` gives at run time there.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import logging.handlers
 import os
@@ -70,6 +69,7 @@ from types import ModuleType
 from typing import Any
 
 from agent.errors import ConfigError, PlatformError
+from agent.platform.wmi import import_pywin32
 
 SOURCE = "OpenStackAgent"
 LOG_TYPE = "Application"
@@ -107,13 +107,7 @@ def event_type(level: int) -> int:
 def pywin32(name: str, given: ModuleType | None = None) -> Any:
     """The pywin32 module ``name``: ``given`` (a stand-in, in tests) or the real one, imported on first use so
     that the agent's modules import where pywin32 is not installed."""
-    if given is not None:
-        return given
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        raise PlatformError("pywin32 is not installed; install the agent with its Windows dependencies "
-                            "(pip install pywin32)") from None
+    return given if given is not None else import_pywin32(name)
 
 
 def message_dll(win32service: ModuleType | None = None) -> str:

@@ -27,12 +27,12 @@ Facts it relies on (pywin32's win32security and the LogonUser documentation):
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import PlatformError
 from agent.platform.base import scrub
+from agent.platform.wmi import load
 
 ADMINISTRATOR_RID = 500
 USER_INFO_20 = 20
@@ -56,14 +56,7 @@ class Windows:
         self._loaded: dict[str, Any] = {name: module for name, module in given.items() if module is not None}
 
     def _module(self, name: str) -> Any:
-        # Imported on first use: the module is importable (and testable) where pywin32 is not installed.
-        if name not in self._loaded:
-            try:
-                self._loaded[name] = importlib.import_module(name)
-            except ImportError:
-                raise PlatformError("pywin32 is not installed; install the agent with its Windows "
-                                    "dependencies (pip install pywin32)") from None
-        return self._loaded[name]
+        return load(self._loaded, name)
 
     def default_user(self) -> str:
         """The built-in administrator's current name, looked up by RID 500."""

@@ -54,6 +54,7 @@ from typing import Any
 
 from agent.errors import PlatformError
 from agent.platform.base import run_bounded, scrub
+from agent.platform.wmi import com_text, load, prop
 
 #: Seconds each slmgr run may take. /ato waits for the KMS server's answer (or the network's timeout), so it
 #: is given longer than /skms, which only stores a value.
@@ -204,16 +205,13 @@ class Licensing:
     def licensed(self) -> str:
         """The name of the Windows product that is licensed; PlatformError saying the license state when none is
         (or when it cannot be read)."""
-        # Imported here: the machines import this module on every system, the WMI helpers only Windows needs.
-        from agent.platform.windows_network import com_text, load
-
         com_error = load(self._loaded, "pywintypes").com_error
         try:
             load(self._loaded, "pythoncom").CoInitialize()
             locator = load(self._loaded, "win32com.client").Dispatch("WbemScripting.SWbemLocator")
-            products = [(_get(p, "Name"), _get(p, "LicenseStatus"))
+            products = [(prop(p, "Name"), prop(p, "LicenseStatus"))
                         for p in locator.ConnectServer(".", NAMESPACE).ExecQuery(PRODUCTS)
-                        if _get(p, "PartialProductKey")]
+                        if prop(p, "PartialProductKey")]
         except com_error as exc:
             raise PlatformError(f"slmgr /ato reported no error, but the license status cannot be read through WMI "
                                 f"(SoftwareLicensingProduct): {com_text(exc)}") from exc
@@ -261,9 +259,6 @@ def outcome(step: str, status: int, stdout: str, stderr: str) -> str:
         return ""
     return scrub(lines[-1], "", tail=True)
 
-
-def _get(instance: Any, name: str) -> Any:
-    return instance.Properties_.Item(name).Value
 
 
 def _status(status: int) -> str:

@@ -80,7 +80,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib
 import ipaddress
 import logging
 import os
@@ -97,6 +96,7 @@ from agent.network.model import colon_mac, normal_mac
 from agent.network.renderers import windows as canonical
 from agent.platform.base import scrub
 from agent.platform.network import MAX_FILE_SIZE, Observed
+from agent.platform.wmi import com_text, load, prop
 
 log = logging.getLogger(__name__)
 
@@ -181,14 +181,14 @@ class WindowsNetwork:
             found = list(locator.ConnectServer(".", NAMESPACE).ExecQuery(ADAPTERS))
             adapters: dict[str, Any] = {}
             for adapter in found:
-                mac = _get(adapter, "MACAddress")
+                mac = prop(adapter, "MACAddress")
                 if not isinstance(mac, str) or len(normal_mac(mac)) != 12:
                     continue
                 first = adapters.setdefault(normal_mac(mac), adapter)
                 if first is not adapter:
                     raise PlatformError(
                         f"two IP-enabled network adapters have MAC {colon_mac(normal_mac(mac))} (interface index "
-                        f"{_get(first, 'InterfaceIndex')} and {_get(adapter, 'InterfaceIndex')}): which one to "
+                        f"{prop(first, 'InterfaceIndex')} and {prop(adapter, 'InterfaceIndex')}): which one to "
                         "configure cannot be told; disable or remove the one not meant")
             return adapters
         except com_error as exc:
@@ -298,7 +298,7 @@ class WindowsNetwork:
 
     def _set(self, mac: str, doc: dict[str, Any], previous: dict[str, Any]) -> bool:
         adapter = self._adapter(mac)
-        index = str(_get(adapter, "InterfaceIndex"))
+        index = str(prop(adapter, "InterfaceIndex"))
         present = _present(adapter, mac, previous)
         log.info("configuring adapter %s (%s)", colon_mac(mac), "DHCP" if doc["dhcp"] else ", ".join(doc["ipv4"]))
         reboot = False
@@ -544,24 +544,10 @@ class WindowsNetwork:
         return status == 0 and (target.version == 6 or "TTL=" in output.upper())
 
 
-def load(loaded: dict[str, Any], name: str) -> Any:
-    """The module ``name``: the one injected in ``loaded``, else imported on first use and kept there (so this
-    module imports, and is tested, where pywin32 is not installed)."""
-    if name not in loaded:
-        try:
-            loaded[name] = importlib.import_module(name)
-        except ImportError:
-            raise PlatformError("pywin32 is not installed; install the agent with its Windows dependencies "
-                                "(pip install pywin32)") from None
-    return loaded[name]
-
-
-def _get(adapter: Any, name: str) -> Any:
-    return adapter.Properties_.Item(name).Value
 
 
 def _strings(adapter: Any, name: str) -> list[str]:
-    value = _get(adapter, name)
+    value = prop(adapter, name)
     return [str(v) for v in value] if value else []
 
 
@@ -588,7 +574,7 @@ def _present(adapter: Any, mac: str, applied: dict[str, Any]) -> dict[str, Any]:
     gateways = _strings(adapter, "DefaultIPGateway")
     v4 = [g for g in gateways if ipaddress.ip_address(g).version == 4]
     v6 = [g for g in gateways if ipaddress.ip_address(g).version == 6 and not ipaddress.ip_address(g).is_link_local]
-    if _get(adapter, "DHCPEnabled"):
+    if prop(adapter, "DHCPEnabled"):
         # What DHCP and SLAAC gave is the network's: only the document's own static IPv6 would follow it.
         return canonical.document(mac, dhcp=True, **own)
     dns = [s for s in _strings(adapter, "DNSServerSearchOrder") if ipaddress.ip_address(s).version == 4]
@@ -599,11 +585,3 @@ def _plain(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}", name):
         raise PlatformError(f"{name!r:.60} is not a name for kept contents")
     return name
-
-
-def com_text(exc: BaseException) -> str:
-    """A com_error in words: the WMI description when excepinfo has one."""
-    info = getattr(exc, "excepinfo", None)
-    if info and len(info) > 2 and info[2]:
-        return str(info[2]).strip()
-    return str(getattr(exc, "strerror", None) or exc)

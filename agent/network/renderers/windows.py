@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.errors import PlatformError
-from agent.network.model import Interface, Network, normal_mac
+from agent.network.model import Interface, Network, colon_mac, normal_mac
 
 NAME = "windows"
 #: The pseudo-path of an adapter's document: the MAC as 12 lowercase hex digits follows.
@@ -62,7 +62,7 @@ def document(mac: str, *, dhcp: bool, ipv4: list[str] | None = None, gateways: l
              gateway6: list[str] | None = None, routes: list[list[str]] | None = None,
              dns6: list[str] | None = None) -> dict[str, Any]:
     """An adapter's configuration in canonical form (static IPv4 keys only when not DHCP)."""
-    doc: dict[str, Any] = {"mac": ":".join(normal_mac(mac)[i:i + 2] for i in range(0, 12, 2)), "dhcp": dhcp}
+    doc: dict[str, Any] = {"mac": colon_mac(normal_mac(mac)), "dhcp": dhcp}
     if not dhcp:
         doc.update(ipv4=list(ipv4 or []), gateways=list(gateways or []), dns=list(dns or []))
     if ipv6:
