@@ -20,22 +20,14 @@ from agent.platform.windows_files import WindowsFiles, lstat_attributes, under
 from agent.ports import Ports
 from agent.protocol import Request
 from tests.machines import stopping_at
-from tests.machines.test_injectfile import MARKER, NOON, value_for
+from tests.machines.test_injectfile import MARKER, NOON, CountingWrites, value_for
 
 KEYS = r"C:\Users\Administrator\.ssh\authorized_keys"
 MACHINES = [InjectFile, FileInject]
 
 
-class CountingWindowsFiles(WindowsFiles):
+class CountingWindowsFiles(CountingWrites, WindowsFiles):
     """The Windows files port, counting its writes."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.writes = 0
-
-    def write(self, path: str, contents: bytes) -> Any:
-        self.writes += 1
-        return super().write(path, contents)
 
 
 @pytest.fixture
