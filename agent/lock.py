@@ -57,16 +57,13 @@ class StateLock:
         except OSError as exc:
             raise JournalError(f"cannot lock the {self.what} {self.directory}: {exc.strerror}; it must be a "
                                "directory the agent can write (check its path and permissions)") from exc
-        deadline = time.monotonic() + wait
-        while not _try_lock(fd):
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                owner = self._owner()
-                raise AlreadyRunning(
-                    f"another openstack-agent {self.holder}{f' (pid {owner})' if owner else ''} is using the "
-                    f"{self.what} {self.directory}; stop it first, or give this one another "
-                    f"{'--state-dir' if self.what == 'state directory' else '--install-root'}")
-            time.sleep(RETRY_INTERVAL)
+        if not _lock_by(fd, time.monotonic() + wait):
+            os.close(fd)
+            owner = self._owner()
+            raise AlreadyRunning(
+                f"another openstack-agent {self.holder}{f' (pid {owner})' if owner else ''} is using the "
+                f"{self.what} {self.directory}; stop it first, or give this one another "
+                f"{'--state-dir' if self.what == 'state directory' else '--install-root'}")
         self._fd = fd
         self._write_pid()
 
@@ -107,10 +104,8 @@ def holding(path: Path, wait: float) -> Iterator[None]:
     while True:
         fd = _open_regular(path)
         try:
-            while not _try_lock(fd):
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(f"{path} stays locked")
-                time.sleep(RETRY_INTERVAL)
+            if not _lock_by(fd, deadline):
+                raise TimeoutError(f"{path} stays locked")
             if _same_file(os.fstat(fd), path):
                 break
             _unlock(fd)
@@ -125,6 +120,15 @@ def holding(path: Path, wait: float) -> Iterator[None]:
             _unlock(fd)
         finally:
             os.close(fd)
+
+
+def _lock_by(fd: int, deadline: float) -> bool:
+    """Take the lock on ``fd``, trying until the monotonic ``deadline``; whether it was taken."""
+    while not _try_lock(fd):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(RETRY_INTERVAL)
+    return True
 
 
 def _open_regular(path: Path) -> int:
