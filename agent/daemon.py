@@ -420,9 +420,9 @@ class Agent:
             taken = self._handle_batch(request_ids[start:start + GROUP])
             # A backlog of thousands must not take the journal far past its bound: past it, retention keeps
             # pace, removing as many commands as the batch added (a few milliseconds) before the next batch.
+            # Below it, a prune under way goes on between requests, at the pace of the WAL checkpoints.
             removed = 0
-            while removed < taken and (self._pruning or
-                                       self._journal().command_count() > self.config.max_commands * PRUNE_AT):
+            while removed < taken and self._journal().command_count() > self.config.max_commands * PRUNE_AT:
                 count = self.prune()
                 removed += count
                 if not count:
@@ -885,7 +885,9 @@ class Agent:
         # One short batch per call (retention.PER_CALL commands); while more are due, the main loop calls again as
         # soon as it has no request waiting, so pruning a large journal never holds a request up for long.
         self._pruning = False  # a batch that fails is tried again by housekeeping, not in a tight loop
-        pruned = retention.prune(journal, cutoff, keep_min=config.keep_min, max_commands=config.max_commands)
+        # Without waiting for the disk: a prune that a power cut undoes is only done again (see Journal.batch).
+        with journal.batch(durable=False):
+            pruned = retention.prune(journal, cutoff, keep_min=config.keep_min, max_commands=config.max_commands)
         if pruned.replies:
             self.xenstore.delete_many([f"{GUEST_DIR}/{request_id}" for request_id in pruned.replies])
         self._pruning, self._pruned = pruned.more, self._pruned + pruned.count

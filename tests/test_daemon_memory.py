@@ -127,16 +127,17 @@ def test_a_reload_gives_the_files_port_the_new_inject_policy(memory_agent, memor
     assert (system_root / "root/notes").read_bytes() == b"Reload-Marker\n"
 
 
-def test_a_journal_far_over_its_cap_is_pruned_in_batches_while_requests_are_answered(
-        memory_agent, memory_host: Host, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A journal holding many times journal.max_commands (a lowered cap, say) is brought down to the cap in
-    small batches, one per turn of the main loop (not one a housekeeping run), and requests are answered
-    meanwhile; the chain verifies."""
+def _old_commands(state_dir: Path, count: int) -> None:
+    """``count`` answered, delivered commands in the journal, before the agent starts."""
     journal = Journal.open(state_dir)
-    for n in range(400):
+    for n in range(count):
         record = journal.receive(f"old-{n}", HOME, "version", "version", "d" * 64, '"agent"')
         journal.mark_replied(journal.transition(record, "answer", "done", reply={"returncode": "0", "message": "1"}))
     journal.close()
+
+
+def _count_prunes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The count each retention.prune call removes, in order, as the agent calls it."""
     counts: list[int] = []
     real = retention.prune
 
@@ -146,10 +147,59 @@ def test_a_journal_far_over_its_cap_is_pruned_in_batches_while_requests_are_answ
         return pruned
 
     monkeypatch.setattr(retention, "prune", counted)
+    return counts
+
+
+def test_a_journal_far_over_its_cap_is_pruned_in_batches_while_requests_are_answered(
+        memory_agent, memory_host: Host, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A journal holding many times journal.max_commands (a lowered cap, say) is brought down to the cap in
+    small batches, one per turn of the main loop (not one a housekeeping run), and requests are answered
+    meanwhile; the chain verifies."""
+    _old_commands(state_dir, 400)
+    counts = _count_prunes(monkeypatch)
     memory_agent(max_commands=50, keep_min=10, housekeeping_interval=3600)
     assert memory_host.raw('{"name": "version", "value": "agent"}', timeout=10)["returncode"] == "0"
     wait_for(lambda: len(open_journal(state_dir).commands()) == 50)
     assert sum(counts) == 351 and max(counts) <= retention.PER_CALL and len(counts) > 1
+    assert open_journal(state_dir).verify().ok
+
+
+def test_a_prune_under_way_goes_at_the_pace_of_the_checkpoints_not_of_the_requests(
+        memory_agent, memory_host: Host, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below the journal's bound, a prune under way takes its next batch between requests, when the WAL
+    checkpoints are not behind: requests do not each drive a batch of it (on a large journal that outran the
+    checkpoints and made a request pay for a long one)."""
+    import agent.daemon as daemon_module
+
+    _old_commands(state_dir, 100)
+    calls = _count_prunes(monkeypatch)
+    monkeypatch.setattr(Journal, "checkpoints_behind", lambda _self: True)  # the checkpoints never catch up
+    monkeypatch.setattr(daemon_module, "CATCH_UP_PAUSE", 3600.0)
+    memory_agent(retention_days=1e-9, keep_min=10, housekeeping_interval=3600)
+    for _ in range(10):
+        assert memory_host.raw('{"name": "version", "value": "agent"}', timeout=10)["returncode"] == "0"
+    assert calls == [retention.PER_CALL], "a prune batch ran for a request while the checkpoints were behind"
+
+
+def test_a_prune_does_not_wait_for_the_disk(memory_agent, memory_host: Host, state_dir: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retention commits without a sync of its own (synchronous=NORMAL): a prune that a power cut undoes is
+    only done again, and its syncs would queue behind the checkpoints with the requests'. Afterwards the
+    requests' commits wait for the disk again."""
+    _old_commands(state_dir, 40)
+    modes: list[int] = []
+    real = retention.prune
+
+    def watched(journal: Journal, *args: Any, **kwargs: Any) -> retention.Pruned:
+        modes.append(journal.driver.execute("PRAGMA synchronous").fetchone()[0])
+        return real(journal, *args, **kwargs)
+
+    monkeypatch.setattr(retention, "prune", watched)
+    holder, _transport = memory_agent(retention_days=1e-9, keep_min=10, housekeeping_interval=3600)
+    wait_for(lambda: len(open_journal(state_dir).commands()) == 10)
+    assert modes and set(modes) == {1}  # NORMAL
+    assert holder.agent.journal is not None
+    assert holder.agent.journal.driver.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert open_journal(state_dir).verify().ok
 
 

@@ -10,13 +10,22 @@ on a connection of its own, after a commit asked for one (``nudge``):
 
 - PASSIVE checkpoints copy the WAL into the database without waiting for the writer, which goes on appending
   meanwhile. They follow each other at once while more than ``CAUGHT_UP`` frames are left to copy, every
-  ``SHORT`` while fewer are, and at most one per ``INTERVAL`` once every frame is copied.
+  ``SHORT`` while fewer are, and once every frame is copied, after ``INTERVAL`` or ``PASS_EVERY`` more
+  commits, whichever comes first: under a steady flow of commits no pass has more than those commits' pages to
+  copy and sync, which keeps the disk's bursts, and the requests' syncs queued behind them, short.
 - SQLite writes the WAL from its start again when a write begins with every frame copied: the daemon pauses
   between requests, the passes catch up in such a pause, and the next commit starts the WAL anew, at no cost
-  to the writer. A writer that never pauses would never let them (the WAL grew to half a GB in ten seconds
-  of commits without a pause): past ``FORCE_AT`` frames the checkpointer sets ``restart_wanted``, and the
+  to the writer. A writer that never pauses never lets them: requests one after another commit every couple
+  of milliseconds, and a pass over a long WAL takes tens (the WAL grew to half a GB in ten seconds of commits
+  without a pause). So once a pass has copied a WAL of ``RESTART_AT`` frames or more whole, the thread runs a
+  RESTART checkpoint at once, without waiting for the writer: it has only the commits since that pass to copy
+  (often none), and the writer's next commit starts the WAL anew. When the writer is in a transaction just
+  then, a later pass tries again.
+- Past ``FORCE_AT`` frames the passes cannot keep up: the checkpointer sets ``restart_wanted``, and the
   writer's handle runs a RESTART checkpoint itself after its next commit (``Journal._wal_grew``), paying for
-  what is left to copy. ``journal_size_limit`` then cuts the file back.
+  what is left to copy (a tenth of a second on a journal of a million commands). Work that can wait (a large
+  prune) pauses while the passes are ``behind``, so that this does not happen on its account.
+  ``journal_size_limit`` then cuts the file back.
 
 A crash in the middle of a checkpoint loses nothing (that is SQLite's own guarantee). ``paused`` keeps the
 thread out of the way of a checkpoint the daemon runs itself (the RESTART above, and the TRUNCATE one that
@@ -29,6 +38,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
@@ -39,8 +49,20 @@ INTERVAL = 1.0
 #: Frames left to copy past which the next pass follows at once; with fewer left, after ``SHORT`` seconds.
 CAUGHT_UP = 256
 SHORT = 0.05
-#: WAL frames (pages of 4 KiB) past which the writer starts the WAL anew itself, whatever is left to copy: a
-#: writer that never pauses pays for the checkpoints, and the WAL stays within about 32 MiB.
+#: Commits after which a caught-up thread checkpoints again without waiting for its interval.
+PASS_EVERY = 64
+#: WAL frames (pages of 4 KiB) from which a pass that copied the WAL whole has it started anew: under a steady
+#: flow of requests the WAL stays within about 4 MiB.
+RESTART_AT = 1024
+#: A restart follows a pass that found at most this many frames new since the one before (at most
+#: ``RESTART_TRIES`` passes are tried).
+RESTART_NEW = 64
+RESTART_TRIES = 4
+#: Seconds a pass may take before work that can wait holds back (see ``behind``): a slow pass means the disk
+#: is busy with the checkpoints, and every request's sync queues behind them.
+SLOW_PASS = 0.005
+#: WAL frames past which the writer starts the WAL anew itself, whatever is left to copy: a writer that never
+#: pauses pays for the checkpoints, and the WAL stays within about 32 MiB.
 FORCE_AT = 8000
 
 
@@ -53,6 +75,9 @@ class Checkpointer:
         self._connection = connection
         self.interval = interval
         self._wanted = threading.Event()
+        # Set every PASS_EVERY commits: wakes a caught-up thread before its interval is over.
+        self._backlog = threading.Event()
+        self._nudges = 0
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -62,6 +87,8 @@ class Checkpointer:
         self.restart_wanted = False
         #: WAL frames the last pass left to copy.
         self.left = 0
+        #: Whether the last pass took longer than SLOW_PASS.
+        self.slow = False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="journal-checkpoint", daemon=True)
@@ -69,12 +96,16 @@ class Checkpointer:
 
     def nudge(self) -> None:
         """A commit added to the WAL: checkpoint it soon."""
+        self._nudges += 1
         self._wanted.set()
+        if self._nudges % PASS_EVERY == 0:
+            self._backlog.set()
 
     def stop(self, timeout: float = 10.0) -> None:
         """End the thread, letting a checkpoint under way finish (SQLite cannot cut one short safely)."""
         self._stopping.set()
         self._wanted.set()
+        self._backlog.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -94,6 +125,7 @@ class Checkpointer:
                     return
                 self._wanted.clear()
                 with self._lock:
+                    nudges = self._nudges  # commits before this point are in the WAL this pass copies
                     try:
                         left = self._checkpoint(connection)
                     except sqlite3.Error as exc:  # a full disk, say: the next commit asks again
@@ -106,21 +138,54 @@ class Checkpointer:
                     self._wanted.set()  # nearly there: the next pass soon, to catch up in a pause
                     if self._stopping.wait(SHORT):
                         return
-                elif self._stopping.wait(self.interval):
-                    return
+                else:
+                    # Caught up: the next pass after ``interval``, or sooner once ``PASS_EVERY`` commits are
+                    # waiting, so that no pass has more than their pages to copy and sync.
+                    self._backlog.clear()
+                    if self._nudges - nudges < PASS_EVERY:
+                        self._backlog.wait(self.interval)
+                    if self._stopping.is_set():
+                        return
         finally:
             connection.close()
 
     def _checkpoint(self, connection: sqlite3.Connection) -> int:
         """One pass: how many WAL frames are left to copy after it."""
+        started = time.monotonic()
         _busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self.slow = time.monotonic() - started > SLOW_PASS
         self.runs += 1
-        if frames >= FORCE_AT:
-            self.restart_wanted = True
         self.left = max(0, int(frames) - int(copied))
+        if frames >= RESTART_AT and not self.left:
+            self._restart(connection, int(frames))
+        elif frames >= FORCE_AT:
+            self.restart_wanted = True
         return self.left
+
+    @staticmethod
+    def _restart(connection: sqlite3.Connection, frames: int) -> None:
+        """Have the writer's next commit start the WAL anew, unless the writer is in a transaction (then a
+        later pass tries again).
+
+        The RESTART holds the write lock while it copies what the WAL gained since the pass before it, so it
+        runs only after a pass that found little new (``RESTART_NEW`` frames): on a cold journal a pass over a
+        few hundred new pages takes tens of milliseconds, which a request must not wait for.
+        """
+        for _ in range(RESTART_TRIES):
+            _busy, now, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if now < copied or now - frames > RESTART_NEW:
+                frames = int(now)
+                continue  # the writer added more meanwhile: another pass first
+            timeout = connection.execute("PRAGMA busy_timeout").fetchone()[0]
+            connection.execute("PRAGMA busy_timeout=0")
+            try:
+                connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            finally:
+                connection.execute(f"PRAGMA busy_timeout={int(timeout)}")
+            return
 
     @property
     def behind(self) -> bool:
-        """Whether the passes are far behind the writer (work that can wait should, so that they catch up)."""
-        return self.left > CAUGHT_UP
+        """Whether work that can wait should, so that the passes catch up: they are far behind the writer, or
+        the last one was slow (the disk is busy with them)."""
+        return self.left > CAUGHT_UP or self.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -121,3 +122,84 @@ def test_the_checkpointer_says_when_it_is_far_behind(journal: Journal) -> None:
     assert journal.checkpoints_behind()
     checkpointer.left = checkpoint.CAUGHT_UP
     assert not journal.checkpoints_behind()
+    checkpointer.slow = True  # the last pass took long: the disk is busy with them
+    assert journal.checkpoints_behind()
+
+
+def _frames(connection: sqlite3.Connection) -> int:
+    """The WAL's frames, as a PASSIVE checkpoint reports them."""
+    return int(connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+
+def _fill_wal(journal: Journal, tmp_path: Path, frames: int) -> None:
+    """Commit until the WAL holds ``frames`` frames (of a page each), none of them checkpointed."""
+    wal = tmp_path / f"{DATABASE_NAME}-wal"
+    while not wal.exists() or (wal.stat().st_size - 32) // (4096 + 24) < frames:
+        _receive(journal, 20)
+
+
+@pytest.fixture
+def by_hand(journal: Journal, tmp_path: Path) -> Iterator[tuple[Checkpointer, sqlite3.Connection]]:
+    """A checkpointer whose passes the test runs itself (``_checkpoint``), on a connection of its own, with
+    the journal's commits not checkpointing."""
+    from agent.journal.engine import connect
+
+    journal.driver.execute("PRAGMA wal_autocheckpoint=0")
+    connection = connect(tmp_path / DATABASE_NAME)
+    yield Checkpointer(connection), connection
+    connection.close()
+
+
+def test_a_pass_that_copies_a_long_wal_whole_starts_it_anew(journal: Journal, tmp_path: Path,
+                                                           by_hand: tuple[Checkpointer, sqlite3.Connection]) -> None:
+    """Once a pass has copied a WAL of RESTART_AT frames or more whole, the next commit writes the WAL from its
+    start: a writer that never pauses long enough for SQLite to do it keeps a short WAL all the same."""
+    from agent.journal import checkpoint
+
+    checkpointer, connection = by_hand
+    _fill_wal(journal, tmp_path, checkpoint.RESTART_AT)
+    assert checkpointer._checkpoint(connection) == 0
+    _receive(journal, 1)
+    assert _frames(connection) < 50
+    assert not checkpointer.restart_wanted
+
+
+def test_a_restart_never_waits_for_the_writer(journal: Journal, tmp_path: Path,
+                                              by_hand: tuple[Checkpointer, sqlite3.Connection]) -> None:
+    """The thread's RESTART takes the write lock: while the writer is in a transaction it gives up at once
+    (a later pass tries again), however long its connection would otherwise wait, and the writer's
+    transaction goes on unharmed."""
+    from agent.journal import checkpoint
+
+    checkpointer, connection = by_hand
+    connection.execute("PRAGMA busy_timeout=600000")  # ten minutes: a pass that waited would hang the test
+    _fill_wal(journal, tmp_path, checkpoint.RESTART_AT)
+    journal.driver.execute("BEGIN IMMEDIATE")
+    try:
+        done = threading.Event()
+        thread = threading.Thread(target=lambda: (checkpointer._checkpoint(connection), done.set()))
+        thread.start()
+        thread.join(60)
+        assert done.is_set(), "the pass waited for the writer's transaction"
+        journal.driver.execute("INSERT INTO seals (key, value) VALUES ('test', 'x')")
+    finally:
+        journal.driver.execute("COMMIT")
+    assert connection.execute("PRAGMA busy_timeout").fetchone()[0] == 600000
+    assert journal.driver.execute("SELECT value FROM seals WHERE key = 'test'").fetchone() == ("x",)
+
+
+def test_a_caught_up_thread_checkpoints_again_after_pass_every_commits(journal: Journal) -> None:
+    """A caught-up checkpointer does not sit out its interval while commits pile up: PASS_EVERY commits wake
+    it, so that no pass has more than their pages to copy and sync at once."""
+    from agent.journal import checkpoint
+
+    journal.checkpoint_in_background()
+    checkpointer = journal._checkpointer
+    assert checkpointer is not None
+    checkpointer.interval = 3600.0
+    _receive(journal, 1)
+    wait_for(lambda: checkpointer.runs >= 1 and checkpointer.left == 0)
+    runs = checkpointer.runs
+    for n in range(checkpoint.PASS_EVERY):
+        journal.receive(f"more-{n}", "", "version", "version", "d" * 64, '"agent"')
+    wait_for(lambda: checkpointer.runs > runs)
