@@ -87,8 +87,9 @@ RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 #: Seconds between retries of a wipe a reader held off: a wiped secret must not wait for housekeeping
 #: (minutes) to leave the WAL.
 WIPE_RETRY = 1.0
-#: Seconds a prune or collection under way waits between batches while the WAL checkpoints are far behind: a
-#: million-command journal's prune otherwise outruns them, and a request then waits for the writer's own.
+#: Seconds a prune or collection under way waits before its next batch while the WAL checkpoints ask work that
+#: can wait to hold back (``Journal.checkpoints_behind``): a million-command journal's prune otherwise outruns
+#: them, and requests wait behind their writes to the disk.
 CATCH_UP_PAUSE = 0.05
 #: Replies one ``collect_more`` removes from data/guest at most: one pipelined XenStore call and one short
 #: transaction.
@@ -420,7 +421,8 @@ class Agent:
             taken = self._handle_batch(request_ids[start:start + GROUP])
             # A backlog of thousands must not take the journal far past its bound: past it, retention keeps
             # pace, removing as many commands as the batch added (a few milliseconds) before the next batch.
-            # Below it, a prune under way goes on between requests, at the pace of the WAL checkpoints.
+            # Below it, a prune under way goes on from the timers (``_more_housekeeping_due``), between
+            # requests and at the pace of the WAL checkpoints.
             removed = 0
             while removed < taken and self._journal().command_count() > self.config.max_commands * PRUNE_AT:
                 count = self.prune()
@@ -882,8 +884,9 @@ class Agent:
         config = self.config
         cutoff = iso(wall_clock() - timedelta(days=config.retention_days))
         journal = self._journal()
-        # One short batch per call (retention.PER_CALL commands); while more are due, the main loop calls again as
-        # soon as it has no request waiting, so pruning a large journal never holds a request up for long.
+        # One short batch per call (retention.PER_CALL commands); while more are due, the main loop calls again
+        # when it has no request waiting and the checkpoints do not ask it to hold back, so pruning a large journal
+        # never holds a request up for long.
         self._pruning = False  # a batch that fails is tried again by housekeeping, not in a tight loop
         # Without waiting for the disk: a prune that a power cut undoes is only done again (see Journal.batch).
         with journal.batch(durable=False):

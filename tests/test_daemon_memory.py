@@ -181,6 +181,19 @@ def test_a_prune_under_way_goes_at_the_pace_of_the_checkpoints_not_of_the_reques
     assert calls == [retention.PER_CALL], "a prune batch ran for a request while the checkpoints were behind"
 
 
+def test_a_prune_held_back_by_slow_checkpoints_still_finishes_without_requests(
+        memory_agent, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every checkpoint pass slow (a busy disk) and no request coming: a prune under way holds back a moment
+    after each pass, then goes on, and finishes; a slow pass with no commit after it does not stop it."""
+    from agent.journal import checkpoint
+
+    _old_commands(state_dir, 300)
+    monkeypatch.setattr(checkpoint, "SLOW_PASS", -1.0)  # every pass counts as slow
+    memory_agent(retention_days=1e-9, keep_min=10, housekeeping_interval=3600)
+    wait_for(lambda: len(open_journal(state_dir).commands()) == 10, timeout=60)
+    assert open_journal(state_dir).verify().ok
+
+
 def test_a_prune_does_not_wait_for_the_disk(memory_agent, memory_host: Host, state_dir: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Retention commits without a sync of its own (synchronous=NORMAL): a prune that a power cut undoes is

@@ -1,35 +1,28 @@
-"""The journal's WAL checkpoints, in a thread of their own, off the path of the requests.
+"""The daemon's WAL checkpoints, in a thread of their own, so that no request's commit runs one.
 
-A checkpoint copies the write-ahead log into the database file and syncs it. By default SQLite runs one inside
-the commit that takes the WAL past 1,000 pages, in the committing connection: on a large journal whose pages
-are not in the page cache, it writes pages all over the database file, and the request behind that commit
-waits for it (half a second on a journal of a million commands, while retention removes old commands).
+SQLite checkpoints by default inside the commit that takes the WAL past 1,000 pages; on a large, cold journal
+that held the request behind it for half a second. The daemon's connection therefore never checkpoints
+(``wal_autocheckpoint=0``); a ``Checkpointer`` does, on a connection of its own, when commits ``nudge`` it:
 
-The daemon's connection therefore never checkpoints (``wal_autocheckpoint=0``). A ``Checkpointer`` runs them
-on a connection of its own, after a commit asked for one (``nudge``):
-
-- PASSIVE checkpoints copy the WAL into the database without waiting for the writer, which goes on appending
-  meanwhile. They follow each other at once while more than ``CAUGHT_UP`` frames are left to copy, every
-  ``SHORT`` while fewer are, and once every frame is copied, after ``INTERVAL`` or ``PASS_EVERY`` more
-  commits, whichever comes first: under a steady flow of commits no pass has more than those commits' pages to
-  copy and sync, which keeps the disk's bursts, and the requests' syncs queued behind them, short.
-- SQLite writes the WAL from its start again when a write begins with every frame copied: the daemon pauses
-  between requests, the passes catch up in such a pause, and the next commit starts the WAL anew, at no cost
-  to the writer. A writer that never pauses never lets them: requests one after another commit every couple
-  of milliseconds, and a pass over a long WAL takes tens (the WAL grew to half a GB in ten seconds of commits
-  without a pause). So once a pass has copied a WAL of ``RESTART_AT`` frames or more whole, the thread runs a
-  RESTART checkpoint at once, without waiting for the writer: it has only the commits since that pass to copy
-  (often none), and the writer's next commit starts the WAL anew. When the writer is in a transaction just
-  then, a later pass tries again.
-- Past ``FORCE_AT`` frames the passes cannot keep up: the checkpointer sets ``restart_wanted``, and the
-  writer's handle runs a RESTART checkpoint itself after its next commit (``Journal._wal_grew``), paying for
-  what is left to copy (a tenth of a second on a journal of a million commands). Work that can wait (a large
-  prune) pauses while the passes are ``behind``, so that this does not happen on its account.
-  ``journal_size_limit`` then cuts the file back.
+- Passes are PASSIVE (they never wait for the writer): at once while more than ``CAUGHT_UP`` frames are left
+  to copy, every ``SHORT`` seconds while a few are, and once caught up after ``INTERVAL`` seconds or after
+  ``PASS_EVERY`` more commits, whichever comes first. Under a steady flow of commits no pass then has more
+  than those commits' pages to copy and sync: the disk's bursts stay short, and so do the waits of the
+  requests' own syncs queued behind them.
+- The WAL must also start anew now and then. SQLite does that by itself when a write begins with every frame
+  copied, which needs a pause in the writes longer than a pass. For a writer that never pauses (requests one
+  after another, a prune), once a pass has copied a WAL of ``RESTART_AT`` frames or more whole, the thread
+  runs a RESTART checkpoint that does not wait for the writer (``_restart``): it has only the few frames
+  committed since to copy, and the writer's next commit starts the WAL anew. Past ``FORCE_AT`` frames, when
+  that has not happened, it sets ``restart_wanted`` and the writer runs the RESTART itself after its next
+  commit (``Journal._wal_grew``), paying for what is left to copy. ``journal_size_limit`` then cuts the file
+  back.
+- ``behind`` tells work that can wait (a large prune) to hold back for a moment: the passes are far behind,
+  or the last one was slow (the disk is busy with them).
 
 A crash in the middle of a checkpoint loses nothing (that is SQLite's own guarantee). ``paused`` keeps the
-thread out of the way of a checkpoint the daemon runs itself (the RESTART above, and the TRUNCATE one that
-makes a wiped secret leave the WAL).
+thread clear of the checkpoints the writer runs itself: the forced RESTART, and the TRUNCATE one that makes a
+wiped secret leave the WAL (``Journal.wipe``).
 """
 
 from __future__ import annotations
@@ -58,9 +51,11 @@ RESTART_AT = 1024
 #: ``RESTART_TRIES`` passes are tried).
 RESTART_NEW = 64
 RESTART_TRIES = 4
-#: Seconds a pass may take before work that can wait holds back (see ``behind``): a slow pass means the disk
-#: is busy with the checkpoints, and every request's sync queues behind them.
+#: Seconds a pass may take before work that can wait holds back (see ``behind``) for ``SLOW_HOLD`` seconds
+#: after it: a slow pass means the disk is busy with the checkpoints, and every request's sync queues behind
+#: them.
 SLOW_PASS = 0.005
+SLOW_HOLD = 0.05
 #: WAL frames past which the writer starts the WAL anew itself, whatever is left to copy: a writer that never
 #: pauses pays for the checkpoints, and the WAL stays within about 32 MiB.
 FORCE_AT = 8000
@@ -75,9 +70,11 @@ class Checkpointer:
         self._connection = connection
         self.interval = interval
         self._wanted = threading.Event()
-        # Set every PASS_EVERY commits: wakes a caught-up thread before its interval is over.
-        self._backlog = threading.Event()
+        # Commits so far, and when the last pass began; ``_wake_early`` is set once PASS_EVERY commits came
+        # after that, and wakes a caught-up thread before its interval is over.
         self._nudges = 0
+        self._nudges_at_pass = 0
+        self._wake_early = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -87,8 +84,9 @@ class Checkpointer:
         self.restart_wanted = False
         #: WAL frames the last pass left to copy.
         self.left = 0
-        #: Whether the last pass took longer than SLOW_PASS.
+        #: Whether the last pass took longer than SLOW_PASS, and when (``time.monotonic``) it ended.
         self.slow = False
+        self._passed_at = 0.0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="journal-checkpoint", daemon=True)
@@ -98,14 +96,14 @@ class Checkpointer:
         """A commit added to the WAL: checkpoint it soon."""
         self._nudges += 1
         self._wanted.set()
-        if self._nudges % PASS_EVERY == 0:
-            self._backlog.set()
+        if self._nudges - self._nudges_at_pass >= PASS_EVERY:
+            self._wake_early.set()
 
     def stop(self, timeout: float = 10.0) -> None:
         """End the thread, letting a checkpoint under way finish (SQLite cannot cut one short safely)."""
         self._stopping.set()
         self._wanted.set()
-        self._backlog.set()
+        self._wake_early.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -125,13 +123,15 @@ class Checkpointer:
                     return
                 self._wanted.clear()
                 with self._lock:
-                    nudges = self._nudges  # commits before this point are in the WAL this pass copies
+                    # Commits before this point are in the WAL this pass copies.
+                    self._nudges_at_pass = self._nudges
                     try:
                         left = self._checkpoint(connection)
                     except sqlite3.Error as exc:  # a full disk, say: the next commit asks again
                         log.warning("journal checkpoint failed (%s); it is tried again after the next commit",
                                     exc)
-                        left = 0
+                        # Nothing known about the WAL: no work held back on this pass's account.
+                        left, self.left, self.slow = 0, 0, False
                 if left > CAUGHT_UP:
                     self._wanted.set()  # far behind the writer: the next pass at once
                 elif left:
@@ -141,9 +141,9 @@ class Checkpointer:
                 else:
                     # Caught up: the next pass after ``interval``, or sooner once ``PASS_EVERY`` commits are
                     # waiting, so that no pass has more than their pages to copy and sync.
-                    self._backlog.clear()
-                    if self._nudges - nudges < PASS_EVERY:
-                        self._backlog.wait(self.interval)
+                    self._wake_early.clear()
+                    if self._nudges - self._nudges_at_pass < PASS_EVERY:
+                        self._wake_early.wait(self.interval)
                     if self._stopping.is_set():
                         return
         finally:
@@ -153,19 +153,19 @@ class Checkpointer:
         """One pass: how many WAL frames are left to copy after it."""
         started = time.monotonic()
         _busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        self.slow = time.monotonic() - started > SLOW_PASS
+        self._passed_at = time.monotonic()
+        self.slow = self._passed_at - started > SLOW_PASS
         self.runs += 1
         self.left = max(0, int(frames) - int(copied))
-        if frames >= RESTART_AT and not self.left:
-            self._restart(connection, int(frames))
-        elif frames >= FORCE_AT:
+        restarted = frames >= RESTART_AT and not self.left and self._restart(connection, int(frames))
+        if frames >= FORCE_AT and not restarted:
             self.restart_wanted = True
         return self.left
 
     @staticmethod
-    def _restart(connection: sqlite3.Connection, frames: int) -> None:
+    def _restart(connection: sqlite3.Connection, frames: int) -> bool:
         """Have the writer's next commit start the WAL anew, unless the writer is in a transaction (then a
-        later pass tries again).
+        later pass tries again); whether it did.
 
         The RESTART holds the write lock while it copies what the WAL gained since the pass before it, so it
         runs only after a pass that found little new (``RESTART_NEW`` frames): on a cold journal a pass over a
@@ -173,19 +173,24 @@ class Checkpointer:
         """
         for _ in range(RESTART_TRIES):
             _busy, now, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if now < copied or now - frames > RESTART_NEW:
+            if copied < now or now - frames > RESTART_NEW:
                 frames = int(now)
                 continue  # the writer added more meanwhile: another pass first
             timeout = connection.execute("PRAGMA busy_timeout").fetchone()[0]
             connection.execute("PRAGMA busy_timeout=0")
             try:
-                connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                busy, _frames, _copied = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
             finally:
                 connection.execute(f"PRAGMA busy_timeout={int(timeout)}")
-            return
+            return not busy
+        return False
 
     @property
     def behind(self) -> bool:
-        """Whether work that can wait should, so that the passes catch up: they are far behind the writer, or
-        the last one was slow (the disk is busy with them)."""
-        return self.left > CAUGHT_UP or self.slow
+        """Whether work that can wait should hold back for a moment, so that the passes catch up: they are far
+        behind the writer (the thread is passing again at once), or the last one was slow and ended less than
+        ``SLOW_HOLD`` ago (the disk is busy with them). A slow pass holds nothing back for longer: with no
+        commit after it, no pass follows to say the disk is free again."""
+        if self.left > CAUGHT_UP:
+            return True
+        return self.slow and time.monotonic() - self._passed_at < SLOW_HOLD

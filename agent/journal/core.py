@@ -335,13 +335,14 @@ class Journal:
         self._checkpointer.start()
 
     def checkpoints_behind(self) -> bool:
-        """Whether the background checkpoints are far behind this handle's commits: writes that can wait (a
-        large prune) should pause, rather than make the writer pay for them past ``checkpoint.FORCE_AT``."""
+        """Whether writes that can wait (a large prune) should hold back a moment: the background checkpoints
+        are far behind this handle's commits, or their last pass was slow (``Checkpointer.behind``)."""
         return self._checkpointer is not None and self._checkpointer.behind
 
     def _wal_grew(self) -> None:
-        """After a commit: ask the checkpointer for a pass, or start a long WAL anew when it asks (see
-        ``agent.journal.checkpoint``: only this handle, between its transactions, can)."""
+        """After a commit: ask the checkpointer for a pass, or start a long WAL anew when it asks, past
+        ``checkpoint.FORCE_AT`` frames that its own restarts did not keep it under (see
+        ``agent.journal.checkpoint``)."""
         checkpointer = self._checkpointer
         if checkpointer is None:
             return

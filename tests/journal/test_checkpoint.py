@@ -122,8 +122,12 @@ def test_the_checkpointer_says_when_it_is_far_behind(journal: Journal) -> None:
     assert journal.checkpoints_behind()
     checkpointer.left = checkpoint.CAUGHT_UP
     assert not journal.checkpoints_behind()
-    checkpointer.slow = True  # the last pass took long: the disk is busy with them
+    checkpointer.slow = True  # the last pass took long, and ended just now: the disk is busy with them
+    checkpointer._passed_at = time.monotonic()
     assert journal.checkpoints_behind()
+    # Long enough ago, it holds nothing back: with no commit after it, no pass would ever say otherwise.
+    checkpointer._passed_at = time.monotonic() - checkpoint.SLOW_HOLD
+    assert not journal.checkpoints_behind()
 
 
 def _frames(connection: sqlite3.Connection) -> int:
