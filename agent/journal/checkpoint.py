@@ -44,8 +44,7 @@ CAUGHT_UP = 256
 SHORT = 0.05
 #: Commits after which a caught-up thread checkpoints again without waiting for its interval.
 PASS_EVERY = 64
-#: WAL frames (pages of 4 KiB) from which a pass that copied the WAL whole has it started anew: under a steady
-#: flow of requests the WAL stays within about 4 MiB.
+#: WAL frames (pages of 4 KiB, so 4 MiB) from which a pass that copied the WAL whole has it started anew.
 RESTART_AT = 1024
 #: A restart follows a pass that found at most this many frames new since the one before (at most
 #: ``RESTART_TRIES`` passes are tried).
@@ -142,7 +141,9 @@ class Checkpointer:
                     # Caught up: the next pass after ``interval``, or sooner once ``PASS_EVERY`` commits are
                     # waiting, so that no pass has more than their pages to copy and sync.
                     self._wake_early.clear()
-                    if self._nudges - self._nudges_at_pass < PASS_EVERY:
+                    # ``stop`` sets _stopping before it wakes this wait: a stop asked for during the pass ends
+                    # the thread now, not an interval later.
+                    if not self._stopping.is_set() and self._nudges - self._nudges_at_pass < PASS_EVERY:
                         self._wake_early.wait(self.interval)
                     if self._stopping.is_set():
                         return

@@ -162,9 +162,11 @@ def test_a_pass_that_copies_a_long_wal_whole_starts_it_anew(journal: Journal, tm
 
     checkpointer, connection = by_hand
     _fill_wal(journal, tmp_path, checkpoint.RESTART_AT)
-    assert checkpointer._checkpoint(connection) == 0
+    frames = _frames(connection)
+    assert checkpointer._restart(connection, frames)  # the thread's own RESTART went through
     _receive(journal, 1)
     assert _frames(connection) < 50
+    assert checkpointer._checkpoint(connection) == 0
     assert not checkpointer.restart_wanted
 
 
@@ -180,11 +182,12 @@ def test_a_restart_never_waits_for_the_writer(journal: Journal, tmp_path: Path,
     _fill_wal(journal, tmp_path, checkpoint.RESTART_AT)
     journal.driver.execute("BEGIN IMMEDIATE")
     try:
-        done = threading.Event()
-        thread = threading.Thread(target=lambda: (checkpointer._checkpoint(connection), done.set()))
+        outcome: list[bool] = []
+        thread = threading.Thread(target=lambda: outcome.append(checkpointer._restart(connection,
+                                                                                      _frames(connection))))
         thread.start()
         thread.join(60)
-        assert done.is_set(), "the pass waited for the writer's transaction"
+        assert outcome == [False], "the RESTART waited for the writer's transaction, or claimed to have run"
         journal.driver.execute("INSERT INTO seals (key, value) VALUES ('test', 'x')")
     finally:
         journal.driver.execute("COMMIT")
@@ -207,3 +210,26 @@ def test_a_caught_up_thread_checkpoints_again_after_pass_every_commits(journal: 
     for n in range(checkpoint.PASS_EVERY):
         journal.receive(f"more-{n}", "", "version", "version", "d" * 64, '"agent"')
     wait_for(lambda: checkpointer.runs > runs)
+
+
+def test_a_stop_during_a_pass_ends_the_thread_without_sitting_out_its_interval(journal: Journal) -> None:
+    """``stop`` asked for while a pass runs: the thread ends after that pass, not an interval later (an hour,
+    here, which the join's bound would not wait for)."""
+    journal.checkpoint_in_background()
+    checkpointer = journal._checkpointer
+    assert checkpointer is not None
+    checkpointer.interval = 3600.0
+    _receive(journal, 1)
+    wait_for(lambda: checkpointer.runs >= 1 and checkpointer.left == 0)
+    thread = checkpointer._thread
+    assert thread is not None
+    from agent.journal import checkpoint
+
+    with checkpointer.paused():  # the next pass waits here, after its check for a stop
+        _receive(journal, checkpoint.PASS_EVERY)  # wakes the caught-up thread before its interval is over
+        time.sleep(0.2)  # lets the thread reach the lock; in either order the stop below must end it
+        stopper = threading.Thread(target=checkpointer.stop, kwargs={"timeout": 60})
+        stopper.start()
+        wait_for(lambda: checkpointer._stopping.is_set())
+    stopper.join(90)
+    assert not thread.is_alive()
