@@ -195,17 +195,23 @@ def test_a_restart_never_waits_for_the_writer(journal: Journal, tmp_path: Path,
     assert journal.driver.execute("SELECT value FROM seals WHERE key = 'test'").fetchone() == ("x",)
 
 
-def test_a_caught_up_thread_checkpoints_again_after_pass_every_commits(journal: Journal) -> None:
-    """A caught-up checkpointer does not sit out its interval while commits pile up: PASS_EVERY commits wake
-    it, so that no pass has more than their pages to copy and sync at once."""
-    from agent.journal import checkpoint
-
+def _caught_up_for_an_hour(journal: Journal) -> Checkpointer:
+    """The journal's checkpointer thread, caught up and waiting out an interval of an hour."""
     journal.checkpoint_in_background()
     checkpointer = journal._checkpointer
     assert checkpointer is not None
     checkpointer.interval = 3600.0
     _receive(journal, 1)
     wait_for(lambda: checkpointer.runs >= 1 and checkpointer.left == 0)
+    return checkpointer
+
+
+def test_a_caught_up_thread_checkpoints_again_after_pass_every_commits(journal: Journal) -> None:
+    """A caught-up checkpointer does not sit out its interval while commits pile up: PASS_EVERY commits wake
+    it, so that no pass has more than their pages to copy and sync at once."""
+    from agent.journal import checkpoint
+
+    checkpointer = _caught_up_for_an_hour(journal)
     runs = checkpointer.runs
     for n in range(checkpoint.PASS_EVERY):
         journal.receive(f"more-{n}", "", "version", "version", "d" * 64, '"agent"')
@@ -215,12 +221,7 @@ def test_a_caught_up_thread_checkpoints_again_after_pass_every_commits(journal: 
 def test_a_stop_during_a_pass_ends_the_thread_without_sitting_out_its_interval(journal: Journal) -> None:
     """``stop`` asked for while a pass runs: the thread ends after that pass, not an interval later (an hour,
     here, which the join's bound would not wait for)."""
-    journal.checkpoint_in_background()
-    checkpointer = journal._checkpointer
-    assert checkpointer is not None
-    checkpointer.interval = 3600.0
-    _receive(journal, 1)
-    wait_for(lambda: checkpointer.runs >= 1 and checkpointer.left == 0)
+    checkpointer = _caught_up_for_an_hour(journal)
     thread = checkpointer._thread
     assert thread is not None
     from agent.journal import checkpoint
