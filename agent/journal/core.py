@@ -301,16 +301,32 @@ class Journal:
                 self._wal_grew()
             except sqlite3.Error as exc:
                 if driver.in_transaction:
-                    driver.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):  # the commit's error is the one to report
+                        driver.execute("ROLLBACK")
                 # What this handle remembers of the chain may be ahead of the journal now: read it again.
                 self._head, self._tally = None, None
                 raise self.write_failed(exc) from exc
             finally:
                 if not durable:
-                    driver.execute("PRAGMA synchronous=FULL")
+                    self._durable_again(driver)
             # Committed: what the writes do next is due, also when the block itself ended by an exception.
             for callback in after:
                 callback()
+
+    def _durable_again(self, driver: sqlite3.Connection) -> None:
+        """Back to ``synchronous=FULL`` after a batch that did not wait for the disk. SQLite refuses while a
+        transaction is open (one whose commit and rollback both failed): then the connection is dropped, which
+        ends that transaction, and the next write opens a new one at FULL, rather than every later commit
+        going without a sync."""
+        try:
+            driver.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            log.warning("journal connection reopened: it could not wait for the disk again (%s)", _cause(exc))
+            with contextlib.suppress(sqlite3.Error):
+                driver.close()
+            if self._driver is driver:
+                self._driver = None
+            self._head, self._tally = None, None
 
     def checkpoint_in_background(self) -> None:
         """Take the WAL checkpoints out of this handle's commits and run them in a thread of their own

@@ -10,6 +10,7 @@ import pytest
 
 from agent.errors import JournalError
 from agent.journal import CommandRecord, Journal, RecordWrite
+from agent.journal.engine import DATABASE_NAME, configure
 
 
 @pytest.fixture
@@ -95,14 +96,59 @@ def test_a_failed_commit_journals_nothing_and_says_so(journal: Journal) -> None:
     goes on journaling correctly afterwards."""
     with pytest.raises(JournalError, match="journal write failed"), journal.batch():
         receive(journal, "r1")
-        # A deferred foreign key that the commit checks: the commit fails as a full disk would make it fail.
-        journal.driver.execute("PRAGMA defer_foreign_keys=ON")
-        journal.driver.execute("INSERT INTO transitions (command_id, seq, trigger, source, dest, at, detail, "
-                               "prev_hash, hash) VALUES (999, 1, 't', NULL, 'd', 'now', '{}', '', '')")
+        _fail_the_commit(journal)
     assert on_disk(journal) == []
     receive(journal, "r2")
     assert on_disk(journal) == ["r2"]
     assert journal.verify().ok
+
+
+def _fail_the_commit(journal: Journal) -> None:
+    """A deferred foreign key that the commit checks: the commit fails (as a full disk would make it fail),
+    and SQLite leaves the transaction open."""
+    journal.driver.execute("PRAGMA defer_foreign_keys=ON")
+    journal.driver.execute("INSERT INTO transitions (command_id, seq, trigger, source, dest, at, detail, "
+                           "prev_hash, hash) VALUES (999, 1, 't', NULL, 'd', 'now', '{}', '', '')")
+
+
+class _RollbackFails(sqlite3.Connection):
+    """A connection whose ROLLBACK fails (an I/O error SQLite can meet undoing a transaction), the one
+    statement faked here."""
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:  # type: ignore[override]
+        if sql == "ROLLBACK":
+            raise sqlite3.OperationalError("disk I/O error")
+        return super().execute(sql, *args)  # type: ignore[arg-type]
+
+
+def test_a_batch_left_open_by_a_failed_rollback_does_not_leave_commits_without_a_sync(tmp_path: Path) -> None:
+    """A batch that did not wait for the disk, whose commit fails and whose rollback fails too: the commit's
+    error is the one reported, nothing of the batch is journaled, and the next commit waits for the disk
+    again (SQLite will not change the setting inside the transaction left open: the connection is dropped)."""
+    Journal.open(tmp_path).close()
+    database = tmp_path / DATABASE_NAME
+
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False,
+                                     factory=_RollbackFails)
+        configure(connection)
+        return connection
+
+    journal = Journal(connect, database)
+    try:
+        with pytest.raises(JournalError, match="journal write failed"), journal.batch(durable=False):
+            receive(journal, "r1")
+            _fail_the_commit(journal)
+        assert journal.driver.execute("PRAGMA synchronous").fetchone()[0] == 2
+        receive(journal, "r2")
+        assert on_disk(journal) == ["r2"]
+    finally:
+        journal.close()
+    again = Journal.open(tmp_path)
+    try:
+        assert again.verify().ok
+    finally:
+        again.close()
 
 
 @pytest.mark.parametrize(("durable", "inside"), [(True, 2), (False, 1)])
