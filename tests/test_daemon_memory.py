@@ -194,26 +194,45 @@ def test_a_prune_held_back_by_slow_checkpoints_still_finishes_without_requests(
     assert open_journal(state_dir).verify().ok
 
 
+def _synchronous_during(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """The journal's ``synchronous`` setting each time the agent calls ``retention.<name>``."""
+    modes: list[int] = []
+    real = getattr(retention, name)
+
+    def watched(journal: Journal, *args: Any, **kwargs: Any) -> Any:
+        modes.append(journal.driver.execute("PRAGMA synchronous").fetchone()[0])
+        return real(journal, *args, **kwargs)
+
+    monkeypatch.setattr(retention, name, watched)
+    return modes
+
+
 def test_a_prune_does_not_wait_for_the_disk(memory_agent, memory_host: Host, state_dir: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Retention commits without a sync of its own (synchronous=NORMAL): a prune that a power cut undoes is
     only done again, and its syncs would queue behind the checkpoints with the requests'. Afterwards the
     requests' commits wait for the disk again."""
     _old_commands(state_dir, 40)
-    modes: list[int] = []
-    real = retention.prune
-
-    def watched(journal: Journal, *args: Any, **kwargs: Any) -> retention.Pruned:
-        modes.append(journal.driver.execute("PRAGMA synchronous").fetchone()[0])
-        return real(journal, *args, **kwargs)
-
-    monkeypatch.setattr(retention, "prune", watched)
+    modes = _synchronous_during(monkeypatch, "prune")
     holder, _transport = memory_agent(retention_days=1e-9, keep_min=10, housekeeping_interval=3600)
     wait_for(lambda: len(open_journal(state_dir).commands()) == 10)
     assert modes and set(modes) == {1}  # NORMAL
     assert holder.agent.journal is not None
     assert holder.agent.journal.driver.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert open_journal(state_dir).verify().ok
+
+
+def test_a_reply_collection_does_not_wait_for_the_disk(memory_agent, memory_host: Host, memory_guest: MemoryXenStore,
+                                                      state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old replies' removal is journaled as a prune is, without a sync of its own: a power cut that undoes it
+    only has the (already removed) replies removed again."""
+    modes = _synchronous_during(monkeypatch, "mark_replies_removed")
+    memory_agent(reply_max_age=0.2, housekeeping_interval=0.1)
+    assert memory_host.raw('{"name": "version", "value": "agent"}', timeout=10)["returncode"] == "0"
+    wait_for(lambda: not memory_guest.list(GUEST_DIR))
+    wait_for(lambda: any(t.trigger == "collect" for c in open_journal(state_dir).commands()
+                         for t in open_journal(state_dir).transitions(c.id)))
+    assert modes and set(modes) == {1}  # NORMAL
 
 
 def test_pruning_that_fails_is_not_retried_in_a_tight_loop(memory_agent, memory_host: Host,
