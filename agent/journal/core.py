@@ -191,9 +191,16 @@ class Journal:
         """The handle's DB-API connection: every write and every read of the daemon runs on it."""
         if self._driver is None:
             try:
-                self._driver = self._connect()
+                driver = self._connect()
             except sqlite3.Error as exc:
                 raise JournalError(f"cannot open the journal {self.path}: {_cause(exc)}") from exc
+            if self._checkpointer is not None:  # a connection opened again (see ``_drop``)
+                try:
+                    self._leave_checkpoints_to_the_thread(driver)
+                except JournalError:
+                    driver.close()
+                    raise
+            self._driver = driver
         return self._driver
 
     @property
@@ -235,14 +242,13 @@ class Journal:
             try:
                 result = work(driver)
                 driver.execute("COMMIT")
-                self._wal_grew()
             except BaseException:
                 self._tally = None  # the seal rolled back with the write: read it again
-                if driver.in_transaction:
-                    driver.execute("ROLLBACK")
+                self._undo(driver)
                 raise
         except sqlite3.Error as exc:
             raise self.write_failed(exc) from exc
+        self._wal_grew()
         return result
 
     def _in_savepoint(self, driver: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -298,17 +304,15 @@ class Journal:
             self._after_commit = None
             try:
                 driver.execute("COMMIT")
-                self._wal_grew()
             except sqlite3.Error as exc:
-                if driver.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):  # the commit's error is the one to report
-                        driver.execute("ROLLBACK")
+                self._undo(driver)
                 # What this handle remembers of the chain may be ahead of the journal now: read it again.
                 self._head, self._tally = None, None
                 raise self.write_failed(exc) from exc
             finally:
                 if not durable:
                     self._durable_again(driver)
+            self._wal_grew()
             # Committed: what the writes do next is due, also when the block itself ended by an exception.
             for callback in after:
                 callback()
@@ -318,15 +322,39 @@ class Journal:
         transaction is open (one whose commit and rollback both failed): then the connection is dropped, which
         ends that transaction, and the next write opens a new one at FULL, rather than every later commit
         going without a sync."""
+        if self._driver is not driver:
+            return  # dropped already (``_undo``): the next connection starts at FULL
         try:
             driver.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
-            log.warning("journal connection reopened: it could not wait for the disk again (%s)", _cause(exc))
-            with contextlib.suppress(sqlite3.Error):
-                driver.close()
-            if self._driver is driver:
-                self._driver = None
-            self._head, self._tally = None, None
+            self._drop(driver, f"it could not wait for the disk again ({_cause(exc)})")
+
+    def _undo(self, driver: sqlite3.Connection) -> None:
+        """Roll back what a failed write left. When SQLite cannot (the rollback fails too), the connection is
+        dropped, which ends that transaction: otherwise every later write would fail to begin one, and every
+        read of this handle would see the failed write."""
+        if driver.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the write's own error is the one to report
+                driver.execute("ROLLBACK")
+        if driver.in_transaction:
+            self._drop(driver, "a failed write could not be rolled back")
+
+    def _drop(self, driver: sqlite3.Connection, why: str) -> None:
+        """Close ``driver`` and what was built over it; the next use of the handle opens a new connection."""
+        log.warning("journal connection reopened: %s", why)
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+        if self._engine is not None:
+            with contextlib.suppress(Exception):
+                self._engine.dispose()
+            self._engine = None
+        with contextlib.suppress(sqlite3.Error):
+            driver.close()
+        if self._driver is driver:
+            self._driver = None
+        self._head, self._tally = None, None
 
     def checkpoint_in_background(self) -> None:
         """Take the WAL checkpoints out of this handle's commits and run them in a thread of their own
@@ -341,14 +369,21 @@ class Journal:
                         _cause(exc))
             return
         try:
-            self.driver.execute("PRAGMA wal_autocheckpoint=0")
-            # A WAL that grew (a burst, an older release's) is cut back to this once a checkpoint restarts it.
-            self.driver.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        except sqlite3.Error as exc:
+            self._leave_checkpoints_to_the_thread(self.driver)
+        except JournalError:
             connection.close()
-            raise JournalError(f"journal setting failed ({_cause(exc)}) in {self.path}") from exc
+            raise
         self._checkpointer = Checkpointer(connection)
         self._checkpointer.start()
+
+    def _leave_checkpoints_to_the_thread(self, driver: sqlite3.Connection) -> None:
+        """The settings of the handle's connection while a checkpointer runs."""
+        try:
+            driver.execute("PRAGMA wal_autocheckpoint=0")
+            # A WAL that grew (a burst, an older release's) is cut back to this once a checkpoint restarts it.
+            driver.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal setting failed ({_cause(exc)}) in {self.path}") from exc
 
     def checkpoints_behind(self) -> bool:
         """Whether writes that can wait (a large prune) should hold back a moment: the background checkpoints
@@ -367,11 +402,17 @@ class Journal:
             driver = self.driver
             with checkpointer.paused():
                 # Without waiting: a reader (journal inspection) that holds the WAL makes it a passive pass.
-                driver.execute("PRAGMA busy_timeout=0")
                 try:
-                    driver.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-                finally:
-                    driver.execute(f"PRAGMA busy_timeout={engine_setup.BUSY_TIMEOUT_MS}")
+                    driver.execute("PRAGMA busy_timeout=0")
+                    try:
+                        driver.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                    finally:
+                        driver.execute(f"PRAGMA busy_timeout={engine_setup.BUSY_TIMEOUT_MS}")
+                except sqlite3.Error as exc:
+                    # The commit before it stands: a full disk, say, only leaves the WAL long a while longer.
+                    checkpointer.restart_wanted = True
+                    log.warning("journal WAL restart failed (%s); it is tried again after the next commit",
+                                _cause(exc))
         checkpointer.nudge()
 
     def _committed(self, callback: Callable[[], None]) -> None:

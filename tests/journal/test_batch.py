@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,37 +112,68 @@ def _fail_the_commit(journal: Journal) -> None:
                            "prev_hash, hash) VALUES (999, 1, 't', NULL, 'd', 'now', '{}', '', '')")
 
 
-class _RollbackFails(sqlite3.Connection):
-    """A connection whose ROLLBACK fails (an I/O error SQLite can meet undoing a transaction), the one
-    statement faked here."""
+class _Refusing(sqlite3.Connection):
+    """A connection on which the statements in ``refused`` fail with an I/O error, as SQLite's can (a
+    rollback or a checkpoint that meets a bad disk): those statements alone are faked."""
+
+    refused: frozenset[str] = frozenset()
 
     def execute(self, sql: str, *args: object) -> sqlite3.Cursor:  # type: ignore[override]
-        if sql == "ROLLBACK":
+        if sql in self.refused:
             raise sqlite3.OperationalError("disk I/O error")
         return super().execute(sql, *args)  # type: ignore[arg-type]
 
 
-def test_a_batch_left_open_by_a_failed_rollback_does_not_leave_commits_without_a_sync(tmp_path: Path) -> None:
-    """A batch that did not wait for the disk, whose commit fails and whose rollback fails too: the commit's
-    error is the one reported, nothing of the batch is journaled, and the next commit waits for the disk
-    again (SQLite will not change the setting inside the transaction left open: the connection is dropped)."""
+def _refusing(tmp_path: Path, *statements: str) -> Journal:
+    """A journal handle in ``tmp_path`` whose connections refuse ``statements``."""
     Journal.open(tmp_path).close()
     database = tmp_path / DATABASE_NAME
+    factory = type("Refusing", (_Refusing,), {"refused": frozenset(statements)})
 
     def connect() -> sqlite3.Connection:
-        connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False,
-                                     factory=_RollbackFails)
+        connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False, factory=factory)
         configure(connection)
         return connection
 
-    journal = Journal(connect, database)
-    try:
-        with pytest.raises(JournalError, match="journal write failed"), journal.batch(durable=False):
+    return Journal(connect, database)
+
+
+def _in_a_batch(durable: bool) -> Any:
+    """A batch (waiting for the disk or not) with a command in it, whose commit fails."""
+
+    def write(journal: Journal) -> None:
+        with journal.batch(durable=durable):
             receive(journal, "r1")
             _fail_the_commit(journal)
+    return write
+
+
+def _in_a_transaction(journal: Journal) -> None:
+    """One transaction (``Journal.transaction``) whose commit fails."""
+    journal.transaction(lambda _cursor: _fail_the_commit(journal))
+
+
+@pytest.mark.parametrize("write", [_in_a_batch(durable=False), _in_a_batch(durable=True), _in_a_transaction],
+                         ids=["batch-not-waiting-for-the-disk", "batch", "transaction"])
+def test_a_write_left_open_by_a_failed_rollback_is_dropped_with_its_connection(tmp_path: Path, write: Any) -> None:
+    """A write whose commit fails and whose rollback fails too: the commit's error is the one reported, and
+    the connection SQLite left in the transaction is dropped. The next write opens a new one, waits for the
+    disk, keeps the checkpoints off the commits, and is journaled alone; inspection works on it too."""
+    from sqlalchemy import select
+
+    from agent.journal import models
+
+    journal = _refusing(tmp_path, "ROLLBACK")
+    journal.checkpoint_in_background()
+    try:
+        assert journal.read(select(models.commands)) == []  # an engine built over the first connection
+        with pytest.raises(JournalError, match="journal write failed"):
+            write(journal)
         assert journal.driver.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert journal.driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
         receive(journal, "r2")
         assert on_disk(journal) == ["r2"]
+        assert [row.request_id for row in journal.read(select(models.commands))] == ["r2"]
     finally:
         journal.close()
     again = Journal.open(tmp_path)
@@ -149,6 +181,26 @@ def test_a_batch_left_open_by_a_failed_rollback_does_not_leave_commits_without_a
         assert again.verify().ok
     finally:
         again.close()
+
+
+def test_a_commit_stands_when_the_wal_restart_after_it_fails(tmp_path: Path) -> None:
+    """The writer's own WAL restart (asked for past FORCE_AT) runs after the commit: when it fails (a full
+    disk), the commit is still reported as done, what follows it runs, and the restart is tried again later."""
+    journal = _refusing(tmp_path, "PRAGMA wal_checkpoint(RESTART)")
+    journal.checkpoint_in_background()
+    checkpointer = journal._checkpointer
+    assert checkpointer is not None
+    try:
+        followed: list[str] = []
+        for name in ("r1", "r2"):
+            checkpointer.restart_wanted = True
+            with journal.batch():
+                receive(journal, name)
+                journal._committed(lambda name=name: followed.append(name))
+        assert on_disk(journal) == ["r1", "r2"] and followed == ["r1", "r2"]
+        assert checkpointer.restart_wanted
+    finally:
+        journal.close()
 
 
 @pytest.mark.parametrize(("durable", "inside"), [(True, 2), (False, 1)])
