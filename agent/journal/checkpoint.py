@@ -33,6 +33,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,20 @@ SLOW_HOLD = 0.05
 #: WAL frames past which the writer starts the WAL anew itself, whatever is left to copy: a writer that never
 #: pauses pays for the checkpoints, and the WAL stays within about 32 MiB.
 FORCE_AT = 8000
+
+
+def checkpoint_without_waiting(connection: sqlite3.Connection, mode: Literal["RESTART", "TRUNCATE"]) -> bool:
+    """Run a ``mode`` checkpoint on ``connection`` without waiting in the busy handler: those wait for the
+    writer and the readers, and would hold the caller up for the whole busy timeout; a writer or a reader in
+    the way makes it return at once instead. Whether it ran whole. The connection's busy timeout is left as it
+    was."""
+    timeout = int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+    connection.execute("PRAGMA busy_timeout=0")
+    try:
+        busy, _frames, _copied = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    finally:
+        connection.execute(f"PRAGMA busy_timeout={timeout}")
+    return not busy
 
 
 class Checkpointer:
@@ -177,13 +192,7 @@ class Checkpointer:
             if copied < now or now - frames > RESTART_NEW:
                 frames = int(now)
                 continue  # the writer added more meanwhile: another pass first
-            timeout = connection.execute("PRAGMA busy_timeout").fetchone()[0]
-            connection.execute("PRAGMA busy_timeout=0")
-            try:
-                busy, _frames, _copied = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-            finally:
-                connection.execute(f"PRAGMA busy_timeout={int(timeout)}")
-            return not busy
+            return checkpoint_without_waiting(connection, "RESTART")
         return False
 
     @property

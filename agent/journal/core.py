@@ -36,7 +36,7 @@ from agent.errors import CommandNotFound, JournalError
 from agent.journal import engine as engine_setup
 from agent.journal import seals, times
 from agent.journal.chain import ROOT_LINK, canonical, chain_hash, genesis_hash, storable, storable_or_none
-from agent.journal.checkpoint import Checkpointer
+from agent.journal.checkpoint import Checkpointer, checkpoint_without_waiting
 from agent.journal.records import (
     COMMAND_COLUMNS,
     TRANSITION_COLUMNS,
@@ -403,11 +403,7 @@ class Journal:
             with checkpointer.paused():
                 # Without waiting: a reader (journal inspection) that holds the WAL makes it a passive pass.
                 try:
-                    driver.execute("PRAGMA busy_timeout=0")
-                    try:
-                        driver.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-                    finally:
-                        driver.execute(f"PRAGMA busy_timeout={engine_setup.BUSY_TIMEOUT_MS}")
+                    checkpoint_without_waiting(driver, "RESTART")
                 except sqlite3.Error as exc:
                     # The commit before it stands: a full disk, say, only leaves the WAL long a while longer.
                     checkpointer.restart_wanted = True
@@ -582,14 +578,9 @@ class Journal:
         # The background checkpointer would make this one return busy, as a reader does: it waits meanwhile.
         paused = self._checkpointer.paused() if self._checkpointer is not None else contextlib.nullcontext()
         try:
-            # A TRUNCATE checkpoint waits in the busy handler for readers to finish: without this, a reader
-            # would stall the daemon for the whole busy timeout. Blocked, it returns busy at once instead.
-            driver.execute("PRAGMA busy_timeout=0")
-            try:
-                with paused:
-                    busy, _log, _done = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            finally:
-                driver.execute(f"PRAGMA busy_timeout={engine_setup.BUSY_TIMEOUT_MS}")
+            # Blocked by a reader, it returns busy at once rather than stall the daemon for the busy timeout.
+            with paused:
+                busy = not checkpoint_without_waiting(driver, "TRUNCATE")
         except sqlite3.Error as exc:
             raise self.write_failed(exc) from exc
         retried = self.wipe_deferred_at is not None
