@@ -91,6 +91,12 @@ WIPE_RETRY = 1.0
 #: can wait to hold back (``Journal.checkpoints_behind``): a million-command journal's prune otherwise outruns
 #: them, and requests wait behind their writes to the disk.
 CATCH_UP_PAUSE = 0.05
+#: Seconds at least from one batch of a prune or collection under way to the next (when the timers run them).
+#: Each batch writes pages all over a large journal, which are checkpointed at once (``checkpoint_soon``), in
+#: the pause: a pass with the pages of many batches to sync held requests up for 20-60 ms (their own syncs wait
+#: behind it on the disk), one with a batch's holds them a few milliseconds. A prune then removes at most
+#: ``retention.PER_CALL`` commands per pause (1,600 a second); a flood's is not paced (see ``handle``).
+HOUSEKEEPING_PACE = 0.01
 #: Replies one ``collect_more`` removes from data/guest at most: one pipelined XenStore call and one short
 #: transaction.
 COLLECT_PER_CALL = 128
@@ -161,6 +167,8 @@ class Agent:
         #: None when none is under way. And how many it removed so far.
         self._collection: tuple[int, str] | None = None
         self._collected = 0
+        #: When (``time.monotonic``) the last batch of a prune or collection began (see ``HOUSEKEEPING_PACE``).
+        self._batch_at = float("-inf")
         #: No timer runs before this (``time.monotonic``): set after an error (see ``_retry_soon``).
         self._timers_held_until = 0.0
 
@@ -781,11 +789,13 @@ class Agent:
         return max(soonest, self._timers_held_until)
 
     def _more_housekeeping_due(self, journal: Journal) -> float:
-        """When the next batch of a prune or reply collection under way is due: at once (after any waiting
-        request), or a moment later while the WAL checkpoints catch up with the batches before it."""
+        """When the next batch of a prune or reply collection under way is due: ``HOUSEKEEPING_PACE`` after the
+        last one began (after any waiting request), or later while the WAL checkpoints catch up with the batches
+        before it."""
         if not (self._pruning or self._collection):
             return float("inf")
-        return time.monotonic() + CATCH_UP_PAUSE if journal.checkpoints_behind() else 0.0
+        paced = self._batch_at + HOUSEKEEPING_PACE
+        return max(paced, time.monotonic() + CATCH_UP_PAUSE) if journal.checkpoints_behind() else paced
 
     def _wipe_due(self) -> float:
         deferred = self._journal().wipe_deferred_at
@@ -855,6 +865,7 @@ class Agent:
         assert self._collection is not None
         (by_this_process, by_earlier), journal = self._collection, self._journal()
         self._collection = None  # a batch that fails is tried again by housekeeping, not in a tight loop
+        self._batch_at = time.monotonic()
         old = retention.replies_to_collect(journal, by_this_process, by_earlier, self._start_row,
                                            limit=COLLECT_PER_CALL + 1)
         batch = old[:COLLECT_PER_CALL]
@@ -864,6 +875,7 @@ class Agent:
             # replies are gone already, and deleting a missing node is no error).
             with journal.batch(durable=False):
                 retention.mark_replies_removed(journal, [record.id for record in batch])
+            journal.checkpoint_soon()
         self._collected += len(batch)
         if len(old) > len(batch):
             self._collection = (by_this_process, by_earlier)
@@ -891,9 +903,12 @@ class Agent:
         # when it has no request waiting and the checkpoints do not ask it to hold back, so pruning a large journal
         # never holds a request up for long.
         self._pruning = False  # a batch that fails is tried again by housekeeping, not in a tight loop
+        self._batch_at = time.monotonic()
         # Without waiting for the disk: a prune that a power cut undoes is only done again (see Journal.batch).
         with journal.batch(durable=False):
             pruned = retention.prune(journal, cutoff, keep_min=config.keep_min, max_commands=config.max_commands)
+        if pruned.count:
+            journal.checkpoint_soon()
         if pruned.replies:
             self.xenstore.delete_many([f"{GUEST_DIR}/{request_id}" for request_id in pruned.replies])
         self._pruning, self._pruned = pruned.more, self._pruned + pruned.count

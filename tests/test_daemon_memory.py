@@ -235,6 +235,53 @@ def test_a_reply_collection_does_not_wait_for_the_disk(memory_agent, memory_host
     assert modes and set(modes) == {1}  # NORMAL
 
 
+def _steps(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
+    """In order, each call the agent makes to ``retention.<name>`` and to ``Journal.checkpoint_soon``."""
+    steps: list[str] = []
+    real_step, real_checkpoint = getattr(retention, name), Journal.checkpoint_soon
+
+    def step(*args: Any, **kwargs: Any) -> Any:
+        steps.append(name)
+        return real_step(*args, **kwargs)
+
+    def checkpoint(journal: Journal) -> None:
+        steps.append("checkpoint")
+        real_checkpoint(journal)
+
+    monkeypatch.setattr(retention, name, step)
+    monkeypatch.setattr(Journal, "checkpoint_soon", checkpoint)
+    return steps
+
+
+def test_each_prune_batch_is_checkpointed_before_the_next(memory_agent, state_dir: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every batch of a prune that removed commands has the checkpointer copy its pages at once, before the
+    next batch writes more: one pass never has many batches' scattered pages to sync while a request waits."""
+    _old_commands(state_dir, 60)
+    steps = _steps(monkeypatch, "prune")
+    memory_agent(retention_days=1e-9, keep_min=10, housekeeping_interval=3600)
+    wait_for(lambda: len(open_journal(state_dir).commands()) == 10)
+    wait_for(lambda: steps.count("checkpoint") >= 4)  # 50 commands, PER_CALL at a time
+    batches = "".join("P" if step == "prune" else "c" for step in steps).rstrip("P")  # the last found none
+    assert batches == "Pc" * (len(batches) // 2) and len(batches) // 2 >= 50 // retention.PER_CALL
+
+
+def test_each_reply_collection_batch_is_checkpointed_before_the_next(
+        memory_agent, memory_host: Host, memory_guest: MemoryXenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply collection's batches are checkpointed one by one too: each journals a collect row for commands
+    all over the journal."""
+    from agent import daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "COLLECT_PER_CALL", 2)
+    steps = _steps(monkeypatch, "mark_replies_removed")
+    memory_agent(reply_max_age=0.5, housekeeping_interval=0.3)
+    for _ in range(5):
+        assert memory_host.raw('{"name": "version", "value": "agent"}', timeout=10)["returncode"] == "0"
+    wait_for(lambda: not memory_guest.list(GUEST_DIR))
+    wait_for(lambda: steps.count("checkpoint") >= 3)
+    assert "".join("M" if step == "mark_replies_removed" else "c" for step in steps).replace("Mc", "") == ""
+
+
 def test_pruning_that_fails_is_not_retried_in_a_tight_loop(memory_agent, memory_host: Host,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A pruning batch that fails after one that said more were due is left to the next housekeeping run: the

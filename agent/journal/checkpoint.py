@@ -6,9 +6,10 @@ that held the request behind it for half a second. The daemon's connection there
 
 - Passes are PASSIVE (they never wait for the writer): at once while more than ``CAUGHT_UP`` frames are left
   to copy, every ``SHORT`` seconds while a few are, and once caught up after ``INTERVAL`` seconds or after
-  ``PASS_EVERY`` more commits, whichever comes first. Under a steady flow of commits no pass then has more
-  than those commits' pages to copy and sync: the disk's bursts stay short, and so do the waits of the
-  requests' own syncs queued behind them.
+  ``PASS_EVERY`` more commits, whichever comes first, or at once when the writer asks for it (``pass_now``,
+  after a commit that wrote pages all over the file: a prune's). Under a steady flow of commits no
+  pass then has more than those commits' pages to copy and sync: the disk's bursts stay short, and so do the
+  waits of the requests' own syncs queued behind them.
 - The WAL must also start anew now and then. SQLite does that by itself when a write begins with every frame
   copied, which needs a pause in the writes longer than a pass. For a writer that never pauses (requests one
   after another, a prune), once a pass has copied a WAL of ``RESTART_AT`` frames or more whole, the thread
@@ -88,6 +89,8 @@ class Checkpointer:
         # after that, and wakes a caught-up thread before its interval is over.
         self._nudges = 0
         self._nudges_at_pass = 0
+        # The writer asked for a pass at once (``pass_now``) since the last pass began.
+        self._now = False
         self._wake_early = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -110,8 +113,19 @@ class Checkpointer:
         """A commit added to the WAL: checkpoint it soon."""
         self._nudges += 1
         self._wanted.set()
-        if self._nudges - self._nudges_at_pass >= PASS_EVERY:
+        if self._pass_due():
             self._wake_early.set()
+
+    def pass_now(self) -> None:
+        """Checkpoint at once, even when caught up: the commits since the last pass wrote pages all over the
+        file, which must not pile up for one long pass."""
+        self._now = True
+        self._wanted.set()
+        self._wake_early.set()
+
+    def _pass_due(self) -> bool:
+        """Whether the commits since the last pass began call for a pass before the interval is over."""
+        return self._now or self._nudges - self._nudges_at_pass >= PASS_EVERY
 
     def stop(self, timeout: float = 10.0) -> None:
         """End the thread, letting a checkpoint under way finish (SQLite cannot cut one short safely)."""
@@ -138,7 +152,7 @@ class Checkpointer:
                 self._wanted.clear()
                 with self._lock:
                     # Commits before this point are in the WAL this pass copies.
-                    self._nudges_at_pass = self._nudges
+                    self._nudges_at_pass, self._now = self._nudges, False
                     try:
                         left = self._checkpoint(connection)
                     except sqlite3.Error as exc:  # a full disk, say: the next commit asks again
@@ -153,12 +167,12 @@ class Checkpointer:
                     if self._stopping.wait(SHORT):
                         return
                 else:
-                    # Caught up: the next pass after ``interval``, or sooner once ``PASS_EVERY`` commits are
-                    # waiting, so that no pass has more than their pages to copy and sync.
+                    # Caught up: the next pass after ``interval``, or sooner once ``PASS_EVERY`` commits or
+                    # one asking for it are waiting, so that no pass has more than their pages to copy and sync.
                     self._wake_early.clear()
                     # ``stop`` sets _stopping before it wakes this wait: a stop asked for during the pass ends
-                    # the thread now, not an interval later.
-                    if not self._stopping.is_set() and self._nudges - self._nudges_at_pass < PASS_EVERY:
+                    # the thread now, not an interval later. A nudge during the pass is seen by ``_pass_due``.
+                    if not self._stopping.is_set() and not self._pass_due():
                         self._wake_early.wait(self.interval)
                     if self._stopping.is_set():
                         return

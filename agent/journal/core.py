@@ -390,6 +390,14 @@ class Journal:
         are far behind this handle's commits, or their last pass was slow (``Checkpointer.behind``)."""
         return self._checkpointer is not None and self._checkpointer.behind
 
+    def checkpoint_soon(self) -> None:
+        """Have the background checkpointer pass at once, also when it is caught up: after a commit that wrote
+        pages all over the file (a prune's batch, a reply collection's), so that they are copied and synced
+        before the next such batch adds more; a pass that had many to sync would hold up every request's sync
+        queued behind it."""
+        if self._checkpointer is not None:
+            self._checkpointer.pass_now()
+
     def _wal_grew(self) -> None:
         """After a commit: ask the checkpointer for a pass, or start a long WAL anew when it asks, past
         ``checkpoint.FORCE_AT`` frames that its own restarts did not keep it under (see

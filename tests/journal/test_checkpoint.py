@@ -92,20 +92,25 @@ def test_wipe_runs_while_the_checkpointer_works(journal: Journal, tmp_path: Path
     assert (tmp_path / f"{DATABASE_NAME}-wal").stat().st_size == 0
 
 
-@pytest.mark.parametrize(("pruning", "behind", "due"), [(True, False, "now"), (True, True, "paused"),
-                                                         (False, True, "never")])
-def test_a_prune_under_way_waits_while_the_checkpoints_catch_up(pruning: bool, behind: bool, due: str) -> None:
-    """The daemon takes the next batch of a prune at once, unless the WAL checkpoints are far behind: then a
-    moment later, so that a large prune never outruns them (the writer would pay for them on a request's path)."""
+@pytest.mark.parametrize(("pruning", "behind", "last_batch", "due"), [
+    (True, False, "long ago", "now"), (True, False, "just now", "paced"), (True, True, "long ago", "paused"),
+    (False, True, "just now", "never")])
+def test_a_prune_under_way_waits_for_its_pace_and_while_the_checkpoints_catch_up(
+        pruning: bool, behind: bool, last_batch: str, due: str) -> None:
+    """The daemon takes the next batch of a prune HOUSEKEEPING_PACE after the last one began (the checkpoint of
+    its pages runs meanwhile), and later while the WAL checkpoints are far behind: a large prune never outruns
+    them (requests' syncs would wait behind their passes on the disk)."""
     from types import SimpleNamespace
 
-    from agent.daemon import CATCH_UP_PAUSE, Agent
+    from agent.daemon import CATCH_UP_PAUSE, HOUSEKEEPING_PACE, Agent
 
-    agent = SimpleNamespace(_pruning=pruning, _collection=None)
-    journal = SimpleNamespace(checkpoints_behind=lambda: behind)
     before = time.monotonic()
+    batch_at = float("-inf") if last_batch == "long ago" else before
+    agent = SimpleNamespace(_pruning=pruning, _collection=None, _batch_at=batch_at)
+    journal = SimpleNamespace(checkpoints_behind=lambda: behind)
     when = Agent._more_housekeeping_due(agent, journal)  # type: ignore[arg-type]
-    expected = {"now": lambda: when == 0.0, "never": lambda: when == float("inf"),
+    expected = {"now": lambda: when <= before, "never": lambda: when == float("inf"),
+                "paced": lambda: when == batch_at + HOUSEKEEPING_PACE,
                 "paused": lambda: before + CATCH_UP_PAUSE <= when <= time.monotonic() + CATCH_UP_PAUSE}
     assert expected[due]()
 
@@ -234,3 +239,37 @@ def test_a_stop_during_a_pass_ends_the_thread_without_sitting_out_its_interval(j
         wait_for(lambda: checkpointer._stopping.is_set())
     stopper.join(90)
     assert not thread.is_alive()
+
+
+def test_a_caught_up_thread_checkpoints_at_once_when_asked(journal: Journal) -> None:
+    """``checkpoint_soon`` (after a prune's batch) wakes a caught-up checkpointer at once, whatever its interval
+    and however few commits came, so that the batch's pages do not wait to be synced with the next ones'."""
+    checkpointer = _caught_up_for_an_hour(journal)
+    runs = checkpointer.runs
+    _receive(journal, 1)
+    journal.checkpoint_soon()
+    wait_for(lambda: checkpointer.runs > runs)
+
+
+def test_a_pass_asked_for_during_a_pass_follows_it(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``checkpoint_soon`` that comes while a pass runs is not lost when that pass ends caught up: another
+    pass follows (the commit before it may have landed after the first pass took its frames)."""
+    checkpointer = _caught_up_for_an_hour(journal)
+    in_pass, release = threading.Event(), threading.Event()
+    real = checkpointer._checkpoint
+
+    def held(connection: sqlite3.Connection) -> int:
+        in_pass.set()
+        release.wait(30)
+        return real(connection)
+
+    monkeypatch.setattr(checkpointer, "_checkpoint", held)
+    runs = checkpointer.runs
+    journal.checkpoint_soon()
+    assert in_pass.wait(30)
+    in_pass.clear()
+    _receive(journal, 1)
+    journal.checkpoint_soon()  # during the pass
+    release.set()
+    assert in_pass.wait(30), "no pass followed the one the second checkpoint_soon came during"
+    wait_for(lambda: checkpointer.runs >= runs + 2)
