@@ -870,11 +870,14 @@ class Agent:
                                            limit=COLLECT_PER_CALL + 1)
         batch = old[:COLLECT_PER_CALL]
         if batch:
-            self.xenstore.delete_many([f"{GUEST_DIR}/{record.request_id}" for record in batch])
+            # A reply place a newer command holds (a request id the host used again) keeps that one's reply.
+            left = retention.superseded(journal, [record.id for record in batch])
+            self.xenstore.delete_many([f"{GUEST_DIR}/{record.request_id}" for record in batch
+                                       if record.id not in left])
             # Without waiting for the disk, as a prune: a collection a power cut undoes is only done again (the
             # replies are gone already, and deleting a missing node is no error).
             with journal.batch(durable=False):
-                retention.mark_replies_removed(journal, [record.id for record in batch])
+                retention.mark_replies_removed(journal, [record.id for record in batch], left)
             journal.checkpoint_soon()
         self._collected += len(batch)
         if len(old) > len(batch):

@@ -282,6 +282,33 @@ def test_each_reply_collection_batch_is_checkpointed_before_the_next(
     assert "".join("M" if step == "mark_replies_removed" else "c" for step in steps).replace("Mc", "") == ""
 
 
+def test_collecting_an_old_reply_leaves_the_place_a_newer_command_holds(
+        memory_agent, memory_guest: MemoryXenStore, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request id the host used again (another body): collecting the older command's reply leaves
+    data/guest/<id> alone, since it holds the newer command's reply, which nova may not have read yet; the
+    older command's collection is journaled as such, naming the newer command."""
+    from datetime import timedelta
+
+    from agent.journal import times
+
+    now = times.wall_clock()
+    journal = Journal.open(state_dir)
+    monkeypatch.setattr(times, "wall_clock", lambda: now - timedelta(hours=2))
+    old = journal.receive("again", HOME, "version", "version", "d" * 64, '"agent"')
+    old = journal.mark_replied(journal.transition(old, "answer", "done", reply={"returncode": "0", "message": "1"}))
+    monkeypatch.setattr(times, "wall_clock", lambda: now)
+    new = journal.receive("again", HOME, "features", "features", "e" * 64, '""')
+    journal.mark_replied(journal.transition(new, "answer", "done", reply={"returncode": "0", "message": "2"}))
+    journal.close()
+    memory_guest.write(f"{GUEST_DIR}/again", '{"returncode": "0", "message": "2"}')
+    memory_agent(reply_max_age=3600, housekeeping_interval=3600)  # the old reply is due, the new one is not
+    wait_for(lambda: open_journal(state_dir).get(old.id).reply_removed_at is not None)
+    assert memory_guest.read(f"{GUEST_DIR}/again") == b'{"returncode": "0", "message": "2"}'
+    collect = open_journal(state_dir).transitions(old.id)[-1]
+    assert (collect.trigger, json.loads(collect.detail)) == ("collect", {"left_for_command": new.id})
+    assert open_journal(state_dir).get(new.id).reply_removed_at is None
+
+
 def test_pruning_that_fails_is_not_retried_in_a_tight_loop(memory_agent, memory_host: Host,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A pruning batch that fails after one that said more were due is left to the next housekeeping run: the

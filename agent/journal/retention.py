@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+from collections.abc import Iterable, Mapping
 
 from agent.journal import seals, times
 from agent.journal.core import SELECT_COMMANDS, Journal
@@ -48,12 +49,30 @@ def replies_to_collect(journal: Journal, delivered_upto: int, earlier: str, star
         {"upto": delivered_upto, "start_row": start_row, "earlier": earlier, "limit": limit})
 
 
-def mark_replies_removed(journal: Journal, command_ids: list[int]) -> None:
+def superseded(journal: Journal, command_ids: Iterable[int]) -> dict[int, int]:
+    """Of these commands, each whose request id a newer command has, with the newest such command's id.
+
+    A reply's place is ``data/guest/<request id>``: once a newer request under the same id (a host that re-used
+    it with another body) has been answered, the reply there is the newer command's, and removing an older
+    command's reply must leave it alone."""
+    found: dict[int, int] = {}
+    for batch in chunks(command_ids):
+        for row in journal.query(
+                "SELECT old.id AS id, max(newer.id) AS newest FROM commands AS old JOIN commands AS newer "  # noqa: S608
+                f"ON newer.request_id = old.request_id AND newer.id > old.id WHERE old.id IN ({marks(batch)}) "
+                "GROUP BY old.id", batch):
+            found[row["id"]] = row["newest"]
+    return found
+
+
+def mark_replies_removed(journal: Journal, command_ids: list[int], left: Mapping[int, int] | None = None) -> None:
     """Journal that these commands' replies were removed from data/guest: one "collect" transition each, all
-    in one transaction."""
+    in one transaction. ``left``: those whose reply place a newer command holds (``superseded``), and which
+    were left in place for it; their transition says so."""
     if not command_ids:
         return
     at = times.utcnow()
+    left = left or {}
 
     def work(cursor: sqlite3.Connection) -> None:
         for batch in chunks(command_ids):
@@ -61,7 +80,9 @@ def mark_replies_removed(journal: Journal, command_ids: list[int]) -> None:
                 f"{SELECT_COMMANDS} WHERE id IN ({marks(batch)}) ORDER BY id", batch)))
             for row in rows:
                 record = CommandRecord(**{c: row[c] for c in COMMAND_COLUMNS})
-                journal.step(cursor, record, "collect", record.state, None, at, reply_removed_at=at)
+                newer = left.get(record.id)
+                detail = None if newer is None else {"left_for_command": newer}
+                journal.step(cursor, record, "collect", record.state, detail, at, reply_removed_at=at)
 
     journal.transaction(work)
 
@@ -91,7 +112,7 @@ def prune(journal: Journal, finished_before: str, keep_min: int, max_commands: i
             (boundary[0], limit + 1)).fetchall()
         excess = total - max_commands
         doomed: list[int] = []
-        replies: list[str] = []
+        holding: dict[int, str] = {}  # doomed commands whose reply is still in data/guest: their request ids
         more = False
         for command_id, finished_at, request_id, present in candidates:
             if not (finished_at < finished_before or excess > 0):
@@ -102,7 +123,10 @@ def prune(journal: Journal, finished_before: str, keep_min: int, max_commands: i
             doomed.append(command_id)
             excess -= 1
             if present:
-                replies.append(request_id)
+                holding[command_id] = request_id
+        # A reply place that a newer command holds is that command's to clear, not a pruned one's.
+        taken = superseded(journal, holding) if holding else {}
+        replies = [request_id for command_id, request_id in holding.items() if command_id not in taken]
         if doomed:
             _anchor_survivors(cursor, doomed)
             _delete_commands(cursor, doomed)

@@ -304,3 +304,23 @@ def test_recovery_and_reply_collection_read_only_the_open_commands(journal: Jour
     for sql, params in asked:
         plan = journal.driver.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
         assert "USING INDEX ix_commands_open" in plan[0][3], (sql, plan)
+
+
+def test_a_pruned_command_leaves_a_reply_place_that_a_newer_command_holds(journal: Journal, clock: Clock) -> None:
+    """A host that used a request id again (another body) has its newer command's reply at the same place in
+    data/guest: pruning the older command does not name that place for removal; another's, it does."""
+    version_command(journal, "reused")
+    version_command(journal, "alone")
+    journal.receive("reused", "", "features", "features", "e" * 64, '""')  # the same id, another request
+    pruned = retention.prune(journal, cutoff(clock), keep_min=1, max_commands=1)
+    assert pruned.count == 2
+    assert pruned.replies == ("alone",)
+
+
+def test_superseded_names_the_newest_command_under_the_same_request_id(journal: Journal) -> None:
+    """``superseded`` maps each command that a newer one shares its request id with to the newest of them."""
+    first = version_command(journal, "r")
+    other = version_command(journal, "s")
+    second = version_command(journal, "r")
+    third = version_command(journal, "r")
+    assert retention.superseded(journal, [first, other, second, third]) == {first: third, second: third}
