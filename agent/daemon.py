@@ -91,11 +91,12 @@ WIPE_RETRY = 1.0
 #: can wait to hold back (``Journal.checkpoints_behind``): a million-command journal's prune otherwise outruns
 #: them, and requests wait behind their writes to the disk.
 CATCH_UP_PAUSE = 0.05
-#: Seconds at least from one batch of a prune or collection under way to the next (when the timers run them).
-#: Each batch writes pages all over a large journal, which are checkpointed at once (``checkpoint_soon``), in
-#: the pause: a pass with the pages of many batches to sync held requests up for 20-60 ms (their own syncs wait
-#: behind it on the disk), one with a batch's holds them a few milliseconds. A prune then removes at most
-#: ``retention.PER_CALL`` commands per pause (1,600 a second); a flood's is not paced (see ``handle``).
+#: Seconds at least from one batch of a prune or reply collection under way to the next of either
+#: (``housekeeping_batch``). Each batch writes pages all over a large journal, which are checkpointed at once
+#: (``checkpoint_soon``), in the pause: a pass with the pages of many batches to sync held requests up for
+#: 20-60 ms (their own syncs wait behind it on the disk), one with a batch's holds them a few milliseconds. A
+#: prune then removes at most ``retention.PER_CALL`` commands per pause (1,600 a second); a flood's is not
+#: paced (see ``handle``).
 HOUSEKEEPING_PACE = 0.01
 #: Replies one ``collect_more`` removes from data/guest at most: one pipelined XenStore call and one short
 #: transaction.
@@ -779,8 +780,8 @@ class Agent:
 
     def _next_timer(self) -> float:
         """When the main loop must wake without an event: housekeeping, a waiting command, a command type's
-        own timer (a key exchange's expiry), a deferred wipe, more collecting or pruning (at once, after any
-        requests)."""
+        own timer (a key exchange's expiry), a deferred wipe, the next batch of collecting or pruning
+        (``_more_housekeeping_due``)."""
         journal = self._journal()
         due = (machine.next_due(journal) for machine in REGISTRY.values())
         soonest = min(self._next_housekeeping, self._wipe_due(), *self._waiting.values(),
@@ -812,10 +813,7 @@ class Agent:
             self.housekeeping()
         else:
             self.command_timers()
-            if self._collection:
-                self.collect_more()
-            if self._pruning:
-                self.prune()
+            self.housekeeping_batch()
 
     def command_timers(self) -> None:
         """Run every command type's due timer (key exchanges expire), then any wipe a reader held off."""
@@ -835,20 +833,30 @@ class Agent:
         now = time.monotonic()
         self._next_housekeeping = now + self.config.housekeeping_interval
         self.command_timers()
-        collected = self.collect_replies(now)
-        pruned = self.prune()
-        log.debug("housekeeping done: %d replies removed, %d commands pruned", collected, pruned)
+        # Both go a batch at a time from here, one batch a turn of the main loop when due.
+        self.collect_replies(now)
+        self._pruning = True  # until a batch finds nothing more due
+        done = self.housekeeping_batch()
+        log.debug("housekeeping done: reply collection and pruning started (%d removed at once)", done)
         # Also a safety net: a request whose handling failed (a full disk, say) is tried again here.
         self.scan()
 
-    def collect_replies(self, now: float) -> int:
-        """Remove our replies from ``data/guest`` once nova can no longer be waiting for them.
+    def housekeeping_batch(self) -> int:
+        """One batch of the reply collection or the prune under way (the collection's first), if it is due
+        (``_more_housekeeping_due``): how many replies or commands it removed. The main loop calls this on its
+        turns, after any waiting request, so that neither ever holds a request up for long."""
+        if not (self._collection or self._pruning) or time.monotonic() < self._more_housekeeping_due(self._journal()):
+            return 0
+        return self.collect_more() if self._collection else self.prune()
+
+    def collect_replies(self, now: float) -> None:
+        """Start removing our replies from ``data/guest`` once nova can no longer be waiting for them.
 
         A reply goes ``replies.max_age`` after its delivery by the monotonic clock, which no setting of the
         wall clock moves. Replies an earlier process delivered go by the wall clock (the only one that spans
-        processes), or once this process has itself run ``replies.max_age``. ``COLLECT_PER_CALL`` go per call,
-        as retention's batches do: the main loop takes the rest on its next turns, after any waiting request,
-        so the replies of a flood never hold a request up.
+        processes), or once this process has itself run ``replies.max_age``. ``collect_more`` removes
+        ``COLLECT_PER_CALL`` at a time, as retention's batches go (``housekeeping_batch``), so the replies of a
+        flood never hold a request up.
         """
         journal = self._journal()
         max_age = self.config.reply_max_age
@@ -858,7 +866,6 @@ class Agent:
         else:
             by_earlier = iso(wall_clock() - timedelta(seconds=max_age))
         self._collection = (by_this_process, by_earlier)
-        return self.collect_more()
 
     def collect_more(self) -> int:
         """One batch of the reply collection ``collect_replies`` started: how many replies it removed."""
@@ -903,8 +910,9 @@ class Agent:
         cutoff = iso(wall_clock() - timedelta(days=config.retention_days))
         journal = self._journal()
         # One short batch per call (retention.PER_CALL commands); while more are due, the main loop calls again
-        # when it has no request waiting and the checkpoints do not ask it to hold back, so pruning a large journal
-        # never holds a request up for long.
+        # when it has no request waiting, HOUSEKEEPING_PACE after this batch began and later while the
+        # checkpoints ask it to hold back (``housekeeping_batch``), so pruning a large journal never holds a
+        # request up for long.
         self._pruning = False  # a batch that fails is tried again by housekeeping, not in a tight loop
         self._batch_at = time.monotonic()
         # Without waiting for the disk: a prune that a power cut undoes is only done again (see Journal.batch).

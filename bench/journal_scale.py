@@ -152,10 +152,12 @@ PRUNED = re.compile(r"removed (\d+) commands from the journal")
 def prune_hold(cache: Path, commands: int, prune_to: int | None, after: int, calls: int = 0
                ) -> tuple[list[float], float, int, float, float]:
     """(every round trip during the prune, p50 after it, commands pruned, prune's duration as the client saw
-    it, launch to first reply on the full journal). With ``prune_to`` None, the same with no prune: an agent
-    whose bound the journal is far under, called ``calls`` times (what the machine itself holds requests up)."""
+    it, launch to first reply on the full journal). With ``prune_to`` None, the same measure with no prune: an
+    agent that has nothing to prune (its bounds far off), called ``calls`` times: what the machine itself holds
+    requests up."""
     due = commands + 1 - prune_to if prune_to is not None else 0  # the journal, the first request, down to it
-    bound = prune_to if prune_to is not None else commands * 2
+    bounds = (["--max-commands", str(prune_to)] if prune_to is not None
+              else ["--max-commands", str(commands * 2), "--retention-days", "100000"])
     with bench_xenstored() as (daemon, directory):
         domain = new_domain(daemon, 3)
         state = directory / "state"
@@ -166,8 +168,7 @@ def prune_hold(cache: Path, commands: int, prune_to: int | None, after: int, cal
         watcher.expect(first)
         write_requests(daemon, domain, first)
         started = time.perf_counter()
-        agent = start_agent(daemon, domain, state, log, "--max-commands", str(bound), "--keep-min", "1000",
-                            "--log-level", "info")
+        agent = start_agent(daemon, domain, state, log, *bounds, "--keep-min", "1000", "--log-level", "info")
         caller = None
         try:
             if not watcher.wait(first, 120):
@@ -188,6 +189,8 @@ def prune_hold(cache: Path, commands: int, prune_to: int | None, after: int, cal
                     raise RuntimeError("no prune seen in the agent's log within 600 s")
             prune_seconds = time.perf_counter() - prune_started
             normal = [caller.call(VERSION_BODY) for _ in range(after)]
+            if prune_to is None and PRUNED.search(log.read_text(errors="replace")):
+                raise RuntimeError("the agent pruned during the measure with no prune")
         finally:
             if caller is not None:
                 caller.close()

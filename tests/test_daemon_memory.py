@@ -173,9 +173,11 @@ def test_a_prune_under_way_goes_at_the_pace_of_the_checkpoints_not_of_the_reques
 
     _old_commands(state_dir, 100)
     calls = _count_prunes(monkeypatch)
-    monkeypatch.setattr(Journal, "checkpoints_behind", lambda _self: True)  # the checkpoints never catch up
+    # After the first batch the checkpoints never catch up again.
+    monkeypatch.setattr(Journal, "checkpoints_behind", lambda _self: bool(calls))
     monkeypatch.setattr(daemon_module, "CATCH_UP_PAUSE", 3600.0)
     memory_agent(retention_days=1e-9, keep_min=10, housekeeping_interval=3600)
+    wait_for(lambda: bool(calls))
     for _ in range(10):
         assert memory_host.raw('{"name": "version", "value": "agent"}', timeout=10)["returncode"] == "0"
     assert calls == [retention.PER_CALL], "a prune batch ran for a request while the checkpoints were behind"
@@ -245,7 +247,7 @@ def _steps(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
         return real_step(*args, **kwargs)
 
     def checkpoint(journal: Journal) -> None:
-        steps.append("checkpoint")
+        steps.append("checkpoint" if journal._after_commit is None else "checkpoint inside the batch")
         real_checkpoint(journal)
 
     monkeypatch.setattr(retention, name, step)
@@ -261,9 +263,9 @@ def test_each_prune_batch_is_checkpointed_before_the_next(memory_agent, state_di
     steps = _steps(monkeypatch, "prune")
     memory_agent(retention_days=1e-9, keep_min=10, housekeeping_interval=3600)
     wait_for(lambda: len(open_journal(state_dir).commands()) == 10)
-    wait_for(lambda: steps.count("checkpoint") >= 4)  # 50 commands, PER_CALL at a time
-    batches = "".join("P" if step == "prune" else "c" for step in steps).rstrip("P")  # the last found none
-    assert batches == "Pc" * (len(batches) // 2) and len(batches) // 2 >= 50 // retention.PER_CALL
+    batches = -(-50 // retention.PER_CALL)  # 50 commands, PER_CALL at a time
+    wait_for(lambda: steps.count("checkpoint") >= batches)
+    assert steps == ["prune", "checkpoint"] * batches
 
 
 def test_each_reply_collection_batch_is_checkpointed_before_the_next(
@@ -279,7 +281,33 @@ def test_each_reply_collection_batch_is_checkpointed_before_the_next(
         assert memory_host.raw('{"name": "version", "value": "agent"}', timeout=10)["returncode"] == "0"
     wait_for(lambda: not memory_guest.list(GUEST_DIR))
     wait_for(lambda: steps.count("checkpoint") >= 3)
-    assert "".join("M" if step == "mark_replies_removed" else "c" for step in steps).replace("Mc", "") == ""
+    assert steps == ["mark_replies_removed", "checkpoint"] * (len(steps) // 2)
+
+
+def test_batches_of_a_collection_and_a_prune_under_way_together_keep_their_pace(
+        memory_agent, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply collection and a prune under way at once take one batch at a time, each HOUSEKEEPING_PACE at
+    least after the one before began, whichever kind it was: no checkpoint pass has two batches' pages."""
+    from agent import daemon as daemon_module
+
+    _old_commands(state_dir, 60)  # delivered by an earlier process, their replies not collected yet
+    monkeypatch.setattr(daemon_module, "COLLECT_PER_CALL", 8)
+    monkeypatch.setattr(daemon_module, "HOUSEKEEPING_PACE", 0.05)
+    begun: list[tuple[str, float]] = []
+    for name in ("collect_more", "prune"):
+        real = getattr(Agent, name)
+
+        def recorded(agent: Agent, real: Any = real, name: str = name) -> int:
+            count = real(agent)
+            begun.append((name, agent._batch_at))
+            return int(count)
+
+        monkeypatch.setattr(Agent, name, recorded)
+    memory_agent(retention_days=1e-9, keep_min=10, reply_max_age=0.001, housekeeping_interval=3600)
+    wait_for(lambda: len(open_journal(state_dir).commands()) == 10, timeout=30)
+    kinds = [name for name, _ in begun]
+    assert "collect_more" in kinds and "prune" in kinds
+    assert all(later >= earlier + 0.05 for (_, earlier), (_, later) in zip(begun, begun[1:]))
 
 
 def test_collecting_an_old_reply_leaves_the_place_a_newer_command_holds(

@@ -7,9 +7,9 @@ that held the request behind it for half a second. The daemon's connection there
 - Passes are PASSIVE (they never wait for the writer): at once while more than ``CAUGHT_UP`` frames are left
   to copy, every ``SHORT`` seconds while a few are, and once caught up after ``INTERVAL`` seconds or after
   ``PASS_EVERY`` more commits, whichever comes first, or at once when the writer asks for it (``pass_now``,
-  after a commit that wrote pages all over the file: a prune's). Under a steady flow of commits no
-  pass then has more than those commits' pages to copy and sync: the disk's bursts stay short, and so do the
-  waits of the requests' own syncs queued behind them.
+  after a commit that wrote pages all over the file: a prune's or a reply collection's). Under a steady flow
+  of commits no pass then has more than those commits' pages to copy and sync: the disk's bursts stay short,
+  and so do the waits of the requests' own syncs queued behind them.
 - The WAL must also start anew now and then. SQLite does that by itself when a write begins with every frame
   copied, which needs a pause in the writes longer than a pass. For a writer that never pauses (requests one
   after another, a prune), once a pass has copied a WAL of ``RESTART_AT`` frames or more whole, the thread
@@ -86,7 +86,7 @@ class Checkpointer:
         self.interval = interval
         self._wanted = threading.Event()
         # Commits so far, and when the last pass began; ``_wake_early`` is set once PASS_EVERY commits came
-        # after that, and wakes a caught-up thread before its interval is over.
+        # after that, or by ``pass_now`` or ``stop``, and wakes a caught-up thread before its interval is over.
         self._nudges = 0
         self._nudges_at_pass = 0
         # The writer asked for a pass at once (``pass_now``) since the last pass began.
@@ -117,8 +117,9 @@ class Checkpointer:
             self._wake_early.set()
 
     def pass_now(self) -> None:
-        """Checkpoint at once, even when caught up: the commits since the last pass wrote pages all over the
-        file, which must not pile up for one long pass."""
+        """Checkpoint at once, even when caught up (after ``SHORT`` seconds when the last pass left a few
+        frames): the commits since the last pass wrote pages all over the file, which must not pile up for one
+        long pass."""
         self._now = True
         self._wanted.set()
         self._wake_early.set()
@@ -167,8 +168,9 @@ class Checkpointer:
                     if self._stopping.wait(SHORT):
                         return
                 else:
-                    # Caught up: the next pass after ``interval``, or sooner once ``PASS_EVERY`` commits or
-                    # one asking for it are waiting, so that no pass has more than their pages to copy and sync.
+                    # Caught up: the next pass after ``interval``, or sooner once ``PASS_EVERY`` commits are
+                    # waiting or the writer asked for a pass (``pass_now``), so that no pass has more than their
+                    # pages to copy and sync.
                     self._wake_early.clear()
                     # ``stop`` sets _stopping before it wakes this wait: a stop asked for during the pass ends
                     # the thread now, not an interval later. A nudge during the pass is seen by ``_pass_due``.

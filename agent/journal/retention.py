@@ -52,9 +52,9 @@ def replies_to_collect(journal: Journal, delivered_upto: int, earlier: str, star
 def superseded(journal: Journal, command_ids: Iterable[int]) -> dict[int, int]:
     """Of these commands, each whose request id a newer command has, with the newest such command's id.
 
-    A reply's place is ``data/guest/<request id>``: once a newer request under the same id (a host that re-used
-    it with another body) has been answered, the reply there is the newer command's, and removing an older
-    command's reply must leave it alone."""
+    A reply's place is ``data/guest/<request id>``: once a newer command has the same request id (a host that
+    used it again with another body), the place is that command's (its reply is there, or will be), and
+    removing an older command's reply must leave it alone."""
     found: dict[int, int] = {}
     for batch in chunks(command_ids):
         for row in journal.query(
@@ -66,9 +66,9 @@ def superseded(journal: Journal, command_ids: Iterable[int]) -> dict[int, int]:
 
 
 def mark_replies_removed(journal: Journal, command_ids: list[int], left: Mapping[int, int] | None = None) -> None:
-    """Journal that these commands' replies were removed from data/guest: one "collect" transition each, all
-    in one transaction. ``left``: those whose reply place a newer command holds (``superseded``), and which
-    were left in place for it; their transition says so."""
+    """Journal that these commands' replies are gone from data/guest, or left to a newer command under the same
+    request id (``left``, from ``superseded``; their transition names it): one "collect" transition each, all
+    in one transaction."""
     if not command_ids:
         return
     at = times.utcnow()
@@ -112,7 +112,7 @@ def prune(journal: Journal, finished_before: str, keep_min: int, max_commands: i
             (boundary[0], limit + 1)).fetchall()
         excess = total - max_commands
         doomed: list[int] = []
-        holding: dict[int, str] = {}  # doomed commands whose reply is still in data/guest: their request ids
+        holding: dict[int, str] = {}  # doomed commands whose reply is not collected yet: their request ids
         more = False
         for command_id, finished_at, request_id, present in candidates:
             if not (finished_at < finished_before or excess > 0):
@@ -125,8 +125,8 @@ def prune(journal: Journal, finished_before: str, keep_min: int, max_commands: i
             if present:
                 holding[command_id] = request_id
         # A reply place that a newer command holds is that command's to clear, not a pruned one's.
-        taken = superseded(journal, holding) if holding else {}
-        replies = [request_id for command_id, request_id in holding.items() if command_id not in taken]
+        left = superseded(journal, holding) if holding else {}
+        replies = [request_id for command_id, request_id in holding.items() if command_id not in left]
         if doomed:
             _anchor_survivors(cursor, doomed)
             _delete_commands(cursor, doomed)

@@ -97,9 +97,9 @@ def test_wipe_runs_while_the_checkpointer_works(journal: Journal, tmp_path: Path
     (False, True, "just now", "never")])
 def test_a_prune_under_way_waits_for_its_pace_and_while_the_checkpoints_catch_up(
         pruning: bool, behind: bool, last_batch: str, due: str) -> None:
-    """The daemon takes the next batch of a prune HOUSEKEEPING_PACE after the last one began (the checkpoint of
-    its pages runs meanwhile), and later while the WAL checkpoints are far behind: a large prune never outruns
-    them (requests' syncs would wait behind their passes on the disk)."""
+    """``_more_housekeeping_due`` puts the next batch of a prune HOUSEKEEPING_PACE after the last one began
+    (``_batch_at``), and CATCH_UP_PAUSE from now while the WAL checkpoints are behind; never, with none under
+    way."""
     from types import SimpleNamespace
 
     from agent.daemon import CATCH_UP_PAUSE, HOUSEKEEPING_PACE, Agent
