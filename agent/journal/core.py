@@ -569,11 +569,14 @@ class Journal:
 
     def mark_replied(self, record: CommandRecord, written: bool = True) -> CommandRecord:
         """Journal that the reply was written and the request deleted; ``written`` False records a reply
-        that could not be written (its path is too long for XenStore) and a request removed unanswered."""
+        that could not be written (its path is too long for XenStore) and a request removed unanswered.
+
+        A delivery puts the reply back in data/guest also when an earlier one was collected (a request sent
+        again after that): it is to be collected again."""
         at = times.utcnow()
         detail = None if written else {"reply_written": False}
         return self.transaction(lambda cursor: self.step(
-            cursor, record, "deliver", record.state, detail, at, replied_at=at))
+            cursor, record, "deliver", record.state, detail, at, replied_at=at, reply_removed_at=None))
 
     def wipe(self) -> None:
         """Checkpoint the WAL into the database and truncate it, so that wiped secrets leave the files.

@@ -50,17 +50,21 @@ def replies_to_collect(journal: Journal, delivered_upto: int, earlier: str, star
 
 
 def superseded(journal: Journal, command_ids: Iterable[int]) -> dict[int, int]:
-    """Of these commands, each whose request id a newer command has, with the newest such command's id.
+    """Of these commands, each whose reply place a newer command holds, with that command's id: the newest
+    command under the same request id, when it is newer and its own reply is not collected yet.
 
-    A reply's place is ``data/guest/<request id>``: once a newer command has the same request id (a host that
-    used it again with another body), the place is that command's (its reply is there, or will be), and
-    removing an older command's reply must leave it alone."""
+    A reply's place is ``data/guest/<request id>``. A host that used an id again with another body has a newer
+    command there: its reply is in that place, or will be, and that command's own collection (or prune) removes
+    it; an older command's must leave it alone. Once the newest one's reply was collected, whatever the place
+    holds (an older command's reply, delivered after it) is nobody else's to remove."""
     found: dict[int, int] = {}
     for batch in chunks(command_ids):
+        # max(id) under one request id is one seek in ix_commands_request_id, however many share the id.
         for row in journal.query(
-                "SELECT old.id AS id, max(newer.id) AS newest FROM commands AS old JOIN commands AS newer "  # noqa: S608
-                f"ON newer.request_id = old.request_id AND newer.id > old.id WHERE old.id IN ({marks(batch)}) "
-                "GROUP BY old.id", batch):
+                "SELECT old.id AS id, newest.id AS newest FROM commands AS old JOIN commands AS newest "  # noqa: S608
+                "ON newest.id = (SELECT max(same.id) FROM commands AS same WHERE same.request_id = old.request_id) "
+                f"WHERE old.id IN ({marks(batch)}) AND newest.id > old.id AND newest.reply_removed_at IS NULL",
+                batch):
             found[row["id"]] = row["newest"]
     return found
 

@@ -8,7 +8,8 @@ What it checks, and how:
 - Every other column of a command is what its chain says: state and chain position (the last transition),
   ``updated_at`` (its time), ``attempts`` (one plus the "recover" transitions), the reply and ``finished_at``
   (the first transition that journaled a reply), ``replied_at`` (the last "deliver"), ``reply_removed_at``
-  (the last "collect") and the working data (the last transition that journaled some).
+  (the last "collect", unless a "deliver" came after it) and the working data (the last transition that
+  journaled some).
 - Retention's anchors and every sealed table (``agent.journal.seals``) against their digests.
 - ``PRAGMA integrity_check`` for damage to the file's pages.
 
@@ -210,7 +211,7 @@ class _Verifier:
             if finished_at is None and reply is not None:
                 finished_at = row["at"]
             if row["trigger"] == "deliver":
-                replied_at = row["at"]
+                replied_at, removed_at = row["at"], None  # delivered again: back in data/guest
             elif row["trigger"] == "collect":
                 removed_at = row["at"]
         if last is None or last["dest"] != command["state"] or (last["seq"], last["hash"]) != (

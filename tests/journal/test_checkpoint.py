@@ -273,3 +273,29 @@ def test_a_pass_asked_for_during_a_pass_follows_it(journal: Journal, monkeypatch
     release.set()
     assert in_pass.wait(30), "no pass followed the one the second checkpoint_soon came during"
     wait_for(lambda: checkpointer.runs >= runs + 2)
+
+
+def test_passes_a_reader_holds_back_neither_spin_nor_hold_work_back(journal: Journal, tmp_path: Path) -> None:
+    """A reader that keeps one snapshot (``journal verify`` does, while it reads) stops the passes from copying
+    what was committed after it: the thread then passes every SHORT seconds instead of at once (thousands of
+    passes a second, a CPU's worth), and ``checkpoints_behind`` stays false, since holding a prune back would
+    not let the passes catch up; once the reader goes, they do."""
+    from agent.journal import checkpoint
+
+    journal.checkpoint_in_background()
+    checkpointer = journal._checkpointer
+    assert checkpointer is not None
+    reader = sqlite3.connect(tmp_path / DATABASE_NAME, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM commands").fetchone()
+    with journal.batch():
+        for n in range(checkpoint.CAUGHT_UP * 16):  # more frames than CAUGHT_UP (rows share pages), after the snapshot
+            journal.receive(f"held-{n}", "", "version", "version", "d" * 64, '"agent"')
+    wait_for(lambda: checkpointer.stuck and checkpointer.left > checkpoint.CAUGHT_UP)
+    runs = checkpointer.runs
+    time.sleep(1.0)
+    assert checkpointer.runs - runs <= 4 / checkpoint.SHORT, "the thread passes again at once behind a reader"
+    assert checkpointer.stuck and not journal.checkpoints_behind()
+    reader.execute("COMMIT")
+    reader.close()
+    wait_for(lambda: checkpointer.left == 0 and not checkpointer.stuck)

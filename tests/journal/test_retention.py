@@ -318,9 +318,30 @@ def test_a_pruned_command_leaves_a_reply_place_that_a_newer_command_holds(journa
 
 
 def test_superseded_names_the_newest_command_under_the_same_request_id(journal: Journal) -> None:
-    """``superseded`` maps each command that a newer one shares its request id with to the newest of them."""
+    """``superseded`` maps each command that a newer one shares its request id with to the newest of them, as
+    long as the newest one's reply is not collected: once it is, the place holds nobody else's reply, and an
+    older command's collection removes what is there (an older reply delivered after it would stay for ever)."""
     first = version_command(journal, "r")
     other = version_command(journal, "s")
     second = version_command(journal, "r")
     third = version_command(journal, "r")
     assert retention.superseded(journal, [first, other, second, third]) == {first: third, second: third}
+    retention.mark_replies_removed(journal, [third])
+    assert retention.superseded(journal, [first, other, second, third]) == {}
+
+
+def test_superseded_seeks_the_newest_command_of_a_request_id(journal: Journal,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``superseded`` finds the newest command under a request id with one seek in its index, not by reading
+    every command that shares the id: a host that used one id thousands of times does not slow a prune."""
+    first = version_command(journal, "r")
+    version_command(journal, "r")
+    asked: list[tuple[str, object]] = []
+    real = journal.query
+    monkeypatch.setattr(journal, "query", lambda sql, params=(): asked.append((sql, params)) or real(sql, params))
+    retention.superseded(journal, [first])
+    [(sql, params)] = asked
+    plan = [row[3] for row in journal.driver.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+    assert plan[0].startswith("SEARCH old USING INTEGER PRIMARY KEY"), plan
+    assert any("COVERING INDEX ix_commands_request_id (request_id=?)" in step for step in plan), plan
+    assert not any(step.startswith("SCAN") for step in plan), plan
