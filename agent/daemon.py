@@ -168,8 +168,10 @@ class Agent:
         #: None when none is under way. And how many it removed so far.
         self._collection: tuple[int, str] | None = None
         self._collected = 0
-        #: When (``time.monotonic``) the last batch of a prune or collection began (see ``HOUSEKEEPING_PACE``).
+        #: When (``time.monotonic``) the last batch of a prune or collection began (see ``HOUSEKEEPING_PACE``),
+        #: and whether it was a prune's (the two take turns, ``housekeeping_batch``).
         self._batch_at = float("-inf")
+        self._pruned_last = False
         #: No timer runs before this (``time.monotonic``): set after an error (see ``_retry_soon``).
         self._timers_held_until = 0.0
 
@@ -791,12 +793,15 @@ class Agent:
 
     def _more_housekeeping_due(self, journal: Journal) -> float:
         """When the next batch of a prune or reply collection under way is due: ``HOUSEKEEPING_PACE`` after the
-        last one began (after any waiting request), or later while the WAL checkpoints catch up with the batches
-        before it."""
+        last one began (after any waiting request); later (``CATCH_UP_PAUSE`` from now) while the WAL
+        checkpoints are behind, and while a reader holds them back if only a prune is under way: its pages
+        would pile up in the WAL until the reader is done, where a collection's are few."""
         if not (self._pruning or self._collection):
             return float("inf")
         paced = self._batch_at + HOUSEKEEPING_PACE
-        return max(paced, time.monotonic() + CATCH_UP_PAUSE) if journal.checkpoints_behind() else paced
+        if journal.checkpoints_behind() or (not self._collection and journal.checkpoints_held_by_reader()):
+            return max(paced, time.monotonic() + CATCH_UP_PAUSE)
+        return paced
 
     def _wipe_due(self) -> float:
         deferred = self._journal().wipe_deferred_at
@@ -842,12 +847,20 @@ class Agent:
         self.scan()
 
     def housekeeping_batch(self) -> int:
-        """One batch of the reply collection or the prune under way (the collection's first), if it is due
+        """One batch of the reply collection or the prune under way (turn about when both are), if it is due
         (``_more_housekeeping_due``): how many replies or commands it removed. The main loop calls this on its
         turns, after any waiting request, so that neither ever holds a request up for long."""
-        if not (self._collection or self._pruning) or time.monotonic() < self._more_housekeeping_due(self._journal()):
+        journal = self._journal()
+        if not (self._collection or self._pruning) or time.monotonic() < self._more_housekeeping_due(journal):
             return 0
-        return self.collect_more() if self._collection else self.prune()
+        # With both under way they take turns: a collection that every housekeeping run starts again must not
+        # keep the prune from its batches. A reader holding the checkpoints back holds the prune only.
+        if self._pruning and (not self._collection or (not self._pruned_last and
+                                                       not journal.checkpoints_held_by_reader())):
+            self._pruned_last = True
+            return self.prune()
+        self._pruned_last = False
+        return self.collect_more()
 
     def collect_replies(self, now: float) -> None:
         """Start removing our replies from ``data/guest`` once nova can no longer be waiting for them.

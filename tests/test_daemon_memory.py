@@ -357,6 +357,16 @@ def test_replies_are_collected_while_a_reader_holds_the_journal(
         reader.close()
 
 
+def test_a_housekeeping_interval_shorter_than_the_pace_still_prunes(memory_agent, state_dir: Path) -> None:
+    """Every housekeeping run starts a reply collection again; with runs closer together than
+    HOUSEKEEPING_PACE the prune still gets its batches (the two take turns), and the journal comes down to
+    its bound."""
+    _old_commands(state_dir, 100)
+    memory_agent(retention_days=1e-9, keep_min=10, housekeeping_interval=0.002)
+    wait_for(lambda: len(open_journal(state_dir).commands()) == 10, timeout=30)
+    assert open_journal(state_dir).verify().ok
+
+
 def test_collecting_an_old_reply_leaves_the_place_a_newer_command_holds(
         memory_agent, memory_guest: MemoryXenStore, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A request id the host used again (another body): collecting the older command's reply leaves

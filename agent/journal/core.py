@@ -390,6 +390,12 @@ class Journal:
         are far behind this handle's commits, or their last pass was slow (``Checkpointer.behind``)."""
         return self._checkpointer is not None and self._checkpointer.behind
 
+    def checkpoints_held_by_reader(self) -> bool:
+        """Whether a reader (``journal verify``, a backup) keeps the background checkpoints from copying what
+        was committed after its snapshot (``Checkpointer.stuck``): until it is done, the WAL keeps every page
+        written meanwhile."""
+        return self._checkpointer is not None and self._checkpointer.stuck
+
     def checkpoint_soon(self) -> None:
         """Have the background checkpointer pass at once, also when it is caught up: after a commit that wrote
         pages all over the file (a prune's batch, a reply collection's), so that they are copied and synced

@@ -8,8 +8,8 @@ What it checks, and how:
 - Every other column of a command is what its chain says: state and chain position (the last transition),
   ``updated_at`` (its time), ``attempts`` (one plus the "recover" transitions), the reply and ``finished_at``
   (the first transition that journaled a reply), ``replied_at`` (the last "deliver"), ``reply_removed_at``
-  (the last "collect", unless a "deliver" came after it) and the working data (the last transition that
-  journaled some).
+  (the last "collect", or none when a "deliver" came after it; an older agent kept that collect's time) and the
+  working data (the last transition that journaled some).
 - Retention's anchors and every sealed table (``agent.journal.seals``) against their digests.
 - ``PRAGMA integrity_check`` for damage to the file's pages.
 
@@ -185,6 +185,9 @@ class _Verifier:
         last: dict[str, Any] | None = None
         reply: Any = None
         attempts, finished_at, replied_at, removed_at = 1, None, None, None
+        # The collection a later delivery undid: agents before the rule that a delivery makes the reply due
+        # again kept its time in reply_removed_at, which stays as good as None.
+        undone_at: str | None = None
         data: str | None = None
         for expected_seq, row in enumerate(rows, start=1):
             if row["seq"] != expected_seq or row["prev_hash"] != prev:
@@ -211,7 +214,7 @@ class _Verifier:
             if finished_at is None and reply is not None:
                 finished_at = row["at"]
             if row["trigger"] == "deliver":
-                replied_at, removed_at = row["at"], None  # delivered again: back in data/guest
+                replied_at, removed_at, undone_at = row["at"], None, removed_at  # back in data/guest
             elif row["trigger"] == "collect":
                 removed_at = row["at"]
         if last is None or last["dest"] != command["state"] or (last["seq"], last["hash"]) != (
@@ -229,7 +232,8 @@ class _Verifier:
         expected = {"updated_at": last["at"], "attempts": attempts, "finished_at": finished_at,
                     "replied_at": replied_at, "reply_removed_at": removed_at}
         for column, value in expected.items():
-            if command[column] != value:
+            allowed = (value, undone_at) if column == "reply_removed_at" and value is None else (value,)
+            if command[column] not in allowed:
                 self.fail(f"command {cid}: its {column} {command[column]!r} is not what its transitions say "
                           f"({value!r})")
 

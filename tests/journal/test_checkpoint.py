@@ -92,22 +92,27 @@ def test_wipe_runs_while_the_checkpointer_works(journal: Journal, tmp_path: Path
     assert (tmp_path / f"{DATABASE_NAME}-wal").stat().st_size == 0
 
 
-@pytest.mark.parametrize(("pruning", "behind", "last_batch", "due"), [
-    (True, False, "long ago", "now"), (True, False, "just now", "paced"), (True, True, "long ago", "paused"),
-    (False, True, "just now", "never")])
-def test_a_prune_under_way_waits_for_its_pace_and_while_the_checkpoints_catch_up(
-        pruning: bool, behind: bool, last_batch: str, due: str) -> None:
-    """``_more_housekeeping_due`` puts the next batch of a prune HOUSEKEEPING_PACE after the last one began
-    (``_batch_at``), and CATCH_UP_PAUSE from now while the WAL checkpoints are behind; never, with none under
-    way."""
+@pytest.mark.parametrize(("work", "checkpoints", "last_batch", "due"), [
+    ("prune", "caught up", "long ago", "now"), ("prune", "caught up", "just now", "paced"),
+    ("prune", "behind", "long ago", "paused"), ("prune", "held by a reader", "long ago", "paused"),
+    ("collection", "held by a reader", "long ago", "now"), ("collection", "behind", "long ago", "paused"),
+    ("none", "behind", "just now", "never")])
+def test_housekeeping_batches_wait_for_their_pace_and_while_the_checkpoints_catch_up(
+        work: str, checkpoints: str, last_batch: str, due: str) -> None:
+    """``_more_housekeeping_due`` puts the next batch of a prune or collection HOUSEKEEPING_PACE after the last
+    one began (``_batch_at``), and CATCH_UP_PAUSE from now while the WAL checkpoints are behind, or while a
+    reader holds them back and only a prune is under way (its pages would pile up in the WAL); never, with
+    none under way."""
     from types import SimpleNamespace
 
     from agent.daemon import CATCH_UP_PAUSE, HOUSEKEEPING_PACE, Agent
 
     before = time.monotonic()
     batch_at = float("-inf") if last_batch == "long ago" else before
-    agent = SimpleNamespace(_pruning=pruning, _collection=None, _batch_at=batch_at)
-    journal = SimpleNamespace(checkpoints_behind=lambda: behind)
+    agent = SimpleNamespace(_pruning=work == "prune", _collection=(1, "x") if work == "collection" else None,
+                            _batch_at=batch_at)
+    journal = SimpleNamespace(checkpoints_behind=lambda: checkpoints == "behind",
+                              checkpoints_held_by_reader=lambda: checkpoints == "held by a reader")
     when = Agent._more_housekeeping_due(agent, journal)  # type: ignore[arg-type]
     expected = {"now": lambda: when <= before, "never": lambda: when == float("inf"),
                 "paced": lambda: when == batch_at + HOUSEKEEPING_PACE,
