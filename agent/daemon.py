@@ -163,7 +163,7 @@ class Agent:
         self._started, self._start_row = time.monotonic(), 0
         #: Whether retention has more commands to remove (see ``prune``), and how many it removed so far.
         self._pruning, self._pruned = False, 0
-        #: A reply collection with more replies to remove (see ``collect_replies``): the bounds it goes by
+        #: A reply collection with more replies to remove (see ``start_reply_collection``): the bounds it goes by
         #: (delivered at or before this transition row, or by an earlier process before this wall-clock time);
         #: None when none is under way. And how many it removed so far.
         self._collection: tuple[int, str] | None = None
@@ -171,7 +171,7 @@ class Agent:
         #: When (``time.monotonic``) the last batch of a prune or collection began (see ``HOUSEKEEPING_PACE``),
         #: and whether it was a prune's (the two take turns, ``housekeeping_batch``).
         self._batch_at = float("-inf")
-        self._pruned_last = False
+        self._last_batch_pruned = False
         #: No timer runs before this (``time.monotonic``): set after an error (see ``_retry_soon``).
         self._timers_held_until = 0.0
 
@@ -793,9 +793,9 @@ class Agent:
 
     def _more_housekeeping_due(self, journal: Journal) -> float:
         """When the next batch of a prune or reply collection under way is due: ``HOUSEKEEPING_PACE`` after the
-        last one began (after any waiting request); later (``CATCH_UP_PAUSE`` from now) while the WAL
-        checkpoints are behind, and while a reader holds them back if only a prune is under way: its pages
-        would pile up in the WAL until the reader is done, where a collection's are few."""
+        last one began (after any waiting request); not while the WAL checkpoints are behind or, with only a
+        prune under way, while a reader holds them back (the prune's pages would pile up in the WAL until the
+        reader is done; a collection writes few): then the main loop looks again every ``CATCH_UP_PAUSE``."""
         if not (self._pruning or self._collection):
             return float("inf")
         paced = self._batch_at + HOUSEKEEPING_PACE
@@ -834,12 +834,12 @@ class Agent:
     # -- housekeeping ---------------------------------------------------------------------------------
 
     def housekeeping(self) -> None:
-        """Command types' timers; remove our old replies from ``data/guest`` and old commands; rescan."""
+        """Command types' timers; start removing our old replies from ``data/guest`` and old commands; rescan."""
         now = time.monotonic()
         self._next_housekeeping = now + self.config.housekeeping_interval
         self.command_timers()
         # Both go a batch at a time from here, one batch a turn of the main loop when due.
-        self.collect_replies(now)
+        self.start_reply_collection(now)
         self._pruning = True  # until a batch finds nothing more due
         done = self.housekeeping_batch()
         log.debug("housekeeping done: reply collection and pruning started (%d removed at once)", done)
@@ -847,22 +847,24 @@ class Agent:
         self.scan()
 
     def housekeeping_batch(self) -> int:
-        """One batch of the reply collection or the prune under way (turn about when both are), if it is due
+        """One batch of the reply collection or the prune under way (turn about when both are; the collection
+        only, while a reader holds the checkpoints back), if it is due
         (``_more_housekeeping_due``): how many replies or commands it removed. The main loop calls this on its
         turns, after any waiting request, so that neither ever holds a request up for long."""
         journal = self._journal()
         if not (self._collection or self._pruning) or time.monotonic() < self._more_housekeeping_due(journal):
             return 0
-        # With both under way they take turns: a collection that every housekeeping run starts again must not
-        # keep the prune from its batches. A reader holding the checkpoints back holds the prune only.
-        if self._pruning and (not self._collection or (not self._pruned_last and
+        # Collection first would starve the prune when housekeeping runs (each starts a collection) come closer
+        # together than HOUSEKEEPING_PACE: with both under way, they alternate. A reader holding the checkpoints
+        # back holds only the prune: then the collection takes every turn.
+        if self._pruning and (not self._collection or (not self._last_batch_pruned and
                                                        not journal.checkpoints_held_by_reader())):
-            self._pruned_last = True
+            self._last_batch_pruned = True
             return self.prune()
-        self._pruned_last = False
+        self._last_batch_pruned = False
         return self.collect_more()
 
-    def collect_replies(self, now: float) -> None:
+    def start_reply_collection(self, now: float) -> None:
         """Start removing our replies from ``data/guest`` once nova can no longer be waiting for them.
 
         A reply goes ``replies.max_age`` after its delivery by the monotonic clock, which no setting of the
@@ -881,7 +883,7 @@ class Agent:
         self._collection = (by_this_process, by_earlier)
 
     def collect_more(self) -> int:
-        """One batch of the reply collection ``collect_replies`` started: how many replies it removed."""
+        """One batch of the reply collection ``start_reply_collection`` started: how many replies it removed."""
         assert self._collection is not None
         (by_this_process, by_earlier), journal = self._collection, self._journal()
         self._collection = None  # a batch that fails is tried again by housekeeping, not in a tight loop

@@ -19,9 +19,11 @@ that held the request behind it for half a second. The daemon's connection there
   commit (``Journal._wal_grew``), paying for what is left to copy. ``journal_size_limit`` then cuts the file
   back.
 - ``behind`` tells work that can wait (a large prune) to hold back for a moment: the passes are far behind,
-  or the last one was slow (the disk is busy with them). Passes that a reader holds back (``stuck``: a
-  ``journal verify`` keeps its snapshot while it reads) follow each other every ``SHORT`` seconds, not at
-  once, and hold no work back: neither would make the reader finish sooner.
+  or the last one was slow (the disk is busy with them). Passes that a reader holds back (``held_by_reader``:
+  a ``journal verify`` keeps its snapshot while it reads) follow each other every ``SHORT`` seconds, not at
+  once, and ``behind`` does not count them (waiting would not let the passes catch up). The daemon asks
+  ``held_by_reader`` separately (``Journal.checkpoints_held_by_reader``) to hold back a prune, whose pages
+  would otherwise pile up in the WAL until the reader is done.
 
 A crash in the middle of a checkpoint loses nothing (that is SQLite's own guarantee). ``paused`` keeps the
 thread clear of the checkpoints the writer runs itself: the forced RESTART, and the TRUNCATE one that makes a
@@ -105,7 +107,7 @@ class Checkpointer:
         self.left = 0
         #: Whether the last pass left frames and copied none that the pass before had not: a reader holds
         #: them (``journal verify``, a backup), and passing again at once cannot help until it is done.
-        self.stuck = False
+        self.held_by_reader = False
         self._last_pass = (0, 0)  # (frames, copied) of the last pass
         #: Whether the last pass took longer than SLOW_PASS, and when (``time.monotonic``) it ended.
         self.slow = False
@@ -166,8 +168,8 @@ class Checkpointer:
                         log.warning("journal checkpoint failed (%s); it is tried again after the next commit",
                                     exc)
                         # Nothing known about the WAL: no work held back on this pass's account.
-                        left, self.left, self.slow = 0, 0, False
-                if left > CAUGHT_UP and not self.stuck:
+                        left, self.left, self.slow, self.held_by_reader = 0, 0, False, False
+                if left > CAUGHT_UP and not self.held_by_reader:
                     self._wanted.set()  # far behind the writer: the next pass at once
                 elif left:
                     # Nearly there, or held back by a reader: the next pass soon (not at once, which would
@@ -198,7 +200,7 @@ class Checkpointer:
         self.runs += 1
         self.left = max(0, int(frames) - int(copied))
         # The WAL started anew (fewer frames) is progress too.
-        self.stuck = self.left > 0 and copied <= self._last_pass[1] and frames >= self._last_pass[0]
+        self.held_by_reader = self.left > 0 and copied <= self._last_pass[1] and frames >= self._last_pass[0]
         self._last_pass = (int(frames), int(copied))
         restarted = frames >= RESTART_AT and not self.left and self._restart(connection, int(frames))
         if frames >= FORCE_AT and not restarted:
@@ -227,9 +229,8 @@ class Checkpointer:
         """Whether work that can wait should hold back for a moment, so that the passes catch up: they are far
         behind the writer (the thread is passing again at once), or the last one was slow and ended less than
         ``SLOW_HOLD`` ago (the disk is busy with them). A slow pass holds nothing back for longer: with no
-        commit after it, no pass follows to say the disk is free again. Passes stuck behind a reader hold
-        nothing back either: waiting would not let them catch up, only stop the work for as long as the reader
-        stays."""
-        if self.left > CAUGHT_UP and not self.stuck:
+        commit after it, no pass follows to say the disk is free again. Passes held back by a reader do not
+        count either: waiting would not let them catch up (``held_by_reader`` says when they are)."""
+        if self.left > CAUGHT_UP and not self.held_by_reader:
             return True
         return self.slow and time.monotonic() - self._passed_at < SLOW_HOLD

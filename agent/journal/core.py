@@ -392,9 +392,9 @@ class Journal:
 
     def checkpoints_held_by_reader(self) -> bool:
         """Whether a reader (``journal verify``, a backup) keeps the background checkpoints from copying what
-        was committed after its snapshot (``Checkpointer.stuck``): until it is done, the WAL keeps every page
+        was committed after its snapshot (``Checkpointer.held_by_reader``): until it is done, the WAL keeps every page
         written meanwhile."""
-        return self._checkpointer is not None and self._checkpointer.stuck
+        return self._checkpointer is not None and self._checkpointer.held_by_reader
 
     def checkpoint_soon(self) -> None:
         """Have the background checkpointer pass at once, also when it is caught up: after a commit that wrote
@@ -578,7 +578,8 @@ class Journal:
         that could not be written (its path is too long for XenStore) and a request removed unanswered.
 
         A delivery puts the reply back in data/guest also when an earlier one was collected (a request sent
-        again after that): it is to be collected again."""
+        again after that): it is to be collected again (an unwritten one only has the collection delete a
+        missing node, which is harmless)."""
         at = times.utcnow()
         detail = None if written else {"reply_written": False}
         return self.transaction(lambda cursor: self.step(

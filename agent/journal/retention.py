@@ -55,8 +55,9 @@ def superseded(journal: Journal, command_ids: Iterable[int]) -> dict[int, int]:
 
     A reply's place is ``data/guest/<request id>``. A host that used an id again with another body has a newer
     command there: its reply is in that place, or will be, and that command's own collection (or prune) removes
-    it; an older command's must leave it alone. Once the newest one's reply was collected, whatever the place
-    holds (an older command's reply, delivered after it) is nobody else's to remove."""
+    it; an older command's must leave it alone. Once the newest command's reply is collected, no newer command
+    holds the place: an older command's collection or prune removes what is there (its own reply, delivered
+    again since)."""
     found: dict[int, int] = {}
     for batch in chunks(command_ids):
         # max(id) under one request id is one seek in ix_commands_request_id, however many share the id.

@@ -185,9 +185,9 @@ class _Verifier:
         last: dict[str, Any] | None = None
         reply: Any = None
         attempts, finished_at, replied_at, removed_at = 1, None, None, None
-        # The collection a later delivery undid: agents before the rule that a delivery makes the reply due
-        # again kept its time in reply_removed_at, which stays as good as None.
-        undone_at: str | None = None
+        # The time of the collect that a later delivery undid: agents from before deliveries set
+        # reply_removed_at back to none left it in the column, and verify accepts it like none.
+        legacy_removed_at: str | None = None
         data: str | None = None
         for expected_seq, row in enumerate(rows, start=1):
             if row["seq"] != expected_seq or row["prev_hash"] != prev:
@@ -214,7 +214,8 @@ class _Verifier:
             if finished_at is None and reply is not None:
                 finished_at = row["at"]
             if row["trigger"] == "deliver":
-                replied_at, removed_at, undone_at = row["at"], None, removed_at  # back in data/guest
+                # Back in data/guest; a second delivery keeps the collect's time an earlier agent left.
+                replied_at, legacy_removed_at, removed_at = row["at"], removed_at or legacy_removed_at, None
             elif row["trigger"] == "collect":
                 removed_at = row["at"]
         if last is None or last["dest"] != command["state"] or (last["seq"], last["hash"]) != (
@@ -232,7 +233,7 @@ class _Verifier:
         expected = {"updated_at": last["at"], "attempts": attempts, "finished_at": finished_at,
                     "replied_at": replied_at, "reply_removed_at": removed_at}
         for column, value in expected.items():
-            allowed = (value, undone_at) if column == "reply_removed_at" and value is None else (value,)
+            allowed = (value, legacy_removed_at) if column == "reply_removed_at" and value is None else (value,)
             if command[column] not in allowed:
                 self.fail(f"command {cid}: its {column} {command[column]!r} is not what its transitions say "
                           f"({value!r})")

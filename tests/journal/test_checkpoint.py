@@ -296,11 +296,11 @@ def test_passes_a_reader_holds_back_neither_spin_nor_hold_work_back(journal: Jou
     with journal.batch():
         for n in range(checkpoint.CAUGHT_UP * 16):  # more frames than CAUGHT_UP (rows share pages), after the snapshot
             journal.receive(f"held-{n}", "", "version", "version", "d" * 64, '"agent"')
-    wait_for(lambda: checkpointer.stuck and checkpointer.left > checkpoint.CAUGHT_UP)
+    wait_for(lambda: checkpointer.held_by_reader and checkpointer.left > checkpoint.CAUGHT_UP)
     runs = checkpointer.runs
     time.sleep(1.0)
     assert checkpointer.runs - runs <= 4 / checkpoint.SHORT, "the thread passes again at once behind a reader"
-    assert checkpointer.stuck and not journal.checkpoints_behind()
+    assert checkpointer.held_by_reader and not journal.checkpoints_behind()
     reader.execute("COMMIT")
     reader.close()
-    wait_for(lambda: checkpointer.left == 0 and not checkpointer.stuck)
+    wait_for(lambda: checkpointer.left == 0 and not checkpointer.held_by_reader)

@@ -347,16 +347,19 @@ def test_superseded_seeks_the_newest_command_of_a_request_id(journal: Journal,
     assert not any(step.startswith("SCAN") for step in plan), plan
 
 
+@pytest.mark.parametrize("deliveries", [1, 2])
 @pytest.mark.parametrize(("left_in_the_column", "ok"), [("none", True), ("the collect's time", True),
                                                         ("another time", False)])
 def test_verify_takes_a_delivery_after_a_collection_as_making_the_reply_due_again(
-        journal: Journal, left_in_the_column: str, ok: bool) -> None:
-    """After a collect, a deliver (a request sent again) puts the reply back: reply_removed_at is none again.
-    An older agent left the collect's time in the column, which verify accepts too; any other value not."""
+        journal: Journal, deliveries: int, left_in_the_column: str, ok: bool) -> None:
+    """After a collect, a deliver (a request sent again, once or more) puts the reply back: reply_removed_at is
+    none again. An older agent left the collect's time in the column, which verify accepts too; any other value
+    not."""
     command_id = version_command(journal, "again")
     retention.mark_replies_removed(journal, [command_id])
     collected_at = journal.get(command_id).reply_removed_at
-    journal.mark_replied(journal.get(command_id))
+    for _ in range(deliveries):
+        journal.mark_replied(journal.get(command_id))
     assert journal.get(command_id).reply_removed_at is None
     value = {"none": None, "the collect's time": collected_at, "another time": "2000-01-01T00:00:00.000000Z"}
     journal.driver.execute("UPDATE commands SET reply_removed_at = ? WHERE id = ?",
