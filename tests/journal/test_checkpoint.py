@@ -304,3 +304,18 @@ def test_passes_a_reader_holds_back_neither_spin_nor_hold_work_back(journal: Jou
     reader.execute("COMMIT")
     reader.close()
     wait_for(lambda: checkpointer.left == 0 and not checkpointer.held_by_reader)
+
+
+def test_a_failed_pass_holds_no_work_back(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass that fails (a full disk, say) says nothing about the WAL: it leaves no prune held back on a
+    reader's or a slow pass's account, which on an idle daemon nothing would clear."""
+    checkpointer = _caught_up_for_an_hour(journal)
+    checkpointer.held_by_reader, checkpointer.slow, checkpointer.left = True, True, 10_000
+
+    def failing(connection: sqlite3.Connection) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(checkpointer, "_checkpoint", failing)
+    journal.checkpoint_soon()
+    wait_for(lambda: not (checkpointer.held_by_reader or checkpointer.slow or checkpointer.left))
+    assert not journal.checkpoints_behind() and not journal.checkpoints_held_by_reader()
