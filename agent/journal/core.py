@@ -176,12 +176,7 @@ class Journal:
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        self._release_sqlalchemy()
         if self._driver is not None:
             self._driver.close()
             self._driver = None
@@ -342,19 +337,24 @@ class Journal:
     def _drop(self, driver: sqlite3.Connection, why: str) -> None:
         """Close ``driver`` and what was built over it; the next use of the handle opens a new connection."""
         log.warning("journal connection reopened: %s", why)
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
-        if self._engine is not None:
-            with contextlib.suppress(Exception):
-                self._engine.dispose()
-            self._engine = None
+        with contextlib.suppress(Exception):  # the failure being handled is the one to report
+            self._release_sqlalchemy()
         with contextlib.suppress(sqlite3.Error):
             driver.close()
         if self._driver is driver:
             self._driver = None
         self._head, self._tally = None, None
+
+    def _release_sqlalchemy(self) -> None:
+        """Close the SQLAlchemy connection and engine built over the handle's connection (``conn``,
+        ``engine``); both are let go and both are closed, even when the first close fails."""
+        conn, engine, self._conn, self._engine = self._conn, self._engine, None, None
+        try:
+            if conn is not None:
+                conn.close()
+        finally:
+            if engine is not None:
+                engine.dispose()
 
     def checkpoint_in_background(self) -> None:
         """Take the WAL checkpoints out of this handle's commits and run them in a thread of their own
@@ -392,8 +392,8 @@ class Journal:
 
     def checkpoints_held_by_reader(self) -> bool:
         """Whether a reader (``journal verify``, a backup) keeps the background checkpoints from copying what
-        was committed after its snapshot (``Checkpointer.held_by_reader``): until it is done, the WAL keeps every page
-        written meanwhile."""
+        was committed after its snapshot (``Checkpointer.held_by_reader``): until it is done, the WAL keeps
+        every page written meanwhile."""
         return self._checkpointer is not None and self._checkpointer.held_by_reader
 
     def checkpoint_soon(self) -> None:
